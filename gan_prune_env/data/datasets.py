@@ -1,0 +1,105 @@
+"""Image-folder datasets in the pix2pix (aligned) and CycleGAN (unaligned) layouts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from gan_prune_env.data.base import PairDataset
+from gan_prune_env.data.config import DataConfig
+from gan_prune_env.data.images import list_images, load_rgb
+from gan_prune_env.data.procedural import ProceduralPairs
+from gan_prune_env.data.transforms import ImageTransform
+
+MIN_HALF_SIZE = 2
+"""Smallest width and height (pixels) of each half of an aligned A|B image."""
+
+
+def split_folder(root: str | Path, name: str) -> Path:
+    """``root/name``, or FileNotFoundError naming the missing folder (and the ones that exist)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"dataset root not found: {root}")
+    folder = root / name
+    if not folder.is_dir():
+        present = sorted(p.name for p in root.iterdir() if p.is_dir())
+        raise FileNotFoundError(f"split folder not found: {folder} (folders in {root}: {present})")
+    return folder
+
+
+def split_pair(image: Image.Image, path: str | Path) -> tuple[Image.Image, Image.Image]:
+    """Cut a pix2pix side-by-side image into its left (A) and right (B) halves."""
+    width, height = image.size
+    if width % 2 or width < 2 * MIN_HALF_SIZE or height < MIN_HALF_SIZE:
+        raise ValueError(
+            f"{path}: an aligned image must hold A|B side by side with an even width of at least "
+            f"{2 * MIN_HALF_SIZE} px and a height of at least {MIN_HALF_SIZE} px, got {width}x{height}"
+        )
+    half = width // 2
+    return image.crop((0, 0, half, height)), image.crop((half, 0, width, height))
+
+
+class AlignedDataset(PairDataset):
+    """pix2pix pairs: ``root/<split>/*.jpg|png``, each image A on the left half, B on the right.
+
+    A and B receive the same crop and flip, so pixel correspondence survives augmentation.
+    """
+
+    def __init__(self, root: str | Path, split: str, config: DataConfig) -> None:
+        super().__init__(split, config)
+        self.folder = split_folder(root, split)
+        self.files = list_images(self.folder)
+        self.transform = ImageTransform(config, self.train)
+
+    def _num_items(self) -> int:
+        return len(self.files)
+
+    def _pair(
+        self, index: int, rng: np.random.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor, str, str]:
+        path = self.files[index]
+        left, right = split_pair(load_rgb(path), path)
+        aug = self.transform.sample(rng)
+        return self.transform(left, aug), self.transform(right, aug), str(path), str(path)
+
+
+class UnalignedDataset(PairDataset):
+    """CycleGAN domains: ``root/<split>A`` and ``root/<split>B`` (e.g. trainA, testB).
+
+    The length is that of the larger domain. Item ``i`` takes A file ``i % len_A``; its B file is
+    drawn pseudo-randomly from (seed, epoch, i) on the train split, so pairings change per epoch
+    but not per worker count, and is ``i % len_B`` on other splits. A and B are augmented
+    independently, as there is no pixel correspondence to preserve.
+    """
+
+    def __init__(self, root: str | Path, split: str, config: DataConfig) -> None:
+        super().__init__(split, config)
+        self.files_a = list_images(split_folder(root, f"{split}A"))
+        self.files_b = list_images(split_folder(root, f"{split}B"))
+        self.transform = ImageTransform(config, self.train)
+
+    def _num_items(self) -> int:
+        return max(len(self.files_a), len(self.files_b))
+
+    def _pair(
+        self, index: int, rng: np.random.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor, str, str]:
+        path_a = self.files_a[index % len(self.files_a)]
+        b_index = int(rng.integers(len(self.files_b))) if self.train else index
+        path_b = self.files_b[b_index % len(self.files_b)]
+        return self._load(path_a, rng), self._load(path_b, rng), str(path_a), str(path_b)
+
+    def _load(self, path: Path, rng: np.random.Generator) -> torch.Tensor:
+        return self.transform(load_rgb(path), self.transform.sample(rng))
+
+
+def build_dataset(config: DataConfig, split: str) -> PairDataset:
+    """The dataset ``config`` describes: procedural when ``root`` is None, else by ``mode``."""
+    if config.root is None:
+        return ProceduralPairs(split, config)
+    if config.mode == "aligned":
+        return AlignedDataset(config.root, split, config)
+    return UnalignedDataset(config.root, split, config)

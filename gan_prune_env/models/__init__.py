@@ -1,0 +1,22 @@
+"""Pix2Pix/CycleGAN networks with the reference implementation's module names."""
+
+from gan_prune_env.models.factory import (
+    DISCRIMINATOR_ARCHS,
+    GENERATOR_ARCHS,
+    DiscriminatorConfig,
+    GeneratorConfig,
+    build_discriminator,
+    build_generator,
+    init_weights,
+    unet_depth,
+)
+from gan_prune_env.models.patchgan import NLayerDiscriminator
+from gan_prune_env.models.resnet import ResnetBlock, ResnetGenerator
+from gan_prune_env.models.unet import UnetGenerator, UnetSkipConnectionBlock
+
+__all__ = [
+    "DISCRIMINATOR_ARCHS", "GENERATOR_ARCHS", "DiscriminatorConfig", "GeneratorConfig",
+    "NLayerDiscriminator", "ResnetBlock", "ResnetGenerator", "UnetGenerator",
+    "UnetSkipConnectionBlock", "build_discriminator", "build_generator", "init_weights",
+    "unet_depth",
+]

@@ -1,0 +1,110 @@
+"""Build generators and discriminators from dataclass configs (the reference ``define_G``/``define_D``)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from gan_prune_env.models.norms import NORM_TYPES, get_norm_layer
+from gan_prune_env.models.patchgan import NLayerDiscriminator
+from gan_prune_env.models.resnet import ResnetGenerator
+from gan_prune_env.models.unet import UnetGenerator
+
+GENERATOR_ARCHS = ("unet_256", "unet_128", "unet_auto", "resnet_9blocks", "resnet_6blocks")
+DISCRIMINATOR_ARCHS = ("basic", "n_layers")
+
+
+@dataclass
+class GeneratorConfig:
+    """Generator architecture. ``unet_auto`` picks ``log2(image_size)`` levels so the bottleneck is
+    1x1, as ``unet_256`` does at 256 px; use it for small images."""
+
+    arch: str = "unet_256"
+    input_nc: int = 3
+    output_nc: int = 3
+    ngf: int = 64
+    norm: str = "batch"
+    use_dropout: bool = False
+    image_size: int = 256
+
+    def __post_init__(self) -> None:
+        if self.arch not in GENERATOR_ARCHS:
+            raise ValueError(f"generator arch {self.arch!r} is not one of {GENERATOR_ARCHS}")
+        if self.norm not in NORM_TYPES:
+            raise ValueError(f"norm {self.norm!r} is not one of {NORM_TYPES}")
+        if self.ngf < 1 or self.input_nc < 1 or self.output_nc < 1:
+            raise ValueError("ngf, input_nc and output_nc must be positive")
+        if self.arch == "unet_auto":
+            unet_depth(self.image_size)
+
+
+@dataclass
+class DiscriminatorConfig:
+    """PatchGAN discriminator; ``input_nc`` is 6 for conditional Pix2Pix, 3 for CycleGAN."""
+
+    arch: str = "basic"
+    input_nc: int = 6
+    ndf: int = 64
+    n_layers: int = 3
+    norm: str = "batch"
+
+    def __post_init__(self) -> None:
+        if self.arch not in DISCRIMINATOR_ARCHS:
+            raise ValueError(f"discriminator arch {self.arch!r} is not one of {DISCRIMINATOR_ARCHS}")
+        if self.norm not in NORM_TYPES:
+            raise ValueError(f"norm {self.norm!r} is not one of {NORM_TYPES}")
+        if self.ndf < 1 or self.n_layers < 1:
+            raise ValueError("ndf and n_layers must be positive")
+
+
+def unet_depth(image_size: int) -> int:
+    """Levels that bring ``image_size`` (a power of two, >= 32) down to 1x1."""
+    depth = int(round(math.log2(image_size))) if image_size > 0 else 0
+    if 2**depth != image_size or depth < 5:
+        raise ValueError(f"unet_auto needs a power-of-two image size >= 32, got {image_size}")
+    return depth
+
+
+def init_weights(net: nn.Module, gain: float = 0.02, seed: int | None = None) -> nn.Module:
+    """Reference 'normal' init: conv weights N(0, gain), norm weights N(1, gain), biases 0."""
+    generator = torch.Generator().manual_seed(seed) if seed is not None else None
+
+    def init(m: nn.Module) -> None:
+        name = type(m).__name__
+        if hasattr(m, "weight") and m.weight is not None and ("Conv" in name or "Linear" in name):
+            with torch.no_grad():
+                m.weight.normal_(0.0, gain, generator=generator)
+                if getattr(m, "bias", None) is not None:
+                    m.bias.zero_()
+        elif "BatchNorm2d" in name and m.weight is not None:
+            with torch.no_grad():
+                m.weight.normal_(1.0, gain, generator=generator)
+                m.bias.zero_()
+
+    net.apply(init)
+    return net
+
+
+def build_generator(config: GeneratorConfig, seed: int | None = None) -> nn.Module:
+    """Construct and initialise the generator described by ``config``."""
+    norm_layer = get_norm_layer(config.norm)
+    common = dict(ngf=config.ngf, norm_layer=norm_layer, use_dropout=config.use_dropout)
+    if config.arch.startswith("resnet"):
+        n_blocks = 9 if config.arch == "resnet_9blocks" else 6
+        net = ResnetGenerator(config.input_nc, config.output_nc, n_blocks=n_blocks, **common)
+    else:
+        depth = {"unet_256": 8, "unet_128": 7}.get(config.arch) or unet_depth(config.image_size)
+        net = UnetGenerator(config.input_nc, config.output_nc, depth, **common)
+    return init_weights(net, seed=seed)
+
+
+def build_discriminator(config: DiscriminatorConfig, seed: int | None = None) -> nn.Module:
+    """Construct and initialise the PatchGAN described by ``config``."""
+    n_layers = 3 if config.arch == "basic" else config.n_layers
+    net = NLayerDiscriminator(
+        config.input_nc, config.ndf, n_layers=n_layers, norm_layer=get_norm_layer(config.norm)
+    )
+    return init_weights(net, seed=seed)

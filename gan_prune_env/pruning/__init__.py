@@ -1,0 +1,21 @@
+"""Channel groups, importance, masking, physical slicing and MACs accounting."""
+
+from gan_prune_env.pruning.groups import ChannelGroup, channels_for_ratio, discover_groups
+from gan_prune_env.pruning.importance import (
+    Importance, L1FilterImportance, RandomImportance, TorchPruningImportance, make_importance,
+)
+from gan_prune_env.pruning.layers import LayerInfo, trace_layers
+from gan_prune_env.pruning.macs import (
+    count_macs, count_params, count_true_macs_profiler, layer_macs, layer_params,
+)
+from gan_prune_env.pruning.masking import ChannelMasker
+from gan_prune_env.pruning.slicing import slice_by_indices, slice_model
+from gan_prune_env.pruning.space import GROUP_FEATURE_NAMES, ChannelSpace
+
+__all__ = [
+    "GROUP_FEATURE_NAMES", "ChannelGroup", "ChannelMasker", "ChannelSpace", "Importance",
+    "L1FilterImportance", "LayerInfo", "RandomImportance", "TorchPruningImportance",
+    "channels_for_ratio", "count_macs", "count_params", "count_true_macs_profiler",
+    "discover_groups", "layer_macs", "layer_params", "make_importance", "slice_by_indices",
+    "slice_model", "trace_layers",
+]

@@ -1,0 +1,77 @@
+"""Physically slice a network to an architecture with Torch-Pruning.
+
+The sliced network keeps the original module names (so checkpoints stay readable) and computes
+what the masked network computes. Pruned checkpoints store the kept indices per group, so a
+sliced model can be rebuilt from the base architecture without the importance ranking.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from gan_prune_env.pruning.groups import build_dependency_graph
+from gan_prune_env.pruning.space import ChannelSpace
+
+
+def slice_by_indices(
+    model: nn.Module, example_input: torch.Tensor, kept: dict[str, Sequence[int]],
+    inplace: bool = False,
+) -> nn.Module:
+    """Remove every channel of each group (named by its root layer) not listed in ``kept``."""
+    model = model if inplace else copy.deepcopy(model)
+    graph = build_dependency_graph(model, example_input[:1])
+    for root_name, keep in kept.items():
+        try:
+            root = model.get_submodule(root_name)
+        except AttributeError as err:
+            raise KeyError(f"architecture names layer {root_name!r}, which the model lacks") from err
+        channels = root.out_features if isinstance(root, nn.Linear) else root.out_channels
+        keep_set = {int(i) for i in keep}
+        if not keep_set or min(keep_set) < 0 or max(keep_set) >= channels:
+            raise ValueError(f"group {root_name!r}: kept indices must be a non-empty subset of "
+                             f"[0, {channels})")
+        pruned = [i for i in range(channels) if i not in keep_set]
+        if not pruned:
+            continue
+        pruner = graph.get_pruner_of_module(root)
+        group = graph.get_pruning_group(root, pruner.prune_out_channels, idxs=pruned)
+        group.prune()
+    _sync_stateless_norms(model, example_input[:1])
+    return model
+
+
+def _sync_stateless_norms(model: nn.Module, example_input: torch.Tensor) -> None:
+    """InstanceNorm without affine has no tensors for Torch-Pruning to slice, but keeps a stale
+    ``num_features``; read the true width off one forward pass."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.instancenorm._InstanceNorm)]
+    if not norms:
+        return
+
+    def hook(module, args):
+        module.num_features = args[0].shape[1]
+
+    handles = [m.register_forward_pre_hook(hook) for m in norms]
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(example_input)
+    finally:
+        model.train(was_training)
+        for handle in handles:
+            handle.remove()
+
+
+def slice_model(
+    model: nn.Module, space: ChannelSpace, counts: Sequence[int] | np.ndarray,
+    example_input: torch.Tensor | None = None,
+) -> nn.Module:
+    """A new, smaller copy of ``model`` keeping ``counts[g]`` best channels of group g."""
+    if example_input is None:
+        example_input = torch.zeros((1, *space.input_shape))
+    return slice_by_indices(model, example_input, space.keep_indices(counts))
