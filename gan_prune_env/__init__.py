@@ -1,3 +1,18 @@
-"""gan_prune_env: compress Pix2Pix/CycleGAN generators by channel pruning, as a two-agent RL env."""
+"""gan_prune_env: compress Pix2Pix/CycleGAN generators by channel pruning, as a two-agent RL env.
+
+Importing the package registers the Gymnasium ids ``Pix2PixPrune-v0`` and ``CycleGANPrune-v0``
+(entry points are strings, so the import stays light until an env is made).
+"""
+
+import gymnasium as _gym
 
 __version__ = "0.1.0"
+
+ENV_ENTRY_POINTS = {
+    "Pix2PixPrune-v0": "gan_prune_env.envs.registration:make_pix2pix_env",
+    "CycleGANPrune-v0": "gan_prune_env.envs.registration:make_cyclegan_env",
+}
+
+for _env_id, _entry_point in ENV_ENTRY_POINTS.items():
+    if _env_id not in _gym.registry:
+        _gym.register(id=_env_id, entry_point=_entry_point)

@@ -3,6 +3,8 @@
 ``build_dataset(DataConfig(...), split)`` returns a torch Dataset of
 ``{"A": input [3,H,W] in [-1,1], "B": target, "A_path": str, "B_path": str}``. With the default
 ``root=None`` it is the built-in procedural label-map -> photo task, which needs no files.
+Standard datasets are fetched with ``python -m gan_prune_env.data.download NAME --root DIR``
+(``gan_prune_env.data.download.download_dataset``; not imported here so ``-m`` runs cleanly).
 """
 
 from gan_prune_env.data.base import PairDataset, Sample

@@ -47,7 +47,8 @@ class PairDataset(Dataset[Sample]):
     def __getitem__(self, index: int) -> Sample:
         index = operator.index(index)
         if not 0 <= index < len(self):
-            raise IndexError(f"index {index} out of range for {type(self).__name__} of size {len(self)}")
+            name = type(self).__name__
+            raise IndexError(f"index {index} out of range for {name} of size {len(self)}")
         rng = sample_rng(self.config.seed, self.epoch, index)
         a, b, a_path, b_path = self._pair(index, rng)
         if self.config.direction == "BtoA":

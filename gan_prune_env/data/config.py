@@ -41,7 +41,7 @@ class DataConfig:
     flip: bool = True
     """Random horizontal flip on the train split."""
     preprocess: str = "resize_and_crop"
-    """``"resize_and_crop"``, ``"resize"`` (straight to ``crop_size``) or ``"none"`` (native size)."""
+    """``"resize_and_crop"``, ``"resize"`` (to ``crop_size``) or ``"none"`` (native size)."""
     max_items: int | None = None
     """Cap on the number of items per split (quick experiments); ``None`` means all."""
     procedural_size: int = 1000

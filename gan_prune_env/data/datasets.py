@@ -35,8 +35,9 @@ def split_pair(image: Image.Image, path: str | Path) -> tuple[Image.Image, Image
     width, height = image.size
     if width % 2 or width < 2 * MIN_HALF_SIZE or height < MIN_HALF_SIZE:
         raise ValueError(
-            f"{path}: an aligned image must hold A|B side by side with an even width of at least "
-            f"{2 * MIN_HALF_SIZE} px and a height of at least {MIN_HALF_SIZE} px, got {width}x{height}"
+            f"{path}: an aligned image holds A|B side by side, so it needs an even width of at "
+            f"least {2 * MIN_HALF_SIZE} px and a height of at least {MIN_HALF_SIZE} px; "
+            f"got {width}x{height}"
         )
     half = width // 2
     return image.crop((0, 0, half, height)), image.crop((half, 0, width, height))

@@ -29,6 +29,10 @@ from tqdm import tqdm
 PIX2PIX_URL = "http://efrosgans.eecs.berkeley.edu/pix2pix/datasets/{name}.tar.gz"
 CYCLEGAN_URL = "http://efrosgans.eecs.berkeley.edu/cyclegan/datasets/{name}.zip"
 CHUNK_BYTES = 1 << 20
+LAYOUTS = {
+    "aligned": "train/, test/ (A|B side-by-side images)",
+    "unaligned": "trainA/, trainB/, testA/, testB/",
+}
 
 
 @dataclass(frozen=True)
@@ -42,9 +46,7 @@ class DatasetSource:
     @property
     def layout(self) -> str:
         """The folders a correctly extracted copy has, for messages."""
-        return "train/, test/ (A|B side-by-side images)" if self.mode == "aligned" else (
-            "trainA/, trainB/, testA/, testB/"
-        )
+        return LAYOUTS[self.mode]
 
 
 def _source(name: str, template: str, mode: str) -> DatasetSource:
@@ -67,14 +69,15 @@ KNOWN = tuple(SOURCES) + MANUAL
 CITYSCAPES_NOTES = """\
 cityscapes cannot be downloaded automatically: its licence requires a registered login at
 https://www.cityscapes-dataset.com. To prepare it for pix2pix-style training:
-  1. Log in and download gtFine_trainvaltest.zip (fine annotations) and
-     leftImg8bit_trainvaltest.zip (photos); unzip both.
-  2. For every photo leftImg8bit/<split>/<city>/<id>_leftImg8bit.png take its colour label map
-     gtFine/<split>/<city>/<id>_gtFine_color.png, resize both to 256x256 and paste them side by
-     side (photo left = A, labels right = B) into one 512x256 JPEG per pair, as the pix2pix
-     script datasets/prepare_cityscapes_dataset.py does.
-  3. Save the pairs as {target}/train/*.jpg and {target}/val/*.jpg, then train with
-     root={target}, mode=aligned, direction=BtoA (labels -> photo), evaluating on split "val".
+  1. Log in, download gtFine_trainvaltest.zip (fine annotations) and
+     leftImg8bit_trainvaltest.zip (photos), and unzip both.
+  2. For every photo leftImg8bit/<phase>/<city>/<id>_leftImg8bit.png take its colour label map
+     gtFine/<phase>/<city>/<id>_gtFine_color.png, resize both to 256x256 and paste them side by
+     side (photo left = A, labels right = B) into one aligned 512x256 JPEG per pair (quality 100,
+     no chroma subsampling), as the pix2pix script datasets/prepare_cityscapes_dataset.py does.
+  3. Save the train phase as <target>/train/<i>.jpg and the val phase as <target>/test/<i>.jpg,
+     where <target> is {target}
+  4. Train labels -> photo with root=<target>, mode=aligned, direction=BtoA.
 """
 
 
@@ -137,8 +140,7 @@ def _fetch(url: str, destination: Path, *, timeout: float, progress: bool) -> st
     digest = hashlib.sha256()
     with urllib.request.urlopen(url, timeout=timeout) as response, destination.open("wb") as out:
         total = int(response.headers.get("Content-Length") or 0) or None
-        bar = tqdm(total=total, unit="B", unit_scale=True, desc=destination.name, disable=not progress)
-        with bar:
+        with tqdm(total=total, unit="B", unit_scale=True, disable=not progress) as bar:
             while chunk := response.read(CHUNK_BYTES):
                 out.write(chunk)
                 digest.update(chunk)

@@ -17,12 +17,16 @@ class EmptyFolderError(FileNotFoundError):
     """A dataset folder exists but holds no image files."""
 
 
+def _is_image(path: Path) -> bool:
+    return path.suffix.lower() in IMG_EXTENSIONS and path.is_file()
+
+
 def list_images(folder: str | Path) -> list[Path]:
     """Image files directly inside ``folder``, sorted by name so indices are reproducible."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"dataset folder not found: {folder}")
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMG_EXTENSIONS and p.is_file())
+    files = sorted(p for p in folder.iterdir() if _is_image(p))
     if not files:
         raise EmptyFolderError(
             f"no image files ({', '.join(IMG_EXTENSIONS)}) found in dataset folder: {folder}"

@@ -78,12 +78,20 @@ def channels_for_ratio(ratio: float, num_channels: int, divisor: int = 1) -> int
 
 
 def build_dependency_graph(model: nn.Module, example_input: torch.Tensor) -> tp.DependencyGraph:
-    """Trace ``model`` in eval mode (BatchNorm must not update its statistics while tracing)."""
+    """Trace ``model`` in eval mode (BatchNorm must not update its statistics while tracing).
+
+    Torch-Pruning follows autograd, so frozen parameters are unfrozen for the trace only.
+    """
     was_training = model.training
+    frozen = [p for p in model.parameters() if not p.requires_grad]
     model.eval()
     try:
+        for p in frozen:
+            p.requires_grad_(True)
         return tp.DependencyGraph().build_dependency(model, example_inputs=example_input)
     finally:
+        for p in frozen:
+            p.requires_grad_(False)
         model.train(was_training)
 
 

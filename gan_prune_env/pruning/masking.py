@@ -40,9 +40,13 @@ class ChannelMasker:
         self.counts = space.num_channels.copy()
 
     def _make_hook(self, name: str):
+        target = self.model.get_submodule(name)
+
         def hook(module: nn.Module, args: tuple) -> tuple | None:
             mask = self._masks[name]
-            if mask is None:
+            # A deep copy of the model (e.g. the one ``slice_model`` slices) inherits this hook;
+            # it must act on the layer it was attached to only.
+            if mask is None or module is not target:
                 return None
             x = args[0]
             shape = (1, -1) + (1,) * (x.dim() - 2)

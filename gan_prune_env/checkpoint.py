@@ -1,0 +1,440 @@
+"""Checkpoint files that carry their own architecture, written atomically.
+
+A checkpoint is a ``torch.save``-d dict::
+
+    {
+      "format": "gan_prune_env.checkpoint/1",
+      "kind": "teacher" | "pruned" | "train_state",
+      "family": "pix2pix" | "cyclegan",
+      "generator_config": {...},      # GeneratorConfig of the main (A -> B) generator
+      "discriminator_config": {...},  # DiscriminatorConfig of the main discriminator
+      "<network name>": state_dict,   # one entry per network, see NETWORKS
+      "kept": {"<network name>": {"<group root layer>": [kept channel indices]}},  # pruned only
+      "input_shape": {"<network name>": [C, H, W]},  # the shape the network was sliced at
+      "weights_dtype": "float32" | "float16",  # storage dtype; loading casts to the model's
+      "train_state": {...},           # train_state only: optimisers, step, RNG states, ...
+      "metadata": {...},              # free-form provenance (losses, test scores, ...)
+    }
+
+Networks per family (``NETWORKS``; the first of each role is the "main" one):
+
+- Pix2Pix: ``generator`` (A -> B), ``discriminator`` (conditional, sees input and output).
+- CycleGAN: ``generator_AB``, ``generator_BA``, ``discriminator_B`` (judges domain-B images, i.e.
+  ``generator_AB``'s outputs), ``discriminator_A``. In the reference code these are ``netG_A``,
+  ``netG_B``, ``netD_A`` and ``netD_B`` respectively. ``generator_BA`` swaps the main generator's
+  ``input_nc``/``output_nc``; ``discriminator_A`` reads ``input_nc`` channels of domain A.
+
+Loading rebuilds each network from the embedded config (and slices it to the stored ``kept``
+channels), then loads the weights strictly; anything that does not fit raises
+:class:`CheckpointError` with the expected and found architecture and the offending keys.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Union
+
+import torch
+from torch import nn
+
+from gan_prune_env.config import ConfigError, from_dict, to_dict
+from gan_prune_env.models import (
+    DiscriminatorConfig,
+    GeneratorConfig,
+    build_discriminator,
+    build_generator,
+)
+from gan_prune_env.pruning import slice_by_indices
+
+FORMAT = "gan_prune_env.checkpoint/1"
+KINDS = ("teacher", "pruned", "train_state")
+FAMILIES = ("pix2pix", "cyclegan")
+ROLES = ("generator", "discriminator")
+NETWORKS: dict[str, dict[str, tuple[str, ...]]] = {
+    "pix2pix": {"generator": ("generator",), "discriminator": ("discriminator",)},
+    "cyclegan": {
+        "generator": ("generator_AB", "generator_BA"),
+        "discriminator": ("discriminator_B", "discriminator_A"),
+    },
+}
+WEIGHT_DTYPES = {"float32": torch.float32, "float16": torch.float16}
+NETWORK_CONFIG = Union[GeneratorConfig, DiscriminatorConfig]
+Source = Union[str, os.PathLike, Mapping[str, Any]]
+"""A checkpoint path, or a payload already read with :func:`read_checkpoint`."""
+
+_LIST_LIMIT = 5  # keys listed per category in mismatch errors
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file is unreadable, not ours, or does not fit the network it is loaded into."""
+
+
+# --- families and their networks ------------------------------------------------------------
+
+
+def network_names(family: str, role: str | None = None) -> tuple[str, ...]:
+    """Names of the networks a ``family`` checkpoint holds (of one ``role`` if given)."""
+    if family not in NETWORKS:
+        raise ValueError(f"family {family!r} is not one of {FAMILIES}")
+    roles = NETWORKS[family]
+    if role is None:
+        return roles["generator"] + roles["discriminator"]
+    if role not in roles:
+        raise ValueError(f"role {role!r} is not one of {ROLES}")
+    return roles[role]
+
+
+def network_role(family: str, name: str) -> str:
+    """``"generator"`` or ``"discriminator"`` for a network name of ``family``."""
+    for role in ROLES:
+        if name in network_names(family, role):
+            return role
+    raise ValueError(f"{family} has no network {name!r}; it has {network_names(family)}")
+
+
+def check_family_configs(
+    family: str, generator: GeneratorConfig, discriminator: DiscriminatorConfig
+) -> None:
+    """Raise ValueError when the discriminator's input channels do not fit the family.
+
+    Pix2Pix's conditional discriminator sees input and output concatenated; CycleGAN's sees one
+    image of the generator's output domain.
+    """
+    if family not in FAMILIES:
+        raise ValueError(f"family {family!r} is not one of {FAMILIES}")
+    expected = generator.input_nc + generator.output_nc if family == "pix2pix" else generator.output_nc
+    if discriminator.input_nc != expected:
+        raise ValueError(
+            f"a {family} discriminator needs input_nc={expected} for a generator with "
+            f"input_nc={generator.input_nc}, output_nc={generator.output_nc}; "
+            f"got {discriminator.input_nc}"
+        )
+
+
+def network_config(
+    family: str, name: str, generator: GeneratorConfig, discriminator: DiscriminatorConfig
+) -> NETWORK_CONFIG:
+    """The config of network ``name``, derived from the family's main generator/discriminator."""
+    role = network_role(family, name)
+    if name == "generator_BA":
+        return dataclasses.replace(generator, input_nc=generator.output_nc,
+                                   output_nc=generator.input_nc)
+    if name == "discriminator_A":
+        return dataclasses.replace(discriminator, input_nc=generator.input_nc)
+    return generator if role == "generator" else discriminator
+
+
+def build_network(config: NETWORK_CONFIG, seed: int | None = None) -> nn.Module:
+    """A freshly initialised generator or discriminator for ``config``."""
+    if isinstance(config, GeneratorConfig):
+        return build_generator(config, seed=seed)
+    return build_discriminator(config, seed=seed)
+
+
+# --- writing ----------------------------------------------------------------------------------
+
+
+def _stored_state(module_or_state: nn.Module | Mapping[str, torch.Tensor],
+                  dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    state = module_or_state.state_dict() if isinstance(module_or_state, nn.Module) else module_or_state
+    return {k: (v.detach().to("cpu", dtype) if v.is_floating_point() else v.detach().cpu())
+            for k, v in state.items()}
+
+
+def make_checkpoint(
+    kind: str,
+    family: str,
+    networks: Mapping[str, nn.Module | Mapping[str, torch.Tensor]],
+    generator_config: GeneratorConfig,
+    discriminator_config: DiscriminatorConfig,
+    *,
+    kept: Mapping[str, Mapping[str, Sequence[int]]] | None = None,
+    input_shape: Mapping[str, Sequence[int]] | None = None,
+    train_state: Mapping[str, Any] | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    weights_dtype: str = "float32",
+) -> dict[str, Any]:
+    """Assemble a checkpoint payload (see the module docstring) for :func:`save_checkpoint`.
+
+    Args:
+        networks: modules or state dicts by network name (a subset of ``network_names(family)``).
+        kept: for physically sliced networks, the kept root-channel indices per channel group
+            (``ChannelSpace.keep_indices``); ``input_shape`` must then name the example input
+            shape ``[C, H, W]`` the network was sliced with.
+        weights_dtype: ``"float16"`` halves the file size; loading casts back to float32.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"checkpoint kind {kind!r} is not one of {KINDS}")
+    check_family_configs(family, generator_config, discriminator_config)
+    if weights_dtype not in WEIGHT_DTYPES:
+        raise ValueError(f"weights_dtype {weights_dtype!r} is not one of {list(WEIGHT_DTYPES)}")
+    unknown = sorted(set(networks) - set(network_names(family)))
+    if unknown:
+        raise ValueError(f"{family} has no network(s) {unknown}; it has {network_names(family)}")
+    kept = {name: {g: [int(i) for i in idx] for g, idx in groups.items()}
+            for name, groups in (kept or {}).items()}
+    input_shape = {name: [int(s) for s in shape] for name, shape in (input_shape or {}).items()}
+    lacking = sorted(set(kept) - set(input_shape))
+    if lacking:
+        raise ValueError(f"pruned network(s) {lacking} need an input_shape to be rebuilt")
+    payload: dict[str, Any] = {
+        "format": FORMAT,
+        "kind": kind,
+        "family": family,
+        "generator_config": to_dict(generator_config),
+        "discriminator_config": to_dict(discriminator_config),
+        "weights_dtype": weights_dtype,
+        "metadata": dict(metadata or {}),
+    }
+    dtype = WEIGHT_DTYPES[weights_dtype]
+    payload.update({name: _stored_state(net, dtype) for name, net in networks.items()})
+    if kept:
+        payload["kept"], payload["input_shape"] = kept, input_shape
+    if train_state is not None:
+        payload["train_state"] = dict(train_state)
+    return payload
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Persist a rename on POSIX file systems (no-op where directories cannot be opened)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def save_checkpoint(path: str | os.PathLike, payload: Any) -> Path:
+    """Write ``payload`` with ``torch.save`` so that ``path`` is never half-written.
+
+    The data goes to a temporary file in the same directory, is flushed and fsync-ed, then
+    atomically renamed over ``path``. On any failure the temporary file is removed and a
+    previous file at ``path`` stays intact.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(payload, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp_name, 0o644)
+        os.replace(tmp_name, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
+        raise
+    _fsync_directory(path.parent)
+    return path
+
+
+# --- reading ----------------------------------------------------------------------------------
+
+
+def _torch_load(path: Path) -> Any:
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises RuntimeError, EOFError, UnpicklingError, ...
+        raise CheckpointError(
+            f"{path}: not a readable checkpoint (corrupt, truncated or not a torch file): {err}"
+        ) from err
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Read and validate a checkpoint payload; any problem raises CheckpointError naming ``path``."""
+    path = Path(path)
+    payload = _torch_load(path)
+    if not isinstance(payload, dict) or "format" not in payload:
+        raise CheckpointError(
+            f"{path}: not a gan_prune_env checkpoint (no 'format' entry); a bare state dict "
+            "of the reference code loads with load_reference_state_dict"
+        )
+    if payload["format"] != FORMAT:
+        raise CheckpointError(f"{path}: unsupported checkpoint format {payload['format']!r}, "
+                              f"this version reads {FORMAT!r}")
+    missing = [k for k in ("kind", "family", "generator_config", "discriminator_config")
+               if k not in payload]
+    if missing:
+        raise CheckpointError(f"{path}: checkpoint lacks entries {missing}")
+    if payload["kind"] not in KINDS or payload["family"] not in FAMILIES:
+        raise CheckpointError(f"{path}: unknown kind {payload['kind']!r} or family "
+                              f"{payload['family']!r} (expected one of {KINDS} / {FAMILIES})")
+    payload["path"] = str(path)
+    return payload
+
+
+def _payload(source: Source) -> dict[str, Any]:
+    if isinstance(source, Mapping):
+        return dict(source)
+    return read_checkpoint(source)
+
+
+def embedded_configs(source: Source) -> tuple[GeneratorConfig, DiscriminatorConfig]:
+    """The main generator's and discriminator's configs stored in a checkpoint."""
+    payload = _payload(source)
+    where = payload.get("path", "checkpoint")
+    try:
+        return (from_dict(GeneratorConfig, payload["generator_config"]),
+                from_dict(DiscriminatorConfig, payload["discriminator_config"]))
+    except ConfigError as err:
+        raise CheckpointError(f"{where}: invalid embedded architecture config: {err}") from err
+
+
+def _load_network(source: Source, which: str | None, role: str, device: str) -> nn.Module:
+    payload = _payload(source)
+    where, family = payload.get("path", "checkpoint"), payload["family"]
+    names = network_names(family, role)
+    name = which or names[0]
+    if name not in names:
+        raise CheckpointError(f"{where}: a {family} checkpoint's {role}s are {list(names)}, "
+                              f"not {name!r}")
+    if name not in payload:
+        present = [n for n in network_names(family) if n in payload]
+        raise CheckpointError(f"{where}: holds no {name!r} network (it holds {present})")
+    generator_config, discriminator_config = embedded_configs(payload)
+    config = network_config(family, name, generator_config, discriminator_config)
+    model = build_network(config)
+    kept = payload.get("kept", {}).get(name)
+    expected = repr(config)
+    if kept:
+        shape = payload.get("input_shape", {}).get(name)
+        if shape is None:
+            raise CheckpointError(f"{where}: pruned network {name!r} has no input_shape")
+        try:
+            model = slice_by_indices(model, torch.zeros(1, *shape), kept, inplace=True)
+        except (KeyError, ValueError) as err:
+            raise CheckpointError(f"{where}: kept channels of {name!r} do not fit "
+                                  f"{expected}: {err}") from err
+        expected += " sliced to the stored kept channels"
+    load_state_dict_checked(model, payload[name], source=f"{where} [{name}]", expected=expected)
+    return model.to(device).eval()
+
+
+def load_generator(source: Source, which: str | None = None, device: str = "cpu") -> nn.Module:
+    """Rebuild a generator from a checkpoint (sliced if pruned) and load its weights strictly.
+
+    Args:
+        source: checkpoint path or a payload from :func:`read_checkpoint`.
+        which: network name; default the main one (``generator`` / ``generator_AB``).
+
+    Returns:
+        The generator in eval mode on ``device``.
+    """
+    return _load_network(source, which, "generator", device)
+
+
+def load_discriminator(source: Source, which: str | None = None, device: str = "cpu") -> nn.Module:
+    """Like :func:`load_generator` for discriminators (default ``discriminator`` /
+    ``discriminator_B``, the one judging the main generator's outputs)."""
+    return _load_network(source, which, "discriminator", device)
+
+
+# --- strict loading with readable errors ------------------------------------------------------
+
+
+def describe_state_dict(state_dict: Mapping[str, torch.Tensor]) -> str:
+    """Best-effort architecture of a state dict in our (= the reference's) naming."""
+    keys = list(state_dict)
+    if any(".conv_block." in k for k in keys):
+        blocks = {k.split(".")[1] for k in keys if ".conv_block." in k}
+        stem = state_dict.get("model.1.weight")
+        ngf = stem.shape[0] if stem is not None else "?"
+        return f"ResNet generator ({len(blocks)} blocks, ngf={ngf})"
+    if "model.model.0.weight" in state_dict:
+        levels = max(k.count("model.") for k in keys) - 1
+        first = state_dict["model.model.0.weight"]
+        return f"U-Net generator ({levels} levels, ngf={first.shape[0]}, input_nc={first.shape[1]})"
+    convs = [k for k in keys if k.startswith("model.") and k.endswith(".weight")
+             and state_dict[k].dim() == 4]
+    if "model.0.weight" in state_dict and state_dict["model.0.weight"].shape[-1] == 4:
+        first = state_dict["model.0.weight"]
+        return (f"PatchGAN discriminator ({len(convs) - 2} layers, ndf={first.shape[0]}, "
+                f"input_nc={first.shape[1]})")
+    return f"unrecognised architecture ({len(keys)} tensors)"
+
+
+def _examples(items: Sequence[str]) -> str:
+    shown = ", ".join(items[:_LIST_LIMIT])
+    return shown + (f", ... ({len(items) - _LIST_LIMIT} more)" if len(items) > _LIST_LIMIT else "")
+
+
+def load_state_dict_checked(
+    model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str,
+    expected: str | None = None,
+) -> None:
+    """``model.load_state_dict(state_dict, strict=True)`` with an explanation on mismatch.
+
+    Raises:
+        CheckpointError: naming ``source``, the expected architecture (``expected`` or a
+            description of ``model``), the architecture the state dict looks like, and a few
+            missing keys, unexpected keys and shape mismatches.
+    """
+    if not isinstance(state_dict, Mapping) or not all(
+        isinstance(v, torch.Tensor) for v in state_dict.values()
+    ):
+        raise CheckpointError(f"{source}: expected a state dict (names -> tensors)")
+    own = model.state_dict()
+    missing = [k for k in own if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in own]
+    mismatched = [f"{k}: file {list(state_dict[k].shape)} vs model {list(own[k].shape)}"
+                  for k in own if k in state_dict and state_dict[k].shape != own[k].shape]
+    if missing or unexpected or mismatched:
+        problems = [f"{len(items)} {label} ({_examples(items)})" for label, items in
+                    (("missing keys", missing), ("unexpected keys", unexpected),
+                     ("shape mismatches", mismatched)) if items]
+        raise CheckpointError(
+            f"{source}: weights do not fit the model. Expected architecture: "
+            f"{expected or describe_state_dict(own)}; found: {describe_state_dict(state_dict)}. "
+            + "; ".join(problems)
+        )
+    model.load_state_dict(state_dict, strict=True)
+
+
+def _patch_instance_norm_keys(state_dict: dict[str, torch.Tensor], model: nn.Module) -> None:
+    """The reference's ``__patch_instance_norm_state_dict``: checkpoints from before PyTorch 0.4
+    carry running statistics for InstanceNorm layers that track none; drop them."""
+    for key in list(state_dict):
+        prefix, _, leaf = key.rpartition(".")
+        try:
+            module = model.get_submodule(prefix)
+        except AttributeError:
+            continue
+        if not isinstance(module, nn.modules.instancenorm._InstanceNorm):
+            continue
+        stale_stat = leaf in ("running_mean", "running_var") and getattr(module, leaf) is None
+        if stale_stat or leaf == "num_batches_tracked":
+            del state_dict[key]
+
+
+def load_reference_state_dict(
+    path_or_state_dict: str | os.PathLike | Mapping[str, torch.Tensor], model: nn.Module
+) -> nn.Module:
+    """Load a released pytorch-CycleGAN-and-pix2pix ``.pth`` (a bare state dict) into ``model``.
+
+    Only the reference's own compatibility fixes are applied: a ``module.`` prefix left by
+    ``DataParallel`` is stripped and stale InstanceNorm statistics are dropped; everything else
+    must match exactly (``strict=True``). Returns ``model``.
+    """
+    if isinstance(path_or_state_dict, Mapping):
+        source, state_dict = "state dict", path_or_state_dict
+    else:
+        source = str(path_or_state_dict)
+        state_dict = _torch_load(Path(path_or_state_dict))
+        if isinstance(state_dict, Mapping) and "format" in state_dict:
+            raise CheckpointError(f"{source}: this is a gan_prune_env checkpoint, not a reference "
+                                  "state dict; use load_generator/load_discriminator")
+    if not isinstance(state_dict, Mapping):
+        raise CheckpointError(f"{source}: expected a state dict, got {type(state_dict).__name__}")
+    state_dict = {k.removeprefix("module."): v for k, v in state_dict.items()}
+    _patch_instance_norm_keys(state_dict, model)
+    load_state_dict_checked(model, state_dict, source=source)
+    return model

@@ -1,0 +1,83 @@
+"""Environment configuration: everything ``gymnasium.make(id, **kwargs)`` accepts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from gan_prune_env.objective import ObjectiveConfig
+
+COMPUTE_PENALTIES = ("one_sided", "two_sided")
+
+
+@dataclass
+class EnvConfig:
+    """Options of the pruning game (METHOD 7-8).
+
+    Attributes:
+        task: built-in task name (``default``, ``default_cyclegan``, ``facades``).
+        dataset: dataset root overriding the task's data (aligned for Pix2Pix, unaligned for
+            CycleGAN).
+        teacher: teacher checkpoint overriding the task's built-in teacher.
+        resolution: image side in pixels (default: the task's).
+        budget_g, budget_d: target kept-MACs ratios p of G and D, in (0, 1].
+        compute_weight: lambda_F of the compute term ``lambda_F * max(0, log(r / p))``.
+        compute_penalty: ``one_sided`` (only above budget is penalised) or ``two_sided``.
+        rounds: K, rounds per episode.
+        inner_steps: adversarial updates of the masked G and D per round (0: frozen weights).
+        inner_batch: neighbourhoods (centers) per inner update.
+        inner_lr: Adam learning rate of the inner updates (betas 0.5, 0.999).
+        pool_size: training images whose teacher outputs form the neighbourhood pool.
+        eval_size: test images of the fixed evaluation pool; each is a center.
+        k: neighbours per center (overrides ``objective.k`` when set).
+        min_keep: smallest keep ratio an action can ask for; action -1 maps to it.
+        divisor: channel counts are multiples of it.
+        importance: channel ranking, ``l1`` | ``group_l1`` | ``random``.
+        device: torch device of all computation.
+        seed: selects the pool and evaluation images (not the episode randomness).
+        objective: options of the local-density objective.
+    """
+
+    task: str = "default"
+    dataset: str | None = None
+    teacher: str | None = None
+    resolution: int | None = None
+    budget_g: float = 0.25
+    budget_d: float = 0.5
+    compute_weight: float = 2.0
+    compute_penalty: str = "one_sided"
+    rounds: int = 4
+    inner_steps: int = 0
+    inner_batch: int = 4
+    inner_lr: float = 2e-4
+    pool_size: int = 64
+    eval_size: int = 12
+    k: int | None = None
+    min_keep: float = 0.05
+    divisor: int = 1
+    importance: str = "l1"
+    device: str = "cpu"
+    seed: int = 0
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+
+    def __post_init__(self) -> None:
+        for name in ("budget_g", "budget_d"):
+            value = getattr(self, name)
+            if not 0 < value <= 1:
+                raise ValueError(f"{name} must be in (0, 1] (a kept-MACs ratio), got {value}")
+        if self.compute_penalty not in COMPUTE_PENALTIES:
+            raise ValueError(f"compute_penalty {self.compute_penalty!r} not in {COMPUTE_PENALTIES}")
+        if self.rounds < 1:
+            raise ValueError(f"rounds must be >= 1, got {self.rounds}")
+        if self.inner_steps < 0 or self.inner_batch < 1:
+            raise ValueError("inner_steps must be >= 0 and inner_batch >= 1")
+        if not 0 < self.min_keep <= 1:
+            raise ValueError(f"min_keep must be in (0, 1], got {self.min_keep}")
+        if self.compute_weight < 0:
+            raise ValueError(f"compute_weight must be >= 0, got {self.compute_weight}")
+        if self.k is not None:
+            self.objective.k = self.k
+        if self.eval_size <= self.objective.k or self.pool_size <= self.objective.k:
+            raise ValueError(f"eval_size ({self.eval_size}) and pool_size ({self.pool_size}) must "
+                             f"exceed k ({self.objective.k})")
+        if self.resolution is not None and self.resolution < 16:
+            raise ValueError(f"resolution must be >= 16 pixels, got {self.resolution}")

@@ -1,0 +1,199 @@
+"""The two-player pruning game behind every environment view (METHOD 7-8).
+
+A round: genG submits keep ratios for G's channel groups, genD for D's; the game masks both
+networks, optionally runs ``inner_steps`` adversarial updates of the masked weights, then
+evaluates the local-density objective on a fixed set of neighbourhoods and pays
+
+    r_G = -L_G / L_G_ref - compute_term(G)
+    r_D = -|L_D - L_D_ref| / L_D_ref - compute_term(D)
+
+with ``compute_term = lambda_F * max(0, log(r / p))`` for kept-MACs ratio r and budget p.
+References are the losses of the unpruned pair, measured once per game.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from gan_prune_env.envs.config import EnvConfig
+from gan_prune_env.envs.preparation import PreparedTask, prepare_task
+from gan_prune_env.pruning import ChannelMasker
+
+AGENTS = ("generator", "discriminator")
+
+
+@dataclass
+class RoundResult:
+    """Outcome of one round: losses, compute and rewards of both agents."""
+
+    counts: dict[str, np.ndarray]
+    ratios: dict[str, np.ndarray]
+    compute_ratio: dict[str, float]
+    terms: dict[str, float]
+    rewards: dict[str, float]
+    reward_terms: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+class PruningGame:
+    """Masked copies of the teacher G and D, their pruning spaces, and the round logic."""
+
+    def __init__(self, config: EnvConfig) -> None:
+        self.config = config
+        self.prepared: PreparedTask = prepare_task(config)
+        self.device = torch.device(config.device)
+        self.objective = self.prepared.objective
+        self.generator = copy.deepcopy(self.prepared.generator)
+        self.discriminator = copy.deepcopy(self.prepared.discriminator)
+        self.eval_batch = self.prepared.eval_pool.batch(torch.arange(len(self.prepared.eval_pool)))
+        self.spaces = self.prepared.spaces
+        self.maskers = {"generator": ChannelMasker(self.generator, self.spaces["generator"]),
+                        "discriminator": ChannelMasker(self.discriminator,
+                                                       self.spaces["discriminator"])}
+        self._pretrained = {name: copy.deepcopy(self.network(name).state_dict()) for name in AGENTS}
+        self._dirty = False
+        self.min_compute = {a: self.spaces[a].macs_ratio(self.ratio_counts(a, self.min_ratios(a)))
+                            for a in AGENTS}
+        self._check_budgets()
+        full = {a: self.spaces[a].num_channels for a in AGENTS}
+        self.reference_terms = self.evaluate(full["generator"], full["discriminator"])
+        self.generator_rng = torch.Generator().manual_seed(config.seed)
+
+    # -- construction ----------------------------------------------------------------------------
+    def _check_budgets(self) -> None:
+        for agent, budget in (("generator", self.config.budget_g),
+                              ("discriminator", self.config.budget_d)):
+            if budget < self.min_compute[agent]:
+                key = "budget_g" if agent == "generator" else "budget_d"
+                raise ValueError(
+                    f"{key}={budget} is impossible: the smallest reachable kept-MACs ratio of the "
+                    f"{agent} is {self.min_compute[agent]:.4f} (every group at "
+                    f"min_keep={self.config.min_keep}); raise the budget or lower min_keep")
+
+    # -- accessors -------------------------------------------------------------------------------
+    def network(self, agent: str) -> nn.Module:
+        return self.generator if agent == "generator" else self.discriminator
+
+    def budget(self, agent: str) -> float:
+        return self.config.budget_g if agent == "generator" else self.config.budget_d
+
+    def num_groups(self, agent: str) -> int:
+        return self.spaces[agent].num_groups
+
+    def min_ratios(self, agent: str) -> np.ndarray:
+        return np.full(self.num_groups(agent), self.config.min_keep)
+
+    def ratio_counts(self, agent: str, ratios: np.ndarray) -> np.ndarray:
+        return self.spaces[agent].counts_for_ratios(ratios)
+
+    def uniform_ratio_for_budget(self, agent: str, budget: float | None = None) -> float:
+        """Largest uniform keep ratio whose kept-MACs ratio is within budget (bisection)."""
+        budget = self.budget(agent) if budget is None else budget
+        space, lo, hi = self.spaces[agent], self.config.min_keep, 1.0
+        n = space.num_groups
+        if space.macs_ratio(space.counts_for_ratios(np.full(n, hi))) <= budget:
+            return hi
+        for _ in range(40):
+            mid = 0.5 * (lo + hi)
+            if space.macs_ratio(space.counts_for_ratios(np.full(n, mid))) <= budget:
+                lo = mid
+            else:
+                hi = mid
+        return lo
+
+    # -- episode ---------------------------------------------------------------------------------
+    def restore_pretrained(self, seed: int | None = None) -> None:
+        """Back to the teacher weights and the full architecture (``reset``)."""
+        if self._dirty:
+            for agent in AGENTS:
+                self.network(agent).load_state_dict(self._pretrained[agent])
+            self._dirty = False
+        for masker in self.maskers.values():
+            masker.reset()
+        if seed is not None:
+            self.generator_rng = torch.Generator().manual_seed(int(seed))
+
+    def play_round(self, ratios: dict[str, np.ndarray]) -> RoundResult:
+        """Apply both architectures, adapt weights if configured, evaluate and pay."""
+        counts = {a: self.ratio_counts(a, ratios[a]) for a in AGENTS}
+        for agent in AGENTS:
+            self.maskers[agent].set_counts(counts[agent])
+        if self.config.inner_steps:
+            self._inner_updates()
+        terms = self.evaluate(counts["generator"], counts["discriminator"])
+        compute = {a: self.spaces[a].macs_ratio(counts[a]) for a in AGENTS}
+        reward_terms = self._reward_terms(terms, compute)
+        rewards = {a: float(sum(reward_terms[a].values())) for a in AGENTS}
+        kept = {a: counts[a] / self.spaces[a].num_channels for a in AGENTS}
+        return RoundResult(counts, kept, compute, terms, rewards, reward_terms)
+
+    @torch.no_grad()
+    def evaluate(self, counts_g: np.ndarray, counts_d: np.ndarray) -> dict[str, float]:
+        """L_G and L_D terms of the masked pair on the fixed evaluation neighbourhoods."""
+        self.maskers["generator"].set_counts(counts_g)
+        self.maskers["discriminator"].set_counts(counts_d)
+        self.generator.eval()
+        self.discriminator.eval()
+        batch = self.eval_batch
+        return self.objective.evaluate(self.discriminator, batch, self.generator(batch.inputs))
+
+    def student_outputs(self, count: int | None = None) -> torch.Tensor:
+        """Outputs of the masked G on the evaluation inputs (for rendering)."""
+        with torch.no_grad():
+            self.generator.eval()
+            return self.generator(self.eval_batch.inputs[:count])
+
+    def _inner_updates(self) -> None:
+        """``inner_steps`` alternating D then G Adam updates on training neighbourhoods."""
+        self._dirty = True
+        cfg = self.config
+        pool = self.prepared.train_pool
+        g_opt = torch.optim.Adam(self.generator.parameters(), lr=cfg.inner_lr, betas=(0.5, 0.999))
+        d_opt = torch.optim.Adam(self.discriminator.parameters(), lr=cfg.inner_lr,
+                                 betas=(0.5, 0.999))
+        self.generator.train().requires_grad_(True)
+        self.discriminator.train().requires_grad_(True)
+        try:
+            for _ in range(cfg.inner_steps):
+                centers = torch.randperm(len(pool), generator=self.generator_rng)[: cfg.inner_batch]
+                batch = pool.batch(centers)
+                student = self.generator(batch.inputs)
+                d_loss, _ = self.objective.discriminator_loss(self.discriminator, batch, student)
+                d_opt.zero_grad(set_to_none=True)
+                d_loss.backward()
+                d_opt.step()
+                self.discriminator.requires_grad_(False)
+                g_loss, _ = self.objective.generator_loss(self.discriminator, batch, student)
+                g_opt.zero_grad(set_to_none=True)
+                g_loss.backward()
+                g_opt.step()
+                self.discriminator.requires_grad_(True)
+        finally:
+            self.generator.eval().requires_grad_(False)
+            self.discriminator.eval().requires_grad_(False)
+
+    # -- rewards ---------------------------------------------------------------------------------
+    def compute_term(self, ratio: float, budget: float) -> float:
+        excess = math.log(ratio / budget)
+        if self.config.compute_penalty == "one_sided":
+            excess = max(0.0, excess)
+        return self.config.compute_weight * abs(excess)
+
+    def _reward_terms(self, terms: dict[str, float], compute: dict[str, float]
+                      ) -> dict[str, dict[str, float]]:
+        ref = self.reference_terms
+        return {
+            "generator": {
+                "loss": -terms["g_loss"] / ref["g_loss"],
+                "compute": -self.compute_term(compute["generator"], self.config.budget_g),
+            },
+            "discriminator": {
+                "loss": -abs(terms["d_loss"] - ref["d_loss"]) / ref["d_loss"],
+                "compute": -self.compute_term(compute["discriminator"], self.config.budget_d),
+            },
+        }

@@ -1,0 +1,142 @@
+"""The two-agent environment in PettingZoo's Parallel API.
+
+Agents ``generator`` (genG) and ``discriminator`` (genD) act simultaneously each round.
+
+* Action space (per agent): ``Box(-1, 1, (n_groups,), float32)``; entry g is the keep ratio of
+  channel group g mapped linearly to ``[min_keep, 1]``. Out-of-box values are clipped (reported
+  in ``info["clipped_entries"]``); NaN/inf or a wrong shape raise ``ActionError``.
+* Observation space (per agent): see ``gan_prune_env.envs.observations``.
+* Reward: METHOD 8, Python floats; every term is in ``info["reward_terms"]``.
+* Episode: ``rounds`` rounds, then ``terminated`` is True for both agents; never truncated.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+from pettingzoo import ParallelEnv
+
+from gan_prune_env.config import from_dict
+from gan_prune_env.envs.actions import action_to_ratios, validate_action
+from gan_prune_env.envs.config import EnvConfig
+from gan_prune_env.envs.game import AGENTS, PruningGame, RoundResult
+from gan_prune_env.envs.observations import ObservationBuilder
+from gan_prune_env.envs.rendering import ansi_summary, image_grid
+
+RENDER_MODES = ("ansi", "rgb_array")
+
+
+class GANPruneParallelEnv(ParallelEnv):
+    """genG and genD prune a pretrained GAN together, seeing each other's feedback."""
+
+    metadata = {"render_modes": list(RENDER_MODES), "name": "gan_prune_v0",
+                "is_parallelizable": True}
+
+    def __init__(self, config: EnvConfig | dict | None = None, render_mode: str | None = None,
+                 **kwargs: Any) -> None:
+        if render_mode is not None and render_mode not in RENDER_MODES:
+            raise ValueError(f"render_mode {render_mode!r} is not one of {RENDER_MODES}")
+        if config is None or isinstance(config, dict):
+            config = from_dict(EnvConfig, {**(config or {}), **kwargs}, where="env kwargs")
+        elif kwargs:
+            raise TypeError(f"pass either an EnvConfig or keyword options, not both: {kwargs}")
+        self.config = config
+        self.render_mode = render_mode
+        self.game = PruningGame(config)
+        self.possible_agents = list(AGENTS)
+        self.agents: list[str] = []
+        self._builders = {a: ObservationBuilder(self.game, a) for a in AGENTS}
+        self._action_spaces = {a: spaces.Box(-1.0, 1.0, (self.game.num_groups(a),), np.float32)
+                               for a in AGENTS}
+        self.state_space = spaces.Box(
+            np.concatenate([self._builders[a].space.low for a in AGENTS]),
+            np.concatenate([self._builders[a].space.high for a in AGENTS]), dtype=np.float32)
+        self._round = 0
+        self._last: RoundResult | None = None
+        self._observations: dict[str, np.ndarray] = {}
+
+    # -- spaces ---------------------------------------------------------------------------------
+    @functools.lru_cache(maxsize=None)
+    def observation_space(self, agent: str) -> spaces.Box:
+        return self._builders[agent].space
+
+    @functools.lru_cache(maxsize=None)
+    def action_space(self, agent: str) -> spaces.Box:
+        return self._action_spaces[agent]
+
+    # -- API -------------------------------------------------------------------------------------
+    def reset(self, seed: int | None = None, options: dict | None = None
+              ) -> tuple[dict[str, np.ndarray], dict[str, dict]]:
+        self.game.restore_pretrained(seed)
+        self.agents = list(self.possible_agents)
+        self._round = 0
+        self._last = None
+        full = {a: np.ones(self.game.num_groups(a), dtype=np.float32) for a in AGENTS}
+        compute = {a: 1.0 for a in AGENTS}
+        self._observations = self._observe(full, compute, self.game.reference_terms)
+        infos = {a: {"round": 0, "compute_ratio": 1.0, "budget": self.game.budget(a)}
+                 for a in self.agents}
+        return dict(self._observations), infos
+
+    def step(self, actions: dict[str, Any]):
+        if not self.agents:
+            raise RuntimeError("episode is over: call reset() before step()")
+        missing = [a for a in self.agents if a not in actions]
+        if missing:
+            raise ValueError(f"missing action for agent(s) {missing}")
+        ratios, clipped = {}, {}
+        for agent in AGENTS:
+            action, clipped[agent] = validate_action(agent, actions[agent],
+                                                     self.game.num_groups(agent))
+            ratios[agent] = action_to_ratios(action, self.config.min_keep)
+        result = self.game.play_round(ratios)
+        self._last = result
+        self._round += 1
+        done = self._round >= self.config.rounds
+        kept = {a: result.ratios[a].astype(np.float32) for a in AGENTS}
+        self._observations = self._observe(kept, result.compute_ratio, result.terms)
+        infos = {a: self._info(a, result, clipped[a]) for a in AGENTS}
+        rewards = {a: float(result.rewards[a]) for a in AGENTS}
+        terminations = {a: done for a in AGENTS}
+        truncations = {a: False for a in AGENTS}
+        observations = dict(self._observations)
+        if done:
+            self.agents = []
+        return observations, rewards, terminations, truncations, infos
+
+    def state(self) -> np.ndarray:
+        return np.concatenate([self._observations[a] for a in AGENTS]) if self._observations \
+            else np.zeros(self.state_space.shape, dtype=np.float32)
+
+    def render(self) -> str | np.ndarray | None:
+        if self.render_mode == "ansi":
+            return ansi_summary(self.game, self._last, self._round)
+        if self.render_mode == "rgb_array":
+            return image_grid(self.game)
+        return None
+
+    def close(self) -> None:
+        pass
+
+    # -- helpers ---------------------------------------------------------------------------------
+    def _observe(self, ratios, compute, terms) -> dict[str, np.ndarray]:
+        return {a: self._builders[a].build(ratios, compute, terms, self._round) for a in AGENTS}
+
+    def _info(self, agent: str, result: RoundResult, clipped: list[int]) -> dict[str, Any]:
+        terms_keys = ("g_loss", "g_adv", "g_kde", "g_rec") if agent == "generator" else \
+            ("d_loss", "d_real", "d_fake")
+        return {
+            "round": self._round,
+            "reward_terms": dict(result.reward_terms[agent]),
+            "loss_terms": {k: result.terms[k] for k in terms_keys},
+            "reference_terms": {k: self.game.reference_terms[k] for k in terms_keys},
+            "compute_ratio": result.compute_ratio[agent],
+            "budget": self.game.budget(agent),
+            "within_budget": result.compute_ratio[agent] <= self.game.budget(agent) + 1e-9,
+            "kept_channels": result.counts[agent].tolist(),
+            "keep_ratios": result.ratios[agent].tolist(),
+            "clipped_entries": clipped,
+        }

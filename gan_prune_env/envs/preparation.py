@@ -1,0 +1,120 @@
+"""Everything about a task that is computed once and shared by all environments of a process.
+
+Teacher outputs, phi features, k-NN neighbourhoods and the reference losses do not depend on the
+agents' actions. Gymnasium's checkers and vectorised training create many env instances, so this
+work is cached per process by configuration (the networks are deep-copied per env instance).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from gan_prune_env.config import to_dict
+from gan_prune_env.data import build_dataset
+from gan_prune_env.envs.config import EnvConfig
+from gan_prune_env.objective import (
+    LocalDensityObjective, TeacherPool, make_feature_map, pair_input, widen_for_center,
+)
+from gan_prune_env.pruning import ChannelSpace, make_importance
+from gan_prune_env.tasks import TaskConfig, get_task, load_teacher
+
+TASK_KEYS = ("task", "dataset", "teacher", "resolution", "pool_size", "eval_size", "device",
+             "seed", "objective", "importance", "divisor")
+
+
+@dataclass
+class PreparedTask:
+    """Frozen teacher networks and the neighbourhood pools of one task."""
+
+    task: TaskConfig
+    generator: nn.Module  # teacher G, eval mode
+    discriminator: nn.Module  # teacher D, center-conditioned
+    objective: LocalDensityObjective
+    train_pool: TeacherPool
+    eval_pool: TeacherPool
+    conditional: bool
+    spaces: dict[str, ChannelSpace]  # read-only, shared by every env of the task
+
+
+def resolve_task(config: EnvConfig) -> TaskConfig:
+    """The task named in ``config`` with its dataset, teacher and resolution overrides."""
+    task = get_task(config.task)
+    data = task.data
+    if config.dataset is not None:
+        data = dataclasses.replace(data, root=config.dataset)
+    if config.resolution is not None:
+        data = dataclasses.replace(data, crop_size=config.resolution, load_size=config.resolution)
+    teacher = config.teacher if config.teacher is not None else task.teacher_checkpoint
+    image_size = config.resolution or task.image_size
+    return dataclasses.replace(task, data=data, teacher_checkpoint=teacher, image_size=image_size)
+
+
+def prepare_task(config: EnvConfig) -> PreparedTask:
+    """Cached by the task-related part of ``config``; callers must copy networks they modify."""
+    key = json.dumps({k: to_dict(config)[k] for k in TASK_KEYS}, sort_keys=True)
+    if key not in _CACHE:
+        while len(_CACHE) >= _CACHE_SIZE:
+            _CACHE.pop(next(iter(_CACHE)))
+        _CACHE[key] = _prepare(config)
+    return _CACHE[key]
+
+
+_CACHE: dict[str, PreparedTask] = {}
+_CACHE_SIZE = 4
+
+
+def _prepare(config: EnvConfig) -> PreparedTask:
+    task = resolve_task(config)
+    device = torch.device(config.device)
+    generator, discriminator = load_teacher(task, device=config.device)
+    generator.eval().requires_grad_(False)
+    discriminator.eval().requires_grad_(False)
+    conditional = task.family == "pix2pix"
+    gan_mode = config.objective.gan_mode or ("vanilla" if conditional else "lsgan")
+    train_inputs = _load_inputs(task, "train", config.pool_size, config.seed, device)
+    eval_inputs = _load_inputs(task, "test", config.eval_size, config.seed, device)
+    with torch.no_grad():
+        train_outputs = generator(train_inputs)
+        eval_outputs = generator(eval_inputs)
+    feature_map = make_feature_map(config.objective, discriminator, conditional,
+                                   train_outputs, train_inputs)
+    objective = LocalDensityObjective(copy.deepcopy(config.objective), feature_map,
+                                      center_first=conditional, gan_mode=gan_mode).to(device)
+    conditioned = discriminator if conditional else widen_for_center(discriminator)
+    spaces = {
+        "generator": _space(config, generator, eval_inputs[:1]),
+        "discriminator": _space(config, conditioned, pair_input(eval_outputs[:1], eval_outputs[:1],
+                                                                conditional)),
+    }
+    return PreparedTask(
+        task=task,
+        generator=generator,
+        discriminator=conditioned.eval(),
+        objective=objective,
+        train_pool=objective.build_pool(train_inputs, train_outputs),
+        eval_pool=objective.build_pool(eval_inputs, eval_outputs),
+        conditional=conditional,
+        spaces=spaces,
+    )
+
+
+def _space(config: EnvConfig, net: nn.Module, example: torch.Tensor) -> ChannelSpace:
+    return ChannelSpace(net, example, importance=make_importance(config.importance),
+                        divisor=config.divisor)
+
+
+def _load_inputs(task: TaskConfig, split: str, count: int, seed: int,
+                 device: torch.device) -> torch.Tensor:
+    """``count`` generator inputs of ``split``, chosen by a seeded permutation."""
+    dataset = build_dataset(task.data, split)
+    if len(dataset) < count:
+        raise ValueError(f"task {task.name!r}: split {split!r} has {len(dataset)} images, "
+                         f"fewer than the {count} requested")
+    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))
+    return torch.stack([dataset[int(i)]["A"] for i in order[:count]]).to(device)
