@@ -107,7 +107,7 @@ def check_family_configs(
     """
     if family not in FAMILIES:
         raise ValueError(f"family {family!r} is not one of {FAMILIES}")
-    expected = generator.input_nc + generator.output_nc if family == "pix2pix" else generator.output_nc
+    expected = generator.output_nc + (generator.input_nc if family == "pix2pix" else 0)
     if discriminator.input_nc != expected:
         raise ValueError(
             f"a {family} discriminator needs input_nc={expected} for a generator with "
@@ -141,7 +141,8 @@ def build_network(config: NETWORK_CONFIG, seed: int | None = None) -> nn.Module:
 
 def _stored_state(module_or_state: nn.Module | Mapping[str, torch.Tensor],
                   dtype: torch.dtype) -> dict[str, torch.Tensor]:
-    state = module_or_state.state_dict() if isinstance(module_or_state, nn.Module) else module_or_state
+    state = (module_or_state.state_dict() if isinstance(module_or_state, nn.Module)
+             else module_or_state)
     return {k: (v.detach().to("cpu", dtype) if v.is_floating_point() else v.detach().cpu())
             for k, v in state.items()}
 
@@ -250,7 +251,10 @@ def _torch_load(path: Path) -> Any:
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Read and validate a checkpoint payload; any problem raises CheckpointError naming ``path``."""
+    """Read and validate a checkpoint payload; any problem raises CheckpointError naming ``path``.
+
+    The returned dict gains a ``"path"`` entry (the file it came from) for later messages.
+    """
     path = Path(path)
     payload = _torch_load(path)
     if not isinstance(payload, dict) or "format" not in payload:

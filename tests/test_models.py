@@ -6,6 +6,8 @@ METHOD 2: module names, nesting and norms follow the reference so its checkpoint
 
 from __future__ import annotations
 
+import io
+
 import pytest
 import torch
 from torch import nn
@@ -59,6 +61,14 @@ def leaf_layout(model: nn.Module) -> list[tuple[str, str]]:
     """Every leaf module's name and repr: catches kernel/stride/padding/slope/affine/dropout
     differences that a state dict cannot show (ReLU, LeakyReLU, Dropout, padding layers)."""
     return [(name, repr(m)) for name, m in model.named_modules() if not list(m.children())]
+
+
+def saved_and_loaded(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Round-trip a state dict through ``torch.save``/``torch.load``, as a .pth file would."""
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    buffer.seek(0)
+    return torch.load(buffer, weights_only=True)
 
 
 def randomise(model: nn.Module, seed: int = 0) -> nn.Module:
@@ -132,7 +142,7 @@ def test_patchgan_param_count_matches_published():
     assert n_params(ours) == n_params(reference_discriminator(cfg))
 
 
-# -- checkpoint compatibility ------------------------------------------------------------------
+# -- checkpoint compatibility ---------------------------------------------------------------------
 
 @pytest.mark.parametrize("cfg", GENERATOR_CASES, ids=_id)
 def test_generator_state_dict_and_layout_match_reference(cfg):
@@ -160,7 +170,7 @@ def test_reference_checkpoint_loads_strictly_and_gives_identical_outputs(cfg):
     torch.manual_seed(0)
     theirs = randomise(reference_generator(cfg), seed=1).eval()
     ours = build_generator(cfg, seed=123)
-    ours.load_state_dict(theirs.state_dict(), strict=True)
+    ours.load_state_dict(saved_and_loaded(theirs), strict=True)
     ours.eval()
     size = cfg.image_size if cfg.arch == "unet_auto" else {"unet_256": 256, "unet_128": 128}.get(
         cfg.arch, 32)
@@ -176,7 +186,7 @@ def test_reference_checkpoint_loads_strictly_and_gives_identical_outputs(cfg):
 def test_reference_discriminator_checkpoint_loads_strictly(cfg):
     theirs = randomise(reference_discriminator(cfg), seed=3).eval()
     ours = build_discriminator(cfg, seed=5)
-    ours.load_state_dict(theirs.state_dict(), strict=True)
+    ours.load_state_dict(saved_and_loaded(theirs), strict=True)
     ours.eval()
     x = torch.randn(2, cfg.input_nc, 128, 128, generator=torch.Generator().manual_seed(4))
     with torch.no_grad():
@@ -197,7 +207,7 @@ def test_mismatched_checkpoint_is_rejected():
         ours.load_state_dict(theirs.state_dict(), strict=True)
 
 
-# -- shapes and construction -------------------------------------------------------------------
+# -- shapes and construction ----------------------------------------------------------------------
 
 @pytest.mark.parametrize("cfg,size", [
     (GeneratorConfig(arch="unet_auto", image_size=64, ngf=4), 64),
@@ -224,7 +234,8 @@ def test_patchgan_output_shape(size, expected):
 
 def test_builders_return_reference_named_classes():
     assert isinstance(build_generator(GeneratorConfig(ngf=4)), UnetGenerator)
-    assert isinstance(build_generator(GeneratorConfig(arch="resnet_6blocks", ngf=4)), ResnetGenerator)
+    resnet = build_generator(GeneratorConfig(arch="resnet_6blocks", ngf=4))
+    assert isinstance(resnet, ResnetGenerator)
     assert isinstance(build_discriminator(DiscriminatorConfig(ndf=4)), NLayerDiscriminator)
 
 
@@ -252,7 +263,7 @@ def test_seeded_init_is_deterministic_and_reference_style():
             assert torch.all(m.bias == 0) and abs(m.weight.mean().item() - 1.0) < 0.05
 
 
-# -- bad configs fail loudly --------------------------------------------------------------------
+# -- bad configs fail loudly ----------------------------------------------------------------------
 
 @pytest.mark.parametrize("kwargs,match", [
     (dict(arch="unet_512"), "generator arch"),

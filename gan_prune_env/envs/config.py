@@ -29,6 +29,10 @@ class EnvConfig:
         pool_size: training images whose teacher outputs form the neighbourhood pool.
         eval_size: test images of the fixed evaluation pool; each is a center.
         k: neighbours per center (overrides ``objective.k`` when set).
+        recalibrate_norms: re-estimate BatchNorm statistics of a pruned generator on
+            ``calibration_size`` pool samples before evaluating it ("adaptive BN", EagleEye
+            2020): frozen-weight scores then track what a fine-tuned network achieves.
+        calibration_size: pool samples used for that re-estimation.
         min_keep: smallest keep ratio an action can ask for; action -1 maps to it.
         divisor: channel counts are multiples of it.
         importance: channel ranking, ``l1`` | ``group_l1`` | ``random``.
@@ -52,6 +56,8 @@ class EnvConfig:
     pool_size: int = 64
     eval_size: int = 12
     k: int | None = None
+    recalibrate_norms: bool = True
+    calibration_size: int = 16
     min_keep: float = 0.05
     divisor: int = 1
     importance: str = "l1"
@@ -79,5 +85,7 @@ class EnvConfig:
         if self.eval_size <= self.objective.k or self.pool_size <= self.objective.k:
             raise ValueError(f"eval_size ({self.eval_size}) and pool_size ({self.pool_size}) must "
                              f"exceed k ({self.objective.k})")
+        if self.calibration_size < 1:
+            raise ValueError(f"calibration_size must be >= 1, got {self.calibration_size}")
         if self.resolution is not None and self.resolution < 16:
             raise ValueError(f"resolution must be >= 16 pixels, got {self.resolution}")

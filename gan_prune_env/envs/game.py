@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -26,6 +27,24 @@ from gan_prune_env.envs.preparation import PreparedTask, prepare_task
 from gan_prune_env.pruning import ChannelMasker
 
 AGENTS = ("generator", "discriminator")
+
+
+@contextmanager
+def recalibrating(network: nn.Module):
+    """Forward passes inside re-estimate every BatchNorm's running statistics from scratch
+    (cumulative average over the passes), then the network is back in eval mode."""
+    norms = [m for m in network.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None
+    network.train()
+    try:
+        yield network
+    finally:
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum
+        network.eval()
 
 
 @dataclass
@@ -57,6 +76,7 @@ class PruningGame:
                                                        self.spaces["discriminator"])}
         self._pretrained = {name: copy.deepcopy(self.network(name).state_dict()) for name in AGENTS}
         self._dirty = False
+        self._calibration_inputs = self.prepared.train_pool.inputs[: config.calibration_size]
         self.min_compute = {a: self.spaces[a].macs_ratio(self.ratio_counts(a, self.min_ratios(a)))
                             for a in AGENTS}
         self._check_budgets()
@@ -137,10 +157,22 @@ class PruningGame:
         """L_G and L_D terms of the masked pair on the fixed evaluation neighbourhoods."""
         self.maskers["generator"].set_counts(counts_g)
         self.maskers["discriminator"].set_counts(counts_d)
+        if self.config.recalibrate_norms:
+            self._recalibrate(counts_g)
         self.generator.eval()
         self.discriminator.eval()
         batch = self.eval_batch
         return self.objective.evaluate(self.discriminator, batch, self.generator(batch.inputs))
+
+    def _recalibrate(self, counts_g: np.ndarray) -> None:
+        """Adaptive BN for a *pruned* generator: fresh BatchNorm statistics measured on a fixed
+        calibration batch of the pool (the unpruned teacher is left exactly as it is). The
+        discriminator is judged with its own statistics: it is a critic, not a deliverable."""
+        if not np.any(counts_g < self.spaces["generator"].num_channels):
+            return
+        self._dirty = True
+        with recalibrating(self.generator):
+            self.generator(self._calibration_inputs)
 
     def student_outputs(self, count: int | None = None) -> torch.Tensor:
         """Outputs of the masked G on the evaluation inputs (for rendering)."""

@@ -47,6 +47,18 @@ def normalised_losses(agent: str, terms: dict[str, float], reference: dict[str, 
     return np.clip(np.asarray(out, dtype=np.float32), 0.0, LOSS_CLIP)
 
 
+def observation_layout(n_groups: int, n_peer_groups: int, n_features: int) -> dict[str, slice]:
+    """Named slices of the flat observation, so agents can read it back into its parts."""
+    sizes = [("group_features", n_groups * n_features), ("ratios", n_groups), ("own_global", 4),
+             ("own_losses", 4), ("peer_ratios", n_peer_groups), ("peer_losses", 4),
+             ("peer_global", 2)]
+    layout, start = {}, 0
+    for name, size in sizes:
+        layout[name] = slice(start, start + size)
+        start += size
+    return layout
+
+
 class ObservationBuilder:
     """Builds one agent's observation vector from the game's state."""
 
@@ -63,6 +75,7 @@ class ObservationBuilder:
             np.ones(n_peer), np.full(4, LOSS_CLIP), np.ones(2),
         ]).astype(np.float32)
         self.space = spaces.Box(low, high, dtype=np.float32)
+        self.layout = observation_layout(n, n_peer, self.static.size // max(n, 1))
 
     def build(self, ratios: dict[str, np.ndarray], compute: dict[str, float],
               terms: dict[str, float], round_index: int) -> np.ndarray:

@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from gan_prune_env.envs.actions import ratios_to_action
+from gan_prune_env.envs.actions import action_to_ratios, ratios_to_action
 from gan_prune_env.envs.game import PruningGame
 
 
@@ -44,8 +44,15 @@ class PredictPeer:
 def uniform_budget_peer(game: PruningGame, agent: str) -> ConstantPeer:
     """Default heuristic: the largest uniform keep ratio that meets the agent's own budget."""
     ratio = game.uniform_ratio_for_budget(agent)
-    return ConstantPeer(ratios_to_action(np.full(game.num_groups(agent), ratio),
-                                         game.config.min_keep))
+    min_keep = game.config.min_keep
+    action = ratios_to_action(np.full(game.num_groups(agent), ratio), min_keep)
+    # The bisection's ratio sits on a channel-rounding boundary; the float32 action can land a
+    # hair above it and keep one channel too many. Step down until the budget is met again.
+    space, budget = game.spaces[agent], game.budget(agent)
+    while (space.macs_ratio(space.counts_for_ratios(action_to_ratios(action, min_keep))) > budget
+           and action[0] > -1):
+        action = np.nextafter(action, np.float32(-1))
+    return ConstantPeer(action)
 
 
 def resolve_peer(spec: Any, game: PruningGame, agent: str) -> PeerPolicy:

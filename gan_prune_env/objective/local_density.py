@@ -41,7 +41,7 @@ class ObjectiveConfig:
     gan_mode: str | None = None  # None: vanilla for Pix2Pix, lsgan for CycleGAN
     kernel_weighted: bool = True  # weight adversarial pairs by w_cj (False: uniform)
     lambda_adv: float = 1.0
-    lambda_kde: float = 1.0
+    lambda_kde: float = 10.0
     lambda_rec: float = 1.0
 
     def __post_init__(self) -> None:
@@ -150,6 +150,12 @@ class LocalDensityObjective(nn.Module):
             neighbours = torch.cat([neighbours, neighbours + offset])
         return discriminator(pair_input(centers, candidates[neighbours], self.center_first))
 
+    def judge_pairs(self, discriminator: nn.Module, batch: NeighbourhoodBatch,
+                    student_outputs: torch.Tensor) -> torch.Tensor:
+        """D's raw verdicts on the real pairs then the fake pairs of ``batch``."""
+        return self._judge(discriminator, batch, torch.cat([batch.outputs, student_outputs]),
+                           offset=batch.outputs.shape[0])
+
     def discriminator_loss(self, discriminator: nn.Module, batch: NeighbourhoodBatch,
                            student_outputs: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         """``0.5 * (gan(D(c, y_j), real) + gan(D(c, s_j), fake))``, kernel-weighted."""
@@ -159,7 +165,9 @@ class LocalDensityObjective(nn.Module):
         loss_real = gan_loss(real, True, self.gan_mode, weights)
         loss_fake = gan_loss(fake, False, self.gan_mode, weights)
         loss = 0.5 * (loss_real + loss_fake)
-        return loss, {"d_loss": float(loss), "d_real": float(loss_real), "d_fake": float(loss_fake)}
+        # detach: float() of a tensor that requires grad warns (torch >= 2.x)
+        return loss, {"d_loss": float(loss.detach()), "d_real": float(loss_real.detach()),
+                      "d_fake": float(loss_fake.detach())}
 
     def generator_loss(self, discriminator: nn.Module, batch: NeighbourhoodBatch,
                        student_outputs: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
@@ -170,8 +178,8 @@ class LocalDensityObjective(nn.Module):
         kl = self.density_kl(batch, student_outputs)
         rec = F.l1_loss(student_outputs, batch.outputs)
         loss = cfg.lambda_adv * adv + cfg.lambda_kde * kl + cfg.lambda_rec * rec
-        return loss, {"g_loss": float(loss), "g_adv": float(adv), "g_kde": float(kl),
-                      "g_rec": float(rec)}
+        return loss, {"g_loss": float(loss.detach()), "g_adv": float(adv.detach()),
+                      "g_kde": float(kl.detach()), "g_rec": float(rec.detach())}
 
     @torch.no_grad()
     def evaluate(self, discriminator: nn.Module, batch: NeighbourhoodBatch,
@@ -179,9 +187,7 @@ class LocalDensityObjective(nn.Module):
         """All terms of L_G and L_D without gradients, judging each pair once (hot loop)."""
         cfg = self.config
         weights = self._pair_weights(batch)
-        both = self._judge(discriminator, batch, torch.cat([batch.outputs, student_outputs]),
-                           offset=batch.outputs.shape[0])
-        real, fake = both.chunk(2)
+        real, fake = self.judge_pairs(discriminator, batch, student_outputs).chunk(2)
         d_real = gan_loss(real, True, self.gan_mode, weights)
         d_fake = gan_loss(fake, False, self.gan_mode, weights)
         adv = gan_loss(fake, True, self.gan_mode, weights)

@@ -73,6 +73,8 @@ def channels_for_ratio(ratio: float, num_channels: int, divisor: int = 1) -> int
         raise ValueError(f"keep ratio must be in [0, 1], got {ratio}")
     if divisor < 1:
         raise ValueError(f"divisor must be >= 1, got {divisor}")
+    if ratio == 1:  # the full group, even when it is narrower than the divisor
+        return num_channels
     count = max(1, int(round(ratio * num_channels / divisor)) * divisor)
     return min(count, num_channels)
 
@@ -88,7 +90,8 @@ def build_dependency_graph(model: nn.Module, example_input: torch.Tensor) -> tp.
     try:
         for p in frozen:
             p.requires_grad_(True)
-        return tp.DependencyGraph().build_dependency(model, example_inputs=example_input)
+        with torch.enable_grad():  # callers may be inside torch.no_grad()
+            return tp.DependencyGraph().build_dependency(model, example_inputs=example_input)
     finally:
         for p in frozen:
             p.requires_grad_(False)

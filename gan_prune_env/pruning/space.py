@@ -54,6 +54,7 @@ class ChannelSpace:
             raise ValueError("no prunable channel group found (only the output layer has channels?)")
         self.num_channels = np.array([g.num_channels for g in self.groups], dtype=np.int64)
         self._producer_group = {p: g.index for g in self.groups for p in g.producers}
+        self._rank_positions = [torch.argsort(g.ranking) for g in self.groups]
         self._consumer_terms = self._index_consumers()
         self._norm_params = self._norm_params_per_channel(model)
         self.full_params = sum(p.numel() for p in model.parameters())
@@ -121,6 +122,28 @@ class ChannelSpace:
 
     def macs_ratio(self, counts: Sequence[int] | np.ndarray) -> float:
         return self.macs(counts) / self.full_macs
+
+    def soft_macs_ratio(self, fractions: torch.Tensor) -> torch.Tensor:
+        """Differentiable kept-MACs ratio for per-group kept *fractions* (relaxed search):
+        the exact formula with channel counts replaced by ``fraction * channels``."""
+        total = fractions.new_zeros(())
+        for name, info in self.layers.items():
+            group = self._producer_group.get(name)
+            out_frac = fractions[group] if group is not None else 1.0
+            in_kept = fractions.new_tensor(float(info.in_channels))
+            for g, positions in self._consumer_terms.get(name, ()):
+                in_kept = in_kept - positions.size * (1 - fractions[g])
+            total = total + layer_macs(info) * (in_kept / info.in_channels) * out_frac
+        return total / self.full_macs
+
+    def soft_gates(self, fractions: torch.Tensor, temperature: float = 0.5) -> list[torch.Tensor]:
+        """Per-group channel gates in (0, 1) for kept fractions: a sigmoid step along each
+        group's importance ranking at ``fraction * channels`` (width ``temperature`` channels)."""
+        gates = []
+        for group, position in zip(self.groups, self._rank_positions):
+            edge = fractions[group.index] * group.num_channels
+            gates.append(torch.sigmoid((edge - position.to(fractions) - 0.5) / temperature))
+        return gates
 
     # -- observations ----------------------------------------------------------------------------
     def group_features(self) -> np.ndarray:

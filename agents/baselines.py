@@ -1,0 +1,259 @@
+"""Two non-learning baselines every search must beat.
+
+* ``UniformAgent``: every channel group of G (resp. D) at one keep ratio, the largest whose
+  kept-MACs ratio meets that network's budget. This is the "prune everything equally" answer
+  and the default peer of the single-agent views.
+* ``RandomSearchAgent``: samples per-group keep ratios, then scales each network's sample by
+  one global multiplier so that it spends (almost) exactly its budget. Rescaling matters: raw
+  uniform samples in ``[min_keep, 1]`` keep ~half the MACs and would almost never meet a 25 %
+  budget, so an unscaled random search mostly measures the compute penalty.
+
+Both are deterministic under their seed and persist as one small JSON file.
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+
+from agents.base import Candidate, PruningAgent, SearchTracker, run_rounds
+from gan_prune_env.config import from_dict, to_dict
+from gan_prune_env.envs import (
+    AGENTS, GANPruneParallelEnv, PruningGame, action_to_ratios, ratios_to_action,
+)
+
+Actions = dict[str, np.ndarray]
+C = TypeVar("C")
+
+
+def make_config(cls: type[C], config: C | dict | None, overrides: dict[str, Any], where: str
+                ) -> C:
+    """``cls`` from an instance, a mapping or None, plus keyword overrides, checked strictly, so
+    ``Agent(cfg)``, ``Agent({"seed": 1})`` and ``Agent(seed=1)`` all work and typos fail."""
+    base = to_dict(config) if isinstance(config, cls) else dict(config or {})
+    return from_dict(cls, {**base, **overrides}, where=where)
+
+
+# -- persistence -----------------------------------------------------------------------------------
+def write_json_atomic(path: str | Path, data: Any) -> None:
+    """Write to a temporary file in the same folder, then ``os.replace``: readers (and a crash
+    mid-write) only ever see the old file or the complete new one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(data, handle, indent=2)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_json(path: str | Path) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+def actions_to_json(actions: Actions | None) -> dict[str, list[float]] | None:
+    return None if actions is None else {a: np.asarray(v).tolist() for a, v in actions.items()}
+
+
+def actions_from_json(data: dict[str, list[float]] | None) -> Actions | None:
+    return None if data is None else {a: np.asarray(v, dtype=np.float32) for a, v in data.items()}
+
+
+# -- budget arithmetic -----------------------------------------------------------------------------
+def achieved_compute(game: PruningGame, agent: str, action: np.ndarray) -> float:
+    """Kept-MACs ratio the env will measure for ``action`` (same float32 action -> ratio ->
+    count path as ``GANPruneParallelEnv.step``, so rounding cannot surprise us)."""
+    ratios = action_to_ratios(np.asarray(action, dtype=np.float64), game.config.min_keep)
+    return game.spaces[agent].macs_ratio(game.ratio_counts(agent, ratios))
+
+
+def fit_to_budget(game: PruningGame, agent: str, ratios: np.ndarray, steps: int = 30
+                  ) -> np.ndarray:
+    """Action for ``clip(s * ratios, min_keep, 1)`` with the largest multiplier ``s`` whose
+    compute is within the agent's budget.
+
+    Compute is non-decreasing in ``s``, and ``s = 0`` (every group at ``min_keep``) is within
+    budget (the game refuses impossible budgets), so bisection always ends feasible. The upper
+    end ``1 / min(ratios)`` keeps every channel, so ``s`` may grow small samples too.
+    """
+    min_keep, budget = game.config.min_keep, game.budget(agent)
+    ratios = np.asarray(ratios, dtype=np.float64)
+
+    def action_at(scale: float) -> np.ndarray:
+        return ratios_to_action(np.clip(scale * ratios, min_keep, 1.0), min_keep)
+
+    lo, hi = 0.0, 1.0 / max(float(ratios.min()), 1e-12)
+    if achieved_compute(game, agent, action_at(hi)) <= budget:
+        return action_at(hi)
+    for _ in range(steps):
+        mid = 0.5 * (lo + hi)
+        if achieved_compute(game, agent, action_at(mid)) <= budget:
+            lo = mid
+        else:
+            hi = mid
+    return action_at(lo)
+
+
+def uniform_actions(game: PruningGame) -> Actions:
+    """Largest uniform keep ratio within budget, per network, as env actions.
+
+    ``uniform_ratio_for_budget`` bisects in ratio space to 2^-40, far finer than the float32
+    action's precision, so its ratio can sit just below a channel-rounding step that the
+    action's round trip crosses; ``fit_to_budget`` re-snaps it through the action path.
+    """
+    return {a: fit_to_budget(game, a, np.full(game.num_groups(a), game.uniform_ratio_for_budget(a)))
+            for a in AGENTS}
+
+
+def candidate_actions(candidate: Candidate, min_keep: float) -> Actions:
+    """Env actions that reproduce a recorded pair (its realised keep ratios map back to the
+    same channel counts)."""
+    return {a: ratios_to_action(np.asarray(candidate.keep_ratios[a]), min_keep) for a in AGENTS}
+
+
+# -- agents ----------------------------------------------------------------------------------------
+class _JsonAgent(PruningAgent):
+    """Shared ``save``/``load``: a config dataclass plus ``_state()`` in one JSON file."""
+
+    config_class: type
+
+    def __init__(self, config: Any = None, **kwargs: Any) -> None:
+        self.config = make_config(self.config_class, config, kwargs, f"{self.name} agent config")
+
+    def save(self, path: str | Path) -> None:
+        write_json_atomic(path, {"agent": self.name, "config": to_dict(self.config),
+                                 "state": self._state()})
+
+    def load(self, path: str | Path) -> None:
+        data = read_json(path)
+        if data.get("agent") != self.name:
+            raise ValueError(f"{path} holds a {data.get('agent')!r} agent, not {self.name!r}")
+        self.config = from_dict(self.config_class, data["config"], where=str(path))
+        self._load_state(data["state"])
+
+    @abc.abstractmethod
+    def _state(self) -> dict[str, Any]:
+        """JSON-serialisable learned state."""
+
+    @abc.abstractmethod
+    def _load_state(self, state: dict[str, Any]) -> None:
+        """Inverse of ``_state``."""
+
+
+@dataclass
+class UniformConfig:
+    """Attributes:
+        seed: seed of the env reset (only matters when ``inner_steps`` > 0).
+    """
+
+    seed: int = 0
+
+
+class UniformAgent(_JsonAgent):
+    """Every group of a network at the largest uniform keep ratio that meets its budget."""
+
+    name = "uniform"
+    config_class = UniformConfig
+
+    def __init__(self, config: UniformConfig | dict | None = None, **kwargs: Any) -> None:
+        super().__init__(config, **kwargs)
+        self.actions: Actions | None = None
+
+    def act(self, observations: dict[str, np.ndarray], deterministic: bool = False) -> Actions:
+        if self.actions is None:
+            raise RuntimeError("UniformAgent has no ratios yet: call learn(env, ...) or load()")
+        return {a: v.copy() for a, v in self.actions.items()}
+
+    def learn(self, env: GANPruneParallelEnv, rounds: int, tracker: SearchTracker) -> None:
+        """Nothing to learn: compute the ratios once, then evaluate them for ``rounds`` rounds
+        (repeats differ only when the env adapts weights between rounds)."""
+        self.actions = uniform_actions(env.game)
+        run_rounds(env, self.act, rounds, tracker, seed=self.config.seed)
+
+    def _state(self) -> dict[str, Any]:
+        return {"actions": actions_to_json(self.actions)}
+
+    def _load_state(self, state: dict[str, Any]) -> None:
+        self.actions = actions_from_json(state["actions"])
+
+
+@dataclass
+class RandomSearchConfig:
+    """Attributes:
+        seed: seeds the architecture sampler and the env reset.
+        low, high: per-group keep ratios are drawn uniformly from ``[low, high]`` before
+            rescaling; ``low=None`` means the env's ``min_keep``.
+        fit_budget: rescale each sample onto its network's budget (see module docstring).
+        bisection_steps: iterations of the multiplier search.
+    """
+
+    seed: int = 0
+    low: float | None = None
+    high: float = 1.0
+    fit_budget: bool = True
+    bisection_steps: int = 30
+
+    def __post_init__(self) -> None:
+        low = 0.0 if self.low is None else self.low
+        if not 0 <= low < self.high <= 1:
+            raise ValueError(f"need 0 < low < high <= 1, got low={self.low}, high={self.high}")
+
+
+class RandomSearchAgent(_JsonAgent):
+    """Samples architecture pairs; ``act(deterministic=True)`` replays the best one found."""
+
+    name = "random"
+    config_class = RandomSearchConfig
+
+    def __init__(self, config: RandomSearchConfig | dict | None = None, **kwargs: Any) -> None:
+        super().__init__(config, **kwargs)
+        self.rng = np.random.default_rng(self.config.seed)
+        self.best: Candidate | None = None
+        self.best_actions: Actions | None = None
+        self._game: PruningGame | None = None
+
+    def act(self, observations: dict[str, np.ndarray], deterministic: bool = False) -> Actions:
+        if deterministic and self.best_actions is not None:
+            return {a: v.copy() for a, v in self.best_actions.items()}
+        if self._game is None:
+            raise RuntimeError("RandomSearchAgent samples against an env: call learn(env, ...)")
+        return {a: self._sample(self._game, a) for a in AGENTS}
+
+    def learn(self, env: GANPruneParallelEnv, rounds: int, tracker: SearchTracker) -> None:
+        self._game = env.game
+        start = len(tracker.history)
+        run_rounds(env, self.act, rounds, tracker, seed=self.config.seed)
+        best = SearchTracker(history=tracker.history[start:] + ([self.best] if self.best else []))
+        self.best = best.best
+        self.best_actions = (candidate_actions(self.best, env.config.min_keep)
+                             if self.best else None)
+
+    def _sample(self, game: PruningGame, agent: str) -> np.ndarray:
+        low = game.config.min_keep if self.config.low is None else self.config.low
+        ratios = self.rng.uniform(low, self.config.high, game.num_groups(agent))
+        if self.config.fit_budget:
+            return fit_to_budget(game, agent, ratios, self.config.bisection_steps)
+        return ratios_to_action(ratios, game.config.min_keep)
+
+    def _state(self) -> dict[str, Any]:
+        return {"rng": self.rng.bit_generator.state,
+                "best": to_dict(self.best) if self.best else None,
+                "best_actions": actions_to_json(self.best_actions)}
+
+    def _load_state(self, state: dict[str, Any]) -> None:
+        self.rng = np.random.default_rng()
+        self.rng.bit_generator.state = state["rng"]
+        self.best = Candidate(**state["best"]) if state["best"] else None
+        self.best_actions = actions_from_json(state["best_actions"])

@@ -1,0 +1,92 @@
+"""From a found architecture pair to files: sliced networks, checkpoints, exports, reports."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from agents.base import Candidate
+from gan_prune_env.checkpoint import (
+    load_discriminator, load_generator, make_checkpoint, read_checkpoint, save_checkpoint,
+)
+from gan_prune_env.envs import GANPruneParallelEnv
+from gan_prune_env.pruning import ChannelSpace, count_macs, count_params, slice_by_indices
+from gan_prune_env.tasks import TaskConfig, teacher_path
+
+MAIN = {"pix2pix": ("generator", "discriminator"), "cyclegan": ("generator_AB", "discriminator_B")}
+
+
+@dataclass
+class PrunedPair:
+    """The teacher's networks with the main G and D sliced to the found architecture."""
+
+    family: str
+    networks: dict[str, nn.Module]  # every network the family trains, main ones sliced
+    teacher: dict[str, nn.Module]  # unpruned copies, for comparison
+    kept: dict[str, dict[str, list[int]]]
+    input_shape: dict[str, list[int]]
+
+    @property
+    def generator(self) -> nn.Module:
+        return self.networks[MAIN[self.family][0]]
+
+    @property
+    def discriminator(self) -> nn.Module:
+        return self.networks[MAIN[self.family][1]]
+
+
+def teacher_networks(task: TaskConfig, device: str) -> dict[str, nn.Module]:
+    """All networks of the task's teacher checkpoint (CycleGAN: both directions)."""
+    payload = read_checkpoint(teacher_path(task))
+    names = ("generator", "discriminator") if task.family == "pix2pix" else \
+        ("generator_AB", "generator_BA", "discriminator_B", "discriminator_A")
+    loaders = {n: (load_generator if n.startswith("generator") else load_discriminator)
+               for n in names}
+    return {n: loaders[n](payload, which=n, device=device) for n in names}
+
+
+def slice_pair(env: GANPruneParallelEnv, best: Candidate, device: str) -> PrunedPair:
+    """Slice the teacher's main G and D to ``best``; the other CycleGAN networks stay full.
+
+    The discriminator is sliced in its *original* input layout (the env's center-conditioned
+    copy of a CycleGAN D has extra input channels, which the kept indices never touch).
+    """
+    task = env.game.prepared.task
+    teacher = teacher_networks(task, device)
+    networks = {name: copy.deepcopy(net) for name, net in teacher.items()}
+    size = task.image_size
+    g_name, d_name = MAIN[task.family]
+    d_channels = 6 if task.family == "pix2pix" else 3
+    shapes = {g_name: [3, size, size], d_name: [d_channels, size, size]}
+    kept = {}
+    for agent, name in (("generator", g_name), ("discriminator", d_name)):
+        space: ChannelSpace = env.game.spaces[agent]
+        kept[name] = space.keep_indices(best.kept_channels[agent])
+        example = torch.zeros(1, *shapes[name], device=device)
+        networks[name] = slice_by_indices(networks[name], example, kept[name])
+    return PrunedPair(task.family, networks, teacher, kept, shapes)
+
+
+def save_pruned(pair: PrunedPair, task: TaskConfig, path: Path, metadata: dict) -> Path:
+    """A "pruned" checkpoint that embeds the base architecture and the kept channels."""
+    payload = make_checkpoint("pruned", pair.family, pair.networks, task.generator,
+                              task.discriminator, kept=pair.kept, input_shape=pair.input_shape,
+                              metadata=metadata)
+    return save_checkpoint(path, payload)
+
+
+def compute_table(pair: PrunedPair) -> dict[str, dict[str, float]]:
+    """MACs (field and true convention) and params of teacher vs pruned main G and D."""
+    g_name, d_name = MAIN[pair.family]
+    rows = {}
+    for role, name in (("generator", g_name), ("discriminator", d_name)):
+        example = torch.zeros(1, *pair.input_shape[name])
+        for which, net in (("teacher", pair.teacher[name]), ("pruned", pair.networks[name])):
+            rows[f"{role}/{which}"] = {
+                "macs": count_macs(net, example), "true_macs": count_macs(net, example, "true"),
+                "params": count_params(net)}
+    return rows

@@ -1,0 +1,75 @@
+"""Configuration of one ``train_agents.py`` run, loaded strictly from YAML and flags."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from gan_prune_env import ENV_ENTRY_POINTS
+
+ALGOS = ("mggc", "ppo", "sac", "uniform", "random")
+
+
+@dataclass
+class SearchConfig:
+    """The architecture search: ``n_rounds`` env steps (rounds) of ``algo``."""
+
+    algo: str = "mggc"
+    n_rounds: int = 400
+    seed: int = 0
+    save_freq: int = 100  # rounds between agent/tracker checkpoints (resume granularity)
+    eval_freq: int = 50  # rounds between TensorBoard snapshots of the best architecture
+    algo_params: dict[str, Any] = field(default_factory=dict)  # fields of the algo's config
+
+    def __post_init__(self) -> None:
+        if self.algo not in ALGOS:
+            raise ValueError(f"algo {self.algo!r} is not one of {ALGOS}")
+        if self.n_rounds < 1 or self.save_freq < 1 or self.eval_freq < 1:
+            raise ValueError("n_rounds, save_freq and eval_freq must be >= 1")
+
+
+@dataclass
+class FinetuneConfig:
+    """METHOD 9: the sliced G and D trained with the task's own losses, plus options."""
+
+    steps: int = 600
+    batch_size: int = 8
+    lr: float = 2e-4
+    lambda_task: float = 100.0  # Pix2Pix L1 to the target (CycleGAN: cycle weight 10)
+    lambda_distill: float = 0.0  # L1 to the teacher's output
+    lambda_density: float = 0.0  # the local-density objective (METHOD 6) on neighbourhoods
+    save_every: int = 200
+    log_every: int = 20
+    image_every: int = 100
+
+    def __post_init__(self) -> None:
+        if self.steps < 0 or self.batch_size < 1:
+            raise ValueError("finetune steps must be >= 0 and batch_size >= 1")
+
+
+@dataclass
+class EvalConfig:
+    """Quality on the test split and CPU latency of teacher and pruned G."""
+
+    max_images: int = 100
+    latency_runs: int = 30
+    latency_threads: int = 2
+
+
+@dataclass
+class RunConfig:
+    """A whole run: search, slicing, fine-tuning, evaluation, export."""
+
+    env: str = "Pix2PixPrune-v0"
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    evaluation: EvalConfig = field(default_factory=EvalConfig)
+    onnx: bool = True
+    torchscript: bool = True
+    device: str = "cpu"
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.env not in ENV_ENTRY_POINTS:
+            raise ValueError(f"env {self.env!r} is not one of {sorted(ENV_ENTRY_POINTS)}")

@@ -1,0 +1,88 @@
+"""The search phase: an agent explores the env, its progress saved in chunks for resumption."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from torch.utils.tensorboard import SummaryWriter
+from tqdm.auto import tqdm
+
+from agents import AGENT_CLASSES
+from agents.base import Candidate, PruningAgent, SearchTracker, load_agent_state
+from agents.run.config import RunConfig
+from agents.run.tensorboard import SearchLogger, add_image_grid, architecture_markdown
+from gan_prune_env.checkpoint import save_checkpoint
+from gan_prune_env.envs import AGENTS, GANPruneParallelEnv
+
+TRACKER_FILE = "tracker.pt"
+AGENT_FILE = "agent"
+BEST_FILE = "best_architecture.json"
+
+
+def build_agent(config: RunConfig) -> PruningAgent:
+    """The search algorithm named in the config, with its own (strictly checked) params."""
+    search = config.search
+    params = {"seed": search.seed, **search.algo_params}
+    if search.algo in ("ppo", "sac"):
+        params.setdefault("algo", search.algo)
+    return AGENT_CLASSES[search.algo](params)
+
+
+def group_names(env: GANPruneParallelEnv) -> dict[str, list[str]]:
+    return {a: [g.name for g in env.game.spaces[a].groups] for a in AGENTS}
+
+
+def run_search(config: RunConfig, env: GANPruneParallelEnv, run_dir: Path,
+               writer: SummaryWriter) -> Candidate:
+    """Search for ``n_rounds`` rounds (continuing a saved search), return the best pair."""
+    folder = run_dir / "search"
+    folder.mkdir(parents=True, exist_ok=True)
+    agent, tracker = build_agent(config), SearchTracker()
+    if hasattr(agent, "bind"):
+        agent.bind(env)
+    if (folder / TRACKER_FILE).exists():
+        tracker.load_state_dict(load_agent_state(folder / TRACKER_FILE))
+        agent.load(folder / AGENT_FILE)
+    if hasattr(agent, "logger"):
+        agent.logger = lambda name, value, step: writer.add_scalar(name, value, step)
+    tracker.listeners.append(SearchLogger(writer))
+    search = config.search
+    names = group_names(env)
+    with tqdm(total=search.n_rounds, initial=len(tracker.history), desc=f"search ({search.algo})",
+              disable=not config.progress, dynamic_ncols=True) as bar:
+        while len(tracker.history) < search.n_rounds:
+            before = len(tracker.history)
+            chunk = min(search.save_freq, search.n_rounds - before)
+            agent.learn(env, chunk, tracker)
+            del tracker.history[before + chunk:]  # an algorithm may overshoot its last rollout
+            agent.save(folder / AGENT_FILE)
+            save_checkpoint(folder / TRACKER_FILE, tracker.state_dict())
+            bar.update(len(tracker.history) - before)
+            best = tracker.best
+            if best is not None:
+                bar.set_postfix(best_G=f"{best.rewards['generator']:+.3f}", refresh=False)
+                if len(tracker.history) // search.eval_freq != before // search.eval_freq:
+                    _snapshot(writer, env, best, names, len(tracker.history))
+    best = tracker.best
+    if best is None:
+        raise RuntimeError("the search evaluated no architecture")
+    (run_dir / BEST_FILE).write_text(json.dumps(
+        {**asdict(best), "group_names": names}, indent=2))
+    return best
+
+
+def _snapshot(writer: SummaryWriter, env: GANPruneParallelEnv, best: Candidate,
+              names: dict[str, list[str]], step: int) -> None:
+    """Best architecture so far as text, and its images (input | teacher | pruned)."""
+    writer.add_text("search/best_architecture", architecture_markdown(best, names), step)
+    game = env.game
+    game.maskers["generator"].set_counts(best.kept_channels["generator"])
+    with torch.no_grad():
+        rows = min(4, game.eval_batch.inputs.shape[0])
+        student = game.student_outputs(rows)
+    game.maskers["generator"].reset()
+    add_image_grid(writer, "search/best_images",
+                   [game.eval_batch.inputs[:rows], game.eval_batch.outputs[:rows], student], step)

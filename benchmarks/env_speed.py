@@ -1,0 +1,383 @@
+"""Environment steps per second on CPU, and where the time of one step goes.
+
+Settings (all through ``gymnasium.make``, single view, the generator agent, random actions,
+episodes of the default ``rounds`` with the resets they need counted in the time):
+
+* ``default frozen``: the default task with frozen weights (``inner_steps=0``, pure
+  architecture evaluation; the target is >= 10 steps/s on 2 cores);
+* ``default inner=1`` and ``default inner=4``: the same with adversarial inner updates;
+* ``facades frozen``: the facades task at 128 px. It needs ``$GAN_PRUNE_DATA`` (skipped when
+  unset) and a teacher: ``--facades-teacher PATH``, otherwise an *untrained* network pair of the
+  facades architecture is built for the measurement (labelled "untrained teacher, speed only":
+  step time depends on the architecture, not on the weights).
+
+Each setting: one warm-up episode, then ``--repeats`` timed runs of ``--steps`` steps; the
+reported rate is the median over runs (min and max beside it). Setup (first ``make``: task
+preparation; second ``make``: the per-process cache) is timed separately.
+
+The frozen default step is then run under cProfile and its time split into: generator forward,
+discriminator forward (the center-conditioned D judging pairs), feature map (phi of the student
+outputs for the density term), masks (setting masks + the masking hooks inside the forwards),
+MACs (keep ratios -> counts -> kept-MACs ratio), observation building (observations and infos)
+and other (losses, gathering pairs, action checks, rewards, Python overhead). The named
+callables are wrapped in uniquely named functions so cProfile can tell them apart; the groups do
+not overlap and sum to the step time.
+
+Outputs (``--out``, default ``benchmarks/results``): ``env_speed.json``, ``env_speed.md`` and
+``env_speed.png``.
+
+    python benchmarks/env_speed.py                 # full run (a few minutes on 2 cores)
+    python benchmarks/env_speed.py --quick         # fewer steps and repeats
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import datetime as _dt
+import json
+import os
+import platform
+import pstats
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+import gan_prune_env  # noqa: F401  (registers the ids)
+from gan_prune_env.tasks import DATA_ENV
+
+DEFAULT_OUT = Path(__file__).resolve().parent / "results"
+TARGET_STEPS_PER_S = 10.0
+THREADS = 2
+UNTRAINED_LABEL = "untrained teacher, speed only"
+
+
+@dataclass
+class Setting:
+    name: str
+    kwargs: dict[str, Any]
+    note: str = ""
+    result: dict[str, Any] = field(default_factory=dict)
+
+
+# -- settings ------------------------------------------------------------------------------------
+
+def untrained_facades_teacher(directory: Path) -> str:
+    """An untrained generator/discriminator pair of the facades architecture, saved as a
+    teacher checkpoint (the task's architecture check then passes)."""
+    from gan_prune_env.checkpoint import (
+        build_network, make_checkpoint, network_config, network_names, save_checkpoint,
+    )
+    from gan_prune_env.tasks import get_task
+
+    task = get_task("facades")
+    nets = {name: build_network(network_config(task.family, name, task.generator,
+                                               task.discriminator), seed=i)
+            for i, name in enumerate(network_names(task.family))}
+    payload = make_checkpoint("teacher", task.family, nets, task.generator, task.discriminator,
+                              metadata={"note": UNTRAINED_LABEL})
+    return str(save_checkpoint(directory / "facades_untrained_teacher.pt", payload))
+
+
+def build_settings(args: argparse.Namespace, scratch: Path) -> tuple[list[Setting], list[str]]:
+    settings = [
+        Setting("default frozen", {"task": "default", "inner_steps": 0}),
+        Setting("default inner=1", {"task": "default", "inner_steps": 1}),
+        Setting("default inner=4", {"task": "default", "inner_steps": 4}),
+    ]
+    skipped = []
+    if not os.environ.get(DATA_ENV):
+        skipped.append(f"facades: ${DATA_ENV} is unset")
+    elif args.facades_teacher:
+        settings.append(Setting("facades frozen", {"task": "facades", "inner_steps": 0,
+                                                   "teacher": args.facades_teacher},
+                                note=f"teacher {args.facades_teacher}"))
+    else:
+        teacher = untrained_facades_teacher(scratch)
+        settings.append(Setting("facades frozen", {"task": "facades", "inner_steps": 0,
+                                                   "teacher": teacher}, note=UNTRAINED_LABEL))
+    return settings, skipped
+
+
+# -- timing --------------------------------------------------------------------------------------
+
+def run_steps(env: gym.Env, steps: int, rng: np.random.Generator) -> float:
+    """Seconds for ``steps`` random-action steps (resetting at episode ends)."""
+    low, high, shape = env.action_space.low, env.action_space.high, env.action_space.shape
+    actions = rng.uniform(low, high, (steps, *shape)).astype(np.float32)
+    start = time.perf_counter()
+    for action in actions:
+        _, _, terminated, truncated, _ = env.step(action)
+        if terminated or truncated:
+            env.reset()
+    return time.perf_counter() - start
+
+
+def measure(setting: Setting, args: argparse.Namespace) -> dict[str, Any]:
+    start = time.perf_counter()
+    env = gym.make("Pix2PixPrune-v0", **setting.kwargs)
+    first_make = time.perf_counter() - start
+    start = time.perf_counter()
+    env.close()
+    env = gym.make("Pix2PixPrune-v0", **setting.kwargs)
+    cached_make = time.perf_counter() - start
+    rng = np.random.default_rng(0)
+    env.reset(seed=0)
+    run_steps(env, max(args.warmup, 1), rng)
+    rates = []
+    for _ in range(args.repeats):
+        env.reset(seed=len(rates))
+        rates.append(args.steps / run_steps(env, args.steps, rng))
+    game = env.unwrapped.game
+    result = {
+        "steps_per_s_median": statistics.median(rates),
+        "steps_per_s_min": min(rates),
+        "steps_per_s_max": max(rates),
+        "ms_per_step_median": 1000.0 / statistics.median(rates),
+        "rates": rates,
+        "first_make_s": first_make,
+        "cached_make_s": cached_make,
+        "resolution": int(game.eval_batch.inputs.shape[-1]),
+        "eval_images": int(game.eval_batch.inputs.shape[0]),
+        "eval_pairs": int(game.eval_batch.neighbour_pos.numel()),
+        "rounds": game.config.rounds,
+        "groups": {a: game.num_groups(a) for a in ("generator", "discriminator")},
+        "full_macs": {a: int(game.spaces[a].full_macs) for a in ("generator", "discriminator")},
+    }
+    env.close()
+    return result
+
+
+# -- profile -------------------------------------------------------------------------------------
+
+GROUPS = ("generator forward", "discriminator forward", "feature map", "masks", "MACs",
+          "observation building", "other")
+
+
+def _named(name: str, fn):
+    """``fn`` behind a function whose code object is called ``name`` (visible to cProfile)."""
+    namespace: dict[str, Any] = {"_fn": fn}
+    exec(f"def {name}(*args, **kwargs):\n    return _fn(*args, **kwargs)\n", namespace)
+    return namespace[name]
+
+
+def instrument(game) -> None:
+    """Route the step's heavy callables through uniquely named wrappers."""
+    for role, net in (("generator", game.generator), ("discriminator", game.discriminator)):
+        net.forward = _named(f"bench_{role}_forward", net.forward)
+        for module in net.modules():  # the maskers' forward pre-hooks
+            for key, hook in list(module._forward_pre_hooks.items()):
+                module._forward_pre_hooks[key] = _named(f"bench_{role}_mask_hook", hook)
+    phi = game.objective.feature_map
+    phi.forward = _named("bench_feature_map", phi.forward)
+    for masker in game.maskers.values():
+        masker.set_counts = _named("bench_set_masks", masker.set_counts)
+    for space in game.spaces.values():
+        space.counts_for_ratios = _named("bench_counts_for_ratios", space.counts_for_ratios)
+        space.macs_ratio = _named("bench_macs_ratio", space.macs_ratio)
+
+
+def profile_step(args: argparse.Namespace) -> dict[str, Any]:
+    env = gym.make("Pix2PixPrune-v0", task="default", inner_steps=0)
+    view = env.unwrapped
+    instrument(view.game)
+    parallel = view.parallel
+    parallel._observe = _named("bench_observe", parallel._observe)
+    parallel._info = _named("bench_info", parallel._info)
+    rng = np.random.default_rng(1)
+    env.reset(seed=0)
+    run_steps(env, max(args.warmup, 1), rng)
+    env.reset(seed=0)
+    # time only env.step (resets outside), with a named wrapper as the root
+    step = _named("bench_env_step", env.step)
+    actions = rng.uniform(-1, 1, (args.profile_steps, *env.action_space.shape)).astype(np.float32)
+    profiler = cProfile.Profile()
+    for action in actions:
+        profiler.enable()
+        _, _, terminated, _, _ = step(action)
+        profiler.disable()
+        if terminated:
+            env.reset()
+    stats = pstats.Stats(profiler)
+    cum = {}
+    for (filename, line, name), (_, ncalls, tottime, cumtime, _) in stats.stats.items():
+        if name.startswith("bench_"):
+            cum[name] = cum.get(name, 0.0) + cumtime
+    total = cum["bench_env_step"]
+    g_hooks = cum.get("bench_generator_mask_hook", 0.0)
+    d_hooks = cum.get("bench_discriminator_mask_hook", 0.0)
+    groups = {
+        "generator forward": cum["bench_generator_forward"] - g_hooks,
+        "discriminator forward": cum["bench_discriminator_forward"] - d_hooks,
+        "feature map": cum["bench_feature_map"],
+        # the hooks of the feature map's frozen D copy: none (it is not masked)
+        "masks": cum.get("bench_set_masks", 0.0) + g_hooks + d_hooks,
+        "MACs": cum.get("bench_counts_for_ratios", 0.0) + cum.get("bench_macs_ratio", 0.0),
+        "observation building": cum.get("bench_observe", 0.0) + cum.get("bench_info", 0.0),
+    }
+    groups["other"] = total - sum(groups.values())
+    n = args.profile_steps
+    top = []
+    for (filename, line, name), (_, ncalls, tottime, cumtime, _) in sorted(
+            stats.stats.items(), key=lambda item: -item[1][3]):
+        if name.startswith("bench_") or name in ("<lambda>",):
+            continue
+        top.append({"function": f"{Path(filename).name}:{line}({name})", "calls_per_step":
+                    ncalls / n, "cum_ms_per_step": 1000 * cumtime / n,
+                    "own_ms_per_step": 1000 * tottime / n})
+        if len(top) >= args.top:
+            break
+    env.close()
+    return {
+        "steps": n,
+        "ms_per_step_profiled": 1000 * total / n,
+        "groups_ms_per_step": {k: 1000 * v / n for k, v in groups.items()},
+        "groups_share": {k: v / total for k, v in groups.items()},
+        "top_functions": top,
+        "note": "cProfile adds overhead to Python-heavy code; shares matter more than totals",
+    }
+
+
+# -- outputs -------------------------------------------------------------------------------------
+
+def write_markdown(path: Path, report: dict[str, Any]) -> None:
+    lines = [
+        "# Environment speed", "",
+        f"{report['created']}, {report['machine']['cpu_count']} CPU cores, torch "
+        f"{report['machine']['torch']} with {THREADS} threads, load average before/after "
+        f"{report['machine']['load_before']} / {report['machine']['load_after']}.",
+        "Random actions, single view (generator agent), episode resets included; median over "
+        f"{report['repeats']} runs of {report['steps']} steps after a warm-up. Target: "
+        f">= {TARGET_STEPS_PER_S:g} steps/s frozen on the default task.", "",
+        "| setting | steps/s (median) | min-max | ms/step | px | eval images / pairs "
+        "| first make s | cached make s | note |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for s in report["settings"]:
+        lines.append(
+            f"| {s['name']} | {s['steps_per_s_median']:.2f} | {s['steps_per_s_min']:.2f}-"
+            f"{s['steps_per_s_max']:.2f} | {s['ms_per_step_median']:.0f} | {s['resolution']} | "
+            f"{s['eval_images']} / {s['eval_pairs']} | {s['first_make_s']:.1f} | "
+            f"{s['cached_make_s']:.2f} | {s['note']} |")
+    for reason in report["skipped"]:
+        lines.append(f"\nSkipped: {reason}.")
+    prof = report["profile"]
+    lines += ["", f"## Where a frozen default step goes (cProfile, {prof['steps']} steps, "
+              f"{prof['ms_per_step_profiled']:.0f} ms/step under the profiler)", "",
+              "| group | ms/step | share |", "|---|---:|---:|"]
+    for group in GROUPS:
+        lines.append(f"| {group} | {prof['groups_ms_per_step'][group]:.1f} | "
+                     f"{100 * prof['groups_share'][group]:.1f}% |")
+    lines += ["", "Top functions by cumulative time:", "",
+              "| function | calls/step | cum ms/step | own ms/step |", "|---|---:|---:|---:|"]
+    for row in prof["top_functions"]:
+        lines.append(f"| `{row['function']}` | {row['calls_per_step']:.0f} | "
+                     f"{row['cum_ms_per_step']:.1f} | {row['own_ms_per_step']:.1f} |")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def plot(path: Path, report: dict[str, Any]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    settings = report["settings"]
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(12, 4.5), gridspec_kw={"width_ratios": [3, 2]})
+    labels = [s["name"] + (f"\n({s['note']})" if s["note"] == UNTRAINED_LABEL else "")
+              for s in settings]
+    medians = [s["steps_per_s_median"] for s in settings]
+    errors = np.array([[m - s["steps_per_s_min"], s["steps_per_s_max"] - m]
+                       for m, s in zip(medians, settings)]).T
+    colors = ["tab:blue" if "frozen" in s["name"] else "tab:orange" for s in settings]
+    bars = ax.bar(range(len(settings)), medians, yerr=errors, capsize=4, color=colors)
+    for bar, value in zip(bars, medians):
+        ax.annotate(f"{value:.1f}", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                    ha="center", va="bottom", xytext=(0, 3), textcoords="offset points")
+    ax.axhline(TARGET_STEPS_PER_S, color="tab:red", linestyle="--",
+               label=f"target {TARGET_STEPS_PER_S:g} steps/s (frozen, default)")
+    ax.set_xticks(range(len(settings)), labels, fontsize=8)
+    ax.set_ylabel("env steps / s (median, min-max)")
+    ax.set_title(f"Environment speed, {THREADS} CPU threads")
+    ax.legend(fontsize=8)
+
+    prof = report["profile"]
+    values = [prof["groups_ms_per_step"][g] for g in GROUPS]
+    bx.barh(range(len(GROUPS)), values, color="tab:gray")
+    for i, (value, group) in enumerate(zip(values, GROUPS)):
+        bx.annotate(f"{value:.1f} ms ({100 * prof['groups_share'][group]:.0f}%)", (value, i),
+                    va="center", xytext=(3, 0), textcoords="offset points", fontsize=8)
+    bx.set_yticks(range(len(GROUPS)), GROUPS, fontsize=8)
+    bx.invert_yaxis()
+    bx.set_xlim(0, max(values) * 1.45)
+    bx.set_xlabel("ms per step (under cProfile)")
+    bx.set_title("Frozen default step, by group")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+# -- main ----------------------------------------------------------------------------------------
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=int, default=24, help="steps per timed run")
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs per setting")
+    parser.add_argument("--warmup", type=int, default=4, help="untimed steps first")
+    parser.add_argument("--profile-steps", type=int, default=24)
+    parser.add_argument("--top", type=int, default=15, help="functions listed in the profile")
+    parser.add_argument("--facades-teacher", default=None,
+                        help="teacher checkpoint of the facades task (default: an untrained "
+                             "network pair, speed only)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--quick", action="store_true", help="8 steps x 3 runs, 8 profiled")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.steps, args.repeats, args.warmup, args.profile_steps = 8, 3, 2, 8
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    torch.set_num_threads(THREADS)
+    load_before = [round(x, 2) for x in os.getloadavg()]
+    with tempfile.TemporaryDirectory() as scratch:
+        settings, skipped = build_settings(args, Path(scratch))
+        for setting in settings:
+            print(f"[env_speed] {setting.name} ...", flush=True)
+            setting.result = measure(setting, args)
+            print(f"[env_speed]   {setting.result['steps_per_s_median']:.2f} steps/s", flush=True)
+    print("[env_speed] profiling the frozen default step ...", flush=True)
+    profile = profile_step(args)
+    report = {
+        "created": _dt.datetime.now().isoformat(timespec="seconds"),
+        "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
+                    "torch": torch.__version__, "threads": THREADS,
+                    "load_before": load_before,
+                    "load_after": [round(x, 2) for x in os.getloadavg()]},
+        "steps": args.steps, "repeats": args.repeats, "warmup": args.warmup,
+        "target_steps_per_s": TARGET_STEPS_PER_S,
+        "settings": [{"name": s.name, "kwargs": s.kwargs, "note": s.note, **s.result}
+                     for s in settings],
+        "skipped": skipped,
+        "profile": profile,
+    }
+    frozen = report["settings"][0]["steps_per_s_median"]
+    report["meets_target"] = frozen >= TARGET_STEPS_PER_S
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "env_speed.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_markdown(args.out / "env_speed.md", report)
+    plot(args.out / "env_speed.png", report)
+    print((args.out / "env_speed.md").read_text())
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,93 @@
+"""What every GAN family's trainer shares: networks, Adam optimisers, learning rate, previews.
+
+A trainer owns one family's networks (named as in ``gan_prune_env.checkpoint.NETWORKS``) and its
+update rule; the training loop, checkpointing and logging are family-agnostic. Trainers take
+already-built networks, so the same update rules fine-tune pruned networks after the search.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import nn
+
+from gan_prune_env.checkpoint import build_network, network_config, network_names
+from gan_prune_env.teacher.config import TeacherTrainConfig
+
+Batch = dict[str, Any]
+
+
+def set_requires_grad(networks: Iterable[nn.Module], flag: bool) -> None:
+    """Freeze or unfreeze parameters (the discriminators during generator updates)."""
+    for net in networks:
+        for param in net.parameters():
+            param.requires_grad_(flag)
+
+
+def adam(networks: Iterable[nn.Module], lr: float, betas: tuple[float, float]) -> torch.optim.Adam:
+    """One Adam optimiser over the parameters of ``networks`` (reference settings)."""
+    params = [p for net in networks for p in net.parameters()]
+    return torch.optim.Adam(params, lr=lr, betas=tuple(betas))
+
+
+def build_networks(config: TeacherTrainConfig) -> dict[str, nn.Module]:
+    """Freshly initialised networks of ``config.family``; network i is initialised from seed
+    ``config.seed + i`` so initialisation never touches the global RNG."""
+    return {
+        name: build_network(
+            network_config(config.family, name, config.generator, config.discriminator),
+            seed=config.seed + i,
+        ).to(config.device)
+        for i, name in enumerate(network_names(config.family))
+    }
+
+
+class GANTrainer:
+    """Base class: subclasses set ``main_generator`` and implement ``train_step``."""
+
+    family: str = ""
+    main_generator: str = ""
+
+    def __init__(self, networks: dict[str, nn.Module],
+                 optimizers: dict[str, torch.optim.Optimizer]) -> None:
+        self.networks = networks
+        self.optimizers = optimizers
+
+    @classmethod
+    def from_config(cls, config: TeacherTrainConfig) -> GANTrainer:
+        """Build fresh networks and the trainer described by ``config``."""
+        raise NotImplementedError
+
+    def train_step(self, batch: Batch) -> dict[str, float]:
+        """One update of every network on ``batch`` (tensors already on the right device);
+        returns each loss term as a float."""
+        raise NotImplementedError
+
+    def set_lr(self, lr: float) -> None:
+        for optimizer in self.optimizers.values():
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+
+    def train(self, mode: bool = True) -> None:
+        for net in self.networks.values():
+            net.train(mode)
+
+    @torch.no_grad()
+    def translate(self, images: torch.Tensor) -> torch.Tensor:
+        """Main generator's output in eval mode (as at test time), leaving its mode unchanged."""
+        generator = self.networks[self.main_generator]
+        was_training = generator.training
+        generator.eval()
+        try:
+            return generator(images)
+        finally:
+            generator.train(was_training)
+
+    def extra_state(self) -> dict[str, Any]:
+        """State beyond networks and optimisers that a resumed run needs (e.g. image pools)."""
+        return {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`extra_state` returned."""

@@ -1,0 +1,171 @@
+"""The family-agnostic teacher training loop: batches, steps, logging, checkpoints, resume.
+
+A run directory holds ``checkpoints/train_state_<step>.pt`` (everything needed to continue),
+``tensorboard/`` and, once the run is complete, ``teacher.pt``. Resuming restores networks,
+optimisers, image pools and RNG states, and restarts the batch stream at the saved step, so on
+CPU an interrupted and resumed run ends with the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from gan_prune_env.checkpoint import (
+    load_state_dict_checked,
+    make_checkpoint,
+    save_checkpoint,
+)
+from gan_prune_env.config import ConfigError, to_dict
+from gan_prune_env.data import build_dataset
+from gan_prune_env.teacher.base import GANTrainer
+from gan_prune_env.teacher.batches import batch_stream, steps_per_epoch
+from gan_prune_env.teacher.config import OPERATIONAL_KEYS, TeacherTrainConfig
+from gan_prune_env.teacher.cyclegan import CycleGANTrainer
+from gan_prune_env.teacher.evaluate import mean_l1
+from gan_prune_env.teacher.logger import TrainLogger
+from gan_prune_env.teacher.pix2pix import Pix2PixTrainer
+from gan_prune_env.teacher.rng import capture_rng_state, restore_rng_state, seed_everything
+from gan_prune_env.teacher.state import TrainStateStore
+
+TRAINERS: dict[str, type[GANTrainer]] = {"pix2pix": Pix2PixTrainer, "cyclegan": CycleGANTrainer}
+TEACHER_FILE = "teacher.pt"
+
+
+def build_trainer(config: TeacherTrainConfig) -> GANTrainer:
+    """Fresh networks and optimisers of ``config.family``."""
+    return TRAINERS[config.family].from_config(config)
+
+
+def _check_resumable(saved: dict[str, Any], config: TeacherTrainConfig, where: str) -> None:
+    """Refuse to continue a run under a different recipe (only operational keys may change)."""
+    current = to_dict(config)
+    changed = sorted(k for k in current if k not in OPERATIONAL_KEYS and saved.get(k) != current[k])
+    if changed:
+        raise ConfigError(f"cannot resume {where}: the config differs in {changed}; use the "
+                          "original config or a new output folder")
+
+
+def _train_state(trainer: GANTrainer, config: TeacherTrainConfig, step: int,
+                 seconds: float) -> dict[str, Any]:
+    return {
+        "step": step,
+        "train_seconds": seconds,
+        "optimizers": {name: opt.state_dict() for name, opt in trainer.optimizers.items()},
+        "trainer": trainer.extra_state(),
+        "rng": capture_rng_state(),
+        "config": to_dict(config),
+    }
+
+
+def _restore(trainer: GANTrainer, payload: dict[str, Any], config: TeacherTrainConfig) -> dict:
+    where = payload.get("path", "train state")
+    state = payload["train_state"]
+    _check_resumable(state["config"], config, where)
+    for name, net in trainer.networks.items():
+        load_state_dict_checked(net, payload[name], source=f"{where} [{name}]")
+    for name, optimizer in trainer.optimizers.items():
+        optimizer.load_state_dict(state["optimizers"][name])
+    trainer.load_extra_state(state["trainer"])
+    restore_rng_state(state["rng"])
+    return state
+
+
+def _preview_batch(config: TeacherTrainConfig) -> tuple[torch.Tensor, torch.Tensor] | None:
+    if config.image_every == 0 or config.preview_images == 0:
+        return None
+    dataset = build_dataset(config.data, config.eval_split)
+    items = [dataset[i] for i in range(min(config.preview_images, len(dataset)))]
+    inputs = torch.stack([item["A"] for item in items]).to(config.device)
+    return inputs, torch.stack([item["B"] for item in items]).to(config.device)
+
+
+def _to_device(batch: dict[str, Any], device: str) -> dict[str, Any]:
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
+def _checkpoint(kind: str, trainer: GANTrainer, config: TeacherTrainConfig, **extra) -> dict:
+    return make_checkpoint(kind, config.family, trainer.networks, config.generator,
+                           config.discriminator, **extra)
+
+
+def _write_teacher(path: Path, trainer: GANTrainer, config: TeacherTrainConfig, total: int,
+                   seconds: float, logger: TrainLogger) -> Path:
+    """Final teacher file, with the paired test L1 in its metadata (Pix2Pix only)."""
+    metadata: dict[str, Any] = {"steps": total, "seed": config.seed, "train_seconds": seconds,
+                                "train_config": to_dict(config)}
+    if config.family == "pix2pix":
+        test_set = build_dataset(config.data, config.eval_split)
+        generator = trainer.networks[trainer.main_generator]
+        metadata["test_l1"] = mean_l1(generator, test_set, config.batch_size, config.device)
+        logger.scalars(total, {"test_l1": metadata["test_l1"]}, prefix="eval")
+    payload = _checkpoint("teacher", trainer, config, metadata=metadata,
+                          weights_dtype=config.weights_dtype)
+    return save_checkpoint(path, payload)
+
+
+def train_teacher(
+    config: TeacherTrainConfig, out_dir: str | Path, resume: bool = True,
+    until_step: int | None = None,
+) -> Path:
+    """Train a teacher, resuming from the newest train state in ``out_dir`` if asked.
+
+    Args:
+        config: the recipe. On resume, only ``OPERATIONAL_KEYS`` may differ from the saved one.
+        out_dir: run folder (created if needed).
+        resume: continue from ``out_dir/checkpoints``; with False, a folder that already holds
+            train states is refused rather than silently mixed with a new run.
+        until_step: stop early after this global step and write a train state (time-sliced
+            jobs, tests of resumption); None trains to the end.
+
+    Returns:
+        ``out_dir/teacher.pt`` when training is complete, else the train-state file written.
+    """
+    out_dir = Path(out_dir)
+    store = TrainStateStore(out_dir / "checkpoints", keep=config.keep_train_states)
+    if not resume and store.steps():
+        raise FileExistsError(f"{store.directory} already holds train states; resume or use "
+                              "another output folder")
+    dataset = build_dataset(config.data, "train")
+    total = config.total_steps(steps_per_epoch(dataset, config.batch_size))
+    seed_everything(config.seed)
+    trainer = build_trainer(config)
+    saved = store.latest() if resume else None
+    state = _restore(trainer, saved, config) if saved is not None else {}
+    start, seconds = state.get("step", 0), state.get("train_seconds", 0.0)
+    stop = total if until_step is None else max(start, min(until_step, total))
+
+    log_dir = config.log_dir or out_dir / "tensorboard"
+    logger = TrainLogger(log_dir, start_step=start, preview=_preview_batch(config))
+    batches = batch_stream(dataset, config.batch_size, config.seed, start, config.num_workers)
+    trainer.train()
+    began = time.perf_counter()
+    try:
+        with tqdm(total=total, initial=start, desc=f"{config.family} teacher",
+                  disable=not config.progress, dynamic_ncols=True) as bar:
+            for step in range(start, stop):
+                trainer.set_lr(config.lr_at(step, total))
+                losses = trainer.train_step(_to_device(next(batches), config.device))
+                done = step + 1
+                bar.update(1)
+                if done % config.log_every == 0:
+                    logger.scalars(done, losses)
+                    logger.scalars(done, {"lr": config.lr_at(step, total)}, prefix="train")
+                    bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items()}, refresh=False)
+                if config.image_every and done % config.image_every == 0:
+                    logger.images(done, trainer)
+                if done % config.save_every == 0 or done == stop:
+                    elapsed = seconds + time.perf_counter() - began
+                    state = _train_state(trainer, config, done, elapsed)
+                    store.save(done, _checkpoint("train_state", trainer, config,
+                                                 train_state=state))
+        elapsed = seconds + time.perf_counter() - began
+        if stop < total:
+            return store.path(stop)
+        return _write_teacher(out_dir / TEACHER_FILE, trainer, config, total, elapsed, logger)
+    finally:
+        logger.close()

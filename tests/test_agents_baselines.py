@@ -1,0 +1,200 @@
+"""Baseline and SB3 agents on a tiny default-task env, and the two plug-in examples."""
+
+from __future__ import annotations
+
+import math
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agents import AGENT_CLASSES, RandomSearchAgent, SB3Agent, SearchTracker, UniformAgent
+from agents.baselines import achieved_compute, fit_to_budget
+from agents.sb3_agent import PolicySnapshot
+from gan_prune_env.config import ConfigError
+from gan_prune_env.envs import AGENTS, ConstantPeer, GANPruneParallelEnv
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = {"eval_size": 3, "pool_size": 8, "k": 2, "rounds": 2}  # one round ~ 3 G + 6 D forwards
+TINY_ARGS = [f"{k}:{v}" for k, v in TINY.items()]
+SB3_TINY = {"alternate_every": 2,
+            "hyperparams": {"n_steps": 2, "batch_size": 2, "n_epochs": 1, "learning_starts": 1,
+                            "net_arch": [16]}}
+
+
+@pytest.fixture(scope="module")
+def env() -> GANPruneParallelEnv:
+    return GANPruneParallelEnv(**TINY)
+
+
+@pytest.fixture(scope="module")
+def ppo(env) -> SB3Agent:
+    """A PPO agent after one turn each for G and D."""
+    agent = SB3Agent(algo="ppo", **SB3_TINY)
+    learn(agent, env, 4)
+    return agent
+
+
+def learn(agent, env: GANPruneParallelEnv, rounds: int) -> SearchTracker:
+    tracker = SearchTracker()
+    agent.learn(env, rounds, tracker)
+    return tracker
+
+
+def first_observations(env: GANPruneParallelEnv) -> dict[str, np.ndarray]:
+    observations, _ = env.reset(seed=123)
+    return observations
+
+
+def assert_same_actions(agent, other, env: GANPruneParallelEnv) -> None:
+    observations = first_observations(env)
+    before, after = (a.act(observations, deterministic=True) for a in (agent, other))
+    for key in AGENTS:
+        np.testing.assert_allclose(after[key], before[key], rtol=1e-6)
+
+
+# -- baselines -------------------------------------------------------------------------------------
+def test_uniform_meets_both_budgets_with_one_ratio_per_network(env):
+    agent = UniformAgent()
+    tracker = learn(agent, env, 2)
+    assert len(tracker.history) == 2
+    for candidate in tracker.history:
+        assert candidate.within_budget
+        assert candidate.compute_ratio["generator"] <= env.config.budget_g
+    for action in agent.act(first_observations(env)).values():
+        assert np.ptp(action) == 0  # one keep ratio for every group
+
+
+def test_fit_to_budget_spends_but_never_exceeds_the_budget(env):
+    rng = np.random.default_rng(0)
+    for agent in AGENTS:
+        budget = env.game.budget(agent)
+        for _ in range(5):
+            action = fit_to_budget(env.game, agent, rng.uniform(0.05, 1, env.game.num_groups(agent)))
+            compute = achieved_compute(env.game, agent, action)
+            assert compute <= budget
+            assert compute > 0.5 * budget  # rescaled up to (close to) the budget
+
+
+def test_random_search_is_deterministic_under_its_seed_and_within_budget(env):
+    runs = [learn(RandomSearchAgent(seed=seed), env, 2) for seed in (7, 7, 8)]
+    ratios = [[c.keep_ratios for c in tracker.history] for tracker in runs]
+    assert ratios[0] == ratios[1] != ratios[2]
+    assert all(c.within_budget for c in runs[0].history)
+    assert runs[0].best.within_budget
+
+
+def test_random_search_replays_its_best_when_deterministic(env):
+    agent = RandomSearchAgent(seed=1)
+    tracker = learn(agent, env, 3)
+    assert agent.best.rewards == tracker.best.rewards
+    replay = SearchTracker()
+    _, rewards, _, _, infos = env.step(agent.act(first_observations(env), deterministic=True))
+    assert replay.record(infos, rewards).kept_channels == tracker.best.kept_channels
+
+
+# -- SB3 -------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("algo", ["ppo", "sac"])
+@pytest.mark.parametrize("mode", ["alternate", "joint"])
+def test_sb3_records_every_round_and_round_trips(env, tmp_path, algo, mode):
+    agent = SB3Agent(algo=algo, mode=mode, **SB3_TINY)
+    tracker = learn(agent, env, 4)
+    assert len(tracker.history) == 4
+    for candidate in tracker.history:
+        assert set(candidate.rewards) == set(AGENTS)
+        assert all(math.isfinite(r) for r in candidate.rewards.values())
+    assert all(model.num_timesteps > 0 for model in agent.models.values())  # both had a turn
+    actions = agent.act(first_observations(env), deterministic=True)
+    assert {a: v.shape for a, v in actions.items()} == \
+        {a: env.action_space(a).shape for a in AGENTS}
+    agent.save(tmp_path / "agent")
+    restored = SB3Agent()
+    restored.load(tmp_path / "agent")
+    assert restored.config == agent.config
+    assert_same_actions(agent, restored, env)
+
+
+def test_alternate_turns_hand_each_model_the_others_policy(ppo):
+    peer_of_d = ppo.models["discriminator"].get_env().get_attr("peer_policy")[0]
+    peer_of_g = ppo.models["generator"].get_env().get_attr("peer_policy")[0]
+    assert isinstance(peer_of_d, PolicySnapshot)  # G had its turn before D's
+    assert isinstance(peer_of_g, ConstantPeer)  # D was untrained: the env default stood in
+    assert ppo.turn == 2
+
+
+def test_peer_snapshot_pickles_and_acts_like_the_policy(env, ppo):
+    policy = ppo.models["discriminator"].policy
+    snapshot = pickle.loads(pickle.dumps(PolicySnapshot(policy)))
+    observation = first_observations(env)["discriminator"]
+    expected, _ = policy.predict(observation, deterministic=True)
+    np.testing.assert_allclose(snapshot(observation), expected, rtol=1e-6)
+
+
+# -- persistence -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("factory", [UniformAgent, lambda: RandomSearchAgent(seed=3)],
+                         ids=["uniform", "random"])
+def test_baseline_save_load_round_trip_gives_the_same_actions(env, tmp_path, factory):
+    agent = factory()
+    learn(agent, env, 2)
+    path = tmp_path / "agent.json"
+    agent.save(path)
+    agent.save(path)  # overwriting works, and leaves no temporaries
+    restored = factory()
+    restored.load(path)
+    assert_same_actions(agent, restored, env)
+    assert [p.name for p in tmp_path.iterdir()] == ["agent.json"]
+
+
+def test_random_search_resumes_its_sampler_after_load(env, tmp_path):
+    agent = RandomSearchAgent(seed=5)
+    learn(agent, env, 1)
+    agent.save(tmp_path / "random.json")
+    restored = RandomSearchAgent()
+    restored.load(tmp_path / "random.json")
+    assert learn(agent, env, 1).history[0].keep_ratios == \
+        learn(restored, env, 1).history[0].keep_ratios
+
+
+def test_a_failed_save_leaves_the_previous_save_intact(env, ppo, tmp_path, monkeypatch):
+    path = tmp_path / "agent"
+    ppo.save(path)
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(ppo.models["discriminator"], "save", crash)
+    with pytest.raises(OSError, match="disk full"):
+        ppo.save(path)
+    restored = SB3Agent()
+    restored.load(path)
+    assert_same_actions(ppo, restored, env)
+    assert [p.name for p in tmp_path.iterdir()] == ["agent"]
+
+
+# -- configuration ---------------------------------------------------------------------------------
+def test_registry_builds_every_agent_and_configs_are_strict():
+    for name, factory in AGENT_CLASSES.items():
+        assert factory().act  # constructible without arguments
+    assert AGENT_CLASSES["sac"]().config.algo == "sac"
+    with pytest.raises(ConfigError, match="n_step"):
+        SB3Agent(hyperparams={"n_step": 4})
+    with pytest.raises(ConfigError, match="algo"):
+        SB3Agent(algo="dqn")
+    with pytest.raises(ConfigError, match="sed"):
+        RandomSearchAgent(sed=1)
+
+
+# -- examples --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("script, args", [
+    ("plug_in_sb3_contrib.py", ["--algo", "tqc", "--steps", "20"]),
+    ("parallel_loop.py", ["--generations", "2", "--population", "4", "--elite", "2"]),
+])
+def test_examples_run(script, args):
+    result = subprocess.run([sys.executable, str(ROOT / "examples" / script), *args,
+                             "--env-kwargs", *TINY_ARGS],
+                            capture_output=True, text=True, timeout=100, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "kept" in result.stdout or "no architecture" in result.stdout

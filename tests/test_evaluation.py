@@ -1,0 +1,451 @@
+"""Evaluation: PSNR/SSIM, proxy FD/KID, the FID Inception architecture and loader, protocols, CLI.
+
+Everything runs offline on CPU; the FID Inception is only exercised with random weights.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import math
+import sys
+import urllib.error
+import urllib.request
+
+import pytest
+import torch
+from torch.utils.data import Subset
+
+from gan_prune_env.checkpoint import make_checkpoint, save_checkpoint
+from gan_prune_env.data import build_dataset
+from gan_prune_env.evaluation import (
+    DOWNLOAD_COMMAND,
+    FIDInceptionV3,
+    InceptionWeightsError,
+    RandomConvFeatures,
+    check_inception_state_dict,
+    cyclegan_eval_sets,
+    download_inception,
+    evaluate_cyclegan,
+    evaluate_paired,
+    frechet_distance,
+    kernel_distance,
+    load_fid_inception,
+    psnr,
+    ssim,
+    to_uint8,
+)
+from gan_prune_env.evaluation import inception as inception_module
+from gan_prune_env.evaluation.cli import main as cli_main
+from gan_prune_env.models import build_discriminator, build_generator
+from gan_prune_env.tasks import get_task
+
+FORBIDDEN_MODULES = ("torchvision", "torch_fidelity", "pytorch_fid", "cleanfid")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Small float64 linear algebra and convolutions run far faster on one thread when the CPU
+    is shared (OpenMP threads otherwise spin against other processes)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def task():
+    return get_task("default")
+
+
+@pytest.fixture(scope="module")
+def photos(task):
+    """Real target images (64x64 procedural photos) of two splits: same distribution."""
+    test = build_dataset(task.data, "test")
+    val = build_dataset(task.data, "val")
+    return (torch.stack([test[i]["B"] for i in range(24)]),
+            torch.stack([val[i]["B"] for i in range(24)]))
+
+
+@pytest.fixture(scope="module")
+def proxy():
+    return RandomConvFeatures()
+
+
+# --- PSNR / SSIM ------------------------------------------------------------------------------
+
+
+def test_psnr_identical_is_inf_and_decreases_with_noise(photos):
+    real, _ = photos
+    assert math.isinf(float(psnr(real, real)))
+    gen = torch.Generator().manual_seed(0)
+    values = [float(psnr((real + s * torch.randn(real.shape, generator=gen)).clamp(-1, 1), real))
+              for s in (0.02, 0.1, 0.4)]
+    assert values[0] > values[1] > values[2] > 0, values
+    # PSNR on [-1, 1] images with data_range 2 is PSNR on [0, 1] with data_range 1
+    noisy = (real + 0.1 * torch.randn(real.shape, generator=gen)).clamp(-1, 1)
+    a, b = to_uint8(noisy).float() / 255, to_uint8(real).float() / 255
+    per_image = 10 * torch.log10(1.0 / ((a - b) ** 2).mean(dim=(1, 2, 3)))
+    assert float(psnr(noisy, real)) == pytest.approx(float(per_image.mean()), rel=1e-5)
+
+
+def test_ssim_identical_is_one_and_drops_with_noise(photos):
+    real, _ = photos
+    assert float(ssim(real, real)) == pytest.approx(1.0, abs=1e-6)
+    noisy = (real + 0.3 * torch.randn(real.shape, generator=torch.Generator().manual_seed(1)))
+    assert float(ssim(noisy.clamp(-1, 1), real)) < 0.9
+
+
+def test_to_uint8_round_trips_real_images(photos):
+    real, _ = photos
+    quantised = to_uint8(real)
+    assert quantised.dtype == torch.uint8
+    assert torch.equal(to_uint8(quantised.float() / 127.5 - 1.0), quantised)
+    assert to_uint8(torch.tensor([-2.0, -1.0, 0.0, 1.0, 3.0])).tolist() == [0, 0, 128, 255, 255]
+
+
+# --- proxy Fréchet distance / KID -------------------------------------------------------------
+
+
+def test_proxy_features_are_fixed_and_torchmetrics_compatible(proxy, photos):
+    from torchmetrics.image.fid import FrechetInceptionDistance
+
+    assert proxy.num_features == 448 and not any(True for _ in proxy.parameters())
+    assert RandomConvFeatures().fingerprint() == proxy.fingerprint() == "a6a60148369824da"
+    assert RandomConvFeatures(seed=1).fingerprint() != proxy.fingerprint()
+    real, other = photos
+    a, b = to_uint8(real), to_uint8(other)
+    metric = FrechetInceptionDistance(feature=proxy)  # uint8 input (normalize=False)
+    metric.update(a, real=True)
+    metric.update(b, real=False)
+    direct = frechet_distance(proxy(a).double(), proxy(b).double())
+    assert float(metric.compute()) == pytest.approx(direct, rel=1e-4)
+    # normalize=True hands the module floats in [0, 1]: same features
+    assert torch.allclose(proxy(a), proxy(a.float() / 255), atol=1e-6)
+
+
+def test_proxy_fd_of_a_set_with_itself_is_zero_and_grows_with_noise_and_shift(proxy, photos):
+    real, _ = photos
+    feats = proxy(to_uint8(real)).double()
+    scale = frechet_distance(feats, proxy(to_uint8(torch.zeros_like(real))).double() + 0.01 *
+                             torch.randn(feats.shape, generator=torch.Generator().manual_seed(0),
+                                         dtype=torch.float64))
+    assert abs(frechet_distance(feats, feats)) < 1e-6 * scale
+    gen = torch.Generator().manual_seed(0)
+    noise = torch.randn(real.shape, generator=gen)
+    noisy = [frechet_distance(feats, proxy(to_uint8((real + s * noise).clamp(-1, 1))).double())
+             for s in (0.05, 0.2, 0.5)]
+    assert 0 < noisy[0] < noisy[1] < noisy[2], noisy
+    shifted = [frechet_distance(feats, proxy(to_uint8((real + d).clamp(-1, 1))).double())
+               for d in (0.05, 0.3)]
+    assert 0 < shifted[0] < shifted[1], shifted
+
+
+def test_proxy_kid_is_near_zero_for_one_distribution(proxy, photos):
+    real, other = photos  # two splits: different images, one distribution
+    fa, fb = proxy(to_uint8(real)).double(), proxy(to_uint8(other)).double()
+    shifted = proxy(to_uint8((other + 0.2).clamp(-1, 1))).double()
+    same, same_std = kernel_distance(fa, fb, subsets=50)
+    different, _ = kernel_distance(fa, shifted, subsets=50)
+    assert different > 0 and abs(same) < 0.1 * different, (same, different)
+    assert same_std > 0  # half-size subsets of these small sets: an informative spread
+    state = torch.get_rng_state()
+    assert kernel_distance(fa, fb, subsets=50) == (same, same_std)  # seeded
+    assert torch.equal(torch.get_rng_state(), state)  # global RNG untouched
+
+
+# --- FID Inception ----------------------------------------------------------------------------
+# Expected layout transcribed from pytorch-fid's fid_inception_v3() (torchvision's Inception3 with
+# num_classes=1008, aux_logits=False, FID-patched blocks): (name, in, out, kernel) per BasicConv2d.
+
+
+def _a(cin, pool):
+    return [("branch1x1", cin, 64, 1), ("branch5x5_1", cin, 48, 1), ("branch5x5_2", 48, 64, 5),
+            ("branch3x3dbl_1", cin, 64, 1), ("branch3x3dbl_2", 64, 96, 3),
+            ("branch3x3dbl_3", 96, 96, 3), ("branch_pool", cin, pool, 1)]
+
+
+def _b(cin):
+    return [("branch3x3", cin, 384, 3), ("branch3x3dbl_1", cin, 64, 1),
+            ("branch3x3dbl_2", 64, 96, 3), ("branch3x3dbl_3", 96, 96, 3)]
+
+
+def _c(cin, c7):
+    return [("branch1x1", cin, 192, 1), ("branch7x7_1", cin, c7, 1),
+            ("branch7x7_2", c7, c7, (1, 7)), ("branch7x7_3", c7, 192, (7, 1)),
+            ("branch7x7dbl_1", cin, c7, 1), ("branch7x7dbl_2", c7, c7, (7, 1)),
+            ("branch7x7dbl_3", c7, c7, (1, 7)), ("branch7x7dbl_4", c7, c7, (7, 1)),
+            ("branch7x7dbl_5", c7, 192, (1, 7)), ("branch_pool", cin, 192, 1)]
+
+
+def _d(cin):
+    return [("branch3x3_1", cin, 192, 1), ("branch3x3_2", 192, 320, 3),
+            ("branch7x7x3_1", cin, 192, 1), ("branch7x7x3_2", 192, 192, (1, 7)),
+            ("branch7x7x3_3", 192, 192, (7, 1)), ("branch7x7x3_4", 192, 192, 3)]
+
+
+def _e(cin):
+    return [("branch1x1", cin, 320, 1), ("branch3x3_1", cin, 384, 1),
+            ("branch3x3_2a", 384, 384, (1, 3)), ("branch3x3_2b", 384, 384, (3, 1)),
+            ("branch3x3dbl_1", cin, 448, 1), ("branch3x3dbl_2", 448, 384, 3),
+            ("branch3x3dbl_3a", 384, 384, (1, 3)), ("branch3x3dbl_3b", 384, 384, (3, 1)),
+            ("branch_pool", cin, 192, 1)]
+
+
+PYTORCH_FID_LAYOUT = {
+    "": [("Conv2d_1a_3x3", 3, 32, 3), ("Conv2d_2a_3x3", 32, 32, 3), ("Conv2d_2b_3x3", 32, 64, 3),
+         ("Conv2d_3b_1x1", 64, 80, 1), ("Conv2d_4a_3x3", 80, 192, 3)],
+    "Mixed_5b.": _a(192, 32), "Mixed_5c.": _a(256, 64), "Mixed_5d.": _a(288, 64),
+    "Mixed_6a.": _b(288), "Mixed_6b.": _c(768, 128), "Mixed_6c.": _c(768, 160),
+    "Mixed_6d.": _c(768, 160), "Mixed_6e.": _c(768, 192), "Mixed_7a.": _d(768),
+    "Mixed_7b.": _e(1280), "Mixed_7c.": _e(2048),
+}
+
+
+def pytorch_fid_shapes() -> dict[str, tuple[int, ...]]:
+    shapes: dict[str, tuple[int, ...]] = {}
+    for prefix, convs in PYTORCH_FID_LAYOUT.items():
+        for name, cin, cout, k in convs:
+            kh, kw = (k, k) if isinstance(k, int) else k
+            shapes[f"{prefix}{name}.conv.weight"] = (cout, cin, kh, kw)
+            for stat in ("weight", "bias", "running_mean", "running_var"):
+                shapes[f"{prefix}{name}.bn.{stat}"] = (cout,)
+            shapes[f"{prefix}{name}.bn.num_batches_tracked"] = ()
+    shapes["fc.weight"], shapes["fc.bias"] = (1008, 2048), (1008,)
+    return shapes
+
+
+@pytest.fixture(scope="module")
+def inception():
+    torch.manual_seed(0)
+    return FIDInceptionV3()
+
+
+def test_fid_inception_matches_pytorch_fid_layout_and_outputs_2048(inception):
+    state = inception.state_dict()
+    expected = pytorch_fid_shapes()
+    assert sorted(state) == sorted(expected)
+    assert {k: tuple(v.shape) for k, v in state.items()} == expected
+    # torchvision inception_v3 (27,161,264 params) minus its aux head, with 1008 classes
+    assert sum(p.numel() for p in inception.parameters()) == 23_850_960
+    assert (inception.Mixed_7b.pool, inception.Mixed_7c.pool) == ("avg", "max")
+    assert inception.num_features == 2048
+    images = torch.randint(0, 256, (2, 3, 299, 299), dtype=torch.uint8,
+                           generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        features = inception(images)
+    assert features.shape == (2, 2048) and torch.isfinite(features).all()
+    assert (features >= 0).all()  # average of ReLU outputs
+
+
+def test_fid_inception_loads_a_state_dict_file_strictly(inception, tmp_path):
+    state = {k: v for k, v in inception.state_dict().items()
+             if not k.endswith("num_batches_tracked")}  # as files saved by old PyTorch
+    path = tmp_path / "weights.pth"
+    torch.save(state, path)
+    loaded = load_fid_inception(path)
+    assert not loaded.training
+    for key, value in state.items():
+        assert torch.equal(loaded.state_dict()[key], value), key
+
+
+def test_fid_inception_loader_errors(inception, tmp_path, monkeypatch):
+    monkeypatch.setenv("GAN_PRUNE_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(InceptionWeightsError) as missing:
+        load_fid_inception()
+    assert DOWNLOAD_COMMAND in str(missing.value) and "download-inception" in str(missing.value)
+    assert str(tmp_path / "cache") in str(missing.value)
+    with pytest.raises(InceptionWeightsError, match="download-inception"):
+        load_fid_inception(tmp_path / "nowhere.pth")
+
+    state = dict(inception.state_dict())
+    state["Mixed_5b.branch1x1.conv.weightz"] = state.pop("Mixed_5b.branch1x1.conv.weight")
+    del state["fc.bias"]
+    state["fc.weight"] = torch.zeros(1000, 2048)
+    with pytest.raises(InceptionWeightsError) as wrong:
+        check_inception_state_dict(state, inception)
+    message = str(wrong.value)
+    for text in ("Mixed_5b.branch1x1.conv.weightz", "Mixed_5b.branch1x1.conv.weight,",
+                 "fc.bias", "fc.weight: file [1000, 2048] vs model [1008, 2048]"):
+        assert text in message, (text, message)
+
+    junk = tmp_path / "junk.pth"
+    torch.save({"foo.weight": torch.zeros(1)}, junk)
+    with pytest.raises(InceptionWeightsError, match="unexpected keys: foo.weight"):
+        load_fid_inception(junk)
+    junk.write_bytes(b"not a torch file")
+    with pytest.raises(InceptionWeightsError, match="not a readable"):
+        load_fid_inception(junk)
+
+
+class _FakeResponse(io.BytesIO):
+    headers: dict = {}
+
+
+def test_download_fails_clearly_offline_and_on_a_wrong_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("GAN_PRUNE_CACHE", str(tmp_path))
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    with pytest.raises(InceptionWeightsError, match="offline") as err:
+        download_inception(progress=False)
+    assert inception_module.FID_WEIGHTS_URL in str(err.value)
+    assert not any(p.is_file() for p in tmp_path.rglob("*"))  # no partial file left behind
+    assert cli_main(["download-inception", "--quiet"]) == 1
+
+    monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: _FakeResponse(b"x" * 1000))
+    with pytest.raises(InceptionWeightsError, match="failed verification"):
+        download_inception(tmp_path / "w.pth", progress=False)
+    assert not any(p.is_file() for p in tmp_path.rglob("*"))
+
+
+# --- protocols --------------------------------------------------------------------------------
+
+
+def test_evaluate_paired_teacher_against_itself_and_determinism(task):
+    generator = build_generator(task.generator, seed=0)
+    teacher = copy.deepcopy(generator)
+    generator.train()
+    dataset = Subset(build_dataset(task.data, "test"), range(6))
+    first = evaluate_paired(generator, dataset, teacher=teacher, batch_size=4, progress=False,
+                            kid_subsets=10)
+    assert generator.training  # mode restored
+    assert first["num_images"] == first["num_real"] == 6
+    assert math.isinf(first["psnr_teacher"]) and first["ssim_teacher"] == pytest.approx(1.0)
+    assert first["proxy_fd_teacher"] == pytest.approx(0.0, abs=1e-6 * max(1, first["proxy_fd"]))
+    assert first["proxy_fd"] > 0 and 0 < first["psnr"] < 40 and first["ssim"] < 1
+    assert "fid" not in first and not any("fid" in k and "proxy" not in k for k in first)
+    assert first["proxy_space"].startswith("random-conv-v1")
+    second = evaluate_paired(generator, dataset, teacher=teacher, batch_size=3, progress=False,
+                             kid_subsets=10)
+    for key, value in first.items():
+        if isinstance(value, float) and math.isfinite(value):
+            assert second[key] == pytest.approx(value, rel=1e-5, abs=1e-9), key
+        else:
+            assert second[key] == value, key
+
+
+def test_evaluate_paired_reports_fid_with_given_inception(task, inception):
+    generator = build_generator(task.generator, seed=0)
+    dataset = Subset(build_dataset(task.data, "test"), range(2))
+    result = evaluate_paired(generator, dataset, batch_size=2, progress=False,
+                             fid_weights=inception, kid_subsets=2)
+    assert {"fid", "kid", "kid_std", "proxy_fd", "proxy_kid", "psnr", "ssim"} <= set(result)
+    assert result["fid"] >= 0 and "psnr_teacher" not in result
+
+
+def test_evaluate_paired_with_the_default_teacher(task):
+    from gan_prune_env.checkpoint import CheckpointError
+    from gan_prune_env.tasks import load_teacher, teacher_path
+
+    try:
+        teacher_path(task, train_if_missing=False)
+    except CheckpointError:
+        pytest.skip("the default task's shipped teacher is not present")
+    teacher, _ = load_teacher(task)
+    dataset = Subset(build_dataset(task.data, "test"), range(8))
+    result = evaluate_paired(teacher, dataset, teacher=teacher, batch_size=8, progress=False,
+                             kid_subsets=10)
+    untrained = evaluate_paired(build_generator(task.generator, seed=0), dataset, batch_size=8,
+                                progress=False, kid_subsets=10)
+    assert math.isinf(result["psnr_teacher"]) and result["ssim_teacher"] == pytest.approx(1.0)
+    assert result["psnr"] > untrained["psnr"] and result["ssim"] > untrained["ssim"]
+    assert result["proxy_fd"] < untrained["proxy_fd"]
+
+
+def test_evaluate_cyclegan_on_generated_vs_real_train_and_test(task):
+    import dataclasses
+
+    data = dataclasses.replace(task.data, max_items=5)
+    test_a, real_b = cyclegan_eval_sets(data)
+    assert len(test_a) == 5 and len(real_b) == 10
+    assert {real_b[i]["path"] for i in range(10)} == (
+        {f"procedural://train/{i}" for i in range(5)} | {f"procedural://test/{i}" for i in range(5)})
+    generator = build_generator(task.generator, seed=0)
+    result = evaluate_cyclegan(generator, test_a, real_b, teacher=copy.deepcopy(generator),
+                               batch_size=4, progress=False, kid_subsets=5)
+    assert result["num_images"] == 5 and result["num_real"] == 10
+    assert "psnr" not in result and math.isinf(result["psnr_teacher"])
+    assert result["proxy_fd"] > 0
+    # tensors work too
+    images = torch.stack([test_a[i]["image"] for i in range(3)])
+    reals = torch.stack([real_b[i]["image"] for i in range(4)])
+    assert evaluate_cyclegan(generator, images, reals, progress=False,
+                             kid_subsets=2)["num_images"] == 3
+
+
+def test_cyclegan_sets_of_an_unaligned_folder_hold_each_file_once(tmp_path):
+    import dataclasses
+
+    from PIL import Image
+
+    from gan_prune_env.data import DataConfig
+
+    counts = {"trainA": 2, "trainB": 4, "testA": 2, "testB": 3}
+    for folder, count in counts.items():
+        (tmp_path / folder).mkdir()
+        for i in range(count):
+            Image.new("RGB", (20, 20), (10 * i, 0, 0)).save(tmp_path / folder / f"{i}.png")
+    config = DataConfig(root=str(tmp_path), mode="unaligned", crop_size=16, load_size=16)
+    test_a, real_b = cyclegan_eval_sets(config)
+    assert len(test_a) == 2 and len(real_b) == 7
+    assert len({real_b[i]["path"] for i in range(7)}) == 7
+    assert real_b[0]["image"].shape == (3, 16, 16)
+    swapped_a, swapped_b = cyclegan_eval_sets(dataclasses.replace(config, direction="BtoA"))
+    assert len(swapped_a) == 3 and len(swapped_b) == 4  # testB is the input, train+test A real
+
+
+# --- command line -----------------------------------------------------------------------------
+
+
+def test_cli_evaluates_a_tiny_checkpoint(task, tmp_path, capsys):
+    payload = make_checkpoint("teacher", "pix2pix",
+                              {"generator": build_generator(task.generator, seed=3),
+                               "discriminator": build_discriminator(task.discriminator, seed=4)},
+                              task.generator, task.discriminator)
+    path = save_checkpoint(tmp_path / "tiny.pt", payload)
+    out = tmp_path / "results.json"
+    code = cli_main(["evaluate", "--checkpoint", str(path), "--task", "default", "--no-teacher",
+                     "--max-images", "4", "--batch-size", "2", "--out", str(out), "--quiet"])
+    assert code == 0
+    record = json.loads(out.read_text())
+    assert record == json.loads(capsys.readouterr().out)
+    assert record["task"] == "default" and record["split"] == "test"
+    assert record["generator"] == str(path) and record["generator_params"] > 0
+    metrics = record["metrics"]
+    assert metrics["num_images"] == 4 and metrics["proxy_fd"] > 0 and "fid" not in metrics
+
+    # compared with a teacher (here the same file given as the task's teacher): identical
+    assert cli_main(["evaluate", "--checkpoint", str(path), "--teacher", str(path),
+                     "--max-images", "2", "--quiet"]) == 0
+    metrics = json.loads(capsys.readouterr().out)["metrics"]
+    assert math.isinf(metrics["psnr_teacher"]) and metrics["ssim_teacher"] == pytest.approx(1.0)
+    assert cli_main(["evaluate", "--teacher-only", "--teacher", str(path), "--max-images", "2",
+                     "--quiet"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["generator"] == "teacher" and not record["teacher_compared"]
+    assert record["metrics"]["psnr"] == pytest.approx(metrics["psnr"])
+
+    assert cli_main(["evaluate", "--checkpoint", str(tmp_path / "none.pt"), "--no-teacher",
+                     "--quiet"]) == 1
+    assert "not found" in capsys.readouterr().err
+
+
+def test_cli_fid_without_weights_says_how_to_get_them(task, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("GAN_PRUNE_CACHE", str(tmp_path))
+    payload = make_checkpoint("teacher", "pix2pix",
+                              {"generator": build_generator(task.generator, seed=3)},
+                              task.generator, task.discriminator)
+    path = save_checkpoint(tmp_path / "tiny.pt", payload)
+    code = cli_main(["evaluate", "--checkpoint", str(path), "--no-teacher", "--fid",
+                     "--max-images", "2", "--quiet"])
+    assert code == 1
+    assert DOWNLOAD_COMMAND in capsys.readouterr().err
+
+
+def test_no_forbidden_packages_were_imported():
+    loaded = [name for name in FORBIDDEN_MODULES if name in sys.modules]
+    assert not loaded, f"evaluation imported {loaded}"
