@@ -1,7 +1,7 @@
-"""Search agents for the pruning game: baselines, SB3 algorithms and (added by the lead) MGGC.
+"""Search agents for the pruning game: baselines, SB3 algorithms and MGGC.
 
-``AGENT_CLASSES`` maps a CLI / config name to a factory ``(**config) -> PruningAgent``; adding an
-agent is one entry below.
+``AGENT_CLASSES`` maps a CLI / config name to a factory ``(config dict or dataclass, **options)
+-> PruningAgent``. Registering an agent is one entry in it (plus the import of its class).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from agents.base import Candidate, PruningAgent, SearchTracker, run_rounds
 from agents.baselines import RandomSearchAgent, UniformAgent
+from agents.mggc import MGGCAgent
 from agents.sb3_agent import SB3Agent
 
 AGENT_CLASSES: dict[str, Callable[..., PruningAgent]] = {
@@ -18,10 +19,10 @@ AGENT_CLASSES: dict[str, Callable[..., PruningAgent]] = {
     "random": RandomSearchAgent,
     "ppo": functools.partial(SB3Agent, algo="ppo"),
     "sac": functools.partial(SB3Agent, algo="sac"),
-    # -- more agents: one line each, e.g. "mggc": MGGCAgent (import it above) --
+    "mggc": MGGCAgent,
 }
 
 __all__ = [
-    "AGENT_CLASSES", "Candidate", "PruningAgent", "RandomSearchAgent", "SB3Agent",
+    "AGENT_CLASSES", "Candidate", "MGGCAgent", "PruningAgent", "RandomSearchAgent", "SB3Agent",
     "SearchTracker", "UniformAgent", "run_rounds",
 ]

@@ -8,22 +8,20 @@
   uniform samples in ``[min_keep, 1]`` keep ~half the MACs and would almost never meet a 25 %
   budget, so an unscaled random search mostly measures the compute penalty.
 
-Both are deterministic under their seed and persist as one small JSON file.
+Both are deterministic under their seed and persist as one small torch file of plain data.
 """
 
 from __future__ import annotations
 
 import abc
-import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
 
-from agents.base import Candidate, PruningAgent, SearchTracker, run_rounds
+from agents.base import Candidate, PruningAgent, SearchTracker, load_agent_state, run_rounds
+from gan_prune_env.checkpoint import save_checkpoint
 from gan_prune_env.config import from_dict, to_dict
 from gan_prune_env.envs import (
     AGENTS, GANPruneParallelEnv, PruningGame, action_to_ratios, ratios_to_action,
@@ -42,32 +40,11 @@ def make_config(cls: type[C], config: C | dict | None, overrides: dict[str, Any]
 
 
 # -- persistence -----------------------------------------------------------------------------------
-def write_json_atomic(path: str | Path, data: Any) -> None:
-    """Write to a temporary file in the same folder, then ``os.replace``: readers (and a crash
-    mid-write) only ever see the old file or the complete new one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle, indent=2)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def read_json(path: str | Path) -> Any:
-    return json.loads(Path(path).read_text())
-
-
-def actions_to_json(actions: Actions | None) -> dict[str, list[float]] | None:
+def actions_to_lists(actions: Actions | None) -> dict[str, list[float]] | None:
     return None if actions is None else {a: np.asarray(v).tolist() for a, v in actions.items()}
 
 
-def actions_from_json(data: dict[str, list[float]] | None) -> Actions | None:
+def actions_from_lists(data: dict[str, list[float]] | None) -> Actions | None:
     return None if data is None else {a: np.asarray(v, dtype=np.float32) for a, v in data.items()}
 
 
@@ -124,8 +101,9 @@ def candidate_actions(candidate: Candidate, min_keep: float) -> Actions:
 
 
 # -- agents ----------------------------------------------------------------------------------------
-class _JsonAgent(PruningAgent):
-    """Shared ``save``/``load``: a config dataclass plus ``_state()`` in one JSON file."""
+class _StateFileAgent(PruningAgent):
+    """Shared ``save``/``load``: the config plus ``_state()`` in one small torch file, written
+    atomically by ``save_checkpoint`` and read back with ``weights_only=True``."""
 
     config_class: type
 
@@ -133,11 +111,11 @@ class _JsonAgent(PruningAgent):
         self.config = make_config(self.config_class, config, kwargs, f"{self.name} agent config")
 
     def save(self, path: str | Path) -> None:
-        write_json_atomic(path, {"agent": self.name, "config": to_dict(self.config),
-                                 "state": self._state()})
+        save_checkpoint(path, {"agent": self.name, "config": to_dict(self.config),
+                               "state": self._state()})
 
     def load(self, path: str | Path) -> None:
-        data = read_json(path)
+        data = load_agent_state(path)
         if data.get("agent") != self.name:
             raise ValueError(f"{path} holds a {data.get('agent')!r} agent, not {self.name!r}")
         self.config = from_dict(self.config_class, data["config"], where=str(path))
@@ -145,7 +123,7 @@ class _JsonAgent(PruningAgent):
 
     @abc.abstractmethod
     def _state(self) -> dict[str, Any]:
-        """JSON-serialisable learned state."""
+        """Learned state as plain Python containers (no pickled objects)."""
 
     @abc.abstractmethod
     def _load_state(self, state: dict[str, Any]) -> None:
@@ -161,7 +139,7 @@ class UniformConfig:
     seed: int = 0
 
 
-class UniformAgent(_JsonAgent):
+class UniformAgent(_StateFileAgent):
     """Every group of a network at the largest uniform keep ratio that meets its budget."""
 
     name = "uniform"
@@ -183,10 +161,10 @@ class UniformAgent(_JsonAgent):
         run_rounds(env, self.act, rounds, tracker, seed=self.config.seed)
 
     def _state(self) -> dict[str, Any]:
-        return {"actions": actions_to_json(self.actions)}
+        return {"actions": actions_to_lists(self.actions)}
 
     def _load_state(self, state: dict[str, Any]) -> None:
-        self.actions = actions_from_json(state["actions"])
+        self.actions = actions_from_lists(state["actions"])
 
 
 @dataclass
@@ -211,7 +189,7 @@ class RandomSearchConfig:
             raise ValueError(f"need 0 < low < high <= 1, got low={self.low}, high={self.high}")
 
 
-class RandomSearchAgent(_JsonAgent):
+class RandomSearchAgent(_StateFileAgent):
     """Samples architecture pairs; ``act(deterministic=True)`` replays the best one found."""
 
     name = "random"
@@ -250,10 +228,10 @@ class RandomSearchAgent(_JsonAgent):
     def _state(self) -> dict[str, Any]:
         return {"rng": self.rng.bit_generator.state,
                 "best": to_dict(self.best) if self.best else None,
-                "best_actions": actions_to_json(self.best_actions)}
+                "best_actions": actions_to_lists(self.best_actions)}
 
     def _load_state(self, state: dict[str, Any]) -> None:
         self.rng = np.random.default_rng()
         self.rng.bit_generator.state = state["rng"]
         self.best = Candidate(**state["best"]) if state["best"] else None
-        self.best_actions = actions_from_json(state["best_actions"])
+        self.best_actions = actions_from_lists(state["best_actions"])

@@ -214,7 +214,7 @@ class MGGCAgent(PruningAgent):
             self.optimizers[agent].step()
             m = cfg.baseline_momentum
             self.baselines[agent] = m * self.baselines[agent] + (1 - m) * float(returns.mean())
-            self._log(f"agent/{agent}/pg_loss", float(loss))
+            self._log(f"agent/{agent}/pg_loss", loss.item())
             self._log(f"agent/{agent}/mean_return", float(returns.mean()))
         self.updates += 1
 
@@ -236,7 +236,7 @@ class MGGCAgent(PruningAgent):
                     param.grad = grad
             for agent in losses:
                 self.optimizers[agent].step()
-                self._log(f"agent/{agent}/relaxed_loss", float(losses[agent]))
+                self._log(f"agent/{agent}/relaxed_loss", losses[agent].item())
             self.updates += 1
             next_obs, rewards, terminations, _, infos = env.step(self.act(observations, True))
             tracker.record(infos, rewards)

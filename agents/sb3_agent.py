@@ -40,6 +40,7 @@ import numpy as np
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
@@ -62,6 +63,7 @@ ALGORITHMS: dict[str, tuple[str, str]] = {
 MODES = ("alternate", "joint")
 VEC_ENVS: dict[str, type[VecEnv]] = {"dummy": DummyVecEnv, "subproc": SubprocVecEnv}
 JOINT = "joint"
+REPLAY_SUFFIX = "_replay_buffer.pkl"
 
 
 def algorithm_class(algo: str) -> type[BaseAlgorithm]:
@@ -121,10 +123,13 @@ class SB3Config:
             on-policy algorithms) so that every turn ends with an update.
         n_envs, vec_env: vectorised envs per model (``dummy`` or ``subproc``).
         seed: seeds the models and their envs (D's model uses ``seed + 1``).
+        device: torch device of the models (the envs use the env config's).
         policy: SB3 policy name (default ``MlpPolicy``, ``MlpLstmPolicy`` for RecurrentPPO).
         reward_weights: (w_G, w_D) of the joint reward.
         deterministic_peer: the peer snapshot acts with its mean action.
         tensorboard_log: folder passed to the algorithms; runs are named after the model.
+        save_replay_buffer: off-policy saves include the replay buffer, so a resumed search
+            continues exactly (about ``buffer_size * 2 * obs_dim * 4`` bytes per model).
         hyperparams: see ``SB3Hyperparams``.
     """
 
@@ -139,6 +144,7 @@ class SB3Config:
     reward_weights: tuple[float, float] = (1.0, 1.0)
     deterministic_peer: bool = True
     tensorboard_log: str | None = None
+    save_replay_buffer: bool = True
     verbose: int = 0
     hyperparams: SB3Hyperparams = field(default_factory=SB3Hyperparams)
 
@@ -274,7 +280,11 @@ class SB3Agent(PruningAgent):
     # -- learning ----------------------------------------------------------------------------
     def learn(self, env: GANPruneParallelEnv, rounds: int, tracker: SearchTracker) -> None:
         """Train on fresh views of ``env.config`` (the views own their games, so ``env`` itself
-        is not stepped) for ``rounds`` rounds in all, recording each into ``tracker``."""
+        is not stepped) for exactly ``rounds`` rounds, recording each into ``tracker``.
+
+        SB3 restarts an on-policy rollout that a stop cut short, so calls in chunks (e.g. to
+        checkpoint) lose nothing when ``rounds`` is a multiple of the turn length (alternate)
+        or of ``n_steps * n_envs`` (joint)."""
         self._attach(env.config, env.game.num_groups("generator"))
         if self.config.mode == "joint":
             self._train(JOINT, rounds, tracker)
@@ -291,6 +301,8 @@ class SB3Agent(PruningAgent):
         callback = TrackerCallback(tracker, None if key == JOINT else key, rounds)
         self.models[key].learn(total_timesteps=rounds, callback=callback,
                                reset_num_timesteps=False, tb_log_name=f"{self.config.algo}_{key}")
+        if callback.recorded == 0:  # would make learn() loop forever
+            raise RuntimeError(f"{self.config.algo} model {key!r} played no round")
         return callback.recorded
 
     def _turn_length(self, key: str) -> int:
@@ -355,6 +367,8 @@ class SB3Agent(PruningAgent):
         try:
             for key, model in self.models.items():
                 model.save(tmp / f"{key}.zip")
+                if self._has_replay_buffer(model):
+                    model.save_replay_buffer(tmp / f"{key}{REPLAY_SUFFIX}")
             state = {"agent": self.name, "config": to_dict(self.config), "turn": self.turn,
                      "split": self.split, "models": sorted(self.models)}
             (tmp / "state.json").write_text(json.dumps(state, indent=2))
@@ -370,3 +384,10 @@ class SB3Agent(PruningAgent):
         self.turn, self.split = state["turn"], state["split"]
         self.models = {key: self.algo_class.load(folder / f"{key}.zip", device=self.config.device)
                        for key in state["models"]}
+        for key, model in self.models.items():
+            if (folder / f"{key}{REPLAY_SUFFIX}").is_file():
+                model.load_replay_buffer(folder / f"{key}{REPLAY_SUFFIX}")
+
+    def _has_replay_buffer(self, model: BaseAlgorithm) -> bool:
+        return (self.config.save_replay_buffer and isinstance(model, OffPolicyAlgorithm)
+                and model.replay_buffer is not None)

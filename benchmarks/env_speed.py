@@ -5,19 +5,28 @@ episodes of the default ``rounds`` with the resets they need counted in the time
 
 * ``default frozen``: the default task with frozen weights (``inner_steps=0``, pure
   architecture evaluation; the target is >= 10 steps/s on 2 cores);
+* ``default frozen, no norm recal.``: the same without re-estimating the pruned generator's
+  BatchNorm statistics every step (``recalibrate_norms=False``), to show what that costs;
+* ``default frozen, 1 thread``: the first setting with ``torch.set_num_threads(1)``: on a shared
+  machine (or with one env per core in a ``SubprocVecEnv``) two OpenMP threads per process
+  oversubscribe the cores and every op waits on the slower thread;
 * ``default inner=1`` and ``default inner=4``: the same with adversarial inner updates;
 * ``facades frozen``: the facades task at 128 px. It needs ``$GAN_PRUNE_DATA`` (skipped when
   unset) and a teacher: ``--facades-teacher PATH``, otherwise an *untrained* network pair of the
   facades architecture is built for the measurement (labelled "untrained teacher, speed only":
   step time depends on the architecture, not on the weights).
 
-Each setting: one warm-up episode, then ``--repeats`` timed runs of ``--steps`` steps; the
-reported rate is the median over runs (min and max beside it). Setup (first ``make``: task
+Each setting: a warm-up, then ``--repeats`` timed runs of ``--steps`` steps, round-robin over
+the settings (the 2 cores are shared with other work: interleaving spreads background load over
+all settings alike); the reported rate is the median over runs (min and max beside it, and the
+1-minute load average after each run in the JSON). Setup (first ``make``: task
 preparation; second ``make``: the per-process cache) is timed separately.
 
-The frozen default step is then run under cProfile and its time split into: generator forward,
-discriminator forward (the center-conditioned D judging pairs), feature map (phi of the student
-outputs for the density term), masks (setting masks + the masking hooks inside the forwards),
+The frozen default step is then run under cProfile and its time split into: generator forward
+(on the evaluation images), norm recalibration (the pruned generator's train-mode pass that
+re-estimates its BatchNorm statistics), discriminator forward (the center-conditioned D judging
+pairs), feature map (phi of the student outputs for the density term), masks (setting masks +
+the masking hooks inside the forwards),
 MACs (keep ratios -> counts -> kept-MACs ratio), observation building (observations and infos)
 and other (losses, gathering pairs, action checks, rewards, Python overhead). The named
 callables are wrapped in uniquely named functions so cProfile can tell them apart; the groups do
@@ -64,6 +73,7 @@ class Setting:
     name: str
     kwargs: dict[str, Any]
     note: str = ""
+    threads: int = THREADS
     result: dict[str, Any] = field(default_factory=dict)
 
 
@@ -87,10 +97,18 @@ def untrained_facades_teacher(directory: Path) -> str:
 
 
 def build_settings(args: argparse.Namespace, scratch: Path) -> tuple[list[Setting], list[str]]:
+    default = {"task": "default"}
+    if args.teacher:
+        default["teacher"] = args.teacher
     settings = [
-        Setting("default frozen", {"task": "default", "inner_steps": 0}),
-        Setting("default inner=1", {"task": "default", "inner_steps": 1}),
-        Setting("default inner=4", {"task": "default", "inner_steps": 4}),
+        Setting("default frozen", {**default, "inner_steps": 0}),
+        Setting("default frozen, no norm recal.", {**default, "inner_steps": 0,
+                                                   "recalibrate_norms": False},
+                note="recalibrate_norms=False"),
+        Setting("default frozen, 1 thread", {**default, "inner_steps": 0}, threads=1,
+                note="torch.set_num_threads(1)"),
+        Setting("default inner=1", {**default, "inner_steps": 1}),
+        Setting("default inner=4", {**default, "inner_steps": 4}),
     ]
     skipped = []
     if not os.environ.get(DATA_ENV):
@@ -120,28 +138,19 @@ def run_steps(env: gym.Env, steps: int, rng: np.random.Generator) -> float:
     return time.perf_counter() - start
 
 
-def measure(setting: Setting, args: argparse.Namespace) -> dict[str, Any]:
+def prepare(setting: Setting, args: argparse.Namespace) -> gym.Env:
+    """Make the env twice (task preparation, then the cached path) and warm it up."""
     start = time.perf_counter()
     env = gym.make("Pix2PixPrune-v0", **setting.kwargs)
     first_make = time.perf_counter() - start
-    start = time.perf_counter()
     env.close()
+    start = time.perf_counter()
     env = gym.make("Pix2PixPrune-v0", **setting.kwargs)
     cached_make = time.perf_counter() - start
-    rng = np.random.default_rng(0)
     env.reset(seed=0)
-    run_steps(env, max(args.warmup, 1), rng)
-    rates = []
-    for _ in range(args.repeats):
-        env.reset(seed=len(rates))
-        rates.append(args.steps / run_steps(env, args.steps, rng))
+    run_steps(env, max(args.warmup, 1), np.random.default_rng(0))
     game = env.unwrapped.game
-    result = {
-        "steps_per_s_median": statistics.median(rates),
-        "steps_per_s_min": min(rates),
-        "steps_per_s_max": max(rates),
-        "ms_per_step_median": 1000.0 / statistics.median(rates),
-        "rates": rates,
+    setting.result = {
         "first_make_s": first_make,
         "cached_make_s": cached_make,
         "resolution": int(game.eval_batch.inputs.shape[-1]),
@@ -150,15 +159,46 @@ def measure(setting: Setting, args: argparse.Namespace) -> dict[str, Any]:
         "rounds": game.config.rounds,
         "groups": {a: game.num_groups(a) for a in ("generator", "discriminator")},
         "full_macs": {a: int(game.spaces[a].full_macs) for a in ("generator", "discriminator")},
+        "rates": [],
+        "load_1min": [],
     }
-    env.close()
-    return result
+    return env
+
+
+def measure(settings: list[Setting], args: argparse.Namespace) -> None:
+    """Timed runs, round-robin over the settings so that background load (this machine is
+    shared) hits every setting alike; the median over runs is the reported rate."""
+    envs = []
+    for setting in settings:
+        print(f"[env_speed] preparing {setting.name} ...", flush=True)
+        envs.append(prepare(setting, args))
+    rng = np.random.default_rng(1)
+    for repeat in range(args.repeats):
+        for setting, env in zip(settings, envs):
+            env.reset(seed=repeat)
+            torch.set_num_threads(setting.threads)
+            try:
+                setting.result["rates"].append(args.steps / run_steps(env, args.steps, rng))
+            finally:
+                torch.set_num_threads(THREADS)
+            setting.result["load_1min"].append(round(os.getloadavg()[0], 2))
+        print(f"[env_speed] run {repeat + 1}/{args.repeats}: " + ", ".join(
+            f"{s.name} {s.result['rates'][-1]:.2f}" for s in settings), flush=True)
+    for setting, env in zip(settings, envs):
+        rates = setting.result["rates"]
+        setting.result.update({
+            "steps_per_s_median": statistics.median(rates),
+            "steps_per_s_min": min(rates),
+            "steps_per_s_max": max(rates),
+            "ms_per_step_median": 1000.0 / statistics.median(rates),
+        })
+        env.close()
 
 
 # -- profile -------------------------------------------------------------------------------------
 
-GROUPS = ("generator forward", "discriminator forward", "feature map", "masks", "MACs",
-          "observation building", "other")
+GROUPS = ("generator forward", "norm recalibration", "discriminator forward", "feature map",
+          "masks", "MACs", "observation building", "other")
 
 
 def _named(name: str, fn):
@@ -168,13 +208,24 @@ def _named(name: str, fn):
     return namespace[name]
 
 
+def _by_mode(net, evaluating, training):
+    """Call ``evaluating`` or ``training`` depending on ``net``'s mode at call time: the
+    generator runs in train mode only to re-estimate its norm statistics."""
+    def dispatch(*args, **kwargs):
+        return (training if net.training else evaluating)(*args, **kwargs)
+    return dispatch
+
+
 def instrument(game) -> None:
     """Route the step's heavy callables through uniquely named wrappers."""
     for role, net in (("generator", game.generator), ("discriminator", game.discriminator)):
-        net.forward = _named(f"bench_{role}_forward", net.forward)
+        net.forward = _by_mode(net, _named(f"bench_{role}_forward", net.forward),
+                               _named(f"bench_{role}_recalibration", net.forward))
         for module in net.modules():  # the maskers' forward pre-hooks
             for key, hook in list(module._forward_pre_hooks.items()):
-                module._forward_pre_hooks[key] = _named(f"bench_{role}_mask_hook", hook)
+                module._forward_pre_hooks[key] = _by_mode(
+                    net, _named(f"bench_{role}_mask_hook", hook),
+                    _named(f"bench_{role}_recalibration_mask_hook", hook))
     phi = game.objective.feature_map
     phi.forward = _named("bench_feature_map", phi.forward)
     for masker in game.maskers.values():
@@ -185,7 +236,8 @@ def instrument(game) -> None:
 
 
 def profile_step(args: argparse.Namespace) -> dict[str, Any]:
-    env = gym.make("Pix2PixPrune-v0", task="default", inner_steps=0)
+    kwargs = {"teacher": args.teacher} if args.teacher else {}
+    env = gym.make("Pix2PixPrune-v0", task="default", inner_steps=0, **kwargs)
     view = env.unwrapped
     instrument(view.game)
     parallel = view.parallel
@@ -212,13 +264,15 @@ def profile_step(args: argparse.Namespace) -> dict[str, Any]:
             cum[name] = cum.get(name, 0.0) + cumtime
     total = cum["bench_env_step"]
     g_hooks = cum.get("bench_generator_mask_hook", 0.0)
+    g_calibration_hooks = cum.get("bench_generator_recalibration_mask_hook", 0.0)
     d_hooks = cum.get("bench_discriminator_mask_hook", 0.0)
     groups = {
         "generator forward": cum["bench_generator_forward"] - g_hooks,
+        "norm recalibration": cum.get("bench_generator_recalibration", 0.0) - g_calibration_hooks,
         "discriminator forward": cum["bench_discriminator_forward"] - d_hooks,
         "feature map": cum["bench_feature_map"],
         # the hooks of the feature map's frozen D copy: none (it is not masked)
-        "masks": cum.get("bench_set_masks", 0.0) + g_hooks + d_hooks,
+        "masks": cum.get("bench_set_masks", 0.0) + g_hooks + g_calibration_hooks + d_hooks,
         "MACs": cum.get("bench_counts_for_ratios", 0.0) + cum.get("bench_macs_ratio", 0.0),
         "observation building": cum.get("bench_observe", 0.0) + cum.get("bench_info", 0.0),
     }
@@ -254,18 +308,20 @@ def write_markdown(path: Path, report: dict[str, Any]) -> None:
         f"{report['machine']['torch']} with {THREADS} threads, load average before/after "
         f"{report['machine']['load_before']} / {report['machine']['load_after']}.",
         "Random actions, single view (generator agent), episode resets included; median over "
-        f"{report['repeats']} runs of {report['steps']} steps after a warm-up. Target: "
+        f"{report['repeats']} runs of {report['steps']} steps after a warm-up, runs interleaved "
+        "over the settings (shared machine: see the load column). Target: "
         f">= {TARGET_STEPS_PER_S:g} steps/s frozen on the default task.", "",
         "| setting | steps/s (median) | min-max | ms/step | px | eval images / pairs "
-        "| first make s | cached make s | note |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| first make s | cached make s | load 1-min | note |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for s in report["settings"]:
         lines.append(
             f"| {s['name']} | {s['steps_per_s_median']:.2f} | {s['steps_per_s_min']:.2f}-"
             f"{s['steps_per_s_max']:.2f} | {s['ms_per_step_median']:.0f} | {s['resolution']} | "
             f"{s['eval_images']} / {s['eval_pairs']} | {s['first_make_s']:.1f} | "
-            f"{s['cached_make_s']:.2f} | {s['note']} |")
+            f"{s['cached_make_s']:.2f} | {min(s['load_1min']):.1f}-{max(s['load_1min']):.1f} | "
+            f"{s['note']} |")
     for reason in report["skipped"]:
         lines.append(f"\nSkipped: {reason}.")
     prof = report["profile"]
@@ -291,12 +347,13 @@ def plot(path: Path, report: dict[str, Any]) -> None:
 
     settings = report["settings"]
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(12, 4.5), gridspec_kw={"width_ratios": [3, 2]})
-    labels = [s["name"] + (f"\n({s['note']})" if s["note"] == UNTRAINED_LABEL else "")
-              for s in settings]
+    labels = [s["name"].replace(", ", ",\n") + (f"\n({s['note']})" if s["note"] == UNTRAINED_LABEL
+                                                else "") for s in settings]
     medians = [s["steps_per_s_median"] for s in settings]
     errors = np.array([[m - s["steps_per_s_min"], s["steps_per_s_max"] - m]
                        for m, s in zip(medians, settings)]).T
-    colors = ["tab:blue" if "frozen" in s["name"] else "tab:orange" for s in settings]
+    colors = ["tab:green" if s["threads"] != THREADS else "tab:purple" if "facades" in s["name"]
+              else "tab:blue" if "frozen" in s["name"] else "tab:orange" for s in settings]
     bars = ax.bar(range(len(settings)), medians, yerr=errors, capsize=4, color=colors)
     for bar, value in zip(bars, medians):
         ax.annotate(f"{value:.1f}", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
@@ -336,6 +393,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--facades-teacher", default=None,
                         help="teacher checkpoint of the facades task (default: an untrained "
                              "network pair, speed only)")
+    parser.add_argument("--teacher", default=None,
+                        help="teacher checkpoint of the default task (default: the shipped one)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--quick", action="store_true", help="8 steps x 3 runs, 8 profiled")
     args = parser.parse_args(argv)
@@ -350,10 +409,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     load_before = [round(x, 2) for x in os.getloadavg()]
     with tempfile.TemporaryDirectory() as scratch:
         settings, skipped = build_settings(args, Path(scratch))
-        for setting in settings:
-            print(f"[env_speed] {setting.name} ...", flush=True)
-            setting.result = measure(setting, args)
-            print(f"[env_speed]   {setting.result['steps_per_s_median']:.2f} steps/s", flush=True)
+        measure(settings, args)
     print("[env_speed] profiling the frozen default step ...", flush=True)
     profile = profile_step(args)
     report = {
@@ -364,7 +420,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     "load_after": [round(x, 2) for x in os.getloadavg()]},
         "steps": args.steps, "repeats": args.repeats, "warmup": args.warmup,
         "target_steps_per_s": TARGET_STEPS_PER_S,
-        "settings": [{"name": s.name, "kwargs": s.kwargs, "note": s.note, **s.result}
+        "settings": [{"name": s.name, "kwargs": s.kwargs, "note": s.note, "threads": s.threads,
+                      **s.result}
                      for s in settings],
         "skipped": skipped,
         "profile": profile,

@@ -59,9 +59,9 @@ def settings(quick: bool) -> list[Setting]:
     return [
         Setting("task unet_auto ngf16 @64", task, 64, 60),
         Setting("unet_256 ngf64 @256", GeneratorConfig(arch="unet_256", ngf=64, norm="batch"),
-                256, 10),
+                256, 12),
         Setting("resnet_9blocks ngf64 @256", GeneratorConfig(
-            arch="resnet_9blocks", ngf=64, norm="instance"), 256, 10),
+            arch="resnet_9blocks", ngf=64, norm="instance"), 256, 12),
     ]
 
 
@@ -151,6 +151,17 @@ def write_markdown(rows: list[dict], meta: dict, path: Path) -> None:
         "median, both measured in the same run; 'best' uses the fastest run of each instead "
         "(less sensitive to other processes on the machine).",
         "",
+    ]
+    busiest = max(meta["loadavg_before"][0], meta["loadavg_after"][0])
+    if busiest > 0.5 * (meta["cpu_count"] or 1):
+        lines += [
+            f"**Warning:** the machine was busy (load average up to {busiest:.1f} on "
+            f"{meta['cpu_count']} cores) while timing: latencies are inflated and noisy. MACs "
+            "and params are exact; trust the speed-ups only roughly, and rerun on an idle "
+            "machine for numbers to quote.",
+            "",
+        ]
+    lines += [
         "| arch | keep ratio | MACs (G) | MACs ratio | params (M) | latency median (ms) | "
         "IQR (ms) | N | speed-up | speed-up (best) | MACs reduction |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
@@ -212,7 +223,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output directory")
     parser.add_argument("--repeats", type=int, default=None,
                         help="timed rounds for every setting (default: 60 for the task model, "
-                             "10 for the 256 px ones; quick: 10 / 5)")
+                             "12 for the 256 px ones; quick: 10 / 5)")
     parser.add_argument("--warmup", type=int, default=None,
                         help="untimed rounds (default 2, quick 1)")
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")

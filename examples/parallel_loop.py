@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
+import torch
 
 from gan_prune_env.config import parse_key_values
 from gan_prune_env.envs import GANPruneParallelEnv
@@ -25,7 +26,10 @@ def main(argv: list[str] | None = None) -> tuple[float, dict] | None:
     parser.add_argument("--elite", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--env-kwargs", nargs="*", default=["eval_size:6", "pool_size:16"])
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads; tiny networks run fastest on one")
     args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
 
     env = GANPruneParallelEnv(**parse_key_values(args.env_kwargs))
     rng = np.random.default_rng(args.seed)

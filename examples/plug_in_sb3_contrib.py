@@ -13,15 +13,17 @@ from __future__ import annotations
 import argparse
 
 import gymnasium as gym
+import torch
 from sb3_contrib import TQC, TRPO
 from stable_baselines3.common.callbacks import BaseCallback
 
 import gan_prune_env  # noqa: F401  (registers Pix2PixPrune-v0)
 from gan_prune_env.config import parse_key_values
 
+SMALL_NET = {"net_arch": [64, 64]}
 ALGOS = {  # small settings: an episode is only `rounds` steps long
-    "tqc": (TQC, {"learning_starts": 16, "batch_size": 16, "policy_kwargs": {"net_arch": [64, 64]}}),
-    "trpo": (TRPO, {"n_steps": 16, "batch_size": 16, "policy_kwargs": {"net_arch": [64, 64]}}),
+    "tqc": (TQC, {"learning_starts": 16, "batch_size": 16, "policy_kwargs": SMALL_NET}),
+    "trpo": (TRPO, {"n_steps": 16, "batch_size": 16, "policy_kwargs": SMALL_NET}),
 }
 
 
@@ -48,7 +50,10 @@ def main(argv: list[str] | None = None) -> dict | None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--env-kwargs", nargs="*", default=["eval_size:6", "pool_size:16"],
                         help="EnvConfig fields as key:value")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads; tiny networks run fastest on one")
     args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
 
     env = gym.make("Pix2PixPrune-v0", view="joint", **parse_key_values(args.env_kwargs))
     algo_class, hyperparams = ALGOS[args.algo]

@@ -304,23 +304,26 @@ def _load_network(source: Source, which: str | None, role: str, device: str) -> 
     if name not in payload:
         present = [n for n in network_names(family) if n in payload]
         raise CheckpointError(f"{where}: holds no {name!r} network (it holds {present})")
-    generator_config, discriminator_config = embedded_configs(payload)
-    config = network_config(family, name, generator_config, discriminator_config)
-    model = build_network(config)
-    kept = payload.get("kept", {}).get(name)
-    expected = repr(config)
-    if kept:
-        shape = payload.get("input_shape", {}).get(name)
-        if shape is None:
-            raise CheckpointError(f"{where}: pruned network {name!r} has no input_shape")
-        try:
-            model = slice_by_indices(model, torch.zeros(1, *shape), kept, inplace=True)
-        except (KeyError, ValueError) as err:
-            raise CheckpointError(f"{where}: kept channels of {name!r} do not fit "
-                                  f"{expected}: {err}") from err
+    config = network_config(family, name, *embedded_configs(payload))
+    model, expected = build_network(config), repr(config)
+    if payload.get("kept", {}).get(name):
+        model = _slice_to_kept(model, payload, name)
         expected += " sliced to the stored kept channels"
     load_state_dict_checked(model, payload[name], source=f"{where} [{name}]", expected=expected)
     return model.to(device).eval()
+
+
+def _slice_to_kept(model: nn.Module, payload: Mapping[str, Any], name: str) -> nn.Module:
+    """Physically slice a freshly built network to a pruned checkpoint's kept channels."""
+    where = payload.get("path", "checkpoint")
+    shape = payload.get("input_shape", {}).get(name)
+    if shape is None:
+        raise CheckpointError(f"{where}: pruned network {name!r} has no input_shape")
+    try:
+        return slice_by_indices(model, torch.zeros(1, *shape), payload["kept"][name], inplace=True)
+    except (KeyError, ValueError) as err:
+        raise CheckpointError(f"{where}: kept channels of {name!r} do not fit its "
+                              f"architecture: {err}") from err
 
 
 def load_generator(source: Source, which: str | None = None, device: str = "cpu") -> nn.Module:

@@ -41,7 +41,7 @@ from gan_prune_env.checkpoint import (
 )
 from gan_prune_env.config import ConfigError, from_dict, load_yaml, to_dict
 from gan_prune_env.data import DataConfig
-from gan_prune_env.models import DiscriminatorConfig, GeneratorConfig
+from gan_prune_env.models import DiscriminatorConfig, GeneratorConfig, unet_depth
 from gan_prune_env.teacher.config import TeacherTrainConfig, merge_overrides
 from gan_prune_env.teacher.loop import TEACHER_FILE, train_teacher
 
@@ -51,14 +51,21 @@ ASSETS = Path(__file__).resolve().parent / "assets"
 DATA_ENV = "GAN_PRUNE_DATA"
 CACHE_ENV = "GAN_PRUNE_CACHE"
 SHIPPED_TEACHERS = {"default": ASSETS / "default_teacher.pt"}
+FIRST_USE_TEACHERS = {"default", "default_cyclegan"}
+"""Built-in tasks whose teacher, when not shipped, is trained with the built-in recipe on first
+use and cached (the recipe must fit in a few minutes of CPU time)."""
 _TASK_OWNED_KEYS = ("family", "data", "generator", "discriminator")
 
 
 @dataclass
 class TaskConfig:
-    """One compression task. ``image_size`` (pixels) is the network input size and must equal
-    ``data.crop_size``; ``teacher_train`` holds the :class:`TeacherTrainConfig` fields (other
-    than family, data and networks) of the recipe that trains this task's teacher."""
+    """One compression task.
+
+    ``image_size`` (pixels) is the network input size and must equal ``data.crop_size``. For
+    ``unet_auto``, ``generator.image_size`` sets the U-Net's depth, so the same teacher runs at
+    any multiple of it. ``teacher_train`` holds the :class:`TeacherTrainConfig` fields (other
+    than family, data and networks) of the recipe that trains this task's teacher.
+    """
 
     name: str
     family: str = "pix2pix"
@@ -74,9 +81,10 @@ class TaskConfig:
         if self.image_size != self.data.crop_size:
             raise ValueError(f"image_size ({self.image_size}) must equal data.crop_size "
                              f"({self.data.crop_size})")
-        if self.generator.arch == "unet_auto" and self.generator.image_size != self.image_size:
-            raise ValueError(f"generator.image_size ({self.generator.image_size}) must equal "
-                             f"image_size ({self.image_size}) for unet_auto")
+        levels = _unet_levels(self.generator)
+        if levels and self.image_size % 2**levels:
+            raise ValueError(f"a {levels}-level U-Net ({self.generator.arch}) needs an image_size "
+                             f"divisible by {2**levels}, got {self.image_size}")
         owned = sorted(set(self.teacher_train) & set(_TASK_OWNED_KEYS))
         if owned:
             raise ValueError(f"teacher_train must not set {owned}; they come from the task")
@@ -86,6 +94,13 @@ class TaskConfig:
     def input_shape(self) -> tuple[int, int, int]:
         """Generator input shape ``(C, H, W)``."""
         return (self.generator.input_nc, self.image_size, self.image_size)
+
+
+def _unet_levels(config: GeneratorConfig) -> int:
+    """Stride-2 levels of a U-Net generator (0 for other architectures)."""
+    if config.arch == "unet_auto":
+        return unet_depth(config.image_size)
+    return {"unet_256": 8, "unet_128": 7}.get(config.arch, 0)
 
 
 def teacher_train_config(task: TaskConfig) -> TeacherTrainConfig:
@@ -107,7 +122,7 @@ def _default(data_root: str | None) -> TaskConfig:
         generator=GeneratorConfig(arch="unet_auto", ngf=16, norm="batch", image_size=64),
         discriminator=DiscriminatorConfig(arch="basic", input_nc=6, ndf=16, norm="batch"),
         image_size=64,
-        teacher_train={"n_steps": 1200, "batch_size": 8, "lr_decay_steps": 400,
+        teacher_train={"n_steps": 1200, "batch_size": 16, "lr_decay_steps": 400,
                        "image_every": 100, "save_every": 200, "weights_dtype": "float16"},
     )
 
@@ -187,15 +202,16 @@ def cache_dir() -> Path:
 
 
 def _task_digest(task: TaskConfig) -> str:
-    """Short hash of everything that shapes the teacher, so an edited task gets a new cache."""
+    """Short hash of the task's config: a changed built-in recipe gets a new cache entry."""
     data = to_dict(task)
     data.pop("teacher_checkpoint")
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def teacher_path(task: TaskConfig, train_if_missing: bool = True) -> Path:
-    """The task's teacher file: ``teacher_checkpoint``, the shipped file, or the cache (trained
-    here on first use for built-in tasks; interrupted training resumes on the next call)."""
+    """The task's teacher file: ``teacher_checkpoint``, else the shipped file, else (for
+    ``FIRST_USE_TEACHERS``) the cached one, trained here with the built-in recipe if missing;
+    an interrupted first-use training resumes on the next call."""
     if task.teacher_checkpoint is not None:
         path = Path(task.teacher_checkpoint).expanduser()
         if not path.is_file():
@@ -204,17 +220,20 @@ def teacher_path(task: TaskConfig, train_if_missing: bool = True) -> Path:
     shipped = SHIPPED_TEACHERS.get(task.name)
     if shipped is not None and shipped.is_file():
         return shipped
-    if task.name not in BUILTIN_TASKS:
+    if task.name not in FIRST_USE_TEACHERS:
         raise ConfigError(f"task {task.name!r} has no teacher: set teacher_checkpoint (train one "
                           "with python -m gan_prune_env.teacher.train)")
-    run_dir = cache_dir() / "teachers" / f"{task.name}-{_task_digest(task)}"
+    # The built-in recipe, not the caller's variant: overriding e.g. the evaluation resolution
+    # must reuse the cached teacher, not train another one.
+    builtin = BUILTIN_TASKS[task.name](None)
+    run_dir = cache_dir() / "teachers" / f"{task.name}-{_task_digest(builtin)}"
     path = run_dir / TEACHER_FILE
     if not path.is_file():
         if not train_if_missing:
             raise CheckpointError(f"no cached teacher for task {task.name!r} at {path}")
         logger.warning("training the teacher of task %r on first use; it is cached in %s",
                        task.name, run_dir)
-        train_teacher(teacher_train_config(task), run_dir, resume=True)
+        train_teacher(teacher_train_config(builtin), run_dir, resume=True)
     return path
 
 
@@ -242,7 +261,7 @@ def check_teacher_fits(task: TaskConfig, payload: Mapping[str, Any]) -> None:
         if _architecture(found[role]) != _architecture(expected[role]):
             raise CheckpointError(
                 f"{where}: its {role} is {found[role]}, but task {task.name!r} expects "
-                f"{expected[role]}"
+                f"{expected[role]}; give the task a matching teacher_checkpoint"
             )
 
 
@@ -261,6 +280,7 @@ def load_teacher(task: str | TaskConfig | Mapping[str, Any],
 
 
 __all__ = [
-    "BUILTIN_TASKS", "CACHE_ENV", "DATA_ENV", "TaskConfig", "cache_dir", "check_teacher_fits",
-    "get_task", "list_tasks", "load_teacher", "teacher_path", "teacher_train_config",
+    "BUILTIN_TASKS", "CACHE_ENV", "DATA_ENV", "FIRST_USE_TEACHERS", "SHIPPED_TEACHERS",
+    "TaskConfig", "cache_dir", "check_teacher_fits", "get_task", "list_tasks", "load_teacher",
+    "teacher_path", "teacher_train_config",
 ]

@@ -10,8 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
-from agents import AGENT_CLASSES, RandomSearchAgent, SB3Agent, SearchTracker, UniformAgent
+from agents import (
+    AGENT_CLASSES, PruningAgent, RandomSearchAgent, SB3Agent, SearchTracker, UniformAgent,
+)
 from agents.baselines import achieved_compute, fit_to_budget
 from agents.sb3_agent import PolicySnapshot
 from gan_prune_env.config import ConfigError
@@ -22,11 +25,20 @@ TINY = {"eval_size": 3, "pool_size": 8, "k": 2, "rounds": 2}  # one round ~ 3 G 
 TINY_ARGS = [f"{k}:{v}" for k, v in TINY.items()]
 SB3_TINY = {"alternate_every": 2,
             "hyperparams": {"n_steps": 2, "batch_size": 2, "n_epochs": 1, "learning_starts": 1,
-                            "net_arch": [16]}}
+                            "buffer_size": 64, "net_arch": [16]}}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """Tiny networks: one thread is faster, and far faster on a shared, oversubscribed CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
-def env() -> GANPruneParallelEnv:
+def env(one_torch_thread) -> GANPruneParallelEnv:
     return GANPruneParallelEnv(**TINY)
 
 
@@ -73,7 +85,8 @@ def test_fit_to_budget_spends_but_never_exceeds_the_budget(env):
     for agent in AGENTS:
         budget = env.game.budget(agent)
         for _ in range(5):
-            action = fit_to_budget(env.game, agent, rng.uniform(0.05, 1, env.game.num_groups(agent)))
+            ratios = rng.uniform(0.05, 1, env.game.num_groups(agent))
+            action = fit_to_budget(env.game, agent, ratios)
             compute = achieved_compute(env.game, agent, action)
             assert compute <= budget
             assert compute > 0.5 * budget  # rescaled up to (close to) the budget
@@ -115,6 +128,9 @@ def test_sb3_records_every_round_and_round_trips(env, tmp_path, algo, mode):
     restored.load(tmp_path / "agent")
     assert restored.config == agent.config
     assert_same_actions(agent, restored, env)
+    if algo == "sac":  # a resumed off-policy search keeps its experience
+        for key, model in agent.models.items():
+            assert restored.models[key].replay_buffer.size() == model.replay_buffer.size() > 0
 
 
 def test_alternate_turns_hand_each_model_the_others_policy(ppo):
@@ -139,21 +155,21 @@ def test_peer_snapshot_pickles_and_acts_like_the_policy(env, ppo):
 def test_baseline_save_load_round_trip_gives_the_same_actions(env, tmp_path, factory):
     agent = factory()
     learn(agent, env, 2)
-    path = tmp_path / "agent.json"
+    path = tmp_path / "agent.pt"
     agent.save(path)
     agent.save(path)  # overwriting works, and leaves no temporaries
     restored = factory()
     restored.load(path)
     assert_same_actions(agent, restored, env)
-    assert [p.name for p in tmp_path.iterdir()] == ["agent.json"]
+    assert [p.name for p in tmp_path.iterdir()] == ["agent.pt"]
 
 
 def test_random_search_resumes_its_sampler_after_load(env, tmp_path):
     agent = RandomSearchAgent(seed=5)
     learn(agent, env, 1)
-    agent.save(tmp_path / "random.json")
+    agent.save(tmp_path / "random.pt")
     restored = RandomSearchAgent()
-    restored.load(tmp_path / "random.json")
+    restored.load(tmp_path / "random.pt")
     assert learn(agent, env, 1).history[0].keep_ratios == \
         learn(restored, env, 1).history[0].keep_ratios
 
@@ -176,8 +192,8 @@ def test_a_failed_save_leaves_the_previous_save_intact(env, ppo, tmp_path, monke
 
 # -- configuration ---------------------------------------------------------------------------------
 def test_registry_builds_every_agent_and_configs_are_strict():
-    for name, factory in AGENT_CLASSES.items():
-        assert factory().act  # constructible without arguments
+    for factory in AGENT_CLASSES.values():
+        assert isinstance(factory(), PruningAgent)  # every agent has working defaults
     assert AGENT_CLASSES["sac"]().config.algo == "sac"
     with pytest.raises(ConfigError, match="n_step"):
         SB3Agent(hyperparams={"n_step": 4})

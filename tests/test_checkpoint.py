@@ -105,6 +105,11 @@ def test_pruned_checkpoint_loads_to_identical_outputs(tmp_path, image):
     assert n_params[0] == n_params[1]
     torch.testing.assert_close(loaded(image), sliced(image), atol=0, rtol=0)
 
+    group = next(iter(kept))
+    payload["kept"]["generator"][group] = [999]
+    with pytest.raises(CheckpointError, match="kept channels of 'generator' do not fit"):
+        load_generator(save_checkpoint(tmp_path / "bad.pt", payload))
+
 
 def test_cyclegan_networks_derive_their_channels(tmp_path):
     generator = GeneratorConfig(arch="resnet_6blocks", input_nc=1, output_nc=3, ngf=4,

@@ -206,6 +206,7 @@ def test_builtin_teacher_is_trained_on_first_use_then_cached(monkeypatch, tmp_pa
                           teacher_train={"n_steps": 2, "batch_size": 2, "progress": False})
 
     monkeypatch.setitem(tasks.BUILTIN_TASKS, "tiny", tiny_task)
+    monkeypatch.setattr(tasks, "FIRST_USE_TEACHERS", {"tiny"})
     monkeypatch.setenv("GAN_PRUNE_CACHE", str(tmp_path))
     generator, discriminator = load_teacher("tiny")
     assert generator(torch.zeros(1, 3, 32, 32)).shape == (1, 3, 32, 32)
@@ -216,6 +217,10 @@ def test_builtin_teacher_is_trained_on_first_use_then_cached(monkeypatch, tmp_pa
 
     monkeypatch.setattr(tasks, "train_teacher", no_training)
     load_teacher("tiny")
+    # a variant of the built-in task (e.g. another evaluation resolution) reuses that teacher
+    variant = get_task({"name": "tiny", "image_size": 64,
+                       "data": {"crop_size": 64, "load_size": 64}})
+    assert tasks.teacher_path(variant) == tasks.teacher_path(get_task("tiny"))
 
 
 def test_shipped_default_teacher_beats_an_untrained_generator():

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gan_prune_env import ENV_ENTRY_POINTS
+from gan_prune_env.finetune import FinetuneConfig
 
 ALGOS = ("mggc", "ppo", "sac", "uniform", "random")
 
@@ -26,25 +27,6 @@ class SearchConfig:
             raise ValueError(f"algo {self.algo!r} is not one of {ALGOS}")
         if self.n_rounds < 1 or self.save_freq < 1 or self.eval_freq < 1:
             raise ValueError("n_rounds, save_freq and eval_freq must be >= 1")
-
-
-@dataclass
-class FinetuneConfig:
-    """METHOD 9: the sliced G and D trained with the task's own losses, plus options."""
-
-    steps: int = 600
-    batch_size: int = 8
-    lr: float = 2e-4
-    lambda_task: float = 100.0  # Pix2Pix L1 to the target (CycleGAN: cycle weight 10)
-    lambda_distill: float = 0.0  # L1 to the teacher's output
-    lambda_density: float = 0.0  # the local-density objective (METHOD 6) on neighbourhoods
-    save_every: int = 200
-    log_every: int = 20
-    image_every: int = 100
-
-    def __post_init__(self) -> None:
-        if self.steps < 0 or self.batch_size < 1:
-            raise ValueError("finetune steps must be >= 0 and batch_size >= 1")
 
 
 @dataclass

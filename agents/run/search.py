@@ -25,10 +25,7 @@ BEST_FILE = "best_architecture.json"
 def build_agent(config: RunConfig) -> PruningAgent:
     """The search algorithm named in the config, with its own (strictly checked) params."""
     search = config.search
-    params = {"seed": search.seed, **search.algo_params}
-    if search.algo in ("ppo", "sac"):
-        params.setdefault("algo", search.algo)
-    return AGENT_CLASSES[search.algo](params)
+    return AGENT_CLASSES[search.algo]({"seed": search.seed, **search.algo_params})
 
 
 def group_names(env: GANPruneParallelEnv) -> dict[str, list[str]]:

@@ -169,6 +169,11 @@ class PruningGame:
         calibration batch of the pool (the unpruned teacher is left exactly as it is). The
         discriminator is judged with its own statistics: it is a critic, not a deliverable."""
         if not np.any(counts_g < self.spaces["generator"].num_channels):
+            if self._dirty and not self.config.inner_steps:
+                # frozen weights: only an earlier round's recalibrated statistics differ from
+                # the teacher; without this the unpruned G would be judged with stale ones
+                self.generator.load_state_dict(self._pretrained["generator"])
+                self._dirty = False
             return
         self._dirty = True
         with recalibrating(self.generator):

@@ -7,7 +7,7 @@ already-built networks, so the same update rules fine-tune pruned networks after
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
@@ -17,6 +17,8 @@ from gan_prune_env.checkpoint import build_network, network_config, network_name
 from gan_prune_env.teacher.config import TeacherTrainConfig
 
 Batch = dict[str, Any]
+Regularizer = Callable[[Batch, torch.Tensor], tuple[torch.Tensor, dict[str, torch.Tensor]]]
+"""An extra generator loss: ``(batch, main generator output) -> (weighted loss, named terms)``."""
 
 
 def set_requires_grad(networks: Iterable[nn.Module], flag: bool) -> None:
@@ -54,6 +56,19 @@ class GANTrainer:
                  optimizers: dict[str, torch.optim.Optimizer]) -> None:
         self.networks = networks
         self.optimizers = optimizers
+        self.generator_regularizers: list[Regularizer] = []
+
+    def regularization(self, batch: Batch, fake: torch.Tensor
+                       ) -> tuple[torch.Tensor | float, dict[str, torch.Tensor]]:
+        """Sum of the extra generator losses (fine-tuning: distillation, local density) on the
+        main generator's output ``fake`` for ``batch``; 0 when there are none."""
+        total: torch.Tensor | float = 0.0
+        terms: dict[str, torch.Tensor] = {}
+        for regularizer in self.generator_regularizers:
+            loss, named = regularizer(batch, fake)
+            total = total + loss
+            terms.update(named)
+        return total, terms
 
     @classmethod
     def from_config(cls, config: TeacherTrainConfig) -> GANTrainer:

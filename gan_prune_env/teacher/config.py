@@ -15,7 +15,7 @@ DEFAULT_GAN_MODE = {"pix2pix": "vanilla", "cyclegan": "lsgan"}
 OPERATIONAL_KEYS = frozenset({
     "n_steps", "epochs", "log_dir", "log_every", "image_every", "eval_split",
     "preview_images", "save_every", "keep_train_states", "weights_dtype", "num_workers",
-    "device", "progress",
+    "num_threads", "device", "progress",
 })
 """Keys that may change between an interrupted run and its resumption; all others may not."""
 
@@ -83,6 +83,9 @@ class TeacherTrainConfig:
     weights_dtype: str = "float32"
     """Storage dtype of the final teacher file (``"float16"`` halves its size)."""
     num_workers: int = 0
+    num_threads: int | None = None
+    """CPU threads of torch for this process (None keeps torch's default). On a machine shared
+    with other jobs, 1 can be many times faster than oversubscribed threads."""
     device: str = "cpu"
     progress: bool = True
 
@@ -101,8 +104,9 @@ class TeacherTrainConfig:
                      "preview_images", "seed"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.epochs is not None and self.epochs < 1:
-            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+        for name in ("epochs", "num_threads"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.lr <= 0 or len(self.betas) != 2:
             raise ValueError("lr must be positive and betas a pair")
         check_family_configs(self.family, self.generator, self.discriminator)

@@ -88,7 +88,9 @@ class CycleGANTrainer(GANTrainer):
             losses["idt_BA"] = l1_loss(g_ba(real_a), real_a)
             weight = self.lambda_cycle * self.lambda_identity
             total = total + weight * (losses["idt_AB"] + losses["idt_BA"])
-        total.backward()
+        extra, extra_terms = self.regularization(batch, fake_b)
+        losses.update(extra_terms)
+        (total + extra).backward()
         self.optimizers["generator"].step()
 
         set_requires_grad([d_a, d_b], True)

@@ -9,6 +9,7 @@ CPU an interrupted and resumed run ends with the same weights as an uninterrupte
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -108,9 +109,39 @@ def _write_teacher(path: Path, trainer: GANTrainer, config: TeacherTrainConfig, 
     return save_checkpoint(path, payload)
 
 
+def _train_steps(trainer: GANTrainer, config: TeacherTrainConfig, batches: Iterator[dict],
+                 steps: range, total: int, store: TrainStateStore, logger: TrainLogger,
+                 seconds_before: float, checkpoint_extra: dict[str, Any], desc: str) -> float:
+    """Run global steps ``steps``, logging, previewing and saving train states on schedule (and
+    always after the last one). Returns the run's training time so far, in seconds."""
+    began = time.perf_counter()
+    trainer.train()
+    with tqdm(total=total, initial=steps.start, desc=desc,
+              disable=not config.progress, dynamic_ncols=True) as bar:
+        for step in steps:
+            lr = config.lr_at(step, total)
+            trainer.set_lr(lr)
+            losses = trainer.train_step(_to_device(next(batches), config.device))
+            done = step + 1
+            bar.update(1)
+            if done % config.log_every == 0:
+                logger.scalars(done, losses)
+                logger.scalars(done, {"lr": lr}, prefix="train")
+                bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items()}, refresh=False)
+            if config.image_every and done % config.image_every == 0:
+                logger.images(done, trainer)
+            if done % config.save_every == 0 or done == steps.stop:
+                seconds = seconds_before + time.perf_counter() - began
+                state = _train_state(trainer, config, done, seconds)
+                store.save(done, _checkpoint("train_state", trainer, config, train_state=state,
+                                             **checkpoint_extra))
+    return seconds_before + time.perf_counter() - began
+
+
 def train_teacher(
     config: TeacherTrainConfig, out_dir: str | Path, resume: bool = True,
-    until_step: int | None = None,
+    until_step: int | None = None, *, trainer: GANTrainer | None = None,
+    checkpoint_extra: dict[str, Any] | None = None, final_file: str | None = TEACHER_FILE,
 ) -> Path:
     """Train a teacher, resuming from the newest train state in ``out_dir`` if asked.
 
@@ -121,6 +152,12 @@ def train_teacher(
             train states is refused rather than silently mixed with a new run.
         until_step: stop early after this global step and write a train state (time-sliced
             jobs, tests of resumption); None trains to the end.
+        trainer: already-built networks to train (fine-tuning sliced networks after a search);
+            None builds fresh ones from ``config``.
+        checkpoint_extra: extra ``make_checkpoint`` entries of every train state (the kept
+            channels and input shapes of sliced networks).
+        final_file: name of the teacher file written at the end; None writes none and returns
+            the last train state.
 
     Returns:
         ``out_dir/teacher.pt`` when training is complete, else the train-state file written.
@@ -130,42 +167,26 @@ def train_teacher(
     if not resume and store.steps():
         raise FileExistsError(f"{store.directory} already holds train states; resume or use "
                               "another output folder")
+    if config.num_threads is not None:
+        torch.set_num_threads(config.num_threads)
     dataset = build_dataset(config.data, "train")
     total = config.total_steps(steps_per_epoch(dataset, config.batch_size))
     seed_everything(config.seed)
-    trainer = build_trainer(config)
+    trainer = trainer if trainer is not None else build_trainer(config)
     saved = store.latest() if resume else None
     state = _restore(trainer, saved, config) if saved is not None else {}
-    start, seconds = state.get("step", 0), state.get("train_seconds", 0.0)
+    start = state.get("step", 0)
     stop = total if until_step is None else max(start, min(until_step, total))
 
-    log_dir = config.log_dir or out_dir / "tensorboard"
-    logger = TrainLogger(log_dir, start_step=start, preview=_preview_batch(config))
+    logger = TrainLogger(config.log_dir or out_dir / "tensorboard", start_step=start,
+                         preview=_preview_batch(config))
     batches = batch_stream(dataset, config.batch_size, config.seed, start, config.num_workers)
-    trainer.train()
-    began = time.perf_counter()
     try:
-        with tqdm(total=total, initial=start, desc=f"{config.family} teacher",
-                  disable=not config.progress, dynamic_ncols=True) as bar:
-            for step in range(start, stop):
-                trainer.set_lr(config.lr_at(step, total))
-                losses = trainer.train_step(_to_device(next(batches), config.device))
-                done = step + 1
-                bar.update(1)
-                if done % config.log_every == 0:
-                    logger.scalars(done, losses)
-                    logger.scalars(done, {"lr": config.lr_at(step, total)}, prefix="train")
-                    bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items()}, refresh=False)
-                if config.image_every and done % config.image_every == 0:
-                    logger.images(done, trainer)
-                if done % config.save_every == 0 or done == stop:
-                    elapsed = seconds + time.perf_counter() - began
-                    state = _train_state(trainer, config, done, elapsed)
-                    store.save(done, _checkpoint("train_state", trainer, config,
-                                                 train_state=state))
-        elapsed = seconds + time.perf_counter() - began
-        if stop < total:
+        desc = f"{config.family} {'teacher' if final_file else 'fine-tuning'}"
+        seconds = _train_steps(trainer, config, batches, range(start, stop), total, store, logger,
+                               state.get("train_seconds", 0.0), dict(checkpoint_extra or {}), desc)
+        if stop < total or final_file is None:
             return store.path(stop)
-        return _write_teacher(out_dir / TEACHER_FILE, trainer, config, total, elapsed, logger)
+        return _write_teacher(out_dir / final_file, trainer, config, total, seconds, logger)
     finally:
         logger.close()

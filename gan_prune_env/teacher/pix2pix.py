@@ -61,9 +61,10 @@ class Pix2PixTrainer(GANTrainer):
         self.optimizers["generator"].zero_grad(set_to_none=True)
         g_gan = gan_loss(discriminator(torch.cat([real_a, fake_b], 1)), True, self.gan_mode)
         g_l1 = l1_loss(fake_b, real_b)
-        (g_gan + self.lambda_l1 * g_l1).backward()
+        extra, extra_terms = self.regularization(batch, fake_b)
+        (g_gan + self.lambda_l1 * g_l1 + extra).backward()
         self.optimizers["generator"].step()
         set_requires_grad([discriminator], True)
 
         return {"D_real": d_real.item(), "D_fake": d_fake.item(), "G_GAN": g_gan.item(),
-                "G_L1": g_l1.item()}
+                "G_L1": g_l1.item(), **{k: v.item() for k, v in extra_terms.items()}}

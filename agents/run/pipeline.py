@@ -1,0 +1,111 @@
+"""The phases of a run, each skipped when its output already exists (so ``-i`` resumes)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.tensorboard import SummaryWriter
+
+from agents.run.artifacts import MAIN, compute_table, save_pruned, slice_pair
+from agents.run.config import RunConfig
+from agents.run.search import run_search
+from agents.run.tensorboard import add_image_grid
+from gan_prune_env.data import build_dataset
+from gan_prune_env.envs import make_parallel_env
+from gan_prune_env.evaluation import cyclegan_eval_sets, evaluate_cyclegan, evaluate_paired
+from gan_prune_env.export import export_generator
+from gan_prune_env.finetune import finetune_pair
+from gan_prune_env.latency import measure_latencies
+
+RESULTS_FILE = "results.json"
+SUMMARY_FILE = "summary.md"
+
+
+def run_pipeline(config: RunConfig, run_dir: Path, tensorboard_dir: str | None = None) -> str:
+    """Search, slice, fine-tune, evaluate and export; returns the summary table."""
+    writer = SummaryWriter(tensorboard_dir or str(run_dir / "tensorboard"))
+    try:
+        env_kwargs = {"device": config.device, **config.env_kwargs}
+        env = make_parallel_env(config.env, **env_kwargs)
+        best = run_search(config, env, run_dir, writer)
+        pair = slice_pair(env, best, config.device)
+        task = env.game.prepared.task
+        finetune_pair(pair.networks, pair.teacher, task, config.finetune, run_dir / "finetune",
+                      kept=pair.kept, input_shape=pair.input_shape, seed=config.search.seed,
+                      device=config.device, progress=config.progress,
+                      objective=env.game.objective, pool=env.game.prepared.train_pool)
+        save_pruned(pair, task, run_dir / "pruned.pt",
+                    metadata={"best": best.rewards, "algo": config.search.algo})
+        results = _evaluate(config, pair, task, run_dir, writer)
+        results["search"] = {"algo": config.search.algo, "rounds": config.search.n_rounds,
+                             "seed": config.search.seed, "best_rewards": best.rewards,
+                             "best_compute_ratio": best.compute_ratio}
+        (run_dir / RESULTS_FILE).write_text(json.dumps(results, indent=2))
+        summary = summary_table(results)
+        (run_dir / SUMMARY_FILE).write_text(summary)
+        writer.add_text("summary", summary)
+        return summary
+    finally:
+        writer.close()
+
+
+def _evaluate(config: RunConfig, pair, task, run_dir: Path, writer: SummaryWriter
+              ) -> dict[str, Any]:
+    """Quality (teacher vs pruned), compute, latency, exports."""
+    g_name = MAIN[task.family][0]
+    teacher_g, pruned_g = pair.teacher[g_name], pair.networks[g_name]
+    n = config.evaluation.max_images
+    quality = {}
+    for which, net in (("teacher", teacher_g), ("pruned", pruned_g)):
+        if task.family == "pix2pix":
+            quality[which] = evaluate_paired(net, build_dataset(task.data, "test"),
+                                             teacher=teacher_g, device=config.device,
+                                             max_images=n, progress=config.progress)
+        else:
+            test_a, real_b = cyclegan_eval_sets(task.data)
+            quality[which] = evaluate_cyclegan(net, test_a, real_b, teacher=teacher_g,
+                                               device=config.device, max_images=n,
+                                               progress=config.progress)
+    example = torch.zeros(1, *pair.input_shape[g_name], device=config.device)
+    latency = measure_latencies([teacher_g, pruned_g], example, config.evaluation.latency_runs,
+                                threads=config.evaluation.latency_threads)
+    report = export_generator(pruned_g.cpu(), example.cpu(), run_dir / "export",
+                              torchscript=config.torchscript, onnx=config.onnx)
+    _log_images(writer, task, teacher_g, pruned_g, config.device)
+    return {
+        "compute": compute_table(pair),
+        "quality": {k: {m: v for m, v in q.items() if isinstance(v, (int, float))}
+                    for k, q in quality.items()},
+        "latency_ms": {"teacher": latency[0].as_dict(), "pruned": latency[1].as_dict()},
+        "export": {"torchscript": str(report.torchscript), "onnx": str(report.onnx),
+                   "torchscript_max_error": report.torchscript_max_error,
+                   "onnx_max_error": report.onnx_max_error},
+    }
+
+
+def _log_images(writer: SummaryWriter, task, teacher_g, pruned_g, device: str) -> None:
+    dataset = build_dataset(task.data, "test")
+    inputs = torch.stack([dataset[i]["A"] for i in range(min(4, len(dataset)))]).to(device)
+    with torch.no_grad():
+        teacher_g.eval(), pruned_g.eval()
+        add_image_grid(writer, "final/input_teacher_pruned",
+                       [inputs, teacher_g(inputs), pruned_g(inputs)], 0)
+
+
+def summary_table(results: dict[str, Any]) -> str:
+    """Teacher vs pruned, side by side (printed at the end of a run and saved)."""
+    c, q, lat = results["compute"], results["quality"], results["latency_ms"]
+    rows = [("G MACs (G)", lambda w: f"{c[f'generator/{w}']['macs'] / 1e9:.4f}"),
+            ("G params (M)", lambda w: f"{c[f'generator/{w}']['params'] / 1e6:.3f}"),
+            ("D MACs (G)", lambda w: f"{c[f'discriminator/{w}']['macs'] / 1e9:.4f}"),
+            ("D params (M)", lambda w: f"{c[f'discriminator/{w}']['params'] / 1e6:.3f}"),
+            ("G CPU latency (ms)", lambda w: f"{lat[w]['median_ms']:.2f}")]
+    for metric in ("psnr", "ssim", "psnr_teacher", "ssim_teacher", "proxy_fd", "fid"):
+        if metric in q["teacher"]:
+            rows.append((metric, lambda w, m=metric: f"{q[w][m]:.4g}"))
+    lines = ["| | teacher | pruned |", "|---|---|---|"]
+    lines += [f"| {name} | {fmt('teacher')} | {fmt('pruned')} |" for name, fmt in rows]
+    return "\n".join(lines) + "\n"
