@@ -16,7 +16,8 @@ episodes of the default ``rounds`` with the resets they need counted in the time
   facades architecture is built for the measurement (labelled "untrained teacher, speed only":
   step time depends on the architecture, not on the weights).
 
-Each setting: a warm-up, then ``--repeats`` timed runs of ``--steps`` steps, round-robin over
+Each setting: a warm-up, then ``--repeats`` timed runs of ``--steps`` steps (divided by
+``1 + inner_steps`` for the slow settings), round-robin over
 the settings (the 2 cores are shared with other work: interleaving spreads background load over
 all settings alike); the reported rate is the median over runs (min and max beside it, and the
 1-minute load average after each run in the JSON). Setup (first ``make``: task
@@ -138,6 +139,11 @@ def run_steps(env: gym.Env, steps: int, rng: np.random.Generator) -> float:
     return time.perf_counter() - start
 
 
+def steps_for(setting: Setting, args: argparse.Namespace) -> int:
+    """Timed steps per run: ``--steps``, divided by (1 + inner_steps), at least 4."""
+    return max(4, args.steps // (1 + setting.kwargs.get("inner_steps", 0)))
+
+
 def prepare(setting: Setting, args: argparse.Namespace) -> gym.Env:
     """Make the env twice (task preparation, then the cached path) and warm it up."""
     start = time.perf_counter()
@@ -159,6 +165,7 @@ def prepare(setting: Setting, args: argparse.Namespace) -> gym.Env:
         "rounds": game.config.rounds,
         "groups": {a: game.num_groups(a) for a in ("generator", "discriminator")},
         "full_macs": {a: int(game.spaces[a].full_macs) for a in ("generator", "discriminator")},
+        "steps_per_run": steps_for(setting, args),
         "rates": [],
         "load_1min": [],
     }
@@ -177,8 +184,9 @@ def measure(settings: list[Setting], args: argparse.Namespace) -> None:
         for setting, env in zip(settings, envs):
             env.reset(seed=repeat)
             torch.set_num_threads(setting.threads)
+            steps = steps_for(setting, args)
             try:
-                setting.result["rates"].append(args.steps / run_steps(env, args.steps, rng))
+                setting.result["rates"].append(steps / run_steps(env, steps, rng))
             finally:
                 torch.set_num_threads(THREADS)
             setting.result["load_1min"].append(round(os.getloadavg()[0], 2))
@@ -308,7 +316,8 @@ def write_markdown(path: Path, report: dict[str, Any]) -> None:
         f"{report['machine']['torch']} with {THREADS} threads, load average before/after "
         f"{report['machine']['load_before']} / {report['machine']['load_after']}.",
         "Random actions, single view (generator agent), episode resets included; median over "
-        f"{report['repeats']} runs of {report['steps']} steps after a warm-up, runs interleaved "
+        f"{report['repeats']} runs of {report['steps']} steps (divided by 1 + inner_steps) after "
+        "a warm-up, runs interleaved "
         "over the settings (shared machine: see the load column). Target: "
         f">= {TARGET_STEPS_PER_S:g} steps/s frozen on the default task.", "",
         "| setting | steps/s (median) | min-max | ms/step | px | eval images / pairs "

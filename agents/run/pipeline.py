@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,9 @@ def run_pipeline(config: RunConfig, run_dir: Path, tensorboard_dir: str | None =
         best = run_search(config, env, run_dir, writer)
         pair = slice_pair(env, best, config.device)
         task = env.game.prepared.task
-        finetune_pair(pair.networks, pair.teacher, task, config.finetune, run_dir / "finetune",
+        # Keyed by architecture: a resumed search that finds a better pair fine-tunes afresh.
+        finetune_dir = run_dir / "finetune" / architecture_key(pair.kept)
+        finetune_pair(pair.networks, pair.teacher, task, config.finetune, finetune_dir,
                       kept=pair.kept, input_shape=pair.input_shape, seed=config.search.seed,
                       device=config.device, progress=config.progress,
                       objective=env.game.objective, pool=env.game.prepared.train_pool)
@@ -50,6 +53,11 @@ def run_pipeline(config: RunConfig, run_dir: Path, tensorboard_dir: str | None =
         return summary
     finally:
         writer.close()
+
+
+def architecture_key(kept: dict[str, Any]) -> str:
+    """Short stable digest of the kept channels of every sliced network."""
+    return hashlib.sha1(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def _evaluate(config: RunConfig, pair, task, run_dir: Path, writer: SummaryWriter

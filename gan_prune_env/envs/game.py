@@ -175,6 +175,9 @@ class PruningGame:
                 self.generator.load_state_dict(self._pretrained["generator"])
                 self._dirty = False
             return
+        if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats
+                   for m in self.generator.modules()):
+            return  # e.g. InstanceNorm (CycleGAN): no statistics, the pass would be wasted
         self._dirty = True
         with recalibrating(self.generator):
             self.generator(self._calibration_inputs)

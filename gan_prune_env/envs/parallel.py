@@ -12,7 +12,6 @@ Agents ``generator`` (genG) and ``discriminator`` (genD) act simultaneously each
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import numpy as np
@@ -59,11 +58,11 @@ class GANPruneParallelEnv(ParallelEnv):
         self._observations: dict[str, np.ndarray] = {}
 
     # -- spaces ---------------------------------------------------------------------------------
-    @functools.lru_cache(maxsize=None)
+    # The same object on every call, as PettingZoo requires. (Not ``functools.lru_cache`` on the
+    # method: its class-level cache would keep every env, networks included, alive forever.)
     def observation_space(self, agent: str) -> spaces.Box:
         return self._builders[agent].space
 
-    @functools.lru_cache(maxsize=None)
     def action_space(self, agent: str) -> spaces.Box:
         return self._action_spaces[agent]
 
