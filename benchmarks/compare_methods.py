@@ -522,10 +522,13 @@ def winners_section(records, stats, task, budgets, methods) -> list[str]:
             sw, ss = stats[(task, budget, win)][metric], stats[(task, budget, second)][metric]
             margin = abs(sw.mean - ss.mean)
             spread = max(sw.std, ss.std)
-            verdict = "beyond" if margin > spread and sw.n > 1 else "within"
+            if sw.n > 1 and ss.n > 1:
+                verdict = "beyond" if margin > spread else "within"
+                verdict = f"{verdict} the larger seed std ({fmt.format(spread)})"
+            else:
+                verdict = "one seed: no spread to compare with"
             lines.append(f"- {header}: **{win}** {sw.pm(fmt)} (seeds {sw.range(fmt)}), runner-up "
-                         f"{second} {ss.pm(fmt)}; margin {fmt.format(margin)}, {verdict} the "
-                         f"larger seed std ({fmt.format(spread)}).")
+                         f"{second} {ss.pm(fmt)}; margin {fmt.format(margin)}, {verdict}.")
         if "mggc" in present:
             base = [m for m in BASELINES if m in present]
             for metric, header, higher, fmt in METRICS:
@@ -643,14 +646,22 @@ def make_report(results: Path, out: Path) -> Path:
         header = ["method"] + [f"{h} @{b:.0%}" for b in budgets for _, h, _, _ in METRICS]
         lines.append("| " + " | ".join(header) + " |")
         lines.append("|---" * len(header) + "|")
+        flagged = False
         for method in methods:
-            row = [method]
+            missed = any(stats[(task, b, method)]["within_budget"].mean < 1 for b in budgets
+                         if (task, b, method) in stats)
+            flagged |= missed
+            row = [method + (" †" if missed else "")]
             for b in budgets:
                 s = stats.get((task, b, method))
                 for metric, _, _, fmt in METRICS:
                     row.append(s[metric].pm(fmt) if s else "—")
             lines.append("| " + " | ".join(row) + " |")
         lines.append("")
+        if flagged:
+            lines.append("† in at least one seed the search found no pair within both budgets, "
+                         "so the pair closest to the G budget was used (see 'best within "
+                         "budget' below); its MACs may exceed the budget.\n")
         lines.append("### Winners\n")
         lines += winners_section(records, stats, task, budgets, methods)
         lines.append("### Details per budget (min–max over seeds)\n")

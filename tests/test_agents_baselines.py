@@ -28,15 +28,6 @@ SB3_TINY = {"alternate_every": 2,
                             "buffer_size": 64, "net_arch": [16]}}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny networks: one thread is faster, and far faster on a shared, oversubscribed CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def env(one_torch_thread) -> GANPruneParallelEnv:
     return GANPruneParallelEnv(**TINY)

@@ -36,15 +36,6 @@ PATCH6 = DiscriminatorConfig(input_nc=6, ndf=4)
 PATCH3 = DiscriminatorConfig(input_nc=3, ndf=4, norm="instance")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny convs: one thread is as fast, and far faster when the 2 cores are shared."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture
 def image() -> torch.Tensor:
     return torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1

@@ -27,6 +27,10 @@ from pettingzoo.test import parallel_api_test, parallel_seed_test
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import gan_prune_env  # noqa: F401  (registers the ids)
+from gan_prune_env.checkpoint import (
+    CheckpointError, build_network, make_checkpoint, network_config, network_names,
+    save_checkpoint,
+)
 from gan_prune_env.config import ConfigError
 from gan_prune_env.envs import (
     AGENTS, ActionError, GANPruneParallelEnv, JointPruneEnv, SingleAgentPruneEnv, ratios_to_action,
@@ -34,13 +38,10 @@ from gan_prune_env.envs import (
 from gan_prune_env.envs.peers import uniform_budget_peer
 from gan_prune_env.envs.rendering import to_uint8
 from gan_prune_env.objective import (
-    LocalDensityObjective, ObjectiveConfig, build_neighbourhoods, kernel_weights, pair_input, widen_for_center,
+    LocalDensityObjective, ObjectiveConfig, build_neighbourhoods, kernel_weights, pair_input,
+    widen_for_center,
 )
-from gan_prune_env.checkpoint import (
-    CheckpointError, build_network, make_checkpoint, network_config, network_names,
-    save_checkpoint,
-)
-from gan_prune_env.tasks import get_task, load_teacher, teacher_path
+from gan_prune_env.tasks import get_task, load_teacher
 
 P2P = "Pix2PixPrune-v0"
 CYC = "CycleGANPrune-v0"
@@ -168,12 +169,10 @@ def test_pettingzoo_parallel_seed():
 
 @pytest.fixture(scope="module")
 def cyclegan_teacher(tmp_path_factory) -> str:
-    """A teacher for ``default_cyclegan``: the cached trained one when this machine has it,
-    otherwise an untrained network pair of the task's architecture (the API checks below do not
-    need a good teacher, and training it on first use takes minutes)."""
+    """An untrained network pair of ``default_cyclegan``'s architecture as its teacher: the
+    checks below need no good teacher, the built-in one is trained on first use (minutes), and
+    a fixed teacher keeps these tests the same on every machine."""
     task = get_task("default_cyclegan")
-    with contextlib.suppress(Exception):
-        return str(teacher_path(task, train_if_missing=False))
     nets = {name: build_network(network_config("cyclegan", name, task.generator,
                                                task.discriminator), seed=i)
             for i, name in enumerate(network_names("cyclegan"))}
@@ -202,9 +201,9 @@ def test_cyclegan_unpruned_pair_matches_reference(cyclegan_teacher):
     assert infos["generator"]["reward_terms"] == {"loss": -1.0, "compute": 0.0}
     assert infos["discriminator"]["reward_terms"] == {"loss": 0.0, "compute": 0.0}
     assert rewards == {"generator": -1.0, "discriminator": 0.0}
-    infos = env.step(uniform_actions(env, 0.25))[4]
+    infos = env.step(uniform_actions(env, 0.25, 1.0))[4]
     assert infos["generator"]["loss_terms"]["g_kde"] > 1e-6
-    assert infos["generator"]["reward_terms"]["loss"] < -1.0
+    assert infos["generator"]["loss_terms"]["g_rec"] > 0
 
 
 def test_cyclegan_frozen_steps_leave_teacher_weights(cyclegan_teacher):
@@ -456,7 +455,7 @@ def test_wrong_family_for_id():
         gym.make(P2P, task="default_cyclegan")
     with pytest.raises(ValueError, match=r"pix2pix task.*needs cyclegan"):
         gym.make(CYC, task="default")
-    with pytest.raises(Exception, match="no_such_task"):
+    with pytest.raises(ConfigError, match="no_such_task"):
         gym.make(P2P, task="no_such_task")
 
 
@@ -531,6 +530,13 @@ def test_reset_restores_pretrained_weights():
     full = {a: game.spaces[a].num_channels for a in AGENTS}
     assert game.evaluate(full["generator"], full["discriminator"]) == game.reference_terms
 
+    frozen = parallel()  # frozen weights: a pruned round re-estimates G's BatchNorm statistics
+    frozen.reset(seed=0)
+    frozen.step(uniform_actions(frozen, 0.5))
+    assert not _states_equal(frozen.game.generator.state_dict(), teacher["generator"])
+    frozen.reset(seed=0)
+    assert _states_equal(frozen.game.generator.state_dict(), teacher["generator"])
+
 
 def test_frozen_evaluation_does_not_depend_on_history():
     """With frozen weights a round's outcome is a function of the two architectures alone:
@@ -546,7 +552,7 @@ def test_frozen_evaluation_does_not_depend_on_history():
     assert infos[3]["generator"]["loss_terms"] == infos[3]["generator"]["reference_terms"]
 
 
-def test_inner_steps_change_losses_and_episodes_are_independent():
+def test_inner_steps_change_losses():
     frozen, adapted = parallel(rounds=2), parallel(rounds=2, **INNER)
     actions = uniform_actions(frozen, 0.4)
     frozen.reset(seed=0)

@@ -44,16 +44,6 @@ from gan_prune_env.tasks import get_task
 FORBIDDEN_MODULES = ("torchvision", "torch_fidelity", "pytorch_fid", "cleanfid")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small float64 linear algebra and convolutions run far faster on one thread when the CPU
-    is shared (OpenMP threads otherwise spin against other processes)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def task():
     return get_task("default")

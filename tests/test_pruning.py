@@ -27,15 +27,6 @@ from gan_prune_env.pruning import (
 ATOL = 1e-5
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny convs: one thread is as fast, and far faster when the 2 cores are shared."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 # -- models under test ----------------------------------------------------------------------------
 
 class ResidualConcatNet(nn.Module):

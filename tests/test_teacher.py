@@ -23,15 +23,6 @@ from gan_prune_env.teacher import ImagePool, TeacherTrainConfig, mean_l1, train_
 from gan_prune_env.teacher.train import main
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny convs: one thread is as fast, and far faster when the 2 cores are shared."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def tiny_config(family: str = "pix2pix", **overrides) -> TeacherTrainConfig:
     """32x32 procedural images, ngf/ndf 4: a run of a few steps takes about a second."""
     if family == "pix2pix":
