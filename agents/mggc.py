@@ -103,8 +103,11 @@ class GroupHypernet(nn.Module):
         """Bias the heads so the untrained policy starts at ``action`` (e.g. the uniform
         architecture that meets the budget) instead of an arbitrary point."""
         target = torch.as_tensor(np.clip(action, -0.95, 0.95), dtype=torch.float32)
+        linear = self.head[-1]
         with torch.no_grad():
-            self.head[-1].bias.fill_(float(torch.atanh(target).mean()))
+            linear.bias.fill_(float(torch.atanh(target).mean()))
+            # A small weight-norm gain: outputs start near the bias, gradients still flow.
+            linear.parametrizations.weight.original0.fill_(1e-2)
 
 
 def _width(s: slice) -> int:
@@ -134,8 +137,8 @@ class MGGCAgent(PruningAgent):
             return
         torch.manual_seed(self.config.seed)
         for agent in self.learning_agents:
-            builder = env._builders[agent]
-            net = GroupHypernet(builder.layout, env.game.num_groups(agent), self.config)
+            net = GroupHypernet(env.observation_layout(agent), env.game.num_groups(agent),
+                                self.config)
             ratio = env.game.uniform_ratio_for_budget(agent)
             net.set_initial_action(ratios_to_action(np.full(1, ratio), env.config.min_keep))
             self.nets[agent] = net

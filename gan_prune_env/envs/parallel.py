@@ -66,6 +66,10 @@ class GANPruneParallelEnv(ParallelEnv):
     def action_space(self, agent: str) -> spaces.Box:
         return self._action_spaces[agent]
 
+    def observation_layout(self, agent: str) -> dict[str, slice]:
+        """Named slices of ``agent``'s flat observation (see ``observations``)."""
+        return dict(self._builders[agent].layout)
+
     # -- API -------------------------------------------------------------------------------------
     def reset(self, seed: int | None = None, options: dict | None = None
               ) -> tuple[dict[str, np.ndarray], dict[str, dict]]:
