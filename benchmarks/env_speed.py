@@ -209,11 +209,19 @@ GROUPS = ("generator forward", "norm recalibration", "discriminator forward", "f
           "masks", "MACs", "observation building", "other")
 
 
+_FACTORIES: dict[str, Any] = {}
+
+
 def _named(name: str, fn):
-    """``fn`` behind a function whose code object is called ``name`` (visible to cProfile)."""
-    namespace: dict[str, Any] = {"_fn": fn}
-    exec(f"def {name}(*args, **kwargs):\n    return _fn(*args, **kwargs)\n", namespace)
-    return namespace[name]
+    """``fn`` behind a function called ``name`` (visible to cProfile). Every wrapper of one name
+    shares one code object: cProfile's stats are keyed by (file, line, name), so separate code
+    objects of the same name would overwrite each other instead of adding up."""
+    if name not in _FACTORIES:
+        namespace: dict[str, Any] = {}
+        exec(f"def factory(_fn):\n    def {name}(*args, **kwargs):\n"
+             f"        return _fn(*args, **kwargs)\n    return {name}\n", namespace)
+        _FACTORIES[name] = namespace["factory"]
+    return _FACTORIES[name](fn)
 
 
 def _by_mode(net, evaluating, training):
@@ -241,6 +249,19 @@ def instrument(game) -> None:
     for space in game.spaces.values():
         space.counts_for_ratios = _named("bench_counts_for_ratios", space.counts_for_ratios)
         space.macs_ratio = _named("bench_macs_ratio", space.macs_ratio)
+
+
+PLUMBING = {  # call-chain layers every step passes through; they would top a cumulative list
+    "module.py": ("_wrapped_call_impl", "_call_impl", "inner"), "container.py": ("forward",),
+    "_contextlib.py": ("decorate_context",), "env_speed.py": ("dispatch",),
+    "common.py": ("step",), "core.py": ("step",), "order_enforcing.py": ("step",),
+    "env_checker.py": ("step",), "views.py": ("step", "_step_parallel"),
+    "parallel.py": ("step",), "game.py": ("play_round",),
+}
+
+
+def _is_plumbing(filename: str, name: str) -> bool:
+    return name in PLUMBING.get(Path(filename).name, ()) or name == "<lambda>"
 
 
 def profile_step(args: argparse.Namespace) -> dict[str, Any]:
@@ -286,23 +307,28 @@ def profile_step(args: argparse.Namespace) -> dict[str, Any]:
     }
     groups["other"] = total - sum(groups.values())
     n = args.profile_steps
-    top = []
-    for (filename, line, name), (_, ncalls, tottime, cumtime, _) in sorted(
-            stats.stats.items(), key=lambda item: -item[1][3]):
-        if name.startswith("bench_") or name in ("<lambda>",):
-            continue
-        top.append({"function": f"{Path(filename).name}:{line}({name})", "calls_per_step":
-                    ncalls / n, "cum_ms_per_step": 1000 * cumtime / n,
-                    "own_ms_per_step": 1000 * tottime / n})
-        if len(top) >= args.top:
-            break
+    def ranked(column: int) -> list[dict[str, Any]]:
+        rows = []
+        for (filename, line, name), (_, ncalls, tottime, cumtime, _) in sorted(
+                stats.stats.items(), key=lambda item: -item[1][column]):
+            if name.startswith("bench_") or _is_plumbing(filename, name):
+                continue
+            rows.append({"function": f"{Path(filename).name}:{line}({name})",
+                         "calls_per_step": ncalls / n, "cum_ms_per_step": 1000 * cumtime / n,
+                         "own_ms_per_step": 1000 * tottime / n})
+            if len(rows) >= args.top:
+                break
+        return rows
+
     env.close()
     return {
         "steps": n,
         "ms_per_step_profiled": 1000 * total / n,
         "groups_ms_per_step": {k: 1000 * v / n for k, v in groups.items()},
         "groups_share": {k: v / total for k, v in groups.items()},
-        "top_functions": top,
+        "top_functions": ranked(3),
+        "top_functions_own_time": ranked(2),
+        "load_1min": round(os.getloadavg()[0], 2),
         "note": "cProfile adds overhead to Python-heavy code; shares matter more than totals",
     }
 
@@ -335,16 +361,19 @@ def write_markdown(path: Path, report: dict[str, Any]) -> None:
         lines.append(f"\nSkipped: {reason}.")
     prof = report["profile"]
     lines += ["", f"## Where a frozen default step goes (cProfile, {prof['steps']} steps, "
-              f"{prof['ms_per_step_profiled']:.0f} ms/step under the profiler)", "",
+              f"{prof['ms_per_step_profiled']:.0f} ms/step under the profiler, {THREADS} threads, "
+              f"load {prof['load_1min']})", "",
               "| group | ms/step | share |", "|---|---:|---:|"]
     for group in GROUPS:
         lines.append(f"| {group} | {prof['groups_ms_per_step'][group]:.1f} | "
                      f"{100 * prof['groups_share'][group]:.1f}% |")
-    lines += ["", "Top functions by cumulative time:", "",
-              "| function | calls/step | cum ms/step | own ms/step |", "|---|---:|---:|---:|"]
-    for row in prof["top_functions"]:
-        lines.append(f"| `{row['function']}` | {row['calls_per_step']:.0f} | "
-                     f"{row['cum_ms_per_step']:.1f} | {row['own_ms_per_step']:.1f} |")
+    for title, key in (("cumulative", "top_functions"), ("own", "top_functions_own_time")):
+        lines += ["", f"Top functions by {title} time (call-chain plumbing such as "
+                  "``Module._call_impl`` and the env wrappers left out):", "",
+                  "| function | calls/step | cum ms/step | own ms/step |", "|---|---:|---:|---:|"]
+        for row in prof[key]:
+            lines.append(f"| `{row['function']}` | {row['calls_per_step']:.0f} | "
+                         f"{row['cum_ms_per_step']:.1f} | {row['own_ms_per_step']:.1f} |")
     path.write_text("\n".join(lines) + "\n")
 
 
