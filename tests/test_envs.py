@@ -22,6 +22,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+import yaml
 from gymnasium.utils.env_checker import check_env as gym_check_env
 from pettingzoo.test import parallel_api_test, parallel_seed_test
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
@@ -550,6 +551,28 @@ def test_frozen_evaluation_does_not_depend_on_history():
             assert infos[first][agent]["loss_terms"] == infos[again][agent]["loss_terms"], \
                 (sequence[first], agent)
     assert infos[3]["generator"]["loss_terms"] == infos[3]["generator"]["reference_terms"]
+
+
+def test_same_seed_same_episode_whatever_the_global_rng(tmp_path):
+    """A generator with dropout (as on facades): the norm recalibration of a pruned generator
+    must not draw from torch's global RNG, or same-seed episodes would differ."""
+    base = get_task("default")
+    generator = dataclasses.replace(base.generator, use_dropout=True)
+    nets = {name: build_network(network_config("pix2pix", name, generator, base.discriminator),
+                                seed=i) for i, name in enumerate(network_names("pix2pix"))}
+    teacher = save_checkpoint(tmp_path / "dropout_teacher.pt", make_checkpoint(
+        "teacher", "pix2pix", nets, generator, base.discriminator))
+    task_file = tmp_path / "dropout_task.yaml"
+    task_file.write_text(yaml.safe_dump({"name": "default", "generator": {"use_dropout": True},
+                                         "teacher_checkpoint": str(teacher)}))
+    env = parallel(task=str(task_file))
+    assert any(isinstance(m, torch.nn.Dropout) for m in env.game.generator.modules())
+    results = []
+    for global_seed in (1, 2):
+        torch.manual_seed(global_seed)
+        env.reset(seed=0)
+        results.append(env.step(uniform_actions(env, 0.5)))
+    assert_same(results[0], results[1])
 
 
 def test_inner_steps_change_losses():

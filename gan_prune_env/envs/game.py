@@ -38,7 +38,11 @@ def recalibrating(network: nn.Module):
     for m in norms:
         m.reset_running_stats()
         m.momentum = None
-    network.train()
+    # Only the norms train: dropout stays off, as at evaluation (and a dropout pass would draw
+    # from the global torch RNG, making same-seed episodes differ, e.g. on facades)
+    network.eval()
+    for m in norms:
+        m.train()
     try:
         yield network
     finally:
