@@ -6,6 +6,12 @@ projection of the agent's own state and of its **peer's feedback** (the peer's l
 loss terms and compute ratio) added to every token; a bidirectional GRU runs over the groups in
 execution order, and a per-group head gives the mean of a Gaussian over that group's action.
 
+With ``fit_budget`` (default, [ours]) each sampled architecture is moved onto its network's
+budget by one global multiplier (``agents.budget.fit_to_budget``): the hypernet decides how the
+channels are *distributed* over the groups, the projection how many are kept in total. The
+policy gradient still uses the raw sample's log-probability; the projection is part of the
+dynamics the agent acts through.
+
 Two ways to learn:
 
 * ``reinforce`` (default): policy gradient from the env's rewards with a running baseline;
@@ -26,9 +32,12 @@ import torch
 from torch import nn
 
 from agents.base import PruningAgent, SearchTracker, load_agent_state
+from agents.budget import fit_to_budget
 from gan_prune_env.checkpoint import save_checkpoint
 from gan_prune_env.config import from_dict
-from gan_prune_env.envs import AGENTS, GANPruneParallelEnv, ratios_to_action
+from gan_prune_env.envs import (
+    AGENTS, GANPruneParallelEnv, PruningGame, action_to_ratios, ratios_to_action,
+)
 from gan_prune_env.envs.observations import LOSS_CLIP
 
 MODES = ("reinforce", "gates")
@@ -43,6 +52,7 @@ class MGGCConfig:
     hidden: int = 128
     peer_feedback: bool = True  # ablation switch: False zeroes the peer's feedback
     prune_discriminator: bool = True  # False: D stays full (the "prune G alone" ablation)
+    fit_budget: bool = True  # project every architecture onto its network's budget
     lr: float = 1e-3
     weight_decay: float = 1e-3
     batch_rounds: int = 8  # rounds collected per policy-gradient update
@@ -129,10 +139,12 @@ class MGGCAgent(PruningAgent):
         self.updates = 0
         self.rng = torch.Generator().manual_seed(self.config.seed)
         self.logger = None  # optional: callable(name, value, step)
+        self._game: PruningGame | None = None
 
     # -- construction ------------------------------------------------------------------------------
     def bind(self, env: GANPruneParallelEnv) -> None:
         """Build the hypernets for ``env``'s groups (idempotent)."""
+        self._game = env.game
         if self.nets:
             return
         torch.manual_seed(self.config.seed)
@@ -158,6 +170,11 @@ class MGGCAgent(PruningAgent):
 
     def act(self, observations: dict[str, np.ndarray], deterministic: bool = False
             ) -> dict[str, np.ndarray]:
+        return self.to_env_actions(self._sample(observations, deterministic))
+
+    def _sample(self, observations: dict[str, np.ndarray], deterministic: bool
+                ) -> dict[str, np.ndarray]:
+        """Raw policy actions (the Gaussian sample, or its mean), before any projection."""
         actions = {}
         with torch.no_grad():
             for agent in AGENTS:
@@ -169,6 +186,16 @@ class MGGCAgent(PruningAgent):
                     mean + std * torch.randn(mean.shape, generator=self.rng)
                 actions[agent] = sample.clamp(-1, 1).numpy().astype(np.float32)
         return actions
+
+    def to_env_actions(self, raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """What the env receives: the raw actions, projected onto the budgets with
+        ``fit_budget`` (a full D of the G-alone ablation stays full)."""
+        if not self.config.fit_budget or self._game is None:
+            return raw
+        min_keep = self._game.config.min_keep
+        return {a: fit_to_budget(self._game, a, action_to_ratios(np.asarray(raw[a], np.float64),
+                                                                  min_keep))
+                if a in self.nets else raw[a] for a in AGENTS}
 
     # -- learning ---------------------------------------------------------------------------------
     def learn(self, env: GANPruneParallelEnv, rounds: int, tracker: SearchTracker) -> None:
@@ -185,8 +212,8 @@ class MGGCAgent(PruningAgent):
         while done_rounds < rounds:
             batch = {a: {"obs": [], "act": [], "rew": [], "done": []} for a in self.learning_agents}
             for _ in range(min(self.config.batch_rounds, rounds - done_rounds)):
-                actions = self.act(observations)
-                next_obs, rewards, terminations, _, infos = env.step(actions)
+                actions = self._sample(observations, deterministic=False)
+                next_obs, rewards, terminations, _, infos = env.step(self.to_env_actions(actions))
                 tracker.record(infos, rewards)
                 done = all(terminations.values())
                 for agent in self.learning_agents:

@@ -15,7 +15,7 @@ import torch
 from agents import (
     AGENT_CLASSES, PruningAgent, RandomSearchAgent, SB3Agent, SearchTracker, UniformAgent,
 )
-from agents.baselines import achieved_compute, fit_to_budget
+from agents.budget import achieved_compute, fit_to_budget
 from agents.sb3_agent import PolicySnapshot
 from gan_prune_env.config import ConfigError
 from gan_prune_env.envs import AGENTS, ConstantPeer, GANPruneParallelEnv

@@ -70,6 +70,24 @@ def test_generator_alone_keeps_the_discriminator_full(env) -> None:
         assert candidate.keep_ratios["discriminator"] == [1.0] * env.game.num_groups("discriminator")
 
 
+def test_budget_projection_spends_each_budget_without_exceeding_it(env) -> None:
+    """Samples far from the budget (large std) still land on it with ``fit_budget``; without it
+    they scatter, which is what the projection exists to prevent."""
+    def search(fit_budget: bool) -> list:
+        agent = MGGCAgent(fit_budget=fit_budget, init_log_std=0.0, batch_rounds=2, seed=0)
+        tracker = SearchTracker()
+        agent.learn(env, 6, tracker)
+        return tracker.history
+
+    for candidate in search(fit_budget=True):
+        assert candidate.within_budget
+        for name in AGENTS:
+            assert 0.85 * env.game.budget(name) <= candidate.compute_ratio[name] \
+                <= env.game.budget(name)
+    spread = [c.compute_ratio["generator"] for c in search(fit_budget=False)]
+    assert max(spread) - min(spread) > 0.05
+
+
 def test_save_load_round_trip_and_determinism(env, tmp_path) -> None:
     agent = MGGCAgent(seed=3)
     agent.learn(env, 2, SearchTracker())
