@@ -1,0 +1,1 @@
+"""The side-by-side method comparison behind ``benchmarks/compare_methods.py``."""

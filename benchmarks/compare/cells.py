@@ -1,0 +1,176 @@
+"""One cell of the comparison: search -> slice -> fine-tune -> evaluate -> record."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import platform
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .spec import DYNAMICS_KEYS, ENV_ID, ENV_SEED, FINETUNE_BASE, METHODS, cell_key
+
+_TEACHER_QUALITY: dict[str, dict[str, float]] = {}
+
+
+def env_kwargs(spec: dict[str, Any]) -> dict[str, Any]:
+    method = METHODS[spec["method"]]
+    kwargs: dict[str, Any] = {"task": spec["task"], "budget_g": spec["budget"],
+                              "seed": ENV_SEED, "device": "cpu"}
+    if spec["task"] == "facades":
+        kwargs["teacher"] = spec["facades_teacher"]
+    kwargs.update(method.env)
+    return kwargs
+
+
+def _numbers(mapping: dict[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in mapping.items() if isinstance(v, (int, float))}
+
+
+def _round_list(values: list[float]) -> list[float]:
+    return [float(f"{v:.6g}") for v in values]
+
+
+def run_cell(spec: dict[str, Any]) -> dict[str, Any]:
+    """Search, slice, fine-tune, evaluate one cell; returns its JSON record."""
+    import torch
+
+    from agents import AGENT_CLASSES
+    from agents.base import SearchTracker
+    from agents.run.artifacts import MAIN, compute_table, slice_pair
+    from gan_prune_env.config import to_dict
+    from gan_prune_env.data import build_dataset
+    from gan_prune_env.envs import make_parallel_env
+    from gan_prune_env.evaluation import evaluate_paired
+    from gan_prune_env.finetune import FinetuneConfig, finetune_pair
+    from gan_prune_env.latency import measure_latencies
+
+    torch.set_num_threads(spec.get("threads", 1))
+    started = time.time()
+    method, seed = METHODS[spec["method"]], spec["seed"]
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    kwargs = env_kwargs(spec)
+    env = make_parallel_env(ENV_ID, **kwargs)
+    task = env.game.prepared.task
+    g_reference = fix_zero_reference(env)
+
+    agent = AGENT_CLASSES[method.agent]({"seed": seed, **method.params})
+    tracker = SearchTracker()
+    t0 = time.perf_counter()
+    agent.learn(env, spec["rounds"], tracker)
+    del tracker.history[spec["rounds"]:]  # an algorithm may overshoot its last rollout
+    search_s = time.perf_counter() - t0
+    if hasattr(agent, "close"):
+        agent.close()
+    best = tracker.best
+    if best is None:
+        raise RuntimeError(f"{cell_key(spec['task'], spec['budget'], spec['method'], seed)}: "
+                           "the search evaluated no architecture")
+
+    pair = slice_pair(env, best, "cpu")
+    ft_config = FinetuneConfig(**{**FINETUNE_BASE, "steps": spec["finetune_steps"]})
+    t0 = time.perf_counter()
+    work = Path(spec["work_dir"])
+    work.mkdir(parents=True, exist_ok=True)
+    ft_dir = Path(tempfile.mkdtemp(prefix="ft_", dir=work))
+    try:
+        finetune_pair(pair.networks, pair.teacher, task, ft_config, ft_dir, kept=pair.kept,
+                      input_shape=pair.input_shape, seed=seed, device="cpu", progress=False,
+                      objective=env.game.objective, pool=env.game.prepared.train_pool)
+    finally:
+        shutil.rmtree(ft_dir, ignore_errors=True)
+    finetune_s = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    g_name = MAIN[task.family][0]
+    teacher_g, pruned_g = pair.teacher[g_name], pair.networks[g_name]
+    dataset = build_dataset(task.data, "test")
+    n_images = spec["eval_images"]
+    quality = _numbers(evaluate_paired(pruned_g, dataset, teacher=teacher_g, device="cpu",
+                                       max_images=n_images, progress=False))
+    tq_key = f"{spec['task']}|{n_images}"
+    if tq_key not in _TEACHER_QUALITY:
+        _TEACHER_QUALITY[tq_key] = _numbers(evaluate_paired(
+            teacher_g, dataset, teacher=teacher_g, device="cpu", max_images=n_images,
+            progress=False))
+    example = torch.zeros(1, *pair.input_shape[g_name])
+    latency = measure_latencies([teacher_g, pruned_g], example, spec["latency_runs"], threads=1)
+    evaluate_s = time.perf_counter() - t0
+
+    history = tracker.history
+    dynamics: dict[str, list] = {}
+    for agent_name, keys in DYNAMICS_KEYS.items():
+        for key in keys:
+            dynamics[key] = _round_list([c.loss_terms[agent_name][key] for c in history])
+        dynamics[f"reward_{agent_name}"] = _round_list([c.rewards[agent_name] for c in history])
+        dynamics[f"compute_{agent_name}"] = _round_list(
+            [c.compute_ratio[agent_name] for c in history])
+    dynamics["within_budget"] = [bool(c.within_budget) for c in history]
+
+    return {
+        "key": cell_key(spec["task"], spec["budget"], spec["method"], seed),
+        "task": spec["task"], "budget": spec["budget"], "method": spec["method"], "seed": seed,
+        "rounds": spec["rounds"], "finetune_steps": spec["finetune_steps"],
+        "eval_images": n_images,
+        "config": {"agent": method.agent, "agent_params": method.params, "env": kwargs,
+                   "g_reference_patched": g_reference,
+                   "finetune": to_dict(ft_config), "env_seed": ENV_SEED,
+                   "budget_d": env.config.budget_d, "latency_runs": spec["latency_runs"]},
+        "best": {"round": best.round, "within_budget": best.within_budget,
+                 "compute_ratio": best.compute_ratio, "rewards": best.rewards,
+                 "kept_channels": best.kept_channels},
+        "compute": compute_table(pair),
+        "quality": quality,
+        "teacher_quality": _TEACHER_QUALITY[tq_key],
+        "latency_ms": {"teacher": latency[0].as_dict(), "pruned": latency[1].as_dict()},
+        "reference_terms": {k: float(v) for k, v in env.game.reference_terms.items()},
+        "dynamics": dynamics,
+        "timing_s": {"search": search_s, "finetune": finetune_s, "evaluate": evaluate_s,
+                     "total": time.time() - started},
+        "started_at": _dt.datetime.fromtimestamp(started).isoformat(timespec="seconds"),
+        "finished_at": _dt.datetime.now().isoformat(timespec="seconds"),
+        "host": {"python": platform.python_version(), "torch": torch.__version__,
+                 "machine": platform.machine(), "cpus": os.cpu_count()},
+    }
+
+
+def fix_zero_reference(env) -> float | None:
+    """Give the G reward a usable scale when the unpruned pair's L_G is 0.
+
+    The env pays ``-L_G / L_G_ref``. With ``lambda_adv = lambda_kde = 0`` (the
+    ``mggc_no_density`` ablation) L_G is the L1 anchor alone, which is exactly 0 for the unpruned
+    pair, so the env divides by zero (``game._reward_terms``). Here, and only then, L_G_ref
+    becomes L_G of the uniform pair that meets both budgets, so ``-L_G / L_G_ref`` is -1 for
+    the uniform architecture (about -1.2 under the full objective): the loss term and the
+    compute term keep the same relative weight as in the other methods. Returns the value
+    used (None when nothing was patched); the record stores it.
+    """
+    from agents.budget import uniform_actions
+    from gan_prune_env.envs import AGENTS, action_to_ratios
+
+    game = env.game
+    if game.reference_terms["g_loss"] > 1e-8:
+        return None
+    actions = uniform_actions(game)
+    counts = {a: game.ratio_counts(a, action_to_ratios(np.asarray(actions[a], dtype=np.float64),
+                                                       game.config.min_keep)) for a in AGENTS}
+    terms = game.evaluate(counts["generator"], counts["discriminator"])
+    if terms["g_loss"] <= 1e-8:
+        raise RuntimeError("L_G is 0 for the teacher and for the uniform pair: no reward scale")
+    game.reference_terms["g_loss"] = float(terms["g_loss"])
+    game.restore_pretrained()
+    return float(terms["g_loss"])
+
+
+def worker_init(data_root: str | None) -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    if data_root:
+        os.environ["GAN_PRUNE_DATA"] = data_root

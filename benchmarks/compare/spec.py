@@ -1,0 +1,79 @@
+"""What the comparison compares: methods, tasks, the shared fine-tuning recipe, file names."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_OUT = ROOT / "benchmarks" / "results"
+RESULTS_FILE = "compare_methods.jsonl"
+REPORT_FILE = "compare_methods.md"
+SUMMARY_FILE = "compare_methods.json"  # aggregated (mean, std, min, max per cell group)
+QUALITY_PLOT = "compare_quality_vs_macs.png"
+DYNAMICS_PLOT = "compare_dynamics.png"
+QUICK_OUT = ROOT / "runs" / "compare_quick"
+DEFAULT_FACADES_TEACHER = ROOT / "runs" / "compare_facades_teacher" / "teacher.pt"
+DEFAULT_DATA_ROOT = ROOT.parent / "shared" / "data"  # the brief's layout; else $GAN_PRUNE_DATA
+ENV_ID = "Pix2PixPrune-v0"
+ENV_SEED = 0  # selects pool / evaluation images: the same task for every cell
+
+# The fine-tuning recipe of every cell: the project's default run recipe (configs/default.yaml)
+# with the step count from the command line (lr decay is clamped to the step count).
+FINETUNE_BASE = {"batch_size": 8, "lr": 2e-4, "lambda_task": 100.0, "lambda_distill": 10.0,
+                 "lr_decay_steps": 300, "lambda_density": 0.0, "save_every": 100_000,
+                 "log_every": 50, "image_every": 0}
+
+
+@dataclass(frozen=True)
+class Method:
+    agent: str
+    params: dict[str, Any] = field(default_factory=dict)
+    env: dict[str, Any] = field(default_factory=dict)
+    label: str = ""
+
+
+METHODS: dict[str, Method] = {
+    "uniform": Method("uniform", label="uniform L1-norm"),
+    "random": Method("random", label="random search"),
+    "ppo": Method("ppo", label="SB3 PPO"),
+    "mggc": Method("mggc", label="MGGC (ours)"),
+    "mggc_no_peer": Method("mggc", {"peer_feedback": False}, label="MGGC, no peer feedback"),
+    "mggc_no_density": Method("mggc", env={"objective": {"lambda_kde": 0.0, "lambda_adv": 0.0}},
+                              label="MGGC, L1-only reward"),
+    "mggc_g_alone": Method("mggc", {"prune_discriminator": False}, env={"budget_d": 1.0},
+                           label="MGGC, G alone (full D)"),
+    "mggc_unprojected": Method("mggc", {"fit_budget": False},
+                               label="MGGC, no budget projection"),
+}
+BASELINES = ("uniform", "random", "ppo")
+TASKS = ("default", "facades")
+DYNAMICS_KEYS = {"generator": ("g_loss", "g_adv", "g_kde", "g_rec"),
+                 "discriminator": ("d_loss", "d_real", "d_fake")}
+
+
+
+def quick_settings() -> dict[str, Any]:
+    return {"tasks": ["default"], "budgets": [0.25], "methods": ["uniform", "mggc"],
+            "seeds": [0], "rounds": 8, "finetune_steps": 4, "eval_images": 16,
+            "latency_runs": 5}
+
+
+
+def cell_key(task: str, budget: float, method: str, seed: int) -> str:
+    return f"{task}|{budget:g}|{method}|{seed}"
+
+
+def ordered(items, order) -> list:
+    """``items`` in ``order``'s order; unknown ones last."""
+    rank = {v: i for i, v in enumerate(order)}
+    return sorted(items, key=lambda v: rank.get(v, len(rank)))
+
+
+def rel_path(path: Path) -> str:
+    """``path`` relative to the project root when inside it (for messages and reports)."""
+    try:
+        return str(Path(path).resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)

@@ -1,0 +1,84 @@
+"""Smoke test of benchmarks/compare_methods.py: run, report, resume (finished cells skipped)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+SCRIPT = BENCHMARKS / "compare_methods.py"
+
+
+@pytest.fixture(scope="module")
+def compare():
+    """The script as ``python benchmarks/compare_methods.py`` sees it: its folder on the path,
+    so that its ``compare`` package imports."""
+    sys.path.insert(0, str(BENCHMARKS))
+    spec = importlib.util.spec_from_file_location("compare_methods", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.modules.pop(spec.name, None)
+        sys.path.remove(str(BENCHMARKS))
+
+
+def _lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_run_report_and_resume(compare, tmp_path, capsys):
+    results = tmp_path / "cells.jsonl"
+    argv = ["run", "--quick", "--methods", "uniform", "mggc", "--seeds", "0", "--rounds", "4",
+            "--finetune-steps", "2", "--eval-images", "8", "--latency-runs", "3",
+            "--out", str(tmp_path), "--results", str(results), "--no-report"]
+    assert compare.main(argv) == 0
+    records = _lines(results)
+    assert sorted(r["key"] for r in records) == ["default|0.25|mggc|0", "default|0.25|uniform|0"]
+    for r in records:
+        assert r["rounds"] == 4 and r["finetune_steps"] == 2
+        assert len(r["dynamics"]["g_loss"]) == 4 and len(r["dynamics"]["d_loss"]) == 4
+        assert set(r["compute"]) == {"generator/teacher", "generator/pruned",
+                                     "discriminator/teacher", "discriminator/pruned"}
+        assert r["compute"]["generator/pruned"]["macs"] < r["compute"]["generator/teacher"]["macs"]
+        for key in ("psnr", "psnr_teacher", "ssim", "proxy_fd"):
+            assert key in r["quality"]
+        assert r["latency_ms"]["pruned"]["median_ms"] > 0
+    uniform = next(r for r in records if r["method"] == "uniform")
+    assert uniform["best"]["within_budget"]
+    assert uniform["compute"]["generator/pruned"]["macs"] <= \
+        0.25 * uniform["compute"]["generator/teacher"]["macs"] * 1.001
+
+    assert compare.main(["report", "--out", str(tmp_path), "--results", str(results)]) == 0
+    for name in ("compare_methods.md", "compare_quality_vs_macs.png", "compare_dynamics.png"):
+        assert (tmp_path / name).stat().st_size > 0
+    report = (tmp_path / "compare_methods.md").read_text()
+    assert "| uniform" in report and "| mggc" in report and "### Winners" in report
+    assert "### Search rewards" in report
+
+    capsys.readouterr()
+    assert compare.main(argv) == 0  # resume: both cells finished, nothing runs
+    assert "2 already in" in capsys.readouterr().out
+    assert len(_lines(results)) == 2
+
+    with pytest.raises(SystemExit, match="rounds=4"):  # same cells, another protocol
+        compare.main([*argv[:-1], "--rounds", "5", "--no-report"])
+
+
+def test_torn_last_line_is_ignored(compare, tmp_path):
+    path = tmp_path / "r.jsonl"
+    path.write_text(json.dumps({"key": "a"}) + "\n" + '{"key": "b", "tr')
+    assert [r["key"] for r in compare.read_records(path)] == ["a"]
+
+
+def test_append_after_torn_line(compare, tmp_path):
+    path = tmp_path / "r.jsonl"
+    path.write_text('{"key": "a"}\n{"key": "b", "tr')
+    compare.append_record(path, {"key": "c"})
+    assert [r["key"] for r in compare.read_records(path)] == ["a", "c"]
