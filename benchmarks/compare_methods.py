@@ -27,6 +27,8 @@ Methods (``--methods``):
                    ``budget_d`` is 1.0 so that a full D counts as within budget)
 ``mggc_unprojected`` ablation: ``fit_budget=False`` (samples are not projected onto the budget;
                    the env's compute penalty alone keeps them near it)
+``mggc_gates``     variant: ``mode="gates"`` (the hypernets descend the objective through soft
+                   channel gates; every step is scored as a hard architecture in the env)
 =================  ==============================================================================
 
 Tasks (``--tasks``): ``default`` (procedural label->photo 64x64, the shipped teacher) and

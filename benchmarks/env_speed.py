@@ -224,11 +224,14 @@ def _named(name: str, fn):
     return _FACTORIES[name](fn)
 
 
-def _by_mode(net, evaluating, training):
-    """Call ``evaluating`` or ``training`` depending on ``net``'s mode at call time: the
-    generator runs in train mode only to re-estimate its norm statistics."""
+def _by_mode(net, evaluating, recalibrating):
+    """Call ``evaluating`` or ``recalibrating`` depending on whether ``net``'s norms are in
+    train mode at call time: only the norm re-estimation pass puts them there (the rest of the
+    network stays in eval mode during it)."""
+    norms = [m for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+
     def dispatch(*args, **kwargs):
-        return (training if net.training else evaluating)(*args, **kwargs)
+        return (recalibrating if any(m.training for m in norms) else evaluating)(*args, **kwargs)
     return dispatch
 
 

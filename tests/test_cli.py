@@ -63,6 +63,11 @@ def test_every_algo_runs_end_to_end(tmp_path: Path, algo: str) -> None:
     assert pruned == pytest.approx(best["compute_ratio"]["generator"]
                                    * results["compute"]["generator/teacher"]["macs"], rel=1e-9)
     assert any((run / "tensorboard").glob("events.out.tfevents.*"))
+    summary = (run / "summary.md").read_text()
+    factor = results["compute"]["generator/teacher"]["macs"] / pruned
+    assert f"| G MACs (M) | {results['compute']['generator/teacher']['macs'] / 1e6:,.1f} |" in summary
+    assert f"| {factor:.2f}x |" in summary
+    assert "| PSNR to teacher (dB) | — |" in summary  # the teacher is not compared with itself
 
 
 def test_exports_match_the_pruned_checkpoint(tmp_path: Path) -> None:

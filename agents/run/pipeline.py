@@ -103,17 +103,28 @@ def _log_images(writer: SummaryWriter, task, teacher_g, pruned_g, device: str) -
                        [inputs, teacher_g(inputs), pruned_g(inputs)], 0)
 
 
+QUALITY_ROWS = {"psnr": "PSNR to ground truth (dB)", "ssim": "SSIM to ground truth",
+                "psnr_teacher": "PSNR to teacher (dB)", "ssim_teacher": "SSIM to teacher",
+                "proxy_fd": "proxy FD (not FID; lower is better)", "fid": "FID"}
+
+
 def summary_table(results: dict[str, Any]) -> str:
-    """Teacher vs pruned, side by side (printed at the end of a run and saved)."""
+    """Teacher vs pruned, side by side (printed at the end of a run and saved). Compute and
+    latency get the teacher/pruned factor; comparisons of the teacher with itself read "—"."""
     c, q, lat = results["compute"], results["quality"], results["latency_ms"]
-    rows = [("G MACs (G)", lambda w: f"{c[f'generator/{w}']['macs'] / 1e9:.4f}"),
-            ("G params (M)", lambda w: f"{c[f'generator/{w}']['params'] / 1e6:.3f}"),
-            ("D MACs (G)", lambda w: f"{c[f'discriminator/{w}']['macs'] / 1e9:.4f}"),
-            ("D params (M)", lambda w: f"{c[f'discriminator/{w}']['params'] / 1e6:.3f}"),
-            ("G CPU latency (ms)", lambda w: f"{lat[w]['median_ms']:.2f}")]
-    for metric in ("psnr", "ssim", "psnr_teacher", "ssim_teacher", "proxy_fd", "fid"):
+    rows = []
+    for net, short in (("generator", "G"), ("discriminator", "D")):
+        rows.append((f"{short} MACs (M)", "{:,.1f}", c[f"{net}/teacher"]["macs"] / 1e6,
+                     c[f"{net}/pruned"]["macs"] / 1e6))
+        rows.append((f"{short} params (M)", "{:.3f}", c[f"{net}/teacher"]["params"] / 1e6,
+                     c[f"{net}/pruned"]["params"] / 1e6))
+    rows.append(("G CPU latency (ms)", "{:.2f}", lat["teacher"]["median_ms"],
+                 lat["pruned"]["median_ms"]))
+    lines = ["| | teacher | pruned | teacher / pruned |", "|---|---|---|---|"]
+    lines += [f"| {name} | {fmt.format(t)} | {fmt.format(p)} | {t / p:.2f}x |"
+              for name, fmt, t, p in rows]
+    for metric, label in QUALITY_ROWS.items():
         if metric in q["teacher"]:
-            rows.append((metric, lambda w, m=metric: f"{q[w][m]:.4g}"))
-    lines = ["| | teacher | pruned |", "|---|---|---|"]
-    lines += [f"| {name} | {fmt('teacher')} | {fmt('pruned')} |" for name, fmt in rows]
+            teacher = "—" if metric.endswith("_teacher") else f"{q['teacher'][metric]:.4g}"
+            lines.append(f"| {label} | {teacher} | {q['pruned'][metric]:.4g} | |")
     return "\n".join(lines) + "\n"

@@ -11,10 +11,12 @@ from .spec import TASKS, ordered
 
 
 MARKERS = {"uniform": "s", "random": "^", "ppo": "v", "mggc": "o", "mggc_no_peer": "P",
-           "mggc_no_density": "X", "mggc_g_alone": "D", "mggc_unprojected": "*"}
+           "mggc_no_density": "X", "mggc_g_alone": "D", "mggc_unprojected": "*",
+           "mggc_gates": "h"}
 COLORS = {"uniform": "tab:gray", "random": "tab:olive", "ppo": "tab:purple", "mggc": "tab:red",
           "mggc_no_peer": "tab:orange", "mggc_no_density": "tab:blue",
-          "mggc_g_alone": "tab:green", "mggc_unprojected": "tab:brown"}
+          "mggc_g_alone": "tab:green", "mggc_unprojected": "tab:brown",
+          "mggc_gates": "tab:pink"}
 
 
 def plot_quality(records, stats, path: Path, methods: list[str]) -> None:

@@ -46,6 +46,7 @@ METHODS: dict[str, Method] = {
                            label="MGGC, G alone (full D)"),
     "mggc_unprojected": Method("mggc", {"fit_budget": False},
                                label="MGGC, no budget projection"),
+    "mggc_gates": Method("mggc", {"mode": "gates"}, label="MGGC, relaxed gates"),
 }
 BASELINES = ("uniform", "random", "ppo")
 TASKS = ("default", "facades")
