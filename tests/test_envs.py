@@ -621,6 +621,33 @@ def test_unpruned_pair_rewards():
     assert rewards == {"generator": -1.0, "discriminator": 0.0}
 
 
+L1_ONLY = {"objective": {"lambda_kde": 0.0, "lambda_adv": 0.0}}
+"""L_G is the L1 anchor to the teacher alone: exactly 0 for the unpruned pair."""
+
+
+def test_distillation_only_reward_takes_its_scale_from_the_uniform_pair():
+    assert parallel().game.reference_source == "teacher"
+    env = parallel(**L1_ONLY)
+    game = env.game
+    assert game.reference_source == "uniform" and game.reference_terms["g_loss"] > 0
+    uniform = {a: game.ratio_counts(a, np.full(game.num_groups(a), game.uniform_ratio_for_budget(a)))
+               for a in AGENTS}
+    assert game.evaluate(uniform["generator"], uniform["discriminator"])["g_loss"] == \
+        game.reference_terms["g_loss"]
+    env.reset(seed=0)
+    _, rewards, _, _, infos = env.step(uniform_actions(env, 1.0))  # the teacher: nothing lost
+    assert infos["generator"]["reference_source"] == "uniform"
+    assert infos["generator"]["reward_terms"]["loss"] == 0.0
+    _, rewards, _, _, infos = env.step(uniform_actions(env, 0.05))  # far below the uniform pair
+    assert infos["generator"]["reward_terms"]["loss"] < -1.0 and math.isfinite(rewards["generator"])
+
+
+def test_reward_without_any_scale_is_refused():
+    # L1 only and nothing to prune in G: L_G is 0 for the teacher and for the uniform pair
+    with pytest.raises(ValueError, match=r"L_G is 0 .*budget_g=1\.0.*no scale"):
+        parallel(budget_g=1.0, **L1_ONLY)
+
+
 def test_compute_terms():
     env = parallel()  # budgets 0.25 / 0.5, lambda_F = 2
     weight = env.config.compute_weight

@@ -58,7 +58,6 @@ def run_cell(spec: dict[str, Any]) -> dict[str, Any]:
     kwargs = env_kwargs(spec)
     env = make_parallel_env(ENV_ID, **kwargs)
     task = env.game.prepared.task
-    g_reference = fix_zero_reference(env)
 
     agent = AGENT_CLASSES[method.agent]({"seed": seed, **method.params})
     tracker = SearchTracker()
@@ -119,7 +118,9 @@ def run_cell(spec: dict[str, Any]) -> dict[str, Any]:
         "rounds": spec["rounds"], "finetune_steps": spec["finetune_steps"],
         "eval_images": n_images,
         "config": {"agent": method.agent, "agent_params": method.params, "env": kwargs,
-                   "g_reference_patched": g_reference,
+                   # L_G_ref when the env had to take it from the uniform pair (L1-only reward)
+                   "g_reference_patched": (env.game.reference_terms["g_loss"]
+                                           if env.game.reference_source == "uniform" else None),
                    "finetune": to_dict(ft_config), "env_seed": ENV_SEED,
                    "budget_d": env.config.budget_d, "latency_runs": spec["latency_runs"]},
         "best": {"round": best.round, "within_budget": best.within_budget,
@@ -138,34 +139,6 @@ def run_cell(spec: dict[str, Any]) -> dict[str, Any]:
         "host": {"python": platform.python_version(), "torch": torch.__version__,
                  "machine": platform.machine(), "cpus": os.cpu_count()},
     }
-
-
-def fix_zero_reference(env) -> float | None:
-    """Give the G reward a usable scale when the unpruned pair's L_G is 0.
-
-    The env pays ``-L_G / L_G_ref``. With ``lambda_adv = lambda_kde = 0`` (the
-    ``mggc_no_density`` ablation) L_G is the L1 anchor alone, which is exactly 0 for the unpruned
-    pair, so the env divides by zero (``game._reward_terms``). Here, and only then, L_G_ref
-    becomes L_G of the uniform pair that meets both budgets, so ``-L_G / L_G_ref`` is -1 for
-    the uniform architecture (about -1.2 under the full objective): the loss term and the
-    compute term keep the same relative weight as in the other methods. Returns the value
-    used (None when nothing was patched); the record stores it.
-    """
-    from agents.budget import uniform_actions
-    from gan_prune_env.envs import AGENTS, action_to_ratios
-
-    game = env.game
-    if game.reference_terms["g_loss"] > 1e-8:
-        return None
-    actions = uniform_actions(game)
-    counts = {a: game.ratio_counts(a, action_to_ratios(np.asarray(actions[a], dtype=np.float64),
-                                                       game.config.min_keep)) for a in AGENTS}
-    terms = game.evaluate(counts["generator"], counts["discriminator"])
-    if terms["g_loss"] <= 1e-8:
-        raise RuntimeError("L_G is 0 for the teacher and for the uniform pair: no reward scale")
-    game.reference_terms["g_loss"] = float(terms["g_loss"])
-    game.restore_pretrained()
-    return float(terms["g_loss"])
 
 
 def worker_init(data_root: str | None) -> None:

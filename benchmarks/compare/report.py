@@ -239,9 +239,9 @@ def make_report(results: Path, out: Path) -> Path:
     if any(r["config"].get("g_reference_patched") for r in records):
         lines.append("")
         lines.append("`mggc_no_density` (reward = L1 to the teacher only): the unpruned pair's "
-                     "L_G is 0 there, so the env's `-L_G / L_G_ref` divides by zero; the "
-                     "benchmark sets L_G_ref to L_G of the uniform pair within budget (reward "
-                     "loss term -1 at uniform), see `fix_zero_reference`.")
+                     "L_G is 0 there, so the env takes L_G_ref from the uniform pair within budget "
+                     "(reward loss term -1 at uniform; `reference_source` is \"uniform\"), see "
+                     "`PruningGame._measure_references`.")
     lines.append("")
     for task in tasks:
         recs = [r for r in records if r["task"] == task]

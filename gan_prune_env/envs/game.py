@@ -8,7 +8,8 @@ evaluates the local-density objective on a fixed set of neighbourhoods and pays
     r_D = -|L_D - L_D_ref| / L_D_ref - compute_term(D)
 
 with ``compute_term = lambda_F * max(0, log(r / p))`` for kept-MACs ratio r and budget p.
-References are the losses of the unpruned pair, measured once per game.
+References are the losses of the unpruned pair, measured once per game (``reference_source``
+says when L_G_ref had to come from the uniform pair instead, see ``_measure_references``).
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from gan_prune_env.envs.preparation import PreparedTask, prepare_task
 from gan_prune_env.pruning import ChannelMasker
 
 AGENTS = ("generator", "discriminator")
+# A reference loss at or below this cannot scale a reward
+REFERENCE_FLOOR = 1e-8
 
 
 @contextmanager
@@ -84,8 +87,7 @@ class PruningGame:
         self.min_compute = {a: self.spaces[a].macs_ratio(self.ratio_counts(a, self.min_ratios(a)))
                             for a in AGENTS}
         self._check_budgets()
-        full = {a: self.spaces[a].num_channels for a in AGENTS}
-        self.reference_terms = self.evaluate(full["generator"], full["discriminator"])
+        self.reference_terms, self.reference_source = self._measure_references()
         self.generator_rng = torch.Generator().manual_seed(config.seed)
 
     # -- construction ----------------------------------------------------------------------------
@@ -98,6 +100,35 @@ class PruningGame:
                     f"{key}={budget} is impossible: the smallest reachable kept-MACs ratio of the "
                     f"{agent} is {self.min_compute[agent]:.4f} (every group at "
                     f"min_keep={self.config.min_keep}); raise the budget or lower min_keep")
+
+    def _measure_references(self) -> tuple[dict[str, float], str]:
+        """The losses that scale both rewards, and where L_G_ref came from.
+
+        METHOD 8 scales by the unpruned pair ("teacher"). An objective that only anchors G to
+        the teacher (``lambda_adv = lambda_kde = 0``: L1 distillation) makes the teacher's L_G
+        exactly 0, so ``-L_G / L_G_ref`` is undefined. Then, and only then, L_G_ref is L_G of the
+        uniform pair that meets both budgets ("uniform") [ours]: the loss term is -1 at the
+        uniform architecture, about where it sits under the full objective, so the loss and the
+        compute terms keep their relative weight.
+        """
+        full = {a: self.spaces[a].num_channels for a in AGENTS}
+        reference = self.evaluate(full["generator"], full["discriminator"])
+        if reference["d_loss"] <= REFERENCE_FLOOR:
+            raise ValueError(f"the unpruned pair's L_D is {reference['d_loss']:.3g}: the "
+                             "discriminator reward -|L_D - L_D_ref| / L_D_ref has no scale")
+        if reference["g_loss"] > REFERENCE_FLOOR:
+            return reference, "teacher"
+        uniform = {a: self.ratio_counts(a, np.full(self.num_groups(a),
+                                                   self.uniform_ratio_for_budget(a)))
+                   for a in AGENTS}
+        g_loss = self.evaluate(uniform["generator"], uniform["discriminator"])["g_loss"]
+        self.restore_pretrained()
+        if g_loss <= REFERENCE_FLOOR:
+            raise ValueError(
+                f"L_G is 0 for the unpruned pair and {g_loss:.3g} for the uniform pair within "
+                f"budget_g={self.config.budget_g}: the generator reward -L_G / L_G_ref has no "
+                "scale; give the objective a term that pruning changes")
+        return {**reference, "g_loss": float(g_loss)}, "uniform"
 
     # -- accessors -------------------------------------------------------------------------------
     def network(self, agent: str) -> nn.Module:

@@ -136,6 +136,7 @@ class GANPruneParallelEnv(ParallelEnv):
             "reward_terms": dict(result.reward_terms[agent]),
             "loss_terms": {k: result.terms[k] for k in terms_keys},
             "reference_terms": {k: self.game.reference_terms[k] for k in terms_keys},
+            "reference_source": self.game.reference_source,
             "compute_ratio": result.compute_ratio[agent],
             "budget": self.game.budget(agent),
             "within_budget": result.compute_ratio[agent] <= self.game.budget(agent) + 1e-9,
