@@ -62,6 +62,15 @@ def test_run_report_and_resume(compare, tmp_path, capsys):
     assert "| uniform" in report and "| mggc" in report and "### Winners" in report
     assert "### Search rewards" in report
 
+    # a method run at one budget only (as the facades ablations are) still reports
+    extra = {**next(r for r in records if r["method"] == "uniform"), "budget": 0.1,
+             "key": "default|0.1|uniform|0"}
+    ablations = tmp_path / "partial.jsonl"
+    ablations.write_text(results.read_text() + json.dumps(extra) + "\n")
+    assert compare.main(["report", "--out", str(tmp_path / "partial"),
+                         "--results", str(ablations)]) == 0
+    assert "Budget 10%, second half" in (tmp_path / "partial" / "compare_methods.md").read_text()
+
     capsys.readouterr()
     assert compare.main(argv) == 0  # resume: both cells finished, nothing runs
     assert "2 already in" in capsys.readouterr().out

@@ -188,18 +188,19 @@ DYN_COLUMNS = [("g_norm_mean", "L_G/L_G,ref mean", "{:.3f}"),
 def dynamics_section(records, task, budgets, methods) -> list[str]:
     lines = []
     for budget in budgets:
-        rows = []
+        rows, rounds = [], 0
         for method in methods:
             recs = [r for r in records if (r["task"], r["budget"], r["method"]) ==
                     (task, budget, method)]
-            if not recs:
+            if not recs:  # a method run at other budgets only
                 continue
+            rounds = len(recs[0]["dynamics"]["g_loss"])
             per_seed = [dynamics_stats(r) for r in recs]
             cells = [Stat.of([s[k] for s in per_seed]).pm(fmt) for k, _, fmt in DYN_COLUMNS]
             rows.append(f"| {method} | {len(recs)} | " + " | ".join(cells) + " |")
         if rows:
             lines.append(f"Budget {budget:.0%}, second half of the search (rounds "
-                         f"{len(recs[0]['dynamics']['g_loss']) // 2}+), per-seed statistic, "
+                         f"{rounds // 2}+), per-seed statistic, "
                          "mean ± std over seeds:\n")
             lines.append("| method | seeds | " + " | ".join(h for _, h, _ in DYN_COLUMNS) + " |")
             lines.append("|---|---|" + "---|" * len(DYN_COLUMNS))
@@ -251,7 +252,7 @@ def make_report(results: Path, out: Path) -> Path:
             lines.append("Facades teacher: trained by `python benchmarks/compare_methods.py "
                          "teacher` (built-in facades recipe, 1000 steps at batch 1 = 2.5 epochs, "
                          "see the script docstring), a deliberately small and weak teacher; "
-                         f"checkpoint `{recs[0]['config']['env'].get('teacher')}`.\n")
+                         f"checkpoint `{rel_path(recs[0]['config']['env'].get('teacher'))}`.\n")
         teacher = recs[0]
         tq, tc = teacher["teacher_quality"], teacher["compute"]
         lines.append(f"## Task `{task}`\n")
