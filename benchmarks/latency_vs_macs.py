@@ -152,10 +152,12 @@ def write_markdown(rows: list[dict], meta: dict, path: Path) -> None:
         "(less sensitive to other processes on the machine).",
         "",
     ]
-    busiest = max(meta["loadavg_before"][0], meta["loadavg_after"][0])
+    # the 1-min load after the run includes the benchmark's own threads: only the rest is "other"
+    busiest = max(meta["loadavg_before"][0], meta["loadavg_after"][0] - meta["threads"])
     if busiest > 0.5 * (meta["cpu_count"] or 1):
         lines += [
-            f"**Warning:** the machine was busy (load average up to {busiest:.1f} on "
+            f"**Warning:** other work kept the machine busy (load average up to {busiest:.1f} "
+            f"besides this benchmark, on "
             f"{meta['cpu_count']} cores) while timing: latencies are inflated and noisy. MACs "
             "and params are exact; trust the speed-ups only roughly, and rerun on an idle "
             "machine for numbers to quote.",
