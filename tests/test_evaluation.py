@@ -37,6 +37,14 @@ from gan_prune_env.evaluation import (
     to_uint8,
 )
 from gan_prune_env.evaluation import inception as inception_module
+from gan_prune_env.evaluation.inception import (
+    INSTALL_COMMAND,
+    TORCHSCRIPT_SIZE,
+    installed_torchscript_weights,
+    torchscript_conv_names,
+    torchscript_to_state_dict,
+)
+from gan_prune_env.evaluation.metrics import bootstrap_frechet_distance
 from gan_prune_env.evaluation.cli import main as cli_main
 from gan_prune_env.models import build_discriminator, build_generator
 from gan_prune_env.tasks import get_task
@@ -234,20 +242,24 @@ def test_fid_inception_loads_a_state_dict_file_strictly(inception, tmp_path):
              if not k.endswith("num_batches_tracked")}  # as files saved by old PyTorch
     path = tmp_path / "weights.pth"
     torch.save(state, path)
-    loaded = load_fid_inception(path)
-    assert not loaded.training
+    with pytest.raises(InceptionWeightsError, match="not a known FID Inception weights file"):
+        load_fid_inception(path)  # random weights are not the published ones
+    loaded = load_fid_inception(path, verify=False)
+    assert not loaded.training and loaded.weights_sha1 is None
     for key, value in state.items():
         assert torch.equal(loaded.state_dict()[key], value), key
 
 
 def test_fid_inception_loader_errors(inception, tmp_path, monkeypatch):
     monkeypatch.setenv("GAN_PRUNE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(inception_module, "installed_torchscript_weights", lambda: None)
     with pytest.raises(InceptionWeightsError) as missing:
         load_fid_inception()
-    assert DOWNLOAD_COMMAND in str(missing.value) and "download-inception" in str(missing.value)
-    assert str(tmp_path / "cache") in str(missing.value)
-    with pytest.raises(InceptionWeightsError, match="download-inception"):
+    for text in (DOWNLOAD_COMMAND, INSTALL_COMMAND, str(tmp_path / "cache")):
+        assert text in str(missing.value)
+    with pytest.raises(InceptionWeightsError, match="download-inception") as missing:
         load_fid_inception(tmp_path / "nowhere.pth")
+    assert INSTALL_COMMAND in str(missing.value) and "nowhere.pth" in str(missing.value)
 
     state = dict(inception.state_dict())
     state["Mixed_5b.branch1x1.conv.weightz"] = state.pop("Mixed_5b.branch1x1.conv.weight")
@@ -263,10 +275,147 @@ def test_fid_inception_loader_errors(inception, tmp_path, monkeypatch):
     junk = tmp_path / "junk.pth"
     torch.save({"foo.weight": torch.zeros(1)}, junk)
     with pytest.raises(InceptionWeightsError, match="unexpected keys: foo.weight"):
-        load_fid_inception(junk)
+        load_fid_inception(junk, verify=False)
     junk.write_bytes(b"not a torch file")
     with pytest.raises(InceptionWeightsError, match="not a readable"):
-        load_fid_inception(junk)
+        load_fid_inception(junk, verify=False)
+
+
+def _torchscript_file():
+    path = installed_torchscript_weights()
+    if path is None or not path.is_file():
+        pytest.skip(f"FID Inception TorchScript weights not installed ({INSTALL_COMMAND}); "
+                    ".ci/run installs them")
+    return path
+
+
+def _from_ours(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Our state dict in the TorchScript file's names (the inverse of the mapping under test)."""
+    tensors = {}
+    for tf, ours in torchscript_conv_names().items():
+        tensors[f"{tf}.weight"] = state[f"{ours}.conv.weight"]
+        tensors[f"{tf}.beta"] = state[f"{ours}.bn.bias"]
+        tensors[f"{tf}.mean"] = state[f"{ours}.bn.running_mean"]
+        tensors[f"{tf}.var"] = state[f"{ours}.bn.running_var"]
+    return tensors
+
+
+def test_torchscript_names_map_onto_every_conv_once(inception):
+    names = torchscript_conv_names()
+    convs = sorted(name for name, m in inception.named_modules()
+                   if type(m).__name__ == "BasicConv2d")
+    assert len(names) == len(convs) == 94
+    assert sorted(names.values()) == convs  # every conv, none twice
+
+
+def test_torchscript_state_dict_maps_by_name_and_checks_shapes(inception):
+    state = {k: v.clone() for k, v in inception.state_dict().items()}
+    for name, value in state.items():
+        if name.endswith("bn.weight"):
+            value.fill_(1.0)  # TF batch norm has no scale
+    mapped = torchscript_to_state_dict(_from_ours(state))
+    for key, value in check_inception_state_dict(mapped, inception).items():
+        if not key.startswith("fc.") and not key.endswith("num_batches_tracked"):
+            assert torch.equal(value, state[key]), key
+
+    tensors = _from_ours(state)
+    # the 1x3 and 3x1 convs of Mixed_7b swapped: caught by the shape check, not loaded wrongly
+    a, b = "net.layers.mixed_9.tower_mixed_conv", "net.layers.mixed_9.tower_mixed_conv_1"
+    tensors[f"{a}.weight"], tensors[f"{b}.weight"] = tensors[f"{b}.weight"], tensors[f"{a}.weight"]
+    with pytest.raises(InceptionWeightsError, match="Mixed_7b.branch3x3_2a.conv.weight"):
+        check_inception_state_dict(torchscript_to_state_dict(tensors), inception)
+    del tensors[f"{a}.beta"]
+    tensors["net.layers.extra.weight"] = torch.zeros(1)
+    with pytest.raises(InceptionWeightsError) as err:
+        torchscript_to_state_dict(tensors, source="x.pt")
+    assert f"{a}.beta" in str(err.value) and "net.layers.extra.weight" in str(err.value)
+
+
+def test_torchscript_weights_give_the_torchscript_features():
+    """Parity: our network with the mapped weights vs the TorchScript module, same batch."""
+    path = _torchscript_file()
+    ours = load_fid_inception()  # found through the installed distribution's metadata
+    assert ours.weights_file == str(path) and ours.weights_sha1 == inception_module.TORCHSCRIPT_SHA1
+    reference = torch.jit.load(str(path), map_location="cpu").eval()
+    photos = build_dataset(get_task("default").data, "test")
+    images = torch.stack([photos[i]["B"] for i in range(2)])  # real photos in [-1, 1]
+    batch = torch.cat([
+        torch.nn.functional.interpolate(images, size=(299, 299), mode="bilinear",
+                                        align_corners=False),
+        torch.rand(2, 3, 299, 299, generator=torch.Generator().manual_seed(0)) * 2 - 1,
+    ])
+    with torch.inference_mode():
+        expected = reference(batch)
+        got = ours.pool_features(batch)
+    assert got.shape == expected.shape == (4, 2048)
+    assert (got - expected).abs().max().item() < 1e-4
+    assert expected.abs().max().item() > 0.1  # not a trivially zero comparison
+
+
+def test_a_truncated_or_foreign_weights_file_is_refused(tmp_path, inception):
+    path = _torchscript_file()
+    truncated = tmp_path / "default_1.pt"
+    with open(path, "rb") as source:
+        truncated.write_bytes(source.read(TORCHSCRIPT_SIZE // 3))
+    with pytest.raises(InceptionWeightsError) as err:
+        load_fid_inception(truncated)
+    message = str(err.value)
+    for text in (str(truncated), "truncated", f"{TORCHSCRIPT_SIZE:,} bytes", INSTALL_COMMAND):
+        assert text in message, (text, message)
+
+
+def test_fast_frechet_distance_matches_the_eigendecomposition():
+    from torchmetrics.image.fid import _compute_fid
+
+    gen = torch.Generator().manual_seed(0)
+    real = torch.randn(40, 64, generator=gen, dtype=torch.float64)
+    fake = 1.3 * torch.randn(30, 64, generator=gen, dtype=torch.float64) + 0.2
+    expected = float(_compute_fid(real.mean(0), torch.cov(real.T), fake.mean(0),
+                                  torch.cov(fake.T)))
+    assert frechet_distance(real, fake) == pytest.approx(expected, rel=1e-6)  # N < D: SVD path
+    many = torch.randn(100, 64, generator=gen, dtype=torch.float64)
+    expected = float(_compute_fid(many.mean(0), torch.cov(many.T), fake.mean(0),
+                                  torch.cov(fake.T)))
+    assert frechet_distance(many, fake) == pytest.approx(expected, rel=1e-6)
+
+
+def test_fid_bootstrap_spread_is_seeded_and_shrinks_with_more_images():
+    gen = torch.Generator().manual_seed(1)
+    small = [torch.randn(20, 16, generator=gen, dtype=torch.float64) for _ in range(2)]
+    large = [torch.randn(400, 16, generator=gen, dtype=torch.float64) for _ in range(2)]
+    state = torch.random.get_rng_state()
+    first = bootstrap_frechet_distance(*small, resamples=50, seed=3)
+    assert torch.equal(state, torch.random.get_rng_state())
+    assert first == bootstrap_frechet_distance(*small, resamples=50, seed=3)
+    assert first != bootstrap_frechet_distance(*small, resamples=50, seed=4)
+    assert bootstrap_frechet_distance(*large, resamples=50)[1] < first[1] / 2
+
+
+def test_real_features_are_cached_by_content(task, tmp_path, monkeypatch):
+    monkeypatch.setenv("GAN_PRUNE_CACHE", str(tmp_path))
+    extractor = RandomConvFeatures(input_size=64)
+    extractor.weights_sha1 = "f" * 40  # as if verified weights: its real features are cached
+    generator = build_generator(task.generator, seed=0)
+    dataset = build_dataset(task.data, "test")
+    kw = {"fid_weights": extractor, "batch_size": 4, "progress": False, "kid_subsets": 5,
+          "fid_bootstrap": 10}
+    first = evaluate_paired(generator, dataset, max_images=8, **kw)
+    second = evaluate_paired(generator, dataset, max_images=8, **kw)
+    assert (first["fid_real_features"], second["fid_real_features"]) == ("computed", "cached")
+    assert second["fid"] == first["fid"] and second["kid"] == first["kid"]
+    assert first["fid_std"] > 0
+    assert len(list((tmp_path / "fid_real_features").glob("*.pt"))) == 1
+    other = evaluate_paired(generator, dataset, max_images=6, **kw)  # other images, other key
+    assert other["fid_real_features"] == "computed"
+    uncached = evaluate_paired(generator, dataset, max_images=8, real_cache=False, **kw)
+    assert uncached["fid_real_features"] == "computed" and uncached["fid"] == first["fid"]
+    for entry in (tmp_path / "fid_real_features").glob("*.pt"):
+        entry.write_bytes(b"broken")  # a damaged entry is recomputed, not trusted
+    again = evaluate_paired(generator, dataset, max_images=8, **kw)
+    assert again["fid_real_features"] == "computed" and again["fid"] == first["fid"]
+    extractor.weights_sha1 = "e" * 40  # other weights: never the first weights' features
+    assert evaluate_paired(generator, dataset, max_images=8, **kw)["fid_real_features"] == \
+        "computed"
 
 
 class _FakeResponse(io.BytesIO):
@@ -399,7 +548,8 @@ def test_cli_evaluates_a_tiny_checkpoint(task, tmp_path, capsys):
     path = save_checkpoint(tmp_path / "tiny.pt", payload)
     out = tmp_path / "results.json"
     code = cli_main(["evaluate", "--checkpoint", str(path), "--task", "default", "--no-teacher",
-                     "--max-images", "4", "--batch-size", "2", "--out", str(out), "--quiet"])
+                     "--max-images", "4", "--batch-size", "2", "--out", str(out), "--quiet",
+                     "--no-fid"])
     assert code == 0
     record = json.loads(out.read_text())
     assert record == json.loads(capsys.readouterr().out)
@@ -410,30 +560,46 @@ def test_cli_evaluates_a_tiny_checkpoint(task, tmp_path, capsys):
 
     # compared with a teacher (here the same file given as the task's teacher): identical
     assert cli_main(["evaluate", "--checkpoint", str(path), "--teacher", str(path),
-                     "--max-images", "2", "--quiet"]) == 0
+                     "--max-images", "2", "--quiet", "--no-fid"]) == 0
     metrics = json.loads(capsys.readouterr().out)["metrics"]
     assert math.isinf(metrics["psnr_teacher"]) and metrics["ssim_teacher"] == pytest.approx(1.0)
     assert cli_main(["evaluate", "--teacher-only", "--teacher", str(path), "--max-images", "2",
-                     "--quiet"]) == 0
+                     "--quiet", "--no-fid"]) == 0
     record = json.loads(capsys.readouterr().out)
     assert record["generator"] == "teacher" and not record["teacher_compared"]
     assert record["metrics"]["psnr"] == pytest.approx(metrics["psnr"])
 
     assert cli_main(["evaluate", "--checkpoint", str(tmp_path / "none.pt"), "--no-teacher",
-                     "--quiet"]) == 1
+                     "--quiet", "--no-fid"]) == 1
     assert "not found" in capsys.readouterr().err
 
 
 def test_cli_fid_without_weights_says_how_to_get_them(task, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("GAN_PRUNE_CACHE", str(tmp_path))
+    monkeypatch.setattr(inception_module, "installed_torchscript_weights", lambda: None)
     payload = make_checkpoint("teacher", "pix2pix",
                               {"generator": build_generator(task.generator, seed=3)},
                               task.generator, task.discriminator)
     path = save_checkpoint(tmp_path / "tiny.pt", payload)
-    code = cli_main(["evaluate", "--checkpoint", str(path), "--no-teacher", "--fid",
-                     "--max-images", "2", "--quiet"])
+    code = cli_main(["evaluate", "--checkpoint", str(path), "--no-teacher", "--max-images", "2",
+                     "--quiet"])  # FID is on by default
     assert code == 1
-    assert DOWNLOAD_COMMAND in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert INSTALL_COMMAND in err and DOWNLOAD_COMMAND in err
+
+
+def test_cli_floor_scores_real_test_images_against_train_with_the_real_inception(
+        tmp_path, monkeypatch, capsys):
+    _torchscript_file()
+    monkeypatch.setenv("GAN_PRUNE_CACHE", str(tmp_path))
+    args = ["floor", "--task", "default", "--max-images", "4", "--quiet", "--fid-bootstrap", "20"]
+    assert cli_main(args) == 0
+    first = json.loads(capsys.readouterr().out)["metrics"]
+    assert first["num_images"] == first["num_real"] == 4
+    assert first["fid"] > 0 and first["fid_std"] > 0 and first["fid_real_features"] == "computed"
+    assert cli_main(args) == 0
+    second = json.loads(capsys.readouterr().out)["metrics"]
+    assert second["fid_real_features"] == "cached" and second["fid"] == first["fid"]
 
 
 def test_no_forbidden_packages_were_imported():

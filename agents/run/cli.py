@@ -18,6 +18,7 @@ import yaml
 from agents.run.config import ALGOS, RunConfig
 from gan_prune_env import ENV_ENTRY_POINTS
 from gan_prune_env.config import ConfigError, from_dict, load_yaml, parse_key_values, to_dict
+from gan_prune_env.evaluation.inception import InceptionWeightsError
 
 CONFIG_FILE = "config.yaml"
 DEFAULT_CONF = Path(__file__).resolve().parents[2] / "configs" / "default.yaml"
@@ -104,12 +105,16 @@ def resolve(args: argparse.Namespace) -> tuple[RunConfig, Path, bool]:
 
 
 def _validate_nested(config: RunConfig) -> None:
-    """Env kwargs and algorithm params are checked by their own dataclasses, now."""
+    """Env kwargs and algorithm params are checked by their own dataclasses, now; the FID
+    weights must be installed when the run will compute FID."""
     from agents.run.search import build_agent
     from gan_prune_env.envs import EnvConfig
+    from gan_prune_env.evaluation import find_inception_weights
 
     from_dict(EnvConfig, dict(config.env_kwargs), where="env_kwargs")
     build_agent(config)
+    if config.evaluation.fid:
+        find_inception_weights()
 
 
 def _new_run_dir(log_folder: Path, config: RunConfig) -> Path:
@@ -124,8 +129,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         config, run_dir, resumed = resolve(args)
-    except (ConfigError, ValueError, TypeError) as err:
-        print(f"error: {err}", file=sys.stderr)
+    except (ConfigError, ValueError, TypeError, InceptionWeightsError) as err:
+        hint = ("\n(or set evaluation.fid: false to run without FID)"
+                if isinstance(err, InceptionWeightsError) else "")
+        print(f"error: {err}{hint}", file=sys.stderr)
         return 2
     if args.progress is None and not resumed:
         config.progress = config.progress and sys.stderr.isatty()

@@ -31,11 +31,24 @@ class SearchConfig:
 
 @dataclass
 class EvalConfig:
-    """Quality on the test split and CPU latency of teacher and pruned G."""
+    """Quality on the test split and CPU latency of teacher and pruned G.
+
+    ``fid`` computes the real FID/KID (FID Inception; the weights must be installed, which is
+    checked before the search starts); ``fid_bootstrap`` resamples give FID's spread.
+    """
 
     max_images: int = 100
     latency_runs: int = 30
     latency_threads: int = 2
+    fid: bool = True
+    fid_bootstrap: int = 200
+
+    def __post_init__(self) -> None:
+        if self.max_images < 2 or self.latency_runs < 1 or self.latency_threads < 1:
+            raise ValueError("evaluation: max_images must be >= 2, latency_runs and "
+                             "latency_threads >= 1")
+        if self.fid_bootstrap < 0:
+            raise ValueError(f"evaluation.fid_bootstrap must be >= 0, got {self.fid_bootstrap}")
 
 
 @dataclass

@@ -16,7 +16,7 @@ from agents.run.search import run_search
 from agents.run.tensorboard import add_image_grid
 from gan_prune_env.data import build_dataset
 from gan_prune_env.envs import make_parallel_env
-from gan_prune_env.evaluation import cyclegan_eval_sets, evaluate_cyclegan, evaluate_paired
+from gan_prune_env.evaluation import evaluate_generator, load_fid_inception
 from gan_prune_env.export import export_generator
 from gan_prune_env.finetune import finetune_pair
 from gan_prune_env.latency import measure_latencies
@@ -27,6 +27,8 @@ SUMMARY_FILE = "summary.md"
 
 def run_pipeline(config: RunConfig, run_dir: Path, tensorboard_dir: str | None = None) -> str:
     """Search, slice, fine-tune, evaluate and export; returns the summary table."""
+    # Loaded first: missing FID weights stop the run before any work, with the fix in the error.
+    inception = load_fid_inception(device=config.device) if config.evaluation.fid else None
     writer = SummaryWriter(tensorboard_dir or str(run_dir / "tensorboard"))
     try:
         env_kwargs = {"device": config.device, **config.env_kwargs}
@@ -42,7 +44,7 @@ def run_pipeline(config: RunConfig, run_dir: Path, tensorboard_dir: str | None =
                       objective=env.game.objective, pool=env.game.prepared.train_pool)
         save_pruned(pair, task, run_dir / "pruned.pt",
                     metadata={"best": best.rewards, "algo": config.search.algo})
-        results = _evaluate(config, pair, task, run_dir, writer)
+        results = _evaluate(config, pair, task, run_dir, writer, inception)
         results["search"] = {"algo": config.search.algo, "rounds": config.search.n_rounds,
                              "seed": config.search.seed, "best_rewards": best.rewards,
                              "best_compute_ratio": best.compute_ratio}
@@ -60,23 +62,17 @@ def architecture_key(kept: dict[str, Any]) -> str:
     return hashlib.sha1(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def _evaluate(config: RunConfig, pair, task, run_dir: Path, writer: SummaryWriter
-              ) -> dict[str, Any]:
+def _evaluate(config: RunConfig, pair, task, run_dir: Path, writer: SummaryWriter,
+              inception: torch.nn.Module | None) -> dict[str, Any]:
     """Quality (teacher vs pruned), compute, latency, exports."""
     g_name = MAIN[task.family][0]
     teacher_g, pruned_g = pair.teacher[g_name], pair.networks[g_name]
-    n = config.evaluation.max_images
-    quality = {}
-    for which, net in (("teacher", teacher_g), ("pruned", pruned_g)):
-        if task.family == "pix2pix":
-            quality[which] = evaluate_paired(net, build_dataset(task.data, "test"),
-                                             teacher=teacher_g, device=config.device,
-                                             max_images=n, progress=config.progress)
-        else:
-            test_a, real_b = cyclegan_eval_sets(task.data)
-            quality[which] = evaluate_cyclegan(net, test_a, real_b, teacher=teacher_g,
-                                               device=config.device, max_images=n,
-                                               progress=config.progress)
+    quality = {which: evaluate_generator(net, task.data, task.family, "test", teacher=teacher_g,
+                                         device=config.device, fid_weights=inception,
+                                         fid_bootstrap=config.evaluation.fid_bootstrap,
+                                         max_images=config.evaluation.max_images,
+                                         progress=config.progress)
+               for which, net in (("teacher", teacher_g), ("pruned", pruned_g))}
     example = torch.zeros(1, *pair.input_shape[g_name], device=config.device)
     latency = measure_latencies([teacher_g, pruned_g], example, config.evaluation.latency_runs,
                                 threads=config.evaluation.latency_threads)
@@ -103,9 +99,18 @@ def _log_images(writer: SummaryWriter, task, teacher_g, pruned_g, device: str) -
                        [inputs, teacher_g(inputs), pruned_g(inputs)], 0)
 
 
-QUALITY_ROWS = {"psnr": "PSNR to ground truth (dB)", "ssim": "SSIM to ground truth",
-                "psnr_teacher": "PSNR to teacher (dB)", "ssim_teacher": "SSIM to teacher",
-                "proxy_fd": "proxy FD (not FID; lower is better)", "fid": "FID"}
+QUALITY_ROWS = {"fid": ("FID (± bootstrap std; lower is better)", 1.0),
+                "kid": ("KID x 1e3 (± std over subsets)", 1e3),
+                "psnr": ("PSNR to ground truth (dB)", 1.0), "ssim": ("SSIM to ground truth", 1.0),
+                "psnr_teacher": ("PSNR to teacher (dB)", 1.0),
+                "ssim_teacher": ("SSIM to teacher", 1.0),
+                "proxy_fd": ("proxy FD (not FID; lower is better)", 1.0)}
+
+
+def _quality_cell(metrics: dict[str, Any], metric: str, scale: float) -> str:
+    value = f"{metrics[metric] * scale:.4g}"
+    spread = metrics.get(f"{metric}_std")
+    return value if spread is None else f"{value} ± {spread * scale:.2g}"
 
 
 def summary_table(results: dict[str, Any]) -> str:
@@ -123,8 +128,9 @@ def summary_table(results: dict[str, Any]) -> str:
     lines = ["| | teacher | pruned | teacher / pruned |", "|---|---|---|---|"]
     lines += [f"| {name} | {fmt.format(t)} | {fmt.format(p)} | {t / p:.2f}x |"
               for name, fmt, t, p in rows]
-    for metric, label in QUALITY_ROWS.items():
+    for metric, (label, scale) in QUALITY_ROWS.items():
         if metric in q["teacher"]:
-            teacher = "—" if metric.endswith("_teacher") else f"{q['teacher'][metric]:.4g}"
-            lines.append(f"| {label} | {teacher} | {q['pruned'][metric]:.4g} | |")
+            teacher = "—" if metric.endswith("_teacher") else _quality_cell(q["teacher"], metric,
+                                                                               scale)
+            lines.append(f"| {label} | {teacher} | {_quality_cell(q['pruned'], metric, scale)} | |")
     return "\n".join(lines) + "\n"

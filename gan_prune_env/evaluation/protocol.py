@@ -20,11 +20,13 @@ shuffling, ``torch.inference_mode``, KID subsets from a seeded private RNG. Resu
   (:mod:`gan_prune_env.evaluation.features`). **Not FID**: only for ranking models of one task.
 - ``proxy_fd_teacher``, ``proxy_kid_teacher``, ``proxy_kid_teacher_std``: the same between the
   generated images and the teacher's outputs.
-- ``fid``, ``kid``, ``kid_std``: the standard FID / KID (FID Inception pool3), only when FID
-  Inception weights are given.
+- ``fid``, ``fid_std``, ``kid``, ``kid_std``: the standard FID (std: over bootstrap resamples of
+  the images) and KID (mean and std over subsets) in the FID Inception's pool3 space, only when
+  FID Inception weights are given. Real images' features come from a cache
+  (:mod:`~gan_prune_env.evaluation.real_features`) when they were computed before.
 
-plus descriptive string entries: ``protocol``, ``proxy_space`` (name and weight fingerprint) and
-``fid_weights`` (file used, if any).
+plus descriptive string entries: ``protocol``, ``proxy_space`` (name and weight fingerprint),
+``fid_weights`` (file used, if any) and ``fid_real_features`` ("cached" or "computed").
 """
 
 from __future__ import annotations
@@ -47,11 +49,14 @@ from gan_prune_env.data.transforms import Augmentation, ImageTransform
 from gan_prune_env.evaluation.features import RandomConvFeatures
 from gan_prune_env.evaluation.inception import load_fid_inception
 from gan_prune_env.evaluation.metrics import (
+    FID_BOOTSTRAP,
     KID_SUBSET_SIZE,
     KID_SUBSETS,
     FeatureDistance,
     ImageSimilarity,
+    to_uint8,
 )
+from gan_prune_env.evaluation.real_features import RealFeatureCache
 
 # --- image sets -------------------------------------------------------------------------------
 
@@ -175,27 +180,34 @@ def _resolve_device(generator: nn.Module, device: str | torch.device | None) -> 
     return param.device if param is not None else torch.device("cpu")
 
 
-def _fid_extractor(fid_weights: Any, device: torch.device) -> tuple[nn.Module | None, str | None]:
+def _fid_extractor(fid_weights: Any, device: torch.device) -> nn.Module | None:
+    """``None`` (no FID), ``"auto"`` (:func:`find_inception_weights`), a path, or a module."""
     if fid_weights is None:
-        return None, None
+        return None
     if isinstance(fid_weights, nn.Module):
-        return fid_weights.to(device).eval(), type(fid_weights).__name__
-    return load_fid_inception(fid_weights, device=device), str(os.fspath(fid_weights))
+        return fid_weights.to(device).eval()
+    path = None if isinstance(fid_weights, str) and fid_weights == "auto" else fid_weights
+    return load_fid_inception(path, device=device)
 
 
 class _Scores:
     """Every accumulator of one evaluation run."""
 
     def __init__(self, device: torch.device, teacher: bool, fid_weights: Any,
-                 proxy: nn.Module | None, kid_subsets: int, kid_subset_size: int, seed: int,
-                 ground_truth: bool) -> None:
+                 proxy: nn.Module | None, options: dict[str, Any], ground_truth: bool) -> None:
         self.proxy = (proxy if proxy is not None else RandomConvFeatures()).to(device).eval()
-        kw = {"kid_subsets": kid_subsets, "kid_subset_size": kid_subset_size, "seed": seed}
+        kw = {"kid_subsets": options["kid_subsets"], "kid_subset_size": options["kid_subset_size"],
+              "seed": options["seed"]}
         self.proxy_real = FeatureDistance(self.proxy, "proxy_fd", "proxy_kid", **kw)
         self.proxy_teacher = (FeatureDistance(self.proxy, "proxy_fd_teacher", "proxy_kid_teacher",
                                               **kw) if teacher else None)
-        inception, self.fid_source = _fid_extractor(fid_weights, device)
-        self.fid = FeatureDistance(inception, "fid", "kid", **kw) if inception is not None else None
+        inception = _fid_extractor(fid_weights, device)
+        self.fid = self.real_cache = None
+        if inception is not None:
+            self.fid = FeatureDistance(inception, "fid", "kid",
+                                       fd_bootstrap=options["fid_bootstrap"], **kw)
+            self.real_cache = RealFeatureCache(inception, options["batch_size"],
+                                               enabled=options["real_cache"])
         self.to_truth = ImageSimilarity() if ground_truth else None
         self.to_teacher = ImageSimilarity() if teacher else None
         self.num_images = 0
@@ -215,8 +227,8 @@ class _Scores:
 
     def add_real(self, real: torch.Tensor) -> None:
         self.proxy_real.update(real, real=True)
-        if self.fid is not None:
-            self.fid.update(real, real=True)
+        if self.real_cache is not None:
+            self.real_cache.add(to_uint8(real))
 
     def results(self, protocol: str) -> dict[str, Any]:
         out: dict[str, Any] = {"protocol": protocol, "num_images": self.num_images,
@@ -229,12 +241,23 @@ class _Scores:
         if self.proxy_teacher is not None:
             out.update(self.proxy_teacher.compute())
         if self.fid is not None:
+            self.fid.add_features(self.real_cache.features(), real=True)
             out.update(self.fid.compute())
-            out["fid_weights"] = self.fid_source
+            extractor = self.fid.extractor
+            out["fid_weights"] = getattr(extractor, "weights_file", None) or type(extractor).__name__
+            out["fid_real_features"] = "cached" if self.real_cache.hit else "computed"
         name = getattr(self.proxy, "name", type(self.proxy).__name__)
         fingerprint = getattr(self.proxy, "fingerprint", None)
         out["proxy_space"] = f"{name} #{fingerprint()}" if callable(fingerprint) else name
         return out
+
+
+def _options(kid_subsets: int, kid_subset_size: int, fid_bootstrap: int, real_cache: bool,
+             batch_size: int, seed: int) -> dict[str, Any]:
+    """The scoring options of an ``evaluate_*`` call, by name."""
+    return {"kid_subsets": kid_subsets, "kid_subset_size": kid_subset_size,
+            "fid_bootstrap": fid_bootstrap, "real_cache": real_cache, "batch_size": batch_size,
+            "seed": seed}
 
 
 def _loader(dataset: Dataset, batch_size: int) -> DataLoader:
@@ -258,6 +281,8 @@ def evaluate_paired(
     proxy: nn.Module | None = None,
     kid_subsets: int = KID_SUBSETS,
     kid_subset_size: int = KID_SUBSET_SIZE,
+    fid_bootstrap: int = FID_BOOTSTRAP,
+    real_cache: bool = True,
     seed: int = 0,
     progress: bool = True,
 ) -> dict[str, Any]:
@@ -269,12 +294,17 @@ def evaluate_paired(
         teacher: the original generator; adds ``psnr_teacher``, ``ssim_teacher`` and
             ``proxy_fd_teacher``/``proxy_kid_teacher``.
         device: where the networks run (they are moved there); default the generator's device.
-        fid_weights: path of ``pt_inception-2015-12-05-6726825d.pth`` (or a loaded
-            :class:`FIDInceptionV3`) to also report ``fid``/``kid``.
+        fid_weights: ``"auto"`` (the installed weights, see
+            :func:`~gan_prune_env.evaluation.inception.find_inception_weights`), a weights file
+            (either published format) or a loaded :class:`FIDInceptionV3`, to also report
+            ``fid``/``fid_std``/``kid``/``kid_std``; ``None``: no FID.
         max_images: evaluate only the first ``max_images`` items.
         proxy: feature module of the proxy metrics (default ``RandomConvFeatures()``).
         kid_subsets, kid_subset_size, seed: KID subsets (size capped at the set sizes) and the
-            seed of their private RNG.
+            seed of their private RNG (also that of the FID bootstrap).
+        fid_bootstrap: resamples of the images for ``fid_std`` (0: no spread).
+        real_cache: read/write the real images' Inception features in the cache
+            (:mod:`~gan_prune_env.evaluation.real_features`).
 
     Returns:
         The result dict described in the module docstring.
@@ -282,8 +312,9 @@ def evaluate_paired(
     device = _resolve_device(generator, device)
     generator = generator.to(device)
     teacher = teacher.to(device) if teacher is not None else None
-    scores = _Scores(device, teacher is not None, fid_weights, proxy, kid_subsets,
-                     kid_subset_size, seed, ground_truth=True)
+    scores = _Scores(device, teacher is not None, fid_weights, proxy,
+                     _options(kid_subsets, kid_subset_size, fid_bootstrap, real_cache,
+                              batch_size, seed), ground_truth=True)
     data = _capped(dataset, max_images)
     with _eval_mode(generator, teacher), torch.inference_mode():
         for batch in tqdm(_loader(data, batch_size), desc="evaluate (paired)",
@@ -309,6 +340,8 @@ def evaluate_cyclegan(
     proxy: nn.Module | None = None,
     kid_subsets: int = KID_SUBSETS,
     kid_subset_size: int = KID_SUBSET_SIZE,
+    fid_bootstrap: int = FID_BOOTSTRAP,
+    real_cache: bool = True,
     seed: int = 0,
     progress: bool = True,
 ) -> dict[str, Any]:
@@ -328,8 +361,9 @@ def evaluate_cyclegan(
     device = _resolve_device(generator_AB, device)
     generator_AB = generator_AB.to(device)
     teacher = teacher.to(device) if teacher is not None else None
-    scores = _Scores(device, teacher is not None, fid_weights, proxy, kid_subsets,
-                     kid_subset_size, seed, ground_truth=False)
+    scores = _Scores(device, teacher is not None, fid_weights, proxy,
+                     _options(kid_subsets, kid_subset_size, fid_bootstrap, real_cache,
+                              batch_size, seed), ground_truth=False)
     inputs_set = _capped(_Images(test_A, "A"), max_images)
     real_set = _Images(_concat(real_B), "B")
     with _eval_mode(generator_AB, teacher), torch.inference_mode():
@@ -344,3 +378,37 @@ def evaluate_cyclegan(
             scores.add_real(real.to(device))
     return scores.results("cyclegan: generated test A->B vs real train+test B")
 
+
+
+def evaluate_generator(generator: nn.Module, data: DataConfig, family: str, split: str = "test",
+                       teacher: nn.Module | None = None, **options: Any) -> dict[str, Any]:
+    """The family's protocol on ``split`` of ``data``: the one entry point of the CLI, the main
+    job and the benchmarks, so all of them measure the same way.
+
+    Pix2Pix: :func:`evaluate_paired` on ``split``. CycleGAN: :func:`evaluate_cyclegan` of the
+    ``split`` images of domain A against the real train + ``split`` images of domain B.
+    ``options`` are those of either function (``fid_weights``, ``max_images``, ...).
+    """
+    if family == "pix2pix":
+        return evaluate_paired(generator, build_dataset(data, split), teacher=teacher, **options)
+    if family == "cyclegan":
+        test_a, real_b = cyclegan_eval_sets(data, split, ("train", split))
+        return evaluate_cyclegan(generator, test_a, real_b, teacher=teacher, **options)
+    raise ValueError(f"family must be 'pix2pix' or 'cyclegan', got {family!r}")
+
+
+def real_vs_real(data: DataConfig, split: str = "test", reference_split: str = "train",
+                 max_images: int | None = None, **options: Any) -> dict[str, Any]:
+    """The floor of a distribution distance: the real output-domain images of ``split`` scored
+    as if generated, against as many real images of ``reference_split`` (FID depends on the set
+    sizes, so both sets have the size of ``split``'s, capped by ``max_images``). A generator
+    cannot be expected to score below it on these image counts.
+    """
+    test_b = DomainImages(data, split, "B")
+    count = len(test_b) if max_images is None else min(len(test_b), max_images)
+    reference = DomainImages(data, reference_split, "B")
+    if len(reference) < count:
+        raise ValueError(f"the {reference_split} split has {len(reference)} images, fewer than "
+                         f"the {count} of {split}: pass max_images <= {len(reference)}")
+    return evaluate_cyclegan(nn.Identity(), Subset(test_b, range(count)),
+                             Subset(reference, range(count)), device="cpu", **options)
