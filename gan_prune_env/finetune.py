@@ -2,16 +2,24 @@
 
 The sliced networks are trained with the task's original losses (Pix2Pix: cGAN + lambda * L1;
 CycleGAN: LSGAN + cycle + identity) by the same trainers and loop that train teachers, so
-checkpointing, TensorBoard and exact resumption come for free. Two optional generator terms:
+checkpointing, TensorBoard and exact resumption come for free. Optional generator terms and
+averaging (``gan_prune_env.distillation``):
 
-* distillation: ``lambda_distill * L1(G_pruned(x), G_teacher(x))``;
+* output distillation: ``lambda_distill * L1(G_pruned(x), G_teacher(x))``;
+* feature distillation: ``lambda_feature * sum_l MSE(A_l(S_l(x)), T_l(x))`` at ``feature_layers``
+  through learned 1x1 adapters (GAN Compression / OMGD), trained by the generator's optimiser;
 * local density: ``lambda_density * (KL(P_c || Q_c) + lambda_rec * L1)`` on neighbourhoods of the
   teacher manifold (the KDE and anchor terms of METHOD 6; the adversarial part is already the
-  task's GAN loss, judged by the fine-tuned D).
+  task's GAN loss, judged by the fine-tuned D);
+* weight EMA (``ema_decay``): the returned main generator holds the averaged weights.
+
+Adapters and EMA are trainer extensions, so train states hold them and a resumed fine-tune ends
+bit-identical to an uninterrupted one.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +27,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from gan_prune_env.distillation import (
+    AUTO,
+    Distillation,
+    FeatureDistillation,
+    GeneratorEMA,
+    resolve_feature_layers,
+)
 from gan_prune_env.losses import l1_loss
 from gan_prune_env.objective import LocalDensityObjective, TeacherPool
 from gan_prune_env.tasks import TaskConfig
@@ -29,16 +44,44 @@ from gan_prune_env.teacher.loop import train_teacher
 from gan_prune_env.teacher.pix2pix import Pix2PixTrainer
 
 
+def _check_feature_layers(layers: Sequence[str] | str) -> tuple[str, ...] | str:
+    """"auto" or distinct, non-empty module names (as a tuple)."""
+    if isinstance(layers, str):
+        if layers != AUTO:
+            raise ValueError(f"feature_layers must be {AUTO!r} or a list of module names, got "
+                             f"{layers!r}")
+        return layers
+    layers = tuple(layers)
+    if not all(isinstance(n, str) and n for n in layers) or len(set(layers)) != len(layers):
+        raise ValueError(f"feature_layers must be distinct, non-empty module names, got "
+                         f"{list(layers)}")
+    return layers
+
+
 @dataclass
 class FinetuneConfig:
-    """Fine-tuning recipe; Adam with lr 2e-4, betas (0.5, 0.999) as METHOD 9 prescribes."""
+    """The fine-tuning recipe: these defaults ARE the recipe every run and benchmark uses unless
+    it overrides a field. Adam with lr 2e-4, betas (0.5, 0.999) as METHOD 9 prescribes."""
 
     steps: int = 600
     batch_size: int = 8
     lr: float = 2e-4
     lr_decay_steps: int = 300
     lambda_task: float = 100.0  # Pix2Pix L1-to-target weight; CycleGAN: the cycle weight
-    lambda_distill: float = 0.0
+    lambda_distill: float = 10.0
+    """Weight of ``L1(G(x), teacher(x))``: the pruned G is there to keep the teacher's images,
+    and the teacher's outputs are a denser target than the ground truth; 0 turns it off."""
+    feature_layers: tuple[str, ...] | str = ()
+    """Generator modules (``named_modules()`` names, shared by teacher and sliced student) whose
+    activations are distilled; "auto" picks four (see
+    ``gan_prune_env.distillation.auto_feature_layers``); empty turns feature distillation off.
+    Off until measured on the benchmarks."""
+    lambda_feature: float = 1.0
+    """Weight of the summed per-layer feature MSE; GAN Compression's 1. Must be > 0: switch the
+    term off with an empty ``feature_layers``."""
+    ema_decay: float = 0.0
+    """Decay of the generator weight EMA, in [0, 1) (e.g. 0.999 averages over ~1000 steps); the
+    returned main generator holds the averaged weights. 0 turns it off (off until measured)."""
     lambda_density: float = 0.0
     density_centers: int = 4  # neighbourhoods per step for the density term
     save_every: int = 200
@@ -48,26 +91,15 @@ class FinetuneConfig:
     def __post_init__(self) -> None:
         if self.steps < 0 or self.batch_size < 1 or self.density_centers < 1:
             raise ValueError("steps must be >= 0, batch_size and density_centers >= 1")
-        for name in ("lr", "lambda_task"):
+        for name in ("lr", "lambda_task", "lambda_feature"):
             if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive")
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         for name in ("lambda_distill", "lambda_density", "lr_decay_steps"):
             if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0")
-
-
-class Distillation:
-    """``weight * L1(student(x), teacher(x))``, the teacher frozen."""
-
-    def __init__(self, teacher: nn.Module, weight: float) -> None:
-        self.teacher = teacher.eval().requires_grad_(False)
-        self.weight = weight
-
-    def __call__(self, batch: Batch, fake: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        with torch.no_grad():
-            target = self.teacher(batch["A"])
-        loss = l1_loss(fake, target)
-        return self.weight * loss, {"G_distill": loss.detach()}
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1) (0 = off), got {self.ema_decay}")
+        self.feature_layers = _check_feature_layers(self.feature_layers)
 
 
 class DensityTerm:
@@ -116,33 +148,80 @@ def build_finetune_trainer(networks: dict[str, nn.Module], recipe: TeacherTrainC
                            recipe.seed)
 
 
+def attach_ema(trainer: GANTrainer, decay: float) -> GeneratorEMA | None:
+    """Average the main generator after every generator step (None when ``decay`` is 0).
+    Attach it before any hook is put on the generator: the average starts as a copy of it."""
+    if decay == 0:
+        return None
+    ema = GeneratorEMA(trainer.networks[trainer.main_generator], decay,
+                       trainer.optimizers["generator"])
+    trainer.extensions["ema"] = ema
+    return ema
+
+
+def attach_distillation(trainer: GANTrainer, teacher: nn.Module, config: FinetuneConfig,
+                        example: torch.Tensor, seed: int) -> FeatureDistillation | None:
+    """Add the output and feature distillation regulariser the config asks for.
+
+    The feature adapters join the generator's optimiser as a second parameter group (same
+    learning-rate schedule, zeroed and stepped with the generator) and are a trainer extension.
+    Returns the feature term, whose hooks the caller removes after training, or None.
+    """
+    student = trainer.networks[trainer.main_generator]
+    layers = resolve_feature_layers(student, config.feature_layers)
+    features = None
+    if layers:
+        features = FeatureDistillation(student, teacher, layers, config.lambda_feature, example,
+                                       seed)
+        trainer.optimizers["generator"].add_param_group(
+            {"params": list(features.adapters.parameters())})
+        trainer.extensions["feature_distillation"] = features
+    if config.lambda_distill > 0 or features is not None:
+        trainer.generator_regularizers.append(
+            Distillation(teacher, config.lambda_distill, features))
+    return features
+
+
 def finetune_pair(networks: dict[str, nn.Module], teacher: dict[str, nn.Module],
                   task: TaskConfig, config: FinetuneConfig, out_dir: str | Path, *,
                   kept: dict[str, Any], input_shape: dict[str, Any], seed: int = 0,
                   device: str = "cpu", progress: bool = True,
                   objective: LocalDensityObjective | None = None,
-                  pool: TeacherPool | None = None) -> dict[str, nn.Module]:
+                  pool: TeacherPool | None = None,
+                  until_step: int | None = None) -> dict[str, nn.Module]:
     """Train ``networks`` in place (resuming from ``out_dir``) and return them.
 
     ``kept``/``input_shape`` are stored in every train-state checkpoint so each one can be
-    rebuilt on its own with ``gan_prune_env.checkpoint.load_generator``.
+    rebuilt on its own with ``gan_prune_env.checkpoint.load_generator``. ``until_step`` stops
+    after that global step (time-sliced jobs, tests of resumption). Once the run is complete,
+    with ``ema_decay`` the main generator receives the EMA weights (the train states keep the
+    raw ones, which training continues from); the networks leave without hooks.
     """
     if config.steps == 0:
         return networks
     recipe = train_config(task, config, seed, device, progress)
     trainer = build_finetune_trainer(networks, recipe)
-    main = "generator" if task.family == "pix2pix" else "generator_AB"
-    if config.lambda_distill > 0:
-        trainer.generator_regularizers.append(Distillation(teacher[main], config.lambda_distill))
+    main = trainer.main_generator
+    ema = attach_ema(trainer, config.ema_decay)
+    example = torch.zeros(1, *input_shape[main], device=device)
+    features = attach_distillation(trainer, teacher[main], config, example, seed)
     if config.lambda_density > 0:
         if objective is None or pool is None:
             raise ValueError("lambda_density > 0 needs the local-density objective and a pool")
         trainer.generator_regularizers.append(DensityTerm(
             networks[main], objective, pool, config.lambda_density, config.density_centers, seed))
-    train_teacher(recipe, out_dir, resume=True, trainer=trainer,
-                  checkpoint_extra={"kept": kept, "input_shape": input_shape}, final_file=None)
+    try:
+        train_teacher(recipe, out_dir, resume=True, until_step=until_step, trainer=trainer,
+                      checkpoint_extra={"kept": kept, "input_shape": input_shape},
+                      final_file=None)
+    finally:
+        for extension in (features, ema):
+            if extension is not None:
+                extension.remove()
+    if ema is not None and (until_step is None or until_step >= recipe.n_steps):
+        ema.copy_to(networks[main])
     return networks
 
 
-__all__ = ["DensityTerm", "Distillation", "FinetuneConfig", "build_finetune_trainer",
-           "finetune_pair", "train_config"]
+__all__ = ["DensityTerm", "Distillation", "FinetuneConfig", "attach_distillation", "attach_ema",
+           "build_finetune_trainer", "finetune_pair", "train_config"]

@@ -13,9 +13,19 @@ from typing import Any
 
 import numpy as np
 
-from .spec import DYNAMICS_KEYS, ENV_ID, ENV_SEED, FINETUNE_BASE, METHODS, cell_key
+from .spec import DYNAMICS_KEYS, ENV_ID, ENV_SEED, FINETUNE_CADENCE, METHODS, cell_key
 
 _TEACHER_QUALITY: dict[str, dict[str, float]] = {}
+_INCEPTION: list = []  # the FID Inception, loaded once per worker process
+
+
+def fid_inception():
+    """The verified FID Inception weights (``load_fid_inception``), loaded on first use."""
+    from gan_prune_env.evaluation import load_fid_inception
+
+    if not _INCEPTION:
+        _INCEPTION.append(load_fid_inception())
+    return _INCEPTION[0]
 
 
 def env_kwargs(spec: dict[str, Any]) -> dict[str, Any]:
@@ -44,9 +54,8 @@ def run_cell(spec: dict[str, Any]) -> dict[str, Any]:
     from agents.base import SearchTracker
     from agents.run.artifacts import MAIN, compute_table, slice_pair
     from gan_prune_env.config import to_dict
-    from gan_prune_env.data import build_dataset
     from gan_prune_env.envs import make_parallel_env
-    from gan_prune_env.evaluation import evaluate_paired
+    from gan_prune_env.evaluation import evaluate_generator
     from gan_prune_env.finetune import FinetuneConfig, finetune_pair
     from gan_prune_env.latency import measure_latencies
 
@@ -73,7 +82,7 @@ def run_cell(spec: dict[str, Any]) -> dict[str, Any]:
                            "the search evaluated no architecture")
 
     pair = slice_pair(env, best, "cpu")
-    ft_config = FinetuneConfig(**{**FINETUNE_BASE, "steps": spec["finetune_steps"]})
+    ft_config = FinetuneConfig(**{**FINETUNE_CADENCE, "steps": spec["finetune_steps"]})
     t0 = time.perf_counter()
     work = Path(spec["work_dir"])
     work.mkdir(parents=True, exist_ok=True)
@@ -89,15 +98,14 @@ def run_cell(spec: dict[str, Any]) -> dict[str, Any]:
     t0 = time.perf_counter()
     g_name = MAIN[task.family][0]
     teacher_g, pruned_g = pair.teacher[g_name], pair.networks[g_name]
-    dataset = build_dataset(task.data, "test")
     n_images = spec["eval_images"]
-    quality = _numbers(evaluate_paired(pruned_g, dataset, teacher=teacher_g, device="cpu",
-                                       max_images=n_images, progress=False))
+    options = {"teacher": teacher_g, "device": "cpu", "max_images": n_images, "progress": False,
+               "fid_weights": fid_inception() if spec.get("fid", True) else None}
+    quality = _numbers(evaluate_generator(pruned_g, task.data, task.family, **options))
     tq_key = f"{spec['task']}|{n_images}"
     if tq_key not in _TEACHER_QUALITY:
-        _TEACHER_QUALITY[tq_key] = _numbers(evaluate_paired(
-            teacher_g, dataset, teacher=teacher_g, device="cpu", max_images=n_images,
-            progress=False))
+        _TEACHER_QUALITY[tq_key] = _numbers(evaluate_generator(teacher_g, task.data, task.family,
+                                                               **options))
     example = torch.zeros(1, *pair.input_shape[g_name])
     latency = measure_latencies([teacher_g, pruned_g], example, spec["latency_runs"], threads=1)
     evaluate_s = time.perf_counter() - t0

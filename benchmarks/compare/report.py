@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import datetime as _dt
 import json
 from collections import defaultdict
@@ -25,10 +26,12 @@ METRICS = [
     ("psnr", "PSNR (dB)", True, "{:.2f}"),
     ("psnr_teacher", "PSNR-T (dB)", True, "{:.2f}"),
     ("ssim", "SSIM", True, "{:.3f}"),
+    ("fid", "FID", False, "{:.1f}"),
+    ("kid", "KID x1e3", False, "{:.1f}"),
     ("proxy_fd", "proxy FD", False, "{:.3f}"),
     ("latency_ms", "G latency (ms)", False, "{:.2f}"),
 ]
-QUALITY = ("psnr", "psnr_teacher", "ssim", "proxy_fd")
+QUALITY = ("psnr", "psnr_teacher", "ssim", "fid", "kid", "proxy_fd")
 
 
 def cell_metrics(record: dict[str, Any]) -> dict[str, float]:
@@ -43,6 +46,8 @@ def cell_metrics(record: dict[str, Any]) -> dict[str, float]:
         "d_ratio": c["discriminator/pruned"]["macs"] / c["discriminator/teacher"]["macs"],
         "psnr": q["psnr"], "psnr_teacher": q["psnr_teacher"], "ssim": q["ssim"],
         "ssim_teacher": q["ssim_teacher"], "proxy_fd": q["proxy_fd"],
+        # cells recorded before the real FID existed have none: NaN, shown as "—"
+        "fid": q.get("fid", math.nan), "kid": q.get("kid", math.nan) * 1e3,
         "latency_ms": pruned_ms, "speedup": teacher_ms / pruned_ms,
         "within_budget": float(record["best"]["within_budget"]),
         "reward_g": record["best"]["rewards"]["generator"],
@@ -69,6 +74,8 @@ class Stat:
         return cls(float(a.mean()), std, float(a.min()), float(a.max()), len(a), list(values))
 
     def pm(self, fmt: str) -> str:
+        if math.isnan(self.mean):
+            return "—"
         return f"{fmt.format(self.mean)} ± {fmt.format(self.std)}"
 
     def range(self, fmt: str) -> str:
@@ -96,7 +103,8 @@ def winners_section(records, stats, task, budgets, methods) -> list[str]:
             continue
         lines.append(f"**Budget {budget:.0%}** (G MACs target):")
         for metric, header, higher, fmt in METRICS:
-            if metric not in QUALITY:
+            if metric not in QUALITY or any(math.isnan(stats[(task, budget, m)][metric].mean)
+                                            for m in present):
                 continue
             ranked = sorted(present, key=lambda m: stats[(task, budget, m)][metric].mean,
                             reverse=higher)

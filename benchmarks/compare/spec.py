@@ -19,11 +19,10 @@ DEFAULT_DATA_ROOT = ROOT.parent / "shared" / "data"  # the brief's layout; else 
 ENV_ID = "Pix2PixPrune-v0"
 ENV_SEED = 0  # selects pool / evaluation images: the same task for every cell
 
-# The fine-tuning recipe of every cell: the project's default run recipe (configs/default.yaml)
-# with the step count from the command line (lr decay is clamped to the step count).
-FINETUNE_BASE = {"batch_size": 8, "lr": 2e-4, "lambda_task": 100.0, "lambda_distill": 10.0,
-                 "lr_decay_steps": 300, "lambda_density": 0.0, "save_every": 100_000,
-                 "log_every": 50, "image_every": 0}
+# The fine-tuning recipe of every cell is the project's (FinetuneConfig's defaults) with the step
+# count from the command line; only the checkpoint/logging cadence differs (cells are short and
+# their scratch folders are deleted).
+FINETUNE_CADENCE = {"save_every": 100_000, "log_every": 50, "image_every": 0}
 
 
 @dataclass(frozen=True)

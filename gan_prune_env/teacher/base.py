@@ -8,17 +8,29 @@ already-built networks, so the same update rules fine-tune pruned networks after
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
 
 from gan_prune_env.checkpoint import build_network, network_config, network_names
+from gan_prune_env.config import ConfigError
 from gan_prune_env.teacher.config import TeacherTrainConfig
 
 Batch = dict[str, Any]
 Regularizer = Callable[[Batch, torch.Tensor], tuple[torch.Tensor, dict[str, torch.Tensor]]]
-"""An extra generator loss: ``(batch, main generator output) -> (weighted loss, named terms)``."""
+"""An extra generator loss: ``(batch, main generator output) -> (weighted loss, named terms)``.
+The output is the very tensor the main generator's forward on ``batch["A"]`` returned (never a
+copy), so a regulariser can match it with what hooks recorded during that forward."""
+
+
+class Extension(Protocol):
+    """State trained along with a trainer's networks (fine-tuning: distillation adapters, a
+    weight EMA) that train-state checkpoints must hold for an exact resumption."""
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
 def set_requires_grad(networks: Iterable[nn.Module], flag: bool) -> None:
@@ -57,6 +69,7 @@ class GANTrainer:
         self.networks = networks
         self.optimizers = optimizers
         self.generator_regularizers: list[Regularizer] = []
+        self.extensions: dict[str, Extension] = {}  # saved in train states under these names
 
     def regularization(self, batch: Batch, fake: torch.Tensor
                        ) -> tuple[torch.Tensor | float, dict[str, torch.Tensor]]:
@@ -101,8 +114,17 @@ class GANTrainer:
             generator.train(was_training)
 
     def extra_state(self) -> dict[str, Any]:
-        """State beyond networks and optimisers that a resumed run needs (e.g. image pools)."""
-        return {}
+        """State beyond networks and optimisers that a resumed run needs (the extensions;
+        subclasses add theirs, e.g. image pools)."""
+        return {"extensions": {name: ext.state_dict() for name, ext in self.extensions.items()}}
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
-        """Restore what :meth:`extra_state` returned."""
+        """Restore what :meth:`extra_state` returned. A run is only continued with the
+        extensions it was interrupted with (a state without the key predates extensions)."""
+        saved = state.get("extensions", {})
+        if set(saved) != set(self.extensions):
+            raise ConfigError(f"cannot resume: the train state holds extensions {sorted(saved)}, "
+                              f"this run has {sorted(self.extensions)}; use the interrupted run's "
+                              "settings or a new output folder")
+        for name, extension in self.extensions.items():
+            extension.load_state_dict(saved[name])

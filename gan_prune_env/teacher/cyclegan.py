@@ -102,8 +102,10 @@ class CycleGANTrainer(GANTrainer):
         return {name: value.item() for name, value in losses.items()}
 
     def extra_state(self) -> dict[str, Any]:
-        return {"pools": {name: pool.state_dict() for name, pool in self.pools.items()}}
+        return {**super().extra_state(),
+                "pools": {name: pool.state_dict() for name, pool in self.pools.items()}}
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
+        super().load_extra_state(state)
         for name, pool in self.pools.items():
             pool.load_state_dict(state["pools"][name])

@@ -2,8 +2,9 @@
 
 A run directory holds ``checkpoints/train_state_<step>.pt`` (everything needed to continue),
 ``tensorboard/`` and, once the run is complete, ``teacher.pt``. Resuming restores networks,
-optimisers, image pools and RNG states, and restarts the batch stream at the saved step, so on
-CPU an interrupted and resumed run ends with the same weights as an uninterrupted one.
+optimisers, image pools, the trainer's extensions (fine-tuning's distillation adapters and weight
+EMA) and RNG states, and restarts the batch stream at the saved step, so on CPU an interrupted
+and resumed run ends with the same weights as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -67,11 +68,12 @@ def _restore(trainer: GANTrainer, payload: dict[str, Any], config: TeacherTrainC
     where = payload.get("path", "train state")
     state = payload["train_state"]
     _check_resumable(state["config"], config, where)
+    # first: it refuses a run with other extensions (whose optimiser groups differ) clearly
+    trainer.load_extra_state(state["trainer"])
     for name, net in trainer.networks.items():
         load_state_dict_checked(net, payload[name], source=f"{where} [{name}]")
     for name, optimizer in trainer.optimizers.items():
         optimizer.load_state_dict(state["optimizers"][name])
-    trainer.load_extra_state(state["trainer"])
     restore_rng_state(state["rng"])
     return state
 

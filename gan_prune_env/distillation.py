@@ -1,0 +1,301 @@
+"""Teacher-student terms of fine-tuning: output and intermediate-feature distillation, weight EMA.
+
+Feature distillation follows GAN Compression (Li et al., 2020) and OMGD (Ren et al., 2021): at a
+few generator layers the student's activation ``S_l`` goes through a learned 1x1 conv adapter
+``A_l`` (student channels -> teacher channels) and is pulled towards the teacher's activation
+``T_l`` of the same-named module, ``sum_l MSE(A_l(S_l(x)), T_l(x))``. Physical slicing keeps the
+teacher's module names, so layers are addressed by name and read with forward hooks. The output
+term tells the student *what* to produce; the feature term also tells it *how*, which matters
+most when pruning removed much of the teacher's width.
+
+The weight EMA averages the generator over the last ~``1 / (1 - decay)`` optimiser steps, which
+smooths out the step-to-step oscillation of adversarial training; the final networks use it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import partial
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from gan_prune_env.config import ConfigError
+from gan_prune_env.losses import l1_loss
+from gan_prune_env.models.factory import init_weights
+from gan_prune_env.models.resnet import ResnetBlock, ResnetGenerator
+from gan_prune_env.models.unet import UnetGenerator, UnetSkipConnectionBlock
+from gan_prune_env.teacher.base import Batch
+
+AUTO = "auto"
+"""``feature_layers`` value that picks :func:`auto_feature_layers`."""
+AUTO_LAYER_COUNT = 4
+"""Layers "auto" picks: GAN Compression and OMGD both distill four."""
+ADAPTER_INIT_GAIN = 0.02
+"""Std of the adapters' normal init, GAN Compression's ``init_net`` default."""
+
+
+# --- which layers -------------------------------------------------------------------------------
+
+
+def _unet_decoder_outputs(generator: UnetGenerator) -> list[str]:
+    """Per inner U-Net level, the module right after its up-convolution (its norm): the level's
+    decoder output before the skip concatenation. Deepest level first (forward order)."""
+    names = []
+    for name, block in generator.named_modules():
+        if isinstance(block, UnetSkipConnectionBlock) and not block.outermost:
+            up = next(i for i, m in enumerate(block.model) if isinstance(m, nn.ConvTranspose2d))
+            names.append(f"{name}.model.{up + 1}")
+    return names[::-1]  # named_modules lists the outer levels first
+
+
+def _resnet_trunk(generator: ResnetGenerator) -> list[str]:
+    """The residual trunk in forward order: its input (the last module of the down-sampling
+    stem) and the output of every residual block."""
+    blocks = [i for i, m in enumerate(generator.model) if isinstance(m, ResnetBlock)]
+    return [f"model.{i}" for i in [blocks[0] - 1, *blocks]]
+
+
+def _evenly_spaced(items: Sequence[str], count: int) -> tuple[str, ...]:
+    """``count`` items spread evenly over ``items``, both ends included."""
+    if len(items) <= count:
+        return tuple(items)
+    last = len(items) - 1
+    return tuple(items[round(i * last / (count - 1))] for i in range(count))
+
+
+def auto_feature_layers(generator: nn.Module) -> tuple[str, ...]:
+    """Four layers spread evenly, both ends included, over the part of ``generator`` that
+    synthesises the image (GAN Compression's rule for ResNets; OMGD also distills four).
+
+    * ResNet: the residual trunk (its input after the down-sampling stem, then each block's
+      output). For ``resnet_9blocks`` this gives ``model.9/12/15/18``, GAN Compression's exact
+      ``mapping_layers``; ``resnet_6blocks`` gives ``model.9/11/13/15``.
+    * U-Net: the decoder output of the inner levels (the norm after each up-convolution), from
+      the bottleneck to the level just below the output. The decoder is where the image is
+      rebuilt; the block outputs themselves are not used because half of their channels are a
+      verbatim copy of encoder features (the skip) and the parent's in-place ReLU rewrites them
+      (OMGD's U-Net layers mix such concatenations with encoder activations).
+      ``unet_auto`` at 64 px has 5 inner levels (2..32 px) and gets levels 1, 2, 4, 5 (2, 4, 16,
+      32 px); ``unet_256`` gets 2, 8, 32 and 128 px.
+
+    The output layer itself is left to the output (L1) distillation term.
+    """
+    if isinstance(generator, UnetGenerator):
+        candidates = _unet_decoder_outputs(generator)
+    elif isinstance(generator, ResnetGenerator):
+        candidates = _resnet_trunk(generator)
+    else:
+        raise ValueError(f"feature_layers 'auto' knows U-Net and ResNet generators, not "
+                         f"{type(generator).__name__}; list the layers by name")
+    return _evenly_spaced(candidates, AUTO_LAYER_COUNT)
+
+
+def resolve_feature_layers(generator: nn.Module, layers: Sequence[str] | str
+                           ) -> tuple[str, ...]:
+    """``layers`` with "auto" expanded; unknown module names raise a ValueError."""
+    resolved = auto_feature_layers(generator) if layers == AUTO else tuple(layers)
+    modules = dict(generator.named_modules())
+    unknown = [name for name in resolved if not name or name not in modules]
+    if unknown:
+        raise ValueError(f"feature_layers {unknown} are not modules of the generator; names "
+                         f"are as in named_modules(), e.g. 'auto' picks "
+                         f"{list(auto_feature_layers(generator))}")
+    return resolved
+
+
+# --- reading activations ------------------------------------------------------------------------
+
+
+class ActivationRecorder:
+    """Keeps the outputs of named submodules of ``network``, one record per forward of the whole
+    network, until :meth:`pop` asks for the record of the forward that returned a given tensor.
+
+    Records are matched by the identity of the returned tensor, not by call order, because the
+    trainer runs the student and may run it several times per step: CycleGAN's ``G_AB`` also
+    maps ``fake_A`` (cycle) and ``real_B`` (identity) before the regularisers see
+    ``fake_B = G_AB(real_A)``. A layer whose output is later modified in place (e.g. by an
+    in-place ReLU) is seen after that modification, for teacher and student alike.
+    """
+
+    def __init__(self, network: nn.Module, layers: Sequence[str]) -> None:
+        modules = dict(network.named_modules())
+        self._current: dict[str, torch.Tensor] = {}
+        self._records: list[tuple[torch.Tensor, dict[str, torch.Tensor]]] = []
+        self._handles = [
+            network.register_forward_pre_hook(self._start),
+            *(modules[name].register_forward_hook(partial(self._keep, name)) for name in layers),
+            network.register_forward_hook(self._finish),
+        ]
+
+    def _start(self, module: nn.Module, args: tuple) -> None:
+        self._current = {}
+
+    def _keep(self, name: str, module: nn.Module, args: tuple, output: torch.Tensor) -> None:
+        self._current[name] = output
+
+    def _finish(self, module: nn.Module, args: tuple, output: torch.Tensor) -> None:
+        self._records.append((output, self._current))
+
+    def pop(self, output: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Activations of the forward that returned ``output``; every record is then dropped,
+        so activations never outlive the step that produced them."""
+        records, self._records = self._records, []
+        for produced, activations in records:
+            if produced is output:
+                return activations
+        raise RuntimeError("no recorded forward of the network returned this tensor (was it "
+                           "copied or transformed after the forward?)")
+
+    def remove(self) -> None:
+        """Unhook the network (it leaves fine-tuning without hooks)."""
+        for handle in self._handles:
+            handle.remove()
+        self._records = []
+
+
+def _activation_channels(network: nn.Module, layers: Sequence[str], example: torch.Tensor
+                         ) -> list[int]:
+    """Channels of each layer's output, read off one eval-mode forward of ``example`` (eval and
+    no_grad: no running statistic, gradient or random number is touched)."""
+    recorder = ActivationRecorder(network, layers)
+    was_training = network.training
+    network.eval()
+    try:
+        with torch.no_grad():
+            activations = recorder.pop(network(example))
+    finally:
+        network.train(was_training)
+        recorder.remove()
+    return [activations[name].shape[1] for name in layers]
+
+
+def _check_same_settings(saved: dict[str, Any], current: dict[str, Any], what: str) -> None:
+    """Exact resumption needs the interrupted run's settings."""
+    changed = sorted(k for k, v in current.items() if saved.get(k) != v)
+    if changed:
+        raise ConfigError(f"cannot resume {what}: {changed} differ from the interrupted run; use "
+                          "its settings or a new output folder")
+
+
+# --- the terms --------------------------------------------------------------------------------
+
+
+class FeatureDistillation:
+    """``weight * sum_l MSE(A_l(S_l(x)), T_l(x))`` over ``layers``.
+
+    The adapters ``A_l`` are 1x1 convs (with bias) initialised as GAN Compression does (weights
+    N(0, 0.02) from ``seed``, biases 0), so they start near zero and learn the student-to-teacher
+    channel map. An identity-like start on the kept channels was not used: mapping a hooked
+    module's channels back to the kept indices of its pruning group needs the dependency graph,
+    and it would not help a re-initialised student anyway. The caller trains :attr:`adapters`
+    with the generator's optimiser and checkpoints them through :meth:`state_dict`.
+
+    Args:
+        student, teacher: generators of one architecture (the student possibly thinner).
+        layers: module names (``named_modules()``) hooked in both.
+        weight: ``lambda_feature``.
+        example: one input batch, to read the layers' channel counts off a forward pass.
+        seed: adapter initialisation (a private generator: the global RNG is untouched).
+    """
+
+    def __init__(self, student: nn.Module, teacher: nn.Module, layers: Sequence[str],
+                 weight: float, example: torch.Tensor, seed: int) -> None:
+        self.layers, self.weight = tuple(layers), weight
+        pairs = zip(_activation_channels(student, layers, example),
+                    _activation_channels(teacher, layers, example))
+        self.adapters = init_weights(
+            nn.ModuleList(nn.Conv2d(s, t, kernel_size=1) for s, t in pairs),
+            gain=ADAPTER_INIT_GAIN, seed=seed).to(example.device)
+        self.student = ActivationRecorder(student, layers)
+        self.teacher = ActivationRecorder(teacher, layers)
+
+    def __call__(self, fake: torch.Tensor, target: torch.Tensor
+                 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The term for the student forward that returned ``fake`` and the teacher forward that
+        returned ``target`` (run under no_grad by the caller)."""
+        student, teacher = self.student.pop(fake), self.teacher.pop(target)
+        loss = sum(F.mse_loss(adapter(student[name]), teacher[name])
+                   for name, adapter in zip(self.layers, self.adapters))
+        return self.weight * loss, {"G_feature": loss.detach()}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"layers": list(self.layers), "weight": self.weight,
+                "adapters": self.adapters.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        _check_same_settings(state, {"layers": list(self.layers), "weight": self.weight},
+                             "feature distillation")
+        self.adapters.load_state_dict(state["adapters"])
+
+    def remove(self) -> None:
+        """Unhook student and teacher."""
+        self.student.remove()
+        self.teacher.remove()
+
+
+class Distillation:
+    """Generator regulariser pulling the student towards the frozen teacher on the student's
+    own input ``batch["A"]`` (the main generator's input in both families):
+    ``weight * L1(G(x), T(x))`` plus the optional feature term. One teacher forward serves both.
+    """
+
+    def __init__(self, teacher: nn.Module, weight: float,
+                 features: FeatureDistillation | None = None) -> None:
+        self.teacher = teacher.eval().requires_grad_(False)
+        self.weight, self.features = weight, features
+
+    def __call__(self, batch: Batch, fake: torch.Tensor
+                 ) -> tuple[torch.Tensor | float, dict[str, torch.Tensor]]:
+        with torch.no_grad():
+            target = self.teacher(batch["A"])
+        loss: torch.Tensor | float = 0.0
+        terms: dict[str, torch.Tensor] = {}
+        if self.weight > 0:
+            output = l1_loss(fake, target)
+            loss, terms["G_distill"] = self.weight * output, output.detach()
+        if self.features is not None:
+            feature_loss, feature_terms = self.features(fake, target)
+            loss = loss + feature_loss
+            terms.update(feature_terms)
+        return loss, terms
+
+
+class GeneratorEMA:
+    """Exponential moving average of a generator's parameters *and* buffers, updated after every
+    ``optimizer.step()``: ``ema = decay * ema + (1 - decay) * current`` (the first update copies,
+    as ``torch.optim.swa_utils.AveragedModel`` does). Buffers are averaged too
+    (``use_buffers=True``) so BatchNorm running statistics belong to the averaged weights.
+    """
+
+    def __init__(self, generator: nn.Module, decay: float,
+                 optimizer: torch.optim.Optimizer) -> None:
+        self.generator, self.decay = generator, decay
+        self.averaged = AveragedModel(generator, multi_avg_fn=get_ema_multi_avg_fn(decay),
+                                      use_buffers=True)
+        self._handle = optimizer.register_step_post_hook(lambda *_: self.update())
+
+    def update(self) -> None:
+        self.averaged.update_parameters(self.generator)
+
+    def copy_to(self, generator: nn.Module) -> None:
+        """Load the averaged weights and buffers into ``generator``."""
+        generator.load_state_dict(self.averaged.module.state_dict())
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"decay": self.decay, "averaged": self.averaged.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        _check_same_settings(state, {"decay": self.decay}, "the weight EMA")
+        self.averaged.load_state_dict(state["averaged"])
+
+    def remove(self) -> None:
+        """Stop following the optimiser."""
+        self._handle.remove()
+
+
+__all__ = ["AUTO", "ActivationRecorder", "Distillation", "FeatureDistillation", "GeneratorEMA",
+           "auto_feature_layers", "resolve_feature_layers"]

@@ -1,0 +1,290 @@
+"""Fine-tuning recipe: feature distillation, weight EMA, exact resumption, config validation."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from torch import nn
+
+from gan_prune_env.checkpoint import read_checkpoint
+from gan_prune_env.config import ConfigError, from_dict
+from gan_prune_env.data import DataConfig, build_dataset
+from gan_prune_env.distillation import (
+    ActivationRecorder,
+    Distillation,
+    FeatureDistillation,
+    GeneratorEMA,
+    auto_feature_layers,
+)
+from gan_prune_env.finetune import (
+    FinetuneConfig,
+    attach_distillation,
+    build_finetune_trainer,
+    finetune_pair,
+    train_config,
+)
+from gan_prune_env.models import DiscriminatorConfig, GeneratorConfig, build_generator
+from gan_prune_env.pruning import ChannelSpace, slice_by_indices
+from gan_prune_env.tasks import TaskConfig
+from gan_prune_env.teacher.base import build_networks
+
+ROOT = Path(__file__).resolve().parents[1]
+SIZE = 32
+MAIN = {"pix2pix": "generator", "cyclegan": "generator_AB"}
+
+
+def tiny_task(family: str = "pix2pix") -> TaskConfig:
+    """32x32 procedural images, ngf/ndf 4 (as the teacher tests): a step takes milliseconds."""
+    if family == "pix2pix":
+        generator = GeneratorConfig(arch="unet_auto", ngf=4, image_size=SIZE)
+        discriminator = DiscriminatorConfig(input_nc=6, ndf=4)
+    else:
+        generator = GeneratorConfig(arch="resnet_6blocks", ngf=4, norm="instance",
+                                    image_size=SIZE)
+        discriminator = DiscriminatorConfig(input_nc=3, ndf=4, norm="instance")
+    data = DataConfig(crop_size=SIZE, load_size=SIZE, procedural_size=16, max_items=16,
+                      mode="aligned" if family == "pix2pix" else "unaligned")
+    return TaskConfig(name="tiny", family=family, data=data, generator=generator,
+                      discriminator=discriminator, image_size=SIZE)
+
+
+def tiny_config(**overrides) -> FinetuneConfig:
+    settings = dict(steps=4, batch_size=2, lr_decay_steps=2, save_every=2, log_every=1,
+                    image_every=2, lambda_distill=1.0)
+    return FinetuneConfig(**{**settings, **overrides})
+
+
+def sliced_pair(family: str = "pix2pix") -> dict:
+    """An untrained teacher and a copy whose main generator keeps half its channels."""
+    task = tiny_task(family)
+    teacher = build_networks(train_config(task, tiny_config(), 0, "cpu", False))
+    main, example = MAIN[family], torch.zeros(1, 3, SIZE, SIZE)
+    space = ChannelSpace(teacher[main], example)
+    kept = space.keep_indices([max(1, int(c) // 2) for c in space.num_channels])
+    networks = {name: copy.deepcopy(net) for name, net in teacher.items()}
+    networks[main] = slice_by_indices(teacher[main], example, kept)
+    return {"networks": networks, "teacher": teacher, "task": task, "kept": {main: kept},
+            "input_shape": {main: [3, SIZE, SIZE]}}
+
+
+def batch_of(task: TaskConfig, size: int = 2) -> dict[str, torch.Tensor]:
+    dataset = build_dataset(task.data, "train")
+    items = [dataset[i] for i in range(size)]
+    return {key: torch.stack([item[key] for item in items]) for key in ("A", "B")}
+
+
+def trainer_with_features(pair: dict, **config):
+    """The family's trainer with feature distillation attached, as ``finetune_pair`` does."""
+    recipe = train_config(pair["task"], tiny_config(**config), 0, "cpu", False)
+    trainer = build_finetune_trainer(pair["networks"], recipe)
+    main = trainer.main_generator
+    features = attach_distillation(trainer, pair["teacher"][main], tiny_config(**config),
+                                   torch.zeros(1, 3, SIZE, SIZE), seed=0)
+    return trainer, features
+
+
+def activations(network: nn.Module, layers, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    recorder = ActivationRecorder(network, layers)
+    with torch.no_grad():
+        found = recorder.pop(network(x))
+    recorder.remove()
+    return found
+
+
+def state_equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+# --- layers ------------------------------------------------------------------------------------
+
+
+def test_auto_layers_are_the_resnet_trunk_and_the_unet_decoder():
+    resnet9 = build_generator(GeneratorConfig(arch="resnet_9blocks", ngf=2))
+    assert auto_feature_layers(resnet9) == ("model.9", "model.12", "model.15", "model.18")
+    resnet6 = build_generator(GeneratorConfig(arch="resnet_6blocks", ngf=2))
+    assert auto_feature_layers(resnet6) == ("model.9", "model.11", "model.13", "model.15")
+
+    unet = build_generator(GeneratorConfig(arch="unet_auto", ngf=2, image_size=64)).eval()
+    layers = auto_feature_layers(unet)
+    modules = dict(unet.named_modules())
+    assert all(isinstance(modules[name], nn.BatchNorm2d) for name in layers)  # decoder norms
+    sizes = [a.shape[-1] for a in activations(unet, layers, torch.zeros(1, 3, 64, 64)).values()]
+    assert sizes == [2, 4, 16, 32]  # bottleneck to the level below the output
+
+
+# --- the feature term ----------------------------------------------------------------------------
+
+
+def test_feature_loss_is_zero_for_the_teacher_itself_and_positive_when_perturbed():
+    teacher = build_generator(tiny_task().generator, seed=0).eval()
+    student = copy.deepcopy(teacher).eval()
+    x = torch.rand(2, 3, SIZE, SIZE) * 2 - 1
+    features = FeatureDistillation(student, teacher, auto_feature_layers(teacher), 1.0,
+                                   x[:1], seed=0)
+    with torch.no_grad():
+        for adapter in features.adapters:
+            adapter.weight.copy_(torch.eye(adapter.out_channels)[:, :, None, None])
+            adapter.bias.zero_()
+    distillation = Distillation(teacher, 0.0, features)
+    loss, terms = distillation({"A": x}, student(x))
+    assert loss.item() == 0.0 and set(terms) == {"G_feature"}
+
+    with torch.no_grad():
+        student.model.model[1].model[1].weight.add_(0.1)  # an encoder conv: every layer moves
+    loss, _ = distillation({"A": x}, student(x))
+    assert loss.item() > 0
+    features.remove()
+
+
+def test_adapters_are_trained_by_the_generator_optimiser_and_the_teacher_is_not():
+    pair = sliced_pair()
+    trainer, features = trainer_with_features(pair, feature_layers="auto")
+    teacher = pair["teacher"]["generator"]
+    assert len(features.adapters) == 4
+    assert all(a.in_channels < a.out_channels for a in features.adapters)  # student is thinner
+    adapters_before = copy.deepcopy(features.adapters.state_dict())
+    teacher_before = copy.deepcopy(teacher.state_dict())
+
+    losses = trainer.train_step(batch_of(pair["task"]))
+    assert losses["G_feature"] > 0 and "G_distill" in losses
+    after = features.adapters.state_dict()
+    assert all(not torch.equal(adapters_before[k], after[k]) for k in after)
+    assert state_equal(teacher_before, teacher.state_dict())
+    features.remove()
+
+
+def test_cyclegan_features_are_those_of_g_ab_on_real_a():
+    """``G_AB`` also runs on ``fake_A`` (cycle) and ``real_B`` (identity) in the same step."""
+    pair = sliced_pair("cyclegan")
+    student_before = copy.deepcopy(pair["networks"]["generator_AB"])  # before any hook exists
+    trainer, features = trainer_with_features(pair, feature_layers="auto")
+    seen = {}
+    pop = features.student.pop
+
+    def spy(output):
+        seen.update(pop(output))
+        return seen
+
+    features.student.pop = spy
+    batch = batch_of(pair["task"])
+    trainer.train_step(batch)
+    features.remove()
+    expected = activations(student_before, features.layers, batch["A"])
+    other = activations(student_before, features.layers, batch["B"])
+    for name in features.layers:
+        torch.testing.assert_close(seen[name], expected[name])
+        assert not torch.allclose(seen[name], other[name])
+
+
+# --- EMA ----------------------------------------------------------------------------------------
+
+
+def test_ema_follows_the_update_rule_with_buffers():
+    net = nn.Sequential(nn.Conv2d(2, 3, 1), nn.BatchNorm2d(3))
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.5)
+    ema = GeneratorEMA(net, 0.9, optimizer)
+
+    def step():
+        optimizer.zero_grad()
+        net(torch.randn(4, 2, 3, 3)).square().mean().backward()
+        optimizer.step()
+
+    step()  # the first update copies
+    assert state_equal(ema.averaged.module.state_dict(), net.state_dict())
+    old = copy.deepcopy(ema.averaged.module.state_dict())
+    step()
+    averaged = ema.averaged.module.state_dict()
+    for key in ("0.weight", "1.bias", "1.running_mean", "1.running_var"):
+        torch.testing.assert_close(averaged[key], 0.9 * old[key] + 0.1 * net.state_dict()[key])
+
+    ema.remove()
+    step()  # no longer following the optimiser
+    assert state_equal(averaged, ema.averaged.module.state_dict())
+    with pytest.raises(ConfigError, match="decay"):
+        GeneratorEMA(net, 0.99, optimizer).load_state_dict(ema.state_dict())
+
+
+# --- the whole fine-tune ----------------------------------------------------------------------
+
+
+def test_interrupted_finetune_with_features_and_ema_resumes_bit_identically(tmp_path):
+    config = tiny_config(feature_layers="auto", ema_decay=0.9)
+
+    def run(out: Path, until_step: int | None = None) -> dict:
+        pair = sliced_pair()
+        finetune_pair(pair["networks"], pair["teacher"], pair["task"], config, out,
+                      kept=pair["kept"], input_shape=pair["input_shape"], progress=False,
+                      until_step=until_step)
+        return pair
+
+    straight = run(tmp_path / "straight")
+    run(tmp_path / "resumed", until_step=3)
+    assert (tmp_path / "resumed" / "checkpoints" / "train_state_00000003.pt").exists()
+    resumed = run(tmp_path / "resumed")
+    for name, net in straight["networks"].items():
+        assert state_equal(net.state_dict(), resumed["networks"][name].state_dict()), name
+
+    final = read_checkpoint(tmp_path / "straight" / "checkpoints" / "train_state_00000004.pt")
+    again = read_checkpoint(tmp_path / "resumed" / "checkpoints" / "train_state_00000004.pt")
+    extensions = final["train_state"]["trainer"]["extensions"]
+    assert state_equal(extensions["feature_distillation"]["adapters"],
+                       again["train_state"]["trainer"]["extensions"]["feature_distillation"][
+                           "adapters"])
+    # the returned generator holds the EMA weights; the train state keeps the raw ones
+    generator = straight["networks"]["generator"].state_dict()
+    averaged = {k.removeprefix("module."): v
+                for k, v in extensions["ema"]["averaged"].items() if k != "n_averaged"}
+    assert state_equal(generator, averaged)
+    assert not state_equal(generator, final["generator"])
+    # and the networks leave without hooks
+    assert not straight["networks"]["generator"]._forward_hooks
+    assert not straight["teacher"]["generator"]._forward_hooks
+
+
+def test_resume_refuses_other_distillation_or_ema_settings(tmp_path):
+    pair = sliced_pair()
+    args = (pair["networks"], pair["teacher"], pair["task"])
+    kwargs = dict(kept=pair["kept"], input_shape=pair["input_shape"], progress=False)
+    finetune_pair(*args, tiny_config(feature_layers="auto", ema_decay=0.9), tmp_path,
+                  until_step=1, **kwargs)
+    with pytest.raises(ConfigError, match="extensions"):
+        finetune_pair(*args, tiny_config(ema_decay=0.9), tmp_path, **kwargs)
+    with pytest.raises(ConfigError, match="decay"):
+        finetune_pair(*args, tiny_config(feature_layers="auto", ema_decay=0.5), tmp_path,
+                      **kwargs)
+
+
+# --- configuration ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("field, value", [
+    ("feature_layers", "aut"), ("feature_layers", ["model.model.1", "model.model.1"]),
+    ("feature_layers", [""]), ("lambda_feature", 0.0), ("ema_decay", 1.0), ("ema_decay", -0.1),
+    ("lambda_distill", -1.0),
+])
+def test_invalid_values_raise_naming_the_field(field, value):
+    with pytest.raises(ValueError, match=field):
+        FinetuneConfig(**{field: value})
+
+
+def test_config_keys_and_layer_names_are_checked():
+    with pytest.raises(ConfigError, match="ema_decy"):
+        from_dict(FinetuneConfig, {"ema_decy": 0.9})
+    config = from_dict(FinetuneConfig, {"feature_layers": ["model.9"], "ema_decay": 0.999})
+    assert config.feature_layers == ("model.9",)
+    with pytest.raises(ValueError, match=r"\['model\.99'\]"):
+        trainer_with_features(sliced_pair(), feature_layers=["model.99"])
+
+
+def test_the_recipe_is_defined_once():
+    defaults = FinetuneConfig()
+    assert defaults.lambda_distill == 10.0
+    assert defaults.feature_layers == () and defaults.ema_decay == 0.0  # off until measured
+    run = yaml.safe_load((ROOT / "configs" / "default.yaml").read_text())
+    restated = {k: v for k, v in (run.get("finetune") or {}).items()
+                if getattr(defaults, k) == v}
+    assert not restated, f"configs/default.yaml restates FinetuneConfig defaults: {restated}"
