@@ -16,6 +16,8 @@ flushed and fsynced), so a run can be stopped and resumed: finished cells are sk
 Methods (``--methods``):
 
 =================  ==============================================================================
+``scratch``        the thin student: the ``uniform`` architecture with fresh weights, distilled
+                   with the same recipe and steps (what a user would do instead of pruning)
 ``uniform``        every group at the largest uniform keep ratio (L1-norm channel ranking)
 ``random``         random per-group ratios rescaled onto the budget, best of the search
 ``ppo``            SB3 PPO, alternating genG / genD single-agent views
@@ -68,13 +70,10 @@ import os
 import shutil
 import sys
 import time
-import traceback
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-from compare.cells import worker_init, run_cell
+from compare.cells import run_cells
 from compare.report import make_report
 from compare.spec import (
     DEFAULT_FACADES_TEACHER, DEFAULT_DATA_ROOT, DEFAULT_OUT, METHODS, QUICK_OUT, RESULTS_FILE,
@@ -95,7 +94,7 @@ def plan_cells(args: argparse.Namespace) -> list[dict[str, Any]]:
                         "seed": int(seed), "rounds": args.rounds,
                         "finetune_steps": args.finetune_steps,
                         "eval_images": args.eval_images, "latency_runs": args.latency_runs,
-                        "facades_teacher": args.facades_teacher,
+                        "facades_teacher": args.facades_teacher, "recipe": args.recipe,
                         "work_dir": str(args.work_dir), "threads": 1})
     return cells
 
@@ -105,8 +104,8 @@ def _check_protocol(done: dict[str, dict], cell: dict[str, Any]) -> bool:
     record = done.get(cell_key(cell["task"], cell["budget"], cell["method"], cell["seed"]))
     if record is None:
         return False
-    for key in ("rounds", "finetune_steps", "eval_images"):
-        if record[key] != cell[key]:
+    for key in ("rounds", "finetune_steps", "eval_images", "recipe"):
+        if record.get(key, {}) != cell[key]:
             raise SystemExit(
                 f"error: {record['key']} was run with {key}={record[key]}, this run asks for "
                 f"{cell[key]}; use another --results file to compare protocols")
@@ -132,6 +131,7 @@ def command_run(args: argparse.Namespace) -> int:
         raise SystemExit(f"error: unknown task(s) {bad}; choose from {list(TASKS)}")
     if args.rounds < 1 or args.finetune_steps < 0:
         raise SystemExit("error: --rounds must be >= 1 and --finetune-steps >= 0")
+    args.recipe = recipe_overrides(args.recipe)
     out = Path(args.out) if args.out else (QUICK_OUT if args.quick else DEFAULT_OUT)
     results = Path(args.results) if args.results else out / RESULTS_FILE
     args.work_dir = Path(args.work_dir) if args.work_dir else out / ".compare_work"
@@ -149,23 +149,8 @@ def command_run(args: argparse.Namespace) -> int:
     began = time.perf_counter()
     failed: list[str] = []
     if todo:
-        if args.workers <= 1:
-            worker_init(data_root)
-            for cell in todo:
-                try:
-                    _finish(results, run_cell(cell), began)
-                except Exception:  # report it now, go on with the other cells
-                    failed.append(_failure(cell))
-        else:
-            context = get_context("spawn")
-            with ProcessPoolExecutor(args.workers, mp_context=context, initializer=worker_init,
-                                     initargs=(data_root,)) as pool:
-                futures = {pool.submit(run_cell, c): c for c in todo}
-                for future in as_completed(futures):
-                    try:
-                        _finish(results, future.result(), began)
-                    except Exception:
-                        failed.append(_failure(futures[future]))
+        failed = run_cells(todo, args.workers, data_root,
+                           lambda record: _finish(results, record, began), _cell_name)
         shutil.rmtree(args.work_dir, ignore_errors=True)
     print(f"run finished in {time.perf_counter() - began:.0f} s wall", flush=True)
     if failed:
@@ -176,10 +161,22 @@ def command_run(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _failure(cell: dict[str, Any]) -> str:
-    key = cell_key(cell["task"], cell["budget"], cell["method"], cell["seed"])
-    print(f"cell {key} FAILED:\n{traceback.format_exc()}", file=sys.stderr, flush=True)
-    return key
+def recipe_overrides(items: list[str] | None) -> dict[str, Any]:
+    """``key:value`` changes to the fine-tuning recipe (``FinetuneConfig``), checked now: a
+    misspelt key or a bad value stops the run before any cell starts."""
+    from gan_prune_env.config import ConfigError, from_dict, parse_key_values
+    from gan_prune_env.finetune import FinetuneConfig
+
+    try:
+        overrides = parse_key_values(items)
+        from_dict(FinetuneConfig, overrides, where="--recipe")
+    except (ConfigError, ValueError, TypeError) as err:
+        raise SystemExit(f"error: {err}") from err
+    return overrides
+
+
+def _cell_name(cell: dict[str, Any]) -> str:
+    return cell_key(cell["task"], cell["budget"], cell["method"], cell["seed"])
 
 
 def _finish(results: Path, record: dict[str, Any], began: float) -> None:
@@ -260,6 +257,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     run.add_argument("--finetune-steps", type=int, default=None,
                      help="default 600 (the default run's recipe)")
     run.add_argument("--eval-images", type=int, default=None, help="test images (default 100)")
+    run.add_argument("--recipe", nargs="+", default=None, metavar="KEY:VALUE",
+                     help="fine-tuning recipe changes (FinetuneConfig fields), e.g. "
+                          "feature_layers:auto ema_decay:0.999; default: the project's recipe")
     run.add_argument("--latency-runs", type=int, default=None, help="default 30")
     run.add_argument("--workers", type=int, default=1,
                      help="cells run in parallel processes (1 torch thread each)")

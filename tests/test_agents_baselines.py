@@ -205,3 +205,21 @@ def test_examples_run(script, args):
                             capture_output=True, text=True, timeout=100, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "kept" in result.stdout or "no architecture" in result.stdout
+
+
+def test_the_thin_student_has_the_architecture_but_not_the_weights(env):
+    from agents.run.artifacts import reinitialize, slice_pair
+
+    best = learn(UniformAgent(), env, 1).best
+    pruned, student, again = (slice_pair(env, best, "cpu") for _ in range(3))
+    reinitialize(student, seed=3)
+    reinitialize(again, seed=3)
+    for name in ("generator", "discriminator"):
+        inherited = pruned.networks[name].state_dict()
+        fresh = student.networks[name].state_dict()
+        assert {k: v.shape for k, v in fresh.items()} == {k: v.shape for k, v in inherited.items()}
+        weights = [k for k in fresh if k.endswith("weight")]
+        assert all(not torch.equal(fresh[k], inherited[k]) for k in weights)
+        assert all(torch.equal(fresh[k], again.networks[name].state_dict()[k]) for k in fresh)
+        means = [v for k, v in fresh.items() if k.endswith("running_mean")]
+        assert all(torch.count_nonzero(m) == 0 for m in means)  # statistics reset too

@@ -35,13 +35,16 @@ def _lines(path: Path) -> list[dict]:
 
 def test_run_report_and_resume(compare, tmp_path, capsys):
     results = tmp_path / "cells.jsonl"
-    argv = ["run", "--quick", "--methods", "uniform", "mggc", "--seeds", "0", "--rounds", "4",
+    argv = ["run", "--quick", "--methods", "uniform", "scratch", "mggc", "--seeds", "0", "--rounds", "4",
             "--finetune-steps", "2", "--eval-images", "8", "--latency-runs", "3",
             "--out", str(tmp_path), "--results", str(results), "--no-report"]
     assert compare.main(argv) == 0
     records = _lines(results)
-    assert sorted(r["key"] for r in records) == ["default|0.25|mggc|0", "default|0.25|uniform|0"]
+    assert sorted(r["key"] for r in records) == ["default|0.25|mggc|0", "default|0.25|scratch|0",
+                                                 "default|0.25|uniform|0"]
     for r in records:
+        assert r["commit"] and len(r["teacher_sha1"]) == 40 and r["recipe"] == {}
+        assert {"fid", "fid_std", "kid"} <= set(r["quality"]) and "fid" in r["teacher_quality"]
         assert r["rounds"] == 4 and r["finetune_steps"] == 2
         assert len(r["dynamics"]["g_loss"]) == 4 and len(r["dynamics"]["d_loss"]) == 4
         assert set(r["compute"]) == {"generator/teacher", "generator/pruned",
@@ -51,7 +54,11 @@ def test_run_report_and_resume(compare, tmp_path, capsys):
             assert key in r["quality"]
         assert r["latency_ms"]["pruned"]["median_ms"] > 0
     uniform = next(r for r in records if r["method"] == "uniform")
+    scratch = next(r for r in records if r["method"] == "scratch")
     assert uniform["best"]["within_budget"]
+    # the thin student: the same architecture, not the same weights
+    assert scratch["compute"] == uniform["compute"]
+    assert scratch["quality"]["psnr_teacher"] != uniform["quality"]["psnr_teacher"]
     assert uniform["compute"]["generator/pruned"]["macs"] <= \
         0.25 * uniform["compute"]["generator/teacher"]["macs"] * 1.001
 
@@ -73,11 +80,15 @@ def test_run_report_and_resume(compare, tmp_path, capsys):
 
     capsys.readouterr()
     assert compare.main(argv) == 0  # resume: both cells finished, nothing runs
-    assert "2 already in" in capsys.readouterr().out
-    assert len(_lines(results)) == 2
+    assert "3 already in" in capsys.readouterr().out
+    assert len(_lines(results)) == 3
 
     with pytest.raises(SystemExit, match="rounds=4"):  # same cells, another protocol
         compare.main([*argv[:-1], "--rounds", "5", "--no-report"])
+    with pytest.raises(SystemExit, match="recipe"):  # another fine-tuning recipe, too
+        compare.main([*argv, "--recipe", "ema_decay:0.9"])
+    with pytest.raises(SystemExit, match="ema_decy"):  # a misspelt recipe key, before any work
+        compare.main([*argv, "--recipe", "ema_decy:0.9"])
 
 
 def test_torn_last_line_is_ignored(compare, tmp_path):

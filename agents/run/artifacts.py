@@ -14,6 +14,7 @@ from gan_prune_env.checkpoint import (
     load_discriminator, load_generator, make_checkpoint, read_checkpoint, save_checkpoint,
 )
 from gan_prune_env.envs import GANPruneParallelEnv
+from gan_prune_env.models.factory import init_weights
 from gan_prune_env.pruning import ChannelSpace, count_macs, count_params, slice_by_indices
 from gan_prune_env.tasks import TaskConfig, teacher_path
 
@@ -69,6 +70,19 @@ def slice_pair(env: GANPruneParallelEnv, best: Candidate, device: str) -> Pruned
         example = torch.zeros(1, *shapes[name], device=device)
         networks[name] = slice_by_indices(networks[name], example, kept[name])
     return PrunedPair(task.family, networks, teacher, kept, shapes)
+
+
+def reinitialize(pair: PrunedPair, seed: int) -> PrunedPair:
+    """Turn ``pair`` into the thin student of the same architecture trained from scratch: the
+    main G and D get fresh weights (the reference init, seeds ``seed`` and ``seed + 1``) and
+    BatchNorm statistics are reset. The baseline a user would reach for instead of pruning:
+    the same MACs, distilled with the same recipe, without the teacher's weights."""
+    for offset, name in enumerate(MAIN[pair.family]):
+        network = init_weights(pair.networks[name], seed=seed + offset)
+        for module in network.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.reset_running_stats()
+    return pair
 
 
 def save_pruned(pair: PrunedPair, task: TaskConfig, path: Path, metadata: dict) -> Path:

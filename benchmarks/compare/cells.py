@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import os
 import platform
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
+import traceback
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -52,12 +59,13 @@ def run_cell(spec: dict[str, Any]) -> dict[str, Any]:
 
     from agents import AGENT_CLASSES
     from agents.base import SearchTracker
-    from agents.run.artifacts import MAIN, compute_table, slice_pair
+    from agents.run.artifacts import MAIN, compute_table, reinitialize, slice_pair
     from gan_prune_env.config import to_dict
     from gan_prune_env.envs import make_parallel_env
     from gan_prune_env.evaluation import evaluate_generator
     from gan_prune_env.finetune import FinetuneConfig, finetune_pair
     from gan_prune_env.latency import measure_latencies
+    from gan_prune_env.tasks import teacher_path
 
     torch.set_num_threads(spec.get("threads", 1))
     started = time.time()
@@ -82,7 +90,10 @@ def run_cell(spec: dict[str, Any]) -> dict[str, Any]:
                            "the search evaluated no architecture")
 
     pair = slice_pair(env, best, "cpu")
-    ft_config = FinetuneConfig(**{**FINETUNE_CADENCE, "steps": spec["finetune_steps"]})
+    if method.reinit:
+        reinitialize(pair, seed)
+    ft_config = FinetuneConfig(**{**FINETUNE_CADENCE, **spec.get("recipe", {}),
+                                  "steps": spec["finetune_steps"]})
     t0 = time.perf_counter()
     work = Path(spec["work_dir"])
     work.mkdir(parents=True, exist_ok=True)
@@ -124,7 +135,7 @@ def run_cell(spec: dict[str, Any]) -> dict[str, Any]:
         "key": cell_key(spec["task"], spec["budget"], spec["method"], seed),
         "task": spec["task"], "budget": spec["budget"], "method": spec["method"], "seed": seed,
         "rounds": spec["rounds"], "finetune_steps": spec["finetune_steps"],
-        "eval_images": n_images,
+        "eval_images": n_images, "recipe": spec.get("recipe", {}),
         "config": {"agent": method.agent, "agent_params": method.params, "env": kwargs,
                    # L_G_ref when the env had to take it from the uniform pair (L1-only reward)
                    "g_reference_patched": (env.game.reference_terms["g_loss"]
@@ -146,7 +157,28 @@ def run_cell(spec: dict[str, Any]) -> dict[str, Any]:
         "finished_at": _dt.datetime.now().isoformat(timespec="seconds"),
         "host": {"python": platform.python_version(), "torch": torch.__version__,
                  "machine": platform.machine(), "cpus": os.cpu_count()},
+        "commit": git_commit(), "teacher_sha1": file_sha1(teacher_path(task)),
     }
+
+
+def git_commit() -> str:
+    """HEAD of the project's checkout, ``+dirty`` when tracked files differ from it."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+                              text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD"], cwd=root).returncode != 0
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
+
+
+def file_sha1(path: str | Path) -> str:
+    digest = hashlib.sha1()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def worker_init(data_root: str | None) -> None:
@@ -155,3 +187,34 @@ def worker_init(data_root: str | None) -> None:
     torch.set_num_threads(1)
     if data_root:
         os.environ["GAN_PRUNE_DATA"] = data_root
+
+
+def run_cells(cells: list[dict[str, Any]], workers: int, data_root: str | None,
+              on_record: Callable[[dict[str, Any]], None],
+              name: Callable[[dict[str, Any]], str]) -> list[str]:
+    """Run ``cells`` (:func:`run_cell` specs) in ``workers`` processes of one torch thread each,
+    handing every finished record to ``on_record`` at once (so results are appended as cells
+    finish); a failing cell is reported and skipped. Returns the names of the failed cells."""
+    failed: list[str] = []
+
+    def failure(cell: dict[str, Any]) -> None:
+        print(f"cell {name(cell)} FAILED:\n{traceback.format_exc()}", file=sys.stderr, flush=True)
+        failed.append(name(cell))
+
+    if workers <= 1:
+        worker_init(data_root)
+        for cell in cells:
+            try:
+                on_record(run_cell(cell))
+            except Exception:  # report it now, go on with the other cells
+                failure(cell)
+        return failed
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=worker_init,
+                             initargs=(data_root,)) as pool:
+        futures = {pool.submit(run_cell, cell): cell for cell in cells}
+        for future in as_completed(futures):
+            try:
+                on_record(future.result())
+            except Exception:
+                failure(futures[future])
+    return failed

@@ -31,9 +31,11 @@ class Method:
     params: dict[str, Any] = field(default_factory=dict)
     env: dict[str, Any] = field(default_factory=dict)
     label: str = ""
+    reinit: bool = False  # fresh weights for the found architecture: the from-scratch student
 
 
 METHODS: dict[str, Method] = {
+    "scratch": Method("uniform", label="thin student from scratch", reinit=True),
     "uniform": Method("uniform", label="uniform L1-norm"),
     "random": Method("random", label="random search"),
     "ppo": Method("ppo", label="SB3 PPO"),
@@ -47,7 +49,7 @@ METHODS: dict[str, Method] = {
                                label="MGGC, no budget projection"),
     "mggc_gates": Method("mggc", {"mode": "gates"}, label="MGGC, relaxed gates"),
 }
-BASELINES = ("uniform", "random", "ppo")
+BASELINES = ("scratch", "uniform", "random", "ppo")
 TASKS = ("default", "facades")
 DYNAMICS_KEYS = {"generator": ("g_loss", "g_adv", "g_kde", "g_rec"),
                  "discriminator": ("d_loss", "d_real", "d_fake")}
