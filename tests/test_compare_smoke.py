@@ -90,6 +90,24 @@ def test_run_report_and_resume(compare, tmp_path, capsys):
     with pytest.raises(SystemExit, match="ema_decy"):  # a misspelt recipe key, before any work
         compare.main([*argv, "--recipe", "ema_decy:0.9"])
 
+    # the frontier report reads the same records: table, teacher level, margins over scratch
+    frontier = _script("frontier")
+    (tmp_path / "frontier_default.jsonl").write_text(results.read_text())
+    text = frontier.make_report(tmp_path).read_text()
+    assert "| scratch | 23.7% | 4.2 |" in text and "| uniform | 23.7% |" in text
+    assert "- uniform: never at teacher level" in text or "- uniform: teacher-level FID" in text
+    diff = uniform["quality"]["fid"] - scratch["quality"]["fid"]
+    assert f"- 25.0%, uniform: FID {diff:+.1f} ± +0.0" in text
+    assert (tmp_path / "frontier_default.png").stat().st_size > 0
+
+
+def _script(name: str):
+    """A benchmarks/ script as a module (its folder is on the path: see the fixture)."""
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
 
 def test_torn_last_line_is_ignored(compare, tmp_path):
     path = tmp_path / "r.jsonl"
@@ -102,3 +120,22 @@ def test_append_after_torn_line(compare, tmp_path):
     path.write_text('{"key": "a"}\n{"key": "b", "tr')
     compare.append_record(path, {"key": "c"})
     assert [r["key"] for r in compare.read_records(path)] == ["a", "c"]
+
+
+def test_recipe_curve_runs_reports_and_resumes(compare, tmp_path, capsys):
+    curve = _script("recipe_curve")
+    argv = ["run", "--steps", "2", "--seeds", "0", "--variants", "output", "feature",
+            "--eval-images", "4", "--workers", "1", "--out", str(tmp_path)]
+    assert curve.main(argv) == 0
+    records = _lines(tmp_path / "recipe_curve.jsonl")
+    assert sorted(r["key"] for r in records) == sorted(
+        f"default|0.1|{start}|{variant}|2|0" for start in ("uniform", "scratch")
+        for variant in ("output", "feature"))
+    feature = next(r for r in records if r["key"] == "default|0.1|uniform|feature|2|0")
+    assert feature["recipe"] == {"feature_layers": "auto", "lr_decay_steps": 1}
+    assert feature["config"]["finetune"]["feature_layers"] == "auto"
+    report = (tmp_path / "recipe_curve.md").read_text()
+    assert "- feature @ 2: FID" in report and (tmp_path / "recipe_curve.png").stat().st_size > 0
+    capsys.readouterr()
+    assert curve.main(argv) == 0  # resumed: nothing left to run
+    assert "0 cells to run (4 done)" in capsys.readouterr().out

@@ -1,0 +1,227 @@
+"""The compression frontier: how far can the generator's MACs fall before its images stop being
+the teacher's, and does pruning beat a thin student distilled from scratch?
+
+Quality (real FID/KID, PSNR/SSIM to the target and to the teacher) against the generator's
+kept MACs at 25%, 10%, 5% and 2.5% of the teacher, for
+
+* ``scratch``: the thin student of the same MACs (uniform width), re-initialised and distilled
+  with the same recipe and steps: what a user would do instead of using us;
+* ``uniform``: uniform L1-norm pruning, inheriting the teacher's weights;
+* ``random``: random search; ``mggc``: our two-agent search (both with the env's reward).
+
+Every cell is a comparison cell (``compare_methods.py``: the same search -> slice -> fine-tune
+-> evaluate path, the project's one fine-tuning recipe, the same steps for every method), stored
+per task in ``frontier_<task>.jsonl`` and resumable (rerun the same command). ``report`` writes
+``frontier.md`` (per task: the table, the largest MACs cut at teacher-level FID, the paired
+margins over the scratch student) and ``frontier_<task>.png``.
+
+Teacher level: a mean FID within 5% of the teacher's, or within the teacher's bootstrap std.
+
+Example::
+
+    python benchmarks/frontier.py run --tasks default --workers 2 --finetune-steps 1500
+    python benchmarks/frontier.py report
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import compare_methods
+from compare.spec import DEFAULT_OUT, METHODS, TASKS
+from compare.store import read_records
+
+BUDGETS = (0.25, 0.1, 0.05, 0.025)
+FRONTIER_METHODS = ("scratch", "uniform", "random", "mggc")
+REPORT = "frontier.md"
+TEACHER_LEVEL = 0.05
+COLUMNS = (("fid", "FID", "{:.1f}", 1.0), ("kid", "KID x1e3", "{:.1f}", 1e3),
+           ("psnr_teacher", "PSNR-T", "{:.2f}", 1.0), ("psnr", "PSNR", "{:.2f}", 1.0),
+           ("ssim_teacher", "SSIM-T", "{:.3f}", 1.0))
+
+
+def results_file(out: Path, task: str) -> Path:
+    return out / f"frontier_{task}.jsonl"
+
+
+def command_run(args: argparse.Namespace, passthrough: list[str]) -> int:
+    """One ``compare_methods.py run`` per task, into the frontier's own results files."""
+    out = Path(args.out)
+    code = 0
+    for task in args.tasks:
+        argv = ["run", "--tasks", task, "--budgets", *map(str, args.budgets),
+                "--methods", *args.methods, "--seeds", *map(str, args.seeds),
+                "--workers", str(args.workers), "--results", str(results_file(out, task)),
+                "--out", str(out), "--no-report", *passthrough]
+        code |= compare_methods.main(argv)
+    make_report(out)
+    return code
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    a = np.asarray(values, dtype=float)
+    return float(a.mean()), float(a.std(ddof=1)) if len(a) > 1 else 0.0
+
+
+def _fmt(values: list[float], fmt: str) -> str:
+    if not values or any(math.isnan(v) for v in values):
+        return "—"
+    mean, std = _mean_std(values)
+    return f"{fmt.format(mean)} ± {fmt.format(std)}"
+
+
+def _quality(record: dict[str, Any], metric: str, scale: float = 1.0) -> float:
+    return float(record["quality"].get(metric, math.nan)) * scale
+
+
+def task_section(task: str, records: list[dict[str, Any]], out: Path) -> list[str]:
+    cells: dict[tuple[str, float], dict[int, dict]] = defaultdict(dict)
+    for r in records:
+        cells[(r["method"], r["budget"])][r["seed"]] = r
+    budgets = sorted({r["budget"] for r in records}, reverse=True)
+    methods = [m for m in FRONTIER_METHODS + tuple(METHODS) if any(k[0] == m for k in cells)]
+    methods = list(dict.fromkeys(methods))
+    first = records[0]
+    tq, tc = first["teacher_quality"], first["compute"]["generator/teacher"]
+    teacher_fid, teacher_fid_std = tq.get("fid", math.nan), tq.get("fid_std", math.nan)
+    lines = [f"## Task `{task}`\n",
+             f"Teacher G {tc['macs'] / 1e6:.1f} M MACs: FID {teacher_fid:.1f} ± "
+             f"{teacher_fid_std:.1f} (bootstrap), KID x1e3 {tq.get('kid', math.nan) * 1e3:.1f}, "
+             f"PSNR {tq['psnr']:.2f} dB. Seeds {sorted({r['seed'] for r in records})}; search "
+             f"rounds {sorted({r['rounds'] for r in records})}; fine-tuning steps "
+             f"{sorted({r['finetune_steps'] for r in records})}, recipe changes "
+             f"{sorted({str(r.get('recipe', {})) for r in records})}; "
+             f"{first['eval_images']} test images; commits "
+             f"{sorted({r.get('commit', '?')[:12] for r in records})}; teacher SHA-1 "
+             f"{first.get('teacher_sha1', '?')}.\n"]
+    header = ["method", "G MACs kept", "x fewer"] + [h for _, h, _, _ in COLUMNS]
+    lines += ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    for budget in budgets:
+        for method in methods:
+            group = list(cells.get((method, budget), {}).values())
+            if not group:
+                continue
+            ratios = [r["compute"]["generator/pruned"]["macs"] / tc["macs"] for r in group]
+            row = [method, f"{np.mean(ratios):.1%}", f"{1 / np.mean(ratios):.1f}"]
+            row += [_fmt([_quality(r, m, k) for r in group], f) for m, _, f, k in COLUMNS]
+            lines.append("| " + " | ".join(row) + " |")
+    lines.append("")
+    lines.append(f"**Teacher level** (mean FID <= teacher FID x {1 + TEACHER_LEVEL:g} = "
+                 f"{teacher_fid * (1 + TEACHER_LEVEL):.1f}, or within its bootstrap std "
+                 f"{teacher_fid + teacher_fid_std:.1f}):\n")
+    threshold = max(teacher_fid * (1 + TEACHER_LEVEL), teacher_fid + teacher_fid_std)
+    for method in methods:
+        reached = [b for b in budgets if cells.get((method, b)) and
+                   _mean_std([_quality(r, "fid") for r in cells[(method, b)].values()])[0]
+                   <= threshold]
+        lines.append(f"- {method}: " + (f"teacher-level FID down to {min(reached):.1%} of the "
+                                        f"teacher's G MACs ({1 / min(reached):.0f}x fewer)"
+                                        if reached else "never at teacher level"))
+    lines.append("")
+    lines.append("**Against the thin student from scratch** (paired by seed, method minus "
+                 "scratch; FID lower is better, PSNR-T higher):\n")
+    for budget in budgets:
+        base = cells.get(("scratch", budget), {})
+        for method in methods:
+            ours = cells.get((method, budget), {})
+            common = sorted(set(ours) & set(base))
+            if method == "scratch" or not common:
+                continue
+            fid = [_quality(ours[s], "fid") - _quality(base[s], "fid") for s in common]
+            pt = [_quality(ours[s], "psnr_teacher") - _quality(base[s], "psnr_teacher")
+                  for s in common]
+            wins = sum(f < 0 and p > 0 for f, p in zip(fid, pt))
+            lines.append(f"- {budget:.1%}, {method}: FID {_fmt(fid, '{:+.1f}')}, PSNR-T "
+                         f"{_fmt(pt, '{:+.2f}')}; better on both in {wins} of {len(common)} "
+                         "seeds")
+    lines.append("")
+    _plot(task, cells, methods, budgets, tc["macs"], teacher_fid, out / f"frontier_{task}.png")
+    lines.append(f"![frontier {task}](frontier_{task}.png)\n")
+    return lines
+
+
+def _plot(task, cells, methods, budgets, teacher_macs, teacher_fid, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, (metric, label) in zip(axes, (("fid", "FID (lower is better)"),
+                                          ("psnr_teacher", "PSNR to teacher (dB)"))):
+        for method in methods:
+            xs, ms, ss = [], [], []
+            for budget in budgets:
+                group = list(cells.get((method, budget), {}).values())
+                if group:
+                    xs.append(np.mean([r["compute"]["generator/pruned"]["macs"] for r in group])
+                              / 1e6)
+                    mean, std = _mean_std([_quality(r, metric) for r in group])
+                    ms.append(mean)
+                    ss.append(std)
+            if xs:
+                ax.errorbar(xs, ms, yerr=ss, marker="o", capsize=3, label=METHODS[method].label)
+        if metric == "fid":
+            ax.axhline(teacher_fid, color="black", linewidth=1, label="teacher")
+            ax.axhline(teacher_fid * (1 + TEACHER_LEVEL), color="black", linewidth=1,
+                       linestyle=":", label=f"teacher +{TEACHER_LEVEL:.0%}")
+        ax.set_xscale("log")
+        ax.set_xlabel(f"G MACs (M); teacher {teacher_macs / 1e6:.1f} M")
+        ax.set_ylabel(label)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"Compression frontier, task {task}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def make_report(out: Path) -> Path:
+    lines = ["# The compression frontier\n",
+             "Regenerate: see the docstring of `benchmarks/frontier.py`. Mean ± sample std over "
+             "seeds; FID/KID with the FID Inception (README, 'FID and KID: the protocol').\n"]
+    for task in TASKS:
+        records = read_records(results_file(out, task))
+        if records:
+            lines += task_section(task, records, out)
+    path = out / REPORT
+    path.write_text("\n".join(lines))
+    print(f"wrote {path}")
+    return path
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run (or resume) the cells, then write the report; other "
+                                     "flags go to compare_methods.py run (e.g. --rounds, "
+                                     "--finetune-steps, --recipe)")
+    run.add_argument("--tasks", nargs="+", default=["default"], choices=TASKS)
+    run.add_argument("--budgets", nargs="+", type=float, default=list(BUDGETS))
+    run.add_argument("--methods", nargs="+", default=list(FRONTIER_METHODS))
+    run.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    run.add_argument("--workers", type=int, default=2)
+    run.add_argument("--out", default=str(DEFAULT_OUT))
+    rep = sub.add_parser("report", help="the report from the results files")
+    rep.add_argument("--out", default=str(DEFAULT_OUT))
+    return parser.parse_known_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, passthrough = parse_args(argv)
+    if args.command == "report":
+        if passthrough:
+            raise SystemExit(f"error: unknown arguments {passthrough}")
+        make_report(Path(args.out))
+        return 0
+    return command_run(args, passthrough)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
