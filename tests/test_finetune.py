@@ -18,6 +18,7 @@ from gan_prune_env.distillation import (
     Distillation,
     FeatureDistillation,
     GeneratorEMA,
+    warmup_decay,
     auto_feature_layers,
 )
 from gan_prune_env.finetune import (
@@ -195,11 +196,14 @@ def test_ema_follows_the_update_rule_with_buffers():
 
     step()  # the first update copies
     assert state_equal(ema.averaged.module.state_dict(), net.state_dict())
-    old = copy.deepcopy(ema.averaged.module.state_dict())
-    step()
-    averaged = ema.averaged.module.state_dict()
-    for key in ("0.weight", "1.bias", "1.running_mean", "1.running_var"):
-        torch.testing.assert_close(averaged[key], 0.9 * old[key] + 0.1 * net.state_dict()[key])
+    for n in range(1, 40):  # warm-up: d_n = min(0.9, (1 + n) / (10 + n)) reaches 0.9 at n = 80
+        old = copy.deepcopy(ema.averaged.module.state_dict())
+        step()
+        d = min(0.9, (1 + n) / (10 + n))
+        averaged = ema.averaged.module.state_dict()
+        for key in ("0.weight", "1.bias", "1.running_mean", "1.running_var"):
+            torch.testing.assert_close(averaged[key], d * old[key] + (1 - d) * net.state_dict()[key])
+    assert warmup_decay(0.9, 1) == pytest.approx(2 / 11) and warmup_decay(0.9, 1000) == 0.9
 
     ema.remove()
     step()  # no longer following the optimiser
