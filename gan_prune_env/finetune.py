@@ -67,7 +67,9 @@ class FinetuneConfig:
     batch_size: int = 8
     lr: float = 2e-4
     lr_decay_steps: int = 300
-    lambda_task: float = 100.0  # Pix2Pix L1-to-target weight; CycleGAN: the cycle weight
+    lambda_task: float | None = None
+    """Weight of the task's own reconstruction loss; ``None`` keeps the family's reference
+    weight (Pix2Pix: 100 x L1 to the target; CycleGAN: 10 x cycle, identity 0.5 of it)."""
     lambda_distill: float = 10.0
     """Weight of ``L1(G(x), teacher(x))``: the pruned G is there to keep the teacher's images,
     and the teacher's outputs are a denser target than the ground truth; 0 turns it off."""
@@ -92,7 +94,7 @@ class FinetuneConfig:
         if self.steps < 0 or self.batch_size < 1 or self.density_centers < 1:
             raise ValueError("steps must be >= 0, batch_size and density_centers >= 1")
         for name in ("lr", "lambda_task", "lambda_feature"):
-            if getattr(self, name) <= 0:
+            if getattr(self, name) is not None and getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         for name in ("lambda_distill", "lambda_density", "lr_decay_steps"):
             if getattr(self, name) < 0:
@@ -124,8 +126,8 @@ class DensityTerm:
 def train_config(task: TaskConfig, config: FinetuneConfig, seed: int, device: str,
                  progress: bool) -> TeacherTrainConfig:
     """The teacher recipe of ``task`` with the fine-tuning schedule."""
-    weights = {"lambda_l1": config.lambda_task} if task.family == "pix2pix" else \
-        {"lambda_cycle": config.lambda_task}
+    weight_name = "lambda_l1" if task.family == "pix2pix" else "lambda_cycle"
+    weights = {} if config.lambda_task is None else {weight_name: config.lambda_task}
     return TeacherTrainConfig(
         family=task.family, data=task.data, generator=task.generator,
         discriminator=task.discriminator, n_steps=max(config.steps, 1),

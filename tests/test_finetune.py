@@ -292,3 +292,15 @@ def test_the_recipe_is_defined_once():
     restated = {k: v for k, v in (run.get("finetune") or {}).items()
                 if getattr(defaults, k) == v}
     assert not restated, f"configs/default.yaml restates FinetuneConfig defaults: {restated}"
+
+
+@pytest.mark.parametrize(("task_name", "field", "reference"),
+                         [("default", "lambda_l1", 100.0), ("default_cyclegan", "lambda_cycle", 10.0)])
+def test_the_task_loss_keeps_the_family_reference_weight(task_name, field, reference):
+    from gan_prune_env.finetune import train_config
+    from gan_prune_env.tasks import get_task
+
+    task = get_task(task_name)
+    assert getattr(train_config(task, FinetuneConfig(), 0, "cpu", False), field) == reference
+    assert getattr(train_config(task, FinetuneConfig(lambda_task=3.0), 0, "cpu", False),
+                   field) == 3.0

@@ -240,7 +240,7 @@ def make_report(results: Path, out: Path) -> Path:
              "tables.", ""]
     ft = records[0]["config"]["finetune"]
     lines.append(f"Fine-tuning recipe (all cells): batch {ft['batch_size']}, Adam lr {ft['lr']} "
-                 f"betas (0.5, 0.999), L1-to-target x{ft['lambda_task']:g}, distillation from the "
+                 f"betas (0.5, 0.999), L1-to-target x{ft['lambda_task'] or 100:g}, distillation from the "
                  f"teacher x{ft['lambda_distill']:g}, linear LR decay over the last "
                  f"min(300, steps) steps; seed = cell seed. D budget: env default 0.5 (1.0 for "
                  "`mggc_g_alone`, whose D stays full). Env data seed fixed at 0; the cell seed "
