@@ -53,6 +53,54 @@ def _round_list(values: list[float]) -> list[float]:
     return [float(f"{v:.6g}") for v in values]
 
 
+def recipe_config(steps: int, recipe: dict[str, Any] | None = None):
+    """The project's fine-tuning recipe (``FinetuneConfig`` defaults) with ``steps`` steps, the
+    ``recipe`` changes and the comparison's checkpoint/logging cadence."""
+    from gan_prune_env.finetune import FinetuneConfig
+
+    return FinetuneConfig(**{**FINETUNE_CADENCE, **(recipe or {}), "steps": steps})
+
+
+def finetune_sliced(pair, env, config, work_dir: str | Path, seed: int) -> float:
+    """Fine-tune a sliced pair (``agents.run.artifacts.PrunedPair``) in place with ``config``
+    (``finetune_pair``; the env gives the task, the objective and the pool), in a scratch folder
+    under ``work_dir`` that is deleted afterwards. Returns the wall time in seconds."""
+    from gan_prune_env.finetune import finetune_pair
+
+    t0 = time.perf_counter()
+    work = Path(work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    ft_dir = Path(tempfile.mkdtemp(prefix="ft_", dir=work))
+    try:
+        finetune_pair(pair.networks, pair.teacher, env.game.prepared.task, config, ft_dir,
+                      kept=pair.kept, input_shape=pair.input_shape, seed=seed, device="cpu",
+                      progress=False, objective=env.game.objective,
+                      pool=env.game.prepared.train_pool)
+    finally:
+        shutil.rmtree(ft_dir, ignore_errors=True)
+    return time.perf_counter() - t0
+
+
+def evaluate_sliced(pair, task_name: str, task, n_images: int, fid: bool = True
+                    ) -> tuple[dict[str, float], dict[str, float]]:
+    """The evaluation protocol (``evaluate_generator``, with the FID Inception unless ``fid`` is
+    False) of a pair's main generator and of the teacher's, on the first ``n_images`` test
+    images. The teacher's numbers are computed once per process and task."""
+    from agents.run.artifacts import MAIN
+    from gan_prune_env.evaluation import evaluate_generator
+
+    g_name = MAIN[task.family][0]
+    teacher_g, pruned_g = pair.teacher[g_name], pair.networks[g_name]
+    options = {"teacher": teacher_g, "device": "cpu", "max_images": n_images, "progress": False,
+               "fid_weights": fid_inception() if fid else None}
+    quality = _numbers(evaluate_generator(pruned_g, task.data, task.family, **options))
+    tq_key = f"{task_name}|{n_images}"
+    if tq_key not in _TEACHER_QUALITY:
+        _TEACHER_QUALITY[tq_key] = _numbers(evaluate_generator(teacher_g, task.data, task.family,
+                                                               **options))
+    return quality, _TEACHER_QUALITY[tq_key]
+
+
 def run_cell(spec: dict[str, Any]) -> dict[str, Any]:
     """Search, slice, fine-tune, evaluate one cell; returns its JSON record."""
     import torch
@@ -62,8 +110,6 @@ def run_cell(spec: dict[str, Any]) -> dict[str, Any]:
     from agents.run.artifacts import MAIN, compute_table, reinitialize, slice_pair
     from gan_prune_env.config import to_dict
     from gan_prune_env.envs import make_parallel_env
-    from gan_prune_env.evaluation import evaluate_generator
-    from gan_prune_env.finetune import FinetuneConfig, finetune_pair
     from gan_prune_env.latency import measure_latencies
     from gan_prune_env.tasks import teacher_path
 
@@ -92,31 +138,15 @@ def run_cell(spec: dict[str, Any]) -> dict[str, Any]:
     pair = slice_pair(env, best, "cpu")
     if method.reinit:
         reinitialize(pair, seed)
-    ft_config = FinetuneConfig(**{**FINETUNE_CADENCE, **spec.get("recipe", {}),
-                                  "steps": spec["finetune_steps"]})
-    t0 = time.perf_counter()
-    work = Path(spec["work_dir"])
-    work.mkdir(parents=True, exist_ok=True)
-    ft_dir = Path(tempfile.mkdtemp(prefix="ft_", dir=work))
-    try:
-        finetune_pair(pair.networks, pair.teacher, task, ft_config, ft_dir, kept=pair.kept,
-                      input_shape=pair.input_shape, seed=seed, device="cpu", progress=False,
-                      objective=env.game.objective, pool=env.game.prepared.train_pool)
-    finally:
-        shutil.rmtree(ft_dir, ignore_errors=True)
-    finetune_s = time.perf_counter() - t0
+    ft_config = recipe_config(spec["finetune_steps"], spec.get("recipe", {}))
+    finetune_s = finetune_sliced(pair, env, ft_config, spec["work_dir"], seed)
 
     t0 = time.perf_counter()
     g_name = MAIN[task.family][0]
     teacher_g, pruned_g = pair.teacher[g_name], pair.networks[g_name]
     n_images = spec["eval_images"]
-    options = {"teacher": teacher_g, "device": "cpu", "max_images": n_images, "progress": False,
-               "fid_weights": fid_inception() if spec.get("fid", True) else None}
-    quality = _numbers(evaluate_generator(pruned_g, task.data, task.family, **options))
-    tq_key = f"{spec['task']}|{n_images}"
-    if tq_key not in _TEACHER_QUALITY:
-        _TEACHER_QUALITY[tq_key] = _numbers(evaluate_generator(teacher_g, task.data, task.family,
-                                                               **options))
+    quality, teacher_quality = evaluate_sliced(pair, spec["task"], task, n_images,
+                                               fid=spec.get("fid", True))
     example = torch.zeros(1, *pair.input_shape[g_name])
     latency = measure_latencies([teacher_g, pruned_g], example, spec["latency_runs"], threads=1)
     evaluate_s = time.perf_counter() - t0
@@ -147,7 +177,7 @@ def run_cell(spec: dict[str, Any]) -> dict[str, Any]:
                  "kept_channels": best.kept_channels},
         "compute": compute_table(pair),
         "quality": quality,
-        "teacher_quality": _TEACHER_QUALITY[tq_key],
+        "teacher_quality": teacher_quality,
         "latency_ms": {"teacher": latency[0].as_dict(), "pruned": latency[1].as_dict()},
         "reference_terms": {k: float(v) for k, v in env.game.reference_terms.items()},
         "dynamics": dynamics,
@@ -191,8 +221,10 @@ def worker_init(data_root: str | None) -> None:
 
 def run_cells(cells: list[dict[str, Any]], workers: int, data_root: str | None,
               on_record: Callable[[dict[str, Any]], None],
-              name: Callable[[dict[str, Any]], str]) -> list[str]:
-    """Run ``cells`` (:func:`run_cell` specs) in ``workers`` processes of one torch thread each,
+              name: Callable[[dict[str, Any]], str],
+              cell_fn: Callable[[dict[str, Any]], dict[str, Any]] = run_cell) -> list[str]:
+    """Run ``cells`` (:func:`run_cell` specs, or those of ``cell_fn``: a module-level function,
+    so that worker processes can import it) in ``workers`` processes of one torch thread each,
     handing every finished record to ``on_record`` at once (so results are appended as cells
     finish); a failing cell is reported and skipped. Returns the names of the failed cells."""
     failed: list[str] = []
@@ -205,13 +237,13 @@ def run_cells(cells: list[dict[str, Any]], workers: int, data_root: str | None,
         worker_init(data_root)
         for cell in cells:
             try:
-                on_record(run_cell(cell))
+                on_record(cell_fn(cell))
             except Exception:  # report it now, go on with the other cells
                 failure(cell)
         return failed
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=worker_init,
                              initargs=(data_root,)) as pool:
-        futures = {pool.submit(run_cell, cell): cell for cell in cells}
+        futures = {pool.submit(cell_fn, cell): cell for cell in cells}
         for future in as_completed(futures):
             try:
                 on_record(future.result())

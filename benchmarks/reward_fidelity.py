@@ -1,0 +1,782 @@
+"""Reward fidelity: does the environment's reward rank architectures the way fine-tuning will?
+
+What. For each (task, generator budget), ``--archs`` architecture pairs within both budgets (G at
+the budget, D at the env's default budget 0.5), deterministic under ``--arch-seed``: the uniform
+pair (``agents.budget.uniform_actions``) and random pairs drawn by the random-search baseline's
+own sampler (``agents.baselines.RandomSearchAgent``: per-group keep ratios uniform in
+``[min_keep, 1]``, projected onto the budget by ``agents.budget.fit_to_budget``). Each
+architecture is
+
+1. **scored by every reward mode** (the predictors, ``REWARD_MODES``; higher = predicted better,
+   wall time of each evaluation recorded):
+
+   * ``frozen``: the env's reward as an agent receives it: ``reset`` then one ``step`` of the
+     PettingZoo env with the architecture's actions (teacher weights frozen, adaptive BN of the
+     pruned G); the reward is ``r_G``, and ``L_G`` with its terms (adv, KDE, L1) and genD's side
+     are recorded from ``info``;
+   * ``distill_k``: "train a little, then look": ``--distill-steps`` (default 50) steps of the
+     project's fine-tuning recipe (``finetune_pair``, ``FinetuneConfig(steps=k)``), then the
+     student's L1 distance to the teacher's outputs on the env's 12 evaluation inputs (reward =
+     -L1; PSNR to the teacher on them is recorded too);
+
+   a new predictor (say, a weight-sharing supernet) is one more ``REWARD_MODES`` entry, and a
+   rerun with it scores only that mode on the architectures already finished;
+2. **fine-tuned with the project's recipe** (``FinetuneConfig()`` defaults, ``--finetune-steps``
+   steps, the comparison's ``finetune_sliced``) and **evaluated** with ``evaluate_generator`` and
+   the real FID Inception (``--eval-images`` test images): FID, KID, PSNR, PSNR to the teacher.
+
+``report`` gives, per (task, budget), the Spearman and Kendall (tau-b) rank correlations between
+each mode's reward and each final metric, signed so that **positive = the reward ranks as
+fine-tuning does** (higher reward with lower FID/KID, higher PSNR/PSNR-T), with 95% percentile
+bootstrap intervals over architectures (1000 resamples, seed 0), and the median wall time of one
+reward evaluation per mode.
+
+Why. The search keeps the pair with the best reward, so the search is only as good as the
+reward's ranking. The search's best frozen reward predicted final PSNR poorly (Spearman 0.28
+on the default task at the 10% budget); this measures the reward's ranking on a controlled set
+of architectures, against a cheap alternative, before any search is blamed or tuned.
+
+Length check. Fine-tuning and evaluation are the cost: ``--check-steps S`` also fine-tunes the first
+``--check-archs`` (default 4) architectures for S steps, and the report gives the rank
+correlation of each final metric between S and ``--finetune-steps``; ``--check-only`` runs just
+those architectures (their full-length results count for the main benchmark too). With 4
+architectures a rank correlation takes only a few values: it flags a short recipe that reorders
+architectures, it cannot certify one that does not.
+
+Records. Every finished architecture is appended to ``reward_fidelity.jsonl`` at once (flushed,
+fsynced), with the commit and the teacher's SHA-1. A rerun of the same command skips what is
+finished; a new mode or a new fine-tuning length adds only what is missing. A finished
+architecture under the same key (task, budget, arch seed, index) with another protocol (another
+architecture, env configuration, teacher, seed, mode option, test-image count or recipe) is an
+error: use another ``--results`` file to compare protocols.
+
+Regenerate::
+
+    python benchmarks/reward_fidelity.py run --budgets 0.1 --check-only --check-steps 150 \\
+        --workers 2                                  # the length check, first
+    python benchmarks/reward_fidelity.py run --tasks default --budgets 0.1 0.25 --workers 2
+    python benchmarks/reward_fidelity.py report      # reward_fidelity.md + reward_fidelity.png
+
+(the second command reuses the check's full-length results.)
+
+Cost (default task, one torch thread per architecture, measured on the 2-core development
+machine while another benchmark's two workers held both cores, load average ~2.7): the frozen
+reward 0.1 s; ``distill_k`` (50 steps) ~4.5 s; the final fine-tune ~5.5 s per 100 steps (~35 s
+at 600); evaluation ~0.28 s per test image (~28 s at 100), plus, once per worker, the teacher's
+evaluation (~28 s) and, once per machine, the real images' Inception features (then cached).
+About 70 s per architecture, evaluation nearly half of it (so a shorter final fine-tune saves
+less than its step count suggests): the default run (2 budgets x 16 architectures) takes ~40 min
+with one worker, ~20-25 min with ``--workers 2`` on an idle machine; the length check
+above (4 architectures at 600 and at 150 steps) ~7 min.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import math
+import os
+import platform
+import shutil
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import compare_methods
+from compare.cells import (
+    env_kwargs, evaluate_sliced, file_sha1, finetune_sliced, git_commit, recipe_config, run_cells,
+)
+from compare.spec import DEFAULT_OUT, ENV_ID, TASKS, rel_path
+from compare.store import append_record, read_records
+
+RESULTS = "reward_fidelity.jsonl"
+REPORT = "reward_fidelity.md"
+PLOT = "reward_fidelity.png"
+SUMMARY = "reward_fidelity.json"
+BOOTSTRAP = 1000
+BOOTSTRAP_SEED = 0
+# final metric, header, higher is better, display format, display scale
+METRICS = (("fid", "FID", False, "{:.1f}", 1.0), ("kid", "KID x1e3", False, "{:.1f}", 1e3),
+           ("psnr", "PSNR", True, "{:.2f}", 1.0), ("psnr_teacher", "PSNR-T", True, "{:.2f}", 1.0))
+# env options that name files: the teacher's identity is its SHA-1, recorded separately
+_ENV_PATHS = ("teacher", "dataset")
+
+
+# ----------------------------------------------------------------------------------------------
+# rank correlations
+# ----------------------------------------------------------------------------------------------
+def rank_average(values) -> np.ndarray:
+    """Ranks 1..n, tied values sharing their average rank (``scipy.stats.rankdata``'s default)."""
+    x = np.asarray(values, dtype=float)
+    order = np.argsort(x, kind="mergesort")
+    _, first, counts = np.unique(x[order], return_index=True, return_counts=True)
+    ranks = np.empty(len(x))
+    ranks[order] = np.repeat(first + (counts + 1) / 2.0, counts)
+    return ranks
+
+
+def spearman(x, y) -> float:
+    """Spearman's rho: Pearson's correlation of the average ranks (NaN when either is constant)."""
+    rx, ry = rank_average(x), rank_average(y)
+    rx, ry = rx - rx.mean(), ry - ry.mean()
+    denominator = math.sqrt(float((rx * rx).sum() * (ry * ry).sum()))
+    return float((rx * ry).sum() / denominator) if denominator > 0 else math.nan
+
+
+def kendall(x, y) -> float:
+    """Kendall's tau-b, (concordant - discordant) / sqrt(untied-in-x pairs * untied-in-y pairs)
+    (NaN when either is constant)."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    upper = np.triu_indices(len(x), 1)
+    sx = np.sign(x[:, None] - x[None, :])[upper]
+    sy = np.sign(y[:, None] - y[None, :])[upper]
+    denominator = math.sqrt(float(np.count_nonzero(sx)) * float(np.count_nonzero(sy)))
+    return float((sx * sy).sum() / denominator) if denominator > 0 else math.nan
+
+
+CORRELATIONS: dict[str, Callable[[Any, Any], float]] = {"spearman": spearman, "kendall": kendall}
+
+
+def bootstrap_ci(x, y, statistic: Callable[[Any, Any], float], resamples: int = BOOTSTRAP,
+                 seed: int = BOOTSTRAP_SEED, level: float = 0.95) -> tuple[float, float]:
+    """Percentile interval of ``statistic`` over resamples of the (x, y) pairs with replacement;
+    resamples where it is undefined (a constant side) are dropped. NaNs below 3 pairs."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if len(x) < 3:
+        return math.nan, math.nan
+    rng = np.random.default_rng(seed)
+    values = np.array([statistic(x[i], y[i])
+                       for i in rng.integers(0, len(x), size=(resamples, len(x)))])
+    values = values[~np.isnan(values)]
+    if not len(values):
+        return math.nan, math.nan
+    tail = 100 * (1 - level) / 2
+    return float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail))
+
+
+def fidelity(rewards, metric_values, higher_is_better: bool, resamples: int = BOOTSTRAP
+             ) -> dict[str, Any]:
+    """Rank correlations of ``rewards`` with a final metric, signed so that positive means the
+    reward ranks as the metric does (higher reward with a better metric), with bootstrap CIs."""
+    x = np.asarray(rewards, dtype=float)
+    y = np.asarray(metric_values, dtype=float) * (1.0 if higher_is_better else -1.0)
+    keep = ~(np.isnan(x) | np.isnan(y))
+    x, y = x[keep], y[keep]
+    out: dict[str, Any] = {"n": len(x)}
+    for name, fn in CORRELATIONS.items():
+        out[name] = fn(x, y) if len(x) >= 2 else math.nan
+        out[f"{name}_ci"] = list(bootstrap_ci(x, y, fn, resamples))
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# the architectures
+# ----------------------------------------------------------------------------------------------
+def plan_architectures(env, count: int, seed: int) -> list[dict[str, Any]]:
+    """``count`` distinct architecture pairs within both budgets: the uniform pair, then pairs of
+    the random-search baseline's sampler seeded with ``seed`` (so the list is deterministic and
+    a longer list starts with a shorter one). Each: origin, actions, kept channels and
+    kept-MACs ratios (through the env's own action -> count path)."""
+    from agents.base import SearchTracker
+    from agents.baselines import RandomSearchAgent
+    from agents.budget import achieved_compute, uniform_actions
+    from gan_prune_env.envs import AGENTS, action_to_ratios
+
+    game = env.game
+    sampler = RandomSearchAgent(seed=seed)
+    sampler.learn(env, 0, SearchTracker())  # binds its sampler to this env; plays no round
+    archs: list[dict[str, Any]] = []
+    seen: set[tuple] = set()
+    actions, origin, draws = uniform_actions(game), "uniform", 0
+    while len(archs) < count:
+        kept = {a: game.ratio_counts(a, action_to_ratios(np.asarray(actions[a], np.float64),
+                                                         game.config.min_keep)).tolist()
+                for a in AGENTS}
+        signature = tuple(tuple(kept[a]) for a in AGENTS)
+        if signature not in seen:
+            seen.add(signature)
+            compute = {a: float(achieved_compute(game, a, actions[a])) for a in AGENTS}
+            over = [a for a in AGENTS if compute[a] > game.budget(a) + 1e-9]
+            if over:
+                raise RuntimeError(f"architecture {len(archs)} exceeds the budget of {over}")
+            archs.append({"origin": origin,
+                          "actions": {a: np.asarray(actions[a], np.float32).tolist()
+                                      for a in AGENTS},
+                          "kept_channels": kept, "compute_ratio": compute})
+        draws += 1
+        if draws > 100 * count:
+            raise RuntimeError(f"only {len(archs)} distinct architectures in {draws} draws")
+        actions, origin = sampler.act({}), "random"
+    return archs
+
+
+def arch_key(task: str, budget: float, arch_seed: int, index: int) -> str:
+    return f"{task}|{budget:g}|{arch_seed}|{index}"
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value))
+
+
+def env_protocol(env) -> dict[str, Any]:
+    from gan_prune_env.config import to_dict
+
+    return _jsonable({k: v for k, v in to_dict(env.config).items() if k not in _ENV_PATHS})
+
+
+# ----------------------------------------------------------------------------------------------
+# reward modes (predictors); every entry scores one architecture
+# ----------------------------------------------------------------------------------------------
+@dataclass
+class Architecture:
+    """One architecture pair inside a worker: the env that pays it, its actions, and its
+    recorded env candidate (what ``slice_pair`` needs)."""
+
+    spec: dict[str, Any]
+    env: Any  # GANPruneParallelEnv
+    actions: dict[str, np.ndarray]
+    candidate: Any  # agents.base.Candidate
+
+    @property
+    def seed(self) -> int:
+        return self.spec["seed"]
+
+    def play(self) -> tuple[dict[str, float], dict[str, dict]]:
+        """A fresh episode's first round with this architecture: (rewards, infos)."""
+        self.env.reset(seed=self.seed)
+        _, rewards, _, _, infos = self.env.step(self.actions)
+        return rewards, infos
+
+    def sliced(self):
+        """A fresh physically sliced pair with the teacher's weights (``PrunedPair``)."""
+        from agents.run.artifacts import slice_pair
+
+        return slice_pair(self.env, self.candidate, "cpu")
+
+
+def score_frozen(arch: Architecture, options: dict[str, Any]) -> dict[str, float]:
+    """The env's reward r_G as an agent receives it, with L_G, its terms and genD's side."""
+    rewards, infos = arch.play()
+    g, d = infos["generator"], infos["discriminator"]
+    return {"reward": float(rewards["generator"]),
+            **{k: float(v) for k, v in g["loss_terms"].items()},
+            "reward_loss": float(g["reward_terms"]["loss"]),
+            "reward_compute": float(g["reward_terms"]["compute"]),
+            "g_loss_ref": float(g["reference_terms"]["g_loss"]),
+            "reward_d": float(rewards["discriminator"]),
+            **{k: float(v) for k, v in d["loss_terms"].items()}}
+
+
+def score_distill(arch: Architecture, options: dict[str, Any]) -> dict[str, float]:
+    """k steps of the fine-tuning recipe, then -L1 of the student's outputs to the teacher's on
+    the env's evaluation inputs (PSNR to the teacher on them, images in [-1, 1], recorded too)."""
+    import torch
+
+    pair = arch.sliced()
+    finetune_sliced(pair, arch.env, recipe_config(options["k"]), arch.spec["work_dir"],
+                    arch.seed)
+    batch = arch.env.game.eval_batch
+    student = pair.generator.eval()
+    with torch.no_grad():
+        diff = student(batch.inputs) - batch.outputs
+    l1, mse = float(diff.abs().mean()), float(diff.pow(2).mean())
+    psnr = 10 * math.log10(4.0 / mse) if mse > 0 else math.inf
+    return {"reward": -l1, "l1_teacher": l1, "psnr_teacher": psnr}
+
+
+@dataclass(frozen=True)
+class RewardMode:
+    """A predictor of an architecture's quality after fine-tuning. ``score(arch, options)``
+    returns ``{"reward": higher = predicted better, ...recorded terms}``; ``options(args)`` are
+    its settings from the command line, stored with each score (another setting under the same
+    key is another protocol)."""
+
+    label: str
+    score: Callable[[Architecture, dict[str, Any]], dict[str, float]]
+    options: Callable[[argparse.Namespace], dict[str, Any]] = lambda args: {}
+
+
+REWARD_MODES: dict[str, RewardMode] = {
+    "frozen": RewardMode("env reward r_G (frozen weights, adaptive BN)", score_frozen),
+    "distill_k": RewardMode("-L1 to the teacher after k fine-tuning steps", score_distill,
+                            lambda args: {"k": args.distill_steps, "images": "env eval pool"}),
+}
+
+
+# ----------------------------------------------------------------------------------------------
+# one architecture (the worker side)
+# ----------------------------------------------------------------------------------------------
+def run_architecture(spec: dict[str, Any]) -> dict[str, Any]:
+    """Score ``spec``'s architecture with its modes and fine-tune + evaluate it at its lengths;
+    returns the JSON record (only the parts this spec asked for)."""
+    import torch
+
+    from agents.base import Candidate
+    from gan_prune_env.config import to_dict
+    from gan_prune_env.envs import make_parallel_env
+    from gan_prune_env.tasks import teacher_path
+
+    torch.set_num_threads(spec.get("threads", 1))
+    started, load = time.time(), os.getloadavg()[0]
+    torch.manual_seed(spec["seed"])
+    np.random.seed(spec["seed"])
+    env = make_parallel_env(ENV_ID, **env_kwargs(spec))
+    task = env.game.prepared.task
+    actions = {a: np.asarray(v, dtype=np.float32) for a, v in spec["actions"].items()}
+    arch = Architecture(spec, env, actions, None)
+    rewards, infos = arch.play()
+    arch.candidate = Candidate.from_infos(0, infos, rewards)
+    if arch.candidate.kept_channels != spec["kept_channels"]:
+        raise RuntimeError(f"{spec['key']}: the env keeps {arch.candidate.kept_channels}, the "
+                           f"plan {spec['kept_channels']}")
+
+    scores = {}
+    for mode, options in spec["modes"].items():
+        t0 = time.perf_counter()
+        result = REWARD_MODES[mode].score(arch, options)
+        scores[mode] = {"options": options, **result, "wall_s": time.perf_counter() - t0}
+    finals = {}
+    for steps in spec["final_steps"]:
+        pair = arch.sliced()
+        config = recipe_config(steps)
+        finetune_s = finetune_sliced(pair, env, config, spec["work_dir"], arch.seed)
+        t0 = time.perf_counter()
+        quality, teacher_quality = evaluate_sliced(pair, spec["task"], task,
+                                                   spec["eval_images"])
+        finals[str(steps)] = {"steps": steps, "eval_images": spec["eval_images"],
+                              "finetune": _jsonable(to_dict(config)), "quality": quality,
+                              "teacher_quality": teacher_quality,
+                              "timing_s": {"finetune": finetune_s,
+                                           "evaluate": time.perf_counter() - t0}}
+    return {
+        "key": spec["key"], "task": spec["task"], "budget": spec["budget"],
+        "arch_seed": spec["arch_seed"], "index": spec["index"], "seed": spec["seed"],
+        "arch": {"origin": spec["origin"], "actions": spec["actions"],
+                 "kept_channels": arch.candidate.kept_channels,
+                 "compute_ratio": arch.candidate.compute_ratio,
+                 "within_budget": arch.candidate.within_budget},
+        "env": spec["env"], "scores": scores, "finals": finals,
+        "timing_s": {"total": time.time() - started},
+        "started_at": _dt.datetime.fromtimestamp(started).isoformat(timespec="seconds"),
+        "finished_at": _dt.datetime.now().isoformat(timespec="seconds"),
+        "host": {"python": platform.python_version(), "torch": torch.__version__,
+                 "machine": platform.machine(), "cpus": os.cpu_count(), "load_avg_1m": load},
+        "commit": git_commit(), "teacher_sha1": file_sha1(teacher_path(task)),
+    }
+
+
+# ----------------------------------------------------------------------------------------------
+# run
+# ----------------------------------------------------------------------------------------------
+def merge_records(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """One record per architecture key: the union of the scores and finals of its records."""
+    merged: dict[str, dict[str, Any]] = {}
+    for record in records:
+        if record["key"] not in merged:
+            merged[record["key"]] = {**record, "scores": dict(record["scores"]),
+                                     "finals": dict(record["finals"])}
+        else:
+            merged[record["key"]]["scores"].update(record["scores"])
+            merged[record["key"]]["finals"].update(record["finals"])
+    return merged
+
+
+def plan(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Every architecture's full cell, budgets in the given order, architectures in index order
+    (a stopped run leaves the first budgets complete)."""
+    import torch
+
+    from gan_prune_env.envs import make_parallel_env
+    from gan_prune_env.tasks import teacher_path
+
+    torch.set_num_threads(1)
+    modes = {m: _jsonable(REWARD_MODES[m].options(args)) for m in args.modes}
+    count = min(args.check_archs, args.archs) if args.check_only else args.archs
+    cells = []
+    for task in args.tasks:
+        for budget in args.budgets:
+            base = {"task": task, "budget": float(budget), "method": "random",
+                    "facades_teacher": args.facades_teacher}
+            env = make_parallel_env(ENV_ID, **env_kwargs(base))
+            protocol = env_protocol(env)
+            sha1 = file_sha1(teacher_path(env.game.prepared.task))
+            for index, arch in enumerate(plan_architectures(env, count, args.arch_seed)):
+                lengths = [args.finetune_steps] + (list(args.check_steps)
+                                                   if index < args.check_archs else [])
+                cells.append({
+                    **base, "method": arch["origin"], "arch_seed": args.arch_seed,
+                    "index": index, "key": arch_key(task, budget, args.arch_seed, index),
+                    "origin": arch["origin"], "actions": arch["actions"],
+                    "kept_channels": arch["kept_channels"], "env": protocol,
+                    "teacher_sha1": sha1, "seed": args.seed, "modes": modes,
+                    "final_steps": list(dict.fromkeys(lengths)),
+                    "eval_images": args.eval_images, "work_dir": str(args.work_dir),
+                    "threads": 1})
+    return cells
+
+
+def _protocol_error(key: str, what: str, recorded: Any, asked: Any) -> SystemExit:
+    return SystemExit(f"error: {key} was run with {what} {recorded}, this run asks for {asked}; "
+                      "use another --results file to compare protocols")
+
+
+def missing_parts(cell: dict[str, Any], record: dict[str, Any] | None) -> dict[str, Any] | None:
+    """``cell`` reduced to the modes and lengths ``record`` lacks (None: nothing left); a
+    finished part of another protocol is an error."""
+    if record is None:
+        return cell
+    key = cell["key"]
+    for what, recorded, asked in (
+            ("the architecture", record["arch"]["kept_channels"], cell["kept_channels"]),
+            ("env options", record["env"], cell["env"]),
+            ("teacher SHA-1", record["teacher_sha1"], cell["teacher_sha1"]),
+            ("fine-tuning seed", record["seed"], cell["seed"])):
+        if recorded != asked:
+            raise _protocol_error(key, what, recorded, asked)
+    for mode, options in cell["modes"].items():
+        done = record["scores"].get(mode)
+        if done is not None and done["options"] != options:
+            raise _protocol_error(key, f"mode {mode} options", done["options"], options)
+    for steps in cell["final_steps"]:
+        done = record["finals"].get(str(steps))
+        if done is None:
+            continue
+        if done["eval_images"] != cell["eval_images"]:
+            raise _protocol_error(key, f"eval_images (at {steps} steps)", done["eval_images"],
+                                  cell["eval_images"])
+        recipe = _jsonable(_recipe_dict(steps))
+        if done["finetune"] != recipe:
+            raise _protocol_error(key, f"the fine-tuning recipe (at {steps} steps)",
+                                  done["finetune"], recipe)
+    modes = {m: o for m, o in cell["modes"].items() if m not in record["scores"]}
+    lengths = [s for s in cell["final_steps"] if str(s) not in record["finals"]]
+    if not modes and not lengths:
+        return None
+    return {**cell, "modes": modes, "final_steps": lengths}
+
+
+def _recipe_dict(steps: int) -> dict[str, Any]:
+    from gan_prune_env.config import to_dict
+
+    return to_dict(recipe_config(steps))
+
+
+def command_run(args: argparse.Namespace) -> int:
+    unknown = [m for m in args.modes if m not in REWARD_MODES]
+    if unknown:
+        raise SystemExit(f"error: unknown mode(s) {unknown}; choose from {list(REWARD_MODES)}")
+    bad = [t for t in args.tasks if t not in TASKS]
+    if bad:
+        raise SystemExit(f"error: unknown task(s) {bad}; choose from {list(TASKS)}")
+    if args.archs < 2 or args.finetune_steps < 1 or args.distill_steps < 1 \
+            or args.eval_images < 2 or any(s < 1 for s in args.check_steps):
+        raise SystemExit("error: need --archs >= 2, --eval-images >= 2, and --finetune-steps, "
+                         "--distill-steps, --check-steps >= 1")
+    if args.check_only and not args.check_steps:
+        raise SystemExit("error: --check-only needs --check-steps")
+    out = Path(args.out)
+    results = Path(args.results) if args.results else out / RESULTS
+    args.work_dir = Path(args.work_dir) if args.work_dir else out / ".reward_fidelity_work"
+    data_root = compare_methods._data_root(args)
+    args.facades_teacher = (str(compare_methods._facades_teacher(args))
+                            if "facades" in args.tasks else None)
+
+    done = merge_records(read_records(results))
+    cells = plan(args)
+    todo = [c for c in (missing_parts(c, done.get(c["key"])) for c in cells) if c is not None]
+    print(f"{len(cells)} architectures, {len(cells) - len(todo)} finished in {results}, "
+          f"{len(todo)} to run with {args.workers} worker(s)", flush=True)
+    began = time.perf_counter()
+    finished = [0]
+
+    def on_record(record: dict[str, Any]) -> None:
+        append_record(results, record)
+        finished[0] += 1
+        print(f"[{time.perf_counter() - began:6.0f} s] {finished[0]}/{len(todo)} "
+              f"{_progress(record)}", flush=True)
+
+    failed = []
+    if todo:
+        failed = run_cells(todo, args.workers, data_root, on_record, lambda c: c["key"],
+                           run_architecture)
+        shutil.rmtree(args.work_dir, ignore_errors=True)
+    print(f"run finished in {time.perf_counter() - began:.0f} s wall", flush=True)
+    if failed:
+        print(f"{len(failed)} architecture(s) FAILED (not recorded; rerun to retry): {failed}",
+              file=sys.stderr, flush=True)
+    if not args.no_report and read_records(results):
+        make_report(results, out)
+    return 1 if failed else 0
+
+
+def _progress(record: dict[str, Any]) -> str:
+    parts = [f"{m} {s['reward']:+.4f} ({s['wall_s']:.1f} s)" for m, s in record["scores"].items()]
+    for steps, final in record["finals"].items():
+        q, t = final["quality"], final["timing_s"]
+        parts.append(f"{steps} steps: FID {q.get('fid', math.nan):.1f}, PSNR-T "
+                     f"{q['psnr_teacher']:.2f} (fine-tune {t['finetune']:.0f} s, eval "
+                     f"{t['evaluate']:.0f} s)")
+    ratio = record["arch"]["compute_ratio"]
+    return (f"{record['key']} ({record['arch']['origin']}, G {ratio['generator']:.3f} / D "
+            f"{ratio['discriminator']:.3f} kept MACs): " + "; ".join(parts))
+
+
+# ----------------------------------------------------------------------------------------------
+# report
+# ----------------------------------------------------------------------------------------------
+def _fmt_corr(stats: dict[str, Any], name: str) -> str:
+    value, (lo, hi) = stats[name], stats[f"{name}_ci"]
+    if math.isnan(value):
+        return "—"
+    ci = f" [{lo:+.2f}, {hi:+.2f}]" if not math.isnan(lo) else ""
+    return f"{value:+.2f}{ci}"
+
+
+def _main_length(archs: list[dict[str, Any]]) -> int | None:
+    """The fine-tuning length most architectures have (ties: the longest)."""
+    counts: dict[int, int] = defaultdict(int)
+    for r in archs:
+        for steps in r["finals"]:
+            counts[int(steps)] += 1
+    return max(counts, key=lambda s: (counts[s], s)) if counts else None
+
+
+def _metric(record: dict[str, Any], steps: int, metric: str) -> float:
+    final = record["finals"].get(str(steps))
+    return float(final["quality"].get(metric, math.nan)) if final else math.nan
+
+
+def _distinct(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One record per architecture (several arch seeds all start with the uniform pair)."""
+    seen, out = set(), []
+    for r in sorted(records, key=lambda r: (r["arch_seed"], r["index"])):
+        signature = json.dumps(r["arch"]["kept_channels"], sort_keys=True)
+        if signature not in seen:
+            seen.add(signature)
+            out.append(r)
+    return out
+
+
+def group_stats(archs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Fidelity of every mode against every metric at the main length, wall times, and the
+    agreement of every pair of fine-tuning lengths."""
+    length = _main_length(archs)
+    modes = [m for m in list(REWARD_MODES) + sorted({m for r in archs for m in r["scores"]})
+             if any(m in r["scores"] for r in archs)]
+    modes = list(dict.fromkeys(modes))
+    stats: dict[str, Any] = {"steps": length, "n_archs": len(archs), "fidelity": {},
+                             "wall_s": {}, "lengths": {}}
+    for mode in modes:
+        scored = [r for r in archs if mode in r["scores"]]
+        stats["wall_s"][mode] = {"median": float(np.median([r["scores"][mode]["wall_s"]
+                                                            for r in scored])),
+                                 "n": len(scored)}
+        rewards = [r["scores"][mode]["reward"] for r in scored]
+        stats["fidelity"][mode] = {
+            metric: fidelity(rewards, [_metric(r, length, metric) for r in scored], higher)
+            for metric, _, higher, _, _ in METRICS}
+    lengths = sorted({int(s) for r in archs for s in r["finals"]})
+    for i, short in enumerate(lengths):
+        for long in lengths[i + 1:]:
+            both = [r for r in archs if str(short) in r["finals"] and str(long) in r["finals"]]
+            if len(both) >= 2:
+                stats["lengths"][f"{short}|{long}"] = {
+                    metric: fidelity([_metric(r, short, metric) for r in both],
+                                     [_metric(r, long, metric) for r in both], True)
+                    for metric, _, _, _, _ in METRICS}
+    return stats
+
+
+def _group_section(task: str, budget: float, archs: list[dict[str, Any]],
+                   stats: dict[str, Any]) -> list[str]:
+    length = stats["steps"]
+    first = archs[0]
+    final = next((r["finals"][str(length)] for r in archs if str(length) in r["finals"]), None)
+    tq = final["teacher_quality"] if final else {}
+    lines = [f"## Task `{task}`, G budget {budget:.0%}\n",
+             (f"{len(archs)} architectures (arch seeds {sorted({r['arch_seed'] for r in archs})}; "
+              f"D budget {first['env']['budget_d']:g}), final metrics after {length} fine-tuning "
+              f"steps on {final['eval_images'] if final else '?'} test images; fine-tuning seed "
+              f"{first['seed']}. Teacher: FID {tq.get('fid', math.nan):.1f}, KID x1e3 "
+              f"{tq.get('kid', math.nan) * 1e3:.1f}, PSNR {tq.get('psnr', math.nan):.2f} dB. "
+              f"Commits {sorted({r.get('commit', '?')[:12] for r in archs})}; teacher SHA-1 "
+              f"{sorted({r.get('teacher_sha1', '?') for r in archs})}.\n"),
+             ("**Fidelity**: rank correlation between the mode's reward and the final metric, "
+              "signed so that **positive = the reward ranks architectures as fine-tuning does** "
+              "(higher reward with lower FID / KID, higher PSNR / PSNR-T); 95% bootstrap "
+              f"interval over architectures ({BOOTSTRAP} resamples, seed {BOOTSTRAP_SEED}).\n")]
+    header = ["mode", "metric", "n", "Spearman fidelity [95% CI]", "Kendall fidelity [95% CI]"]
+    lines += ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    for mode, by_metric in stats["fidelity"].items():
+        for metric, label, _, _, _ in METRICS:
+            s = by_metric[metric]
+            lines.append(f"| {mode} | {label} | {s['n']} | {_fmt_corr(s, 'spearman')} | "
+                         f"{_fmt_corr(s, 'kendall')} |")
+    lines += ["", "| mode | what | median s per reward evaluation | n |", "|---|---|---|---|"]
+    for mode, wall in stats["wall_s"].items():
+        label = REWARD_MODES[mode].label if mode in REWARD_MODES else mode
+        lines.append(f"| {mode} | {label} | {wall['median']:.2f} | {wall['n']} |")
+    finals = [r["finals"][str(length)] for r in archs if str(length) in r["finals"]]
+    if finals:
+        lines.append(f"\nFinal fine-tune ({length} steps): median "
+                     f"{np.median([f['timing_s']['finetune'] for f in finals]):.0f} s; "
+                     "evaluation median "
+                     f"{np.median([f['timing_s']['evaluate'] for f in finals]):.0f} s per "
+                     "architecture.")
+    if stats["lengths"]:
+        lines += ["", ("**Length check**: rank correlation of each final metric between a "
+                       "short and a long fine-tune of the same architectures (+1: the short "
+                       "recipe ranks them exactly as the long one).\n"),
+                  "| short | long | metric | n | Spearman [95% CI] | Kendall [95% CI] |",
+                  "|---|---|---|---|---|---|"]
+        for pair, by_metric in stats["lengths"].items():
+            short, long = pair.split("|")
+            for metric, label, _, _, _ in METRICS:
+                s = by_metric[metric]
+                lines.append(f"| {short} | {long} | {label} | {s['n']} | "
+                             f"{_fmt_corr(s, 'spearman')} | {_fmt_corr(s, 'kendall')} |")
+    modes = list(stats["fidelity"])
+    lines += ["", f"Architectures (final metrics after {length} steps):\n"]
+    header = ["#", "origin", "G kept MACs", "D kept MACs"] + [f"reward {m}" for m in modes] + \
+        [label for _, label, _, _, _ in METRICS]
+    lines += ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    for r in archs:
+        row = [f"{r['arch_seed']}/{r['index']}", r["arch"]["origin"],
+               f"{r['arch']['compute_ratio']['generator']:.3f}",
+               f"{r['arch']['compute_ratio']['discriminator']:.3f}"]
+        row += [f"{r['scores'][m]['reward']:+.4f}" if m in r["scores"] else "—" for m in modes]
+        for metric, _, _, fmt, scale in METRICS:
+            value = _metric(r, length, metric) * scale
+            row.append("—" if math.isnan(value) else fmt.format(value))
+        lines.append("| " + " | ".join(row) + " |")
+    lines.append("")
+    return lines
+
+
+def make_report(results: Path, out: Path) -> Path:
+    """``reward_fidelity.md`` (per task and budget: the fidelity table, wall times, the length
+    check, the architectures), ``reward_fidelity.json`` (the statistics) and the scatter plot."""
+    records = read_records(results)
+    if not records:
+        raise SystemExit(f"error: no records in {results}")
+    groups: dict[tuple[str, float], list[dict]] = defaultdict(list)
+    for record in merge_records(records).values():
+        groups[(record["task"], record["budget"])].append(record)
+    lines = ["# Reward fidelity: does the env's reward rank architectures as fine-tuning does?\n",
+             (f"From `{rel_path(results)}`. What, why and how to regenerate: the docstring of "
+              "`benchmarks/reward_fidelity.py`. FID/KID with the FID Inception (README, 'FID "
+              f"and KID: the protocol'). Scatter plot: [{PLOT}]({PLOT}).\n")]
+    summary, plotted = {}, {}
+    for task, budget in sorted(groups, key=lambda k: (list(TASKS).index(k[0])
+                                                      if k[0] in TASKS else 99, k[1])):
+        archs = _distinct(groups[(task, budget)])
+        stats = group_stats(archs)
+        summary[f"{task}|{budget:g}"] = stats
+        plotted[(task, budget)] = (archs, stats)
+        lines += _group_section(task, budget, archs, stats)
+    path = out / REPORT
+    out.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines))
+    (out / SUMMARY).write_text(json.dumps(summary, indent=1))
+    _plot(plotted, out / PLOT)
+    print(f"wrote {path} and {out / PLOT}", flush=True)
+    return path
+
+
+def _plot(groups: dict[tuple[str, float], tuple[list, dict]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    modes = list(dict.fromkeys(m for _, stats in groups.values() for m in stats["fidelity"]))
+    fig, axes = plt.subplots(1, max(len(modes), 1), figsize=(5 * max(len(modes), 1), 4),
+                             squeeze=False)
+    for ax, mode in zip(axes[0], modes):
+        for (task, budget), (archs, stats) in groups.items():
+            scored = [r for r in archs if mode in r["scores"]]
+            xs = [r["scores"][mode]["reward"] for r in scored]
+            ys = [_metric(r, stats["steps"], "fid") for r in scored]
+            if not scored:
+                continue
+            rho = stats["fidelity"][mode]["fid"]["spearman"]
+            points = ax.scatter(xs, ys, label=f"{task} {budget:.0%}, {stats['steps']} steps "
+                                              f"(fidelity {rho:+.2f})")
+            uniform = [i for i, r in enumerate(scored) if r["arch"]["origin"] == "uniform"]
+            if uniform:
+                ax.scatter([xs[i] for i in uniform], [ys[i] for i in uniform], marker="*", s=160,
+                           color=points.get_facecolor()[0], edgecolor="black")
+        ax.set_xlabel(f"reward: {mode} (higher = predicted better)")
+        ax.set_ylabel("final FID (lower is better)")
+        ax.set_title(REWARD_MODES[mode].label if mode in REWARD_MODES else mode, fontsize=9)
+        ax.legend(fontsize=7)
+    fig.suptitle("Reward vs final FID per architecture (star: the uniform pair); "
+                 "Spearman fidelity > 0 = the reward ranks as fine-tuning does", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+# ----------------------------------------------------------------------------------------------
+# CLI
+# ----------------------------------------------------------------------------------------------
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="score, fine-tune and evaluate the architectures "
+                                     "(resumable), then write the report")
+    run.add_argument("--tasks", nargs="+", default=["default"], help=f"of {list(TASKS)}")
+    run.add_argument("--budgets", nargs="+", type=float, default=[0.1, 0.25],
+                     help="generator kept-MACs budgets (env budget_g); D at the env default")
+    run.add_argument("--archs", type=int, default=16,
+                     help="architectures per (task, budget): the uniform one + random ones")
+    run.add_argument("--arch-seed", type=int, default=0, help="seed of the random architectures")
+    run.add_argument("--modes", nargs="+", default=list(REWARD_MODES),
+                     help=f"reward modes to score, of {list(REWARD_MODES)}")
+    run.add_argument("--distill-steps", type=int, default=50,
+                     help="k of the distill_k mode (fine-tuning steps before looking)")
+    run.add_argument("--finetune-steps", type=int, default=600,
+                     help="steps of the final fine-tune (the project's recipe; default 600)")
+    run.add_argument("--eval-images", type=int, default=100, help="test images (default 100)")
+    run.add_argument("--seed", type=int, default=0, help="seed of every fine-tune")
+    run.add_argument("--check-steps", nargs="+", type=int, default=[],
+                     help="also fine-tune the first --check-archs architectures this many steps, "
+                          "to check that a short final recipe ranks like the full one")
+    run.add_argument("--check-archs", type=int, default=4,
+                     help="architectures of the length check (default 4: the first ones)")
+    run.add_argument("--check-only", action="store_true",
+                     help="run only the first --check-archs architectures (needs --check-steps)")
+    run.add_argument("--workers", type=int, default=1,
+                     help="architectures in parallel processes (1 torch thread each)")
+    run.add_argument("--out", default=str(DEFAULT_OUT),
+                     help=f"report folder (default {rel_path(DEFAULT_OUT)})")
+    run.add_argument("--results", default=None, help=f"JSONL file (default OUT/{RESULTS})")
+    run.add_argument("--work-dir", default=None, help="scratch folder for fine-tuning states")
+    run.add_argument("--facades-teacher", default=None, help="facades teacher checkpoint")
+    run.add_argument("--data-root", default=None,
+                     help="folder holding facades/ (default $GAN_PRUNE_DATA)")
+    run.add_argument("--no-report", action="store_true", help="skip the report at the end")
+    rep = sub.add_parser("report", help="tables, statistics and plot from the JSONL")
+    rep.add_argument("--out", default=str(DEFAULT_OUT))
+    rep.add_argument("--results", default=None, help=f"JSONL file (default OUT/{RESULTS})")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.command == "report":
+        out = Path(args.out)
+        make_report(Path(args.results) if args.results else out / RESULTS, out)
+        return 0
+    return command_run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

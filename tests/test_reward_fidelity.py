@@ -1,0 +1,186 @@
+"""benchmarks/reward_fidelity.py: its rank correlations on hand-made data, its architectures
+(within budget, deterministic under the seed), and a tiny run: records, resume, report."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+SCRIPT = BENCHMARKS / "reward_fidelity.py"
+
+
+@pytest.fixture(scope="module")
+def rf():
+    """The script as ``python benchmarks/reward_fidelity.py`` sees it (its folder on the path)."""
+    sys.path.insert(0, str(BENCHMARKS))
+    spec = importlib.util.spec_from_file_location("reward_fidelity", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.modules.pop(spec.name, None)
+        sys.path.remove(str(BENCHMARKS))
+
+
+@pytest.fixture(scope="module")
+def env():
+    from gan_prune_env.envs import make_parallel_env
+
+    return make_parallel_env("Pix2PixPrune-v0", budget_g=0.1, seed=0, device="cpu")
+
+
+# -- rank correlations -----------------------------------------------------------------------------
+def test_average_ranks(rf):
+    assert rf.rank_average([3.0, 1.0, 2.0, 2.0]).tolist() == [4.0, 1.0, 2.5, 2.5]
+    assert rf.rank_average([5.0, 5.0, 5.0]).tolist() == [2.0, 2.0, 2.0]
+
+
+def test_rank_correlations_on_hand_made_data(rf):
+    up, down = [1.0, 2.0, 3.0, 4.0, 5.0], [50.0, 40.0, 30.0, 20.0, 10.0]
+    for fn in (rf.spearman, rf.kendall):
+        assert fn(up, [10.0, 20.0, 35.0, 41.0, 99.0]) == pytest.approx(1.0)  # perfect
+        assert fn(up, down) == pytest.approx(-1.0)  # reversed
+        assert math.isnan(fn(up, [7.0] * 5))  # a constant side: undefined
+    # a tie: x ranks (1, 2.5, 2.5, 4) against (1, 2, 3, 4)
+    x, y = [1.0, 2.0, 2.0, 3.0], [1.0, 2.0, 3.0, 4.0]
+    assert rf.spearman(x, y) == pytest.approx(4.5 / math.sqrt(4.5 * 5.0))  # 0.9487
+    # tau-b: 5 concordant, 0 discordant, 1 pair tied in x only: 5 / sqrt(5 * 6)
+    assert rf.kendall(x, y) == pytest.approx(5.0 / math.sqrt(30.0))  # 0.9129
+    # one swap among five: rho = 1 - 6 * 2 / (5 * 24) = 0.9, tau = (9 - 1) / 10 = 0.8
+    assert rf.spearman(up, [1.0, 2.0, 4.0, 3.0, 5.0]) == pytest.approx(0.9)
+    assert rf.kendall(up, [1.0, 2.0, 4.0, 3.0, 5.0]) == pytest.approx(0.8)
+
+
+def test_rank_correlations_match_torchmetrics_with_ties(rf):
+    import torch
+    from torchmetrics.functional import kendall_rank_corrcoef, spearman_corrcoef
+
+    rng = np.random.default_rng(3)
+    x, y = rng.integers(0, 5, 30).astype(float), rng.integers(0, 4, 30).astype(float)
+    tx, ty = torch.tensor(x), torch.tensor(y)
+    assert rf.spearman(x, y) == pytest.approx(float(spearman_corrcoef(tx, ty)), abs=1e-6)
+    assert rf.kendall(x, y) == pytest.approx(float(kendall_rank_corrcoef(tx, ty, variant="b")),
+                                             abs=1e-6)
+
+
+def test_fidelity_is_signed_so_that_positive_means_ranked_right(rf):
+    rewards = [-3.0, -2.0, -1.0, 0.0]
+    good = rf.fidelity(rewards, [200.0, 190.0, 180.0, 170.0], higher_is_better=False)  # FID
+    assert good["spearman"] == pytest.approx(1.0) and good["kendall"] == pytest.approx(1.0)
+    assert good["spearman_ci"] == [pytest.approx(1.0)] * 2 and good["n"] == 4
+    bad = rf.fidelity(rewards, [17.0, 18.0, 19.0, 20.0][::-1], higher_is_better=True)  # PSNR
+    assert bad["spearman"] == pytest.approx(-1.0) and bad["kendall"] == pytest.approx(-1.0)
+    # NaN metrics (e.g. an architecture without FID) are left out, not ranked
+    assert rf.fidelity(rewards, [1.0, math.nan, 3.0, 4.0], True)["n"] == 3
+
+
+def test_bootstrap_interval_is_seeded_and_covers_the_estimate(rf):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=16)
+    y = x + rng.normal(size=16)
+    first = rf.bootstrap_ci(x, y, rf.spearman)
+    assert first == rf.bootstrap_ci(x, y, rf.spearman)
+    assert first[0] < rf.spearman(x, y) < first[1] and first[1] - first[0] > 0.1
+    assert all(math.isnan(v) for v in rf.bootstrap_ci(x[:2], y[:2], rf.spearman))
+
+
+# -- architectures -------------------------------------------------------------------------------
+def test_architectures_are_within_budget_distinct_and_seeded(rf, env):
+    from agents.budget import achieved_compute, uniform_actions
+
+    archs = rf.plan_architectures(env, 5, seed=0)
+    assert archs == rf.plan_architectures(env, 5, seed=0)  # deterministic
+    assert archs[:3] == rf.plan_architectures(env, 3, seed=0)  # a longer plan extends a shorter
+    other = rf.plan_architectures(env, 5, seed=1)
+    assert other[0] == archs[0] and other[1:] != archs[1:]
+    assert [a["origin"] for a in archs] == ["uniform"] + ["random"] * 4
+    uniform = uniform_actions(env.game)
+    assert all(np.array_equal(np.float32(archs[0]["actions"][a]), uniform[a]) for a in uniform)
+    signatures = {json.dumps(a["kept_channels"]) for a in archs}
+    assert len(signatures) == 5
+    for arch in archs:
+        for agent, budget in (("generator", 0.1), ("discriminator", 0.5)):
+            ratio = achieved_compute(env.game, agent, np.float32(arch["actions"][agent]))
+            assert ratio == pytest.approx(arch["compute_ratio"][agent]) and ratio <= budget
+        # the env agrees: same counts, within both budgets
+        env.reset(seed=0)
+        _, _, _, _, infos = env.step({a: np.float32(v) for a, v in arch["actions"].items()})
+        for agent in ("generator", "discriminator"):
+            assert infos[agent]["kept_channels"] == arch["kept_channels"][agent]
+            assert infos[agent]["within_budget"]
+    # random pairs are not the uniform one in disguise: their keep ratios vary across groups
+    assert np.std(archs[1]["actions"]["generator"]) > 0.05
+
+
+# -- the benchmark end to end --------------------------------------------------------------------
+def _lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_run_resume_and_report(rf, env, tmp_path, capsys):
+    from agents.budget import uniform_actions
+
+    argv = ["run", "--budgets", "0.1", "--archs", "3", "--finetune-steps", "2",
+            "--distill-steps", "2", "--eval-images", "4", "--check-steps", "1",
+            "--check-archs", "2", "--workers", "1", "--out", str(tmp_path)]
+    assert rf.main(argv) == 0
+    out = capsys.readouterr().out
+    results = tmp_path / "reward_fidelity.jsonl"
+    records = _lines(results)
+    keys = [f"default|0.1|0|{i}" for i in range(3)]
+    assert sorted(r["key"] for r in records) == keys
+    for key in keys:  # progress per architecture
+        assert f" {key} (" in out
+    for r in sorted(records, key=lambda r: r["index"]):
+        assert r["commit"] and len(r["teacher_sha1"]) == 40
+        assert r["arch"]["within_budget"] and r["arch"]["compute_ratio"]["generator"] <= 0.1
+        frozen, distill = r["scores"]["frozen"], r["scores"]["distill_k"]
+        assert {"g_loss", "g_adv", "g_kde", "g_rec", "reward_loss", "d_loss"} <= set(frozen)
+        assert frozen["reward"] == pytest.approx(frozen["reward_loss"] + frozen["reward_compute"])
+        assert distill["options"]["k"] == 2 and distill["reward"] == -distill["l1_teacher"]
+        assert frozen["wall_s"] > 0 and distill["wall_s"] > 0
+        lengths = {"2", "1"} if r["index"] < 2 else {"2"}
+        assert set(r["finals"]) == lengths
+        for final in r["finals"].values():
+            assert {"fid", "kid", "psnr", "psnr_teacher"} <= set(final["quality"])
+            assert final["eval_images"] == 4 and "fid" in final["teacher_quality"]
+    # the frozen reward is what an agent gets from the env for that architecture
+    uniform = next(r for r in records if r["index"] == 0)
+    env.reset(seed=0)
+    _, rewards, _, _, _ = env.step(uniform_actions(env.game))
+    assert uniform["scores"]["frozen"]["reward"] == pytest.approx(rewards["generator"])
+
+    report = (tmp_path / "reward_fidelity.md").read_text()
+    assert "| mode | metric | n | Spearman fidelity [95% CI] | Kendall fidelity [95% CI] |" \
+        in report
+    assert "positive = the reward ranks architectures as fine-tuning does" in report
+    assert "| frozen | FID | 3 |" in report and "| distill_k | PSNR-T | 3 |" in report
+    assert "**Length check**" in report and "| 1 | 2 | FID | 2 |" in report
+    assert (tmp_path / "reward_fidelity.png").stat().st_size > 0
+    summary = json.loads((tmp_path / "reward_fidelity.json").read_text())["default|0.1"]
+    fid = [r["finals"]["2"]["quality"]["fid"] for r in sorted(records, key=lambda r: r["index"])]
+    reward = [r["scores"]["frozen"]["reward"]
+              for r in sorted(records, key=lambda r: r["index"])]
+    assert summary["fidelity"]["frozen"]["fid"]["spearman"] == pytest.approx(
+        rf.spearman(reward, [-v for v in fid]))
+
+    assert rf.main(argv) == 0  # resume: nothing left to run
+    assert "3 finished" in capsys.readouterr().out and len(_lines(results)) == 3
+    assert rf.main([*argv, "--modes", "frozen", "--no-report"]) == 0  # a subset: done too
+    assert len(_lines(results)) == 3
+    for change, message in ((["--distill-steps", "3"], "mode distill_k options"),
+                            (["--eval-images", "5"], "eval_images"),
+                            (["--seed", "1"], "fine-tuning seed")):
+        with pytest.raises(SystemExit, match=message):  # same key, another protocol
+            rf.main([*argv, *change])
+    assert rf.main(["report", "--out", str(tmp_path / "again"), "--results", str(results)]) == 0
+    assert (tmp_path / "again" / "reward_fidelity.md").read_text() == report
