@@ -74,6 +74,7 @@ from pathlib import Path
 from typing import Any
 
 from compare.cells import run_cells
+from gan_prune_env.finetune import FinetuneConfig
 from compare.report import make_report
 from compare.spec import (
     DEFAULT_FACADES_TEACHER, DEFAULT_DATA_ROOT, DEFAULT_OUT, METHODS, QUICK_OUT, RESULTS_FILE,
@@ -118,7 +119,8 @@ def command_run(args: argparse.Namespace) -> int:
             if getattr(args, key) is None:
                 setattr(args, key, value)
     defaults = {"tasks": ["default"], "budgets": [0.25, 0.10], "methods": list(METHODS),
-                "seeds": [0, 1, 2], "rounds": 200, "finetune_steps": 600, "eval_images": 100,
+                "seeds": [0, 1, 2], "rounds": 200, "finetune_steps": FinetuneConfig().steps,
+                "eval_images": 100,
                 "latency_runs": 30}
     for key, value in defaults.items():
         if getattr(args, key) is None:
@@ -255,7 +257,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     run.add_argument("--seeds", nargs="+", type=int, default=None, help="default 0 1 2")
     run.add_argument("--rounds", type=int, default=None, help="search rounds (default 200)")
     run.add_argument("--finetune-steps", type=int, default=None,
-                     help="default 600 (the default run's recipe)")
+                     help="default: the recipe's (FinetuneConfig().steps)")
     run.add_argument("--eval-images", type=int, default=None, help="test images (default 100)")
     run.add_argument("--recipe", nargs="+", default=None, metavar="KEY:VALUE",
                      help="fine-tuning recipe changes (FinetuneConfig fields), e.g. "

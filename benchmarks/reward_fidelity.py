@@ -95,6 +95,7 @@ from compare.cells import (
 )
 from compare.spec import DEFAULT_OUT, ENV_ID, TASKS, rel_path
 from compare.store import append_record, read_records
+from gan_prune_env.finetune import FinetuneConfig
 
 RESULTS = "reward_fidelity.jsonl"
 REPORT = "reward_fidelity.md"
@@ -742,8 +743,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                      help=f"reward modes to score, of {list(REWARD_MODES)}")
     run.add_argument("--distill-steps", type=int, default=50,
                      help="k of the distill_k mode (fine-tuning steps before looking)")
-    run.add_argument("--finetune-steps", type=int, default=600,
-                     help="steps of the final fine-tune (the project's recipe; default 600)")
+    run.add_argument("--finetune-steps", type=int, default=FinetuneConfig().steps,
+                     help="steps of the final fine-tune (default: the recipe's)")
     run.add_argument("--eval-images", type=int, default=100, help="test images (default 100)")
     run.add_argument("--seed", type=int, default=0, help="seed of every fine-tune")
     run.add_argument("--check-steps", nargs="+", type=int, default=[],
