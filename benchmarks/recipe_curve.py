@@ -11,7 +11,7 @@ reference pix2pix schedule), whatever its length.
 Variants (``--variants``):
 
 ============  ===================================================================================
-``output``    today's recipe: 100 x L1 to the target + 10 x L1 to the teacher + cGAN
+``output``    the recipe before this benchmark: 100 x L1 to the target + 10 x L1 to the teacher + cGAN
 ``feature``   + intermediate feature distillation, "auto" layers, 1x1 adapters (GAN Compression)
 ``ema``       ``feature`` + an EMA of the generator's weights (decay 0.999)
 ``density``   ``feature`` + the local-density term (METHOD 6) as a fine-tuning loss (weight 1)
@@ -42,11 +42,13 @@ from compare.cells import run_cells
 from compare.spec import DEFAULT_OUT
 from compare.store import append_record, read_records
 
+# Every variant names its distillation and EMA fields, so it means the same whatever the
+# recipe's defaults are.
 VARIANTS: dict[str, dict[str, Any]] = {
-    "output": {},
-    "feature": {"feature_layers": "auto"},
+    "output": {"feature_layers": [], "ema_decay": 0.0},
+    "feature": {"feature_layers": "auto", "ema_decay": 0.0},
     "ema": {"feature_layers": "auto", "ema_decay": 0.999},
-    "density": {"feature_layers": "auto", "lambda_density": 1.0},
+    "density": {"feature_layers": "auto", "ema_decay": 0.0, "lambda_density": 1.0},
 }
 STARTS = ("uniform", "scratch")
 RESULTS = "recipe_curve.jsonl"

@@ -63,27 +63,34 @@ class FinetuneConfig:
     """The fine-tuning recipe: these defaults ARE the recipe every run and benchmark uses unless
     it overrides a field. Adam with lr 2e-4, betas (0.5, 0.999) as METHOD 9 prescribes."""
 
-    steps: int = 600
+    steps: int = 3000
+    """Measured (``benchmarks/recipe_curve.py``, default task, 10% budget): FID falls from
+    238 at 600 steps to 204 at 3000; 3000 steps at batch 8 is about the samples the default
+    teacher itself was trained on."""
     batch_size: int = 8
     lr: float = 2e-4
-    lr_decay_steps: int = 300
+    lr_decay_steps: int = 1500
+    """Linear decay to 0 over the last half of the steps, as the reference pix2pix schedule."""
     lambda_task: float | None = None
     """Weight of the task's own reconstruction loss; ``None`` keeps the family's reference
     weight (Pix2Pix: 100 x L1 to the target; CycleGAN: 10 x cycle, identity 0.5 of it)."""
     lambda_distill: float = 10.0
     """Weight of ``L1(G(x), teacher(x))``: the pruned G is there to keep the teacher's images,
     and the teacher's outputs are a denser target than the ground truth; 0 turns it off."""
-    feature_layers: tuple[str, ...] | str = ()
+    feature_layers: tuple[str, ...] | str = "auto"
     """Generator modules (``named_modules()`` names, shared by teacher and sliced student) whose
     activations are distilled; "auto" picks four (see
     ``gan_prune_env.distillation.auto_feature_layers``); empty turns feature distillation off.
-    Off until measured on the benchmarks."""
+    Alone it changed FID by -0.9 +- 2.8 at 3000 steps (within noise); with the EMA below it is
+    the best recipe measured."""
     lambda_feature: float = 1.0
     """Weight of the summed per-layer feature MSE; GAN Compression's 1. Must be > 0: switch the
     term off with an empty ``feature_layers``."""
-    ema_decay: float = 0.0
-    """Decay of the generator weight EMA, in [0, 1) (e.g. 0.999 averages over ~1000 steps); the
-    returned main generator holds the averaged weights. 0 turns it off (off until measured)."""
+    ema_decay: float = 0.999
+    """Decay of the generator weight EMA, in [0, 1) (0.999 averages over ~1000 steps, after a
+    warm-up); the returned main generator holds the averaged weights; 0 turns it off. Measured at
+    3000 steps with features, against output distillation alone: FID -5.7 +- 2.0 and PSNR to
+    the teacher +0.67 dB (inherited weights), -5.3 / +0.81 (from scratch), on both seeds."""
     lambda_density: float = 0.0
     density_centers: int = 4  # neighbourhoods per step for the density term
     save_every: int = 200

@@ -132,7 +132,7 @@ def test_recipe_curve_runs_reports_and_resumes(compare, tmp_path, capsys):
         f"default|0.1|{start}|{variant}|2|0" for start in ("uniform", "scratch")
         for variant in ("output", "feature"))
     feature = next(r for r in records if r["key"] == "default|0.1|uniform|feature|2|0")
-    assert feature["recipe"] == {"feature_layers": "auto", "lr_decay_steps": 1}
+    assert feature["recipe"] == {"feature_layers": "auto", "ema_decay": 0.0, "lr_decay_steps": 1}
     assert feature["config"]["finetune"]["feature_layers"] == "auto"
     report = (tmp_path / "recipe_curve.md").read_text()
     assert "- feature @ 2: FID" in report and (tmp_path / "recipe_curve.png").stat().st_size > 0

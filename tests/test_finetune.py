@@ -55,7 +55,7 @@ def tiny_task(family: str = "pix2pix") -> TaskConfig:
 
 def tiny_config(**overrides) -> FinetuneConfig:
     settings = dict(steps=4, batch_size=2, lr_decay_steps=2, save_every=2, log_every=1,
-                    image_every=2, lambda_distill=1.0)
+                    image_every=2, lambda_distill=1.0, feature_layers=(), ema_decay=0.0)
     return FinetuneConfig(**{**settings, **overrides})
 
 
@@ -287,7 +287,7 @@ def test_config_keys_and_layer_names_are_checked():
 def test_the_recipe_is_defined_once():
     defaults = FinetuneConfig()
     assert defaults.lambda_distill == 10.0
-    assert defaults.feature_layers == () and defaults.ema_decay == 0.0  # off until measured
+    assert defaults.feature_layers == "auto" and defaults.ema_decay == 0.999  # as measured
     run = yaml.safe_load((ROOT / "configs" / "default.yaml").read_text())
     restated = {k: v for k, v in (run.get("finetune") or {}).items()
                 if getattr(defaults, k) == v}
