@@ -67,13 +67,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from compare.cells import run_cells
+from compare.cells import run_pending
 from gan_prune_env.finetune import FinetuneConfig
 from compare.report import make_report
 from compare.spec import (
@@ -149,18 +147,12 @@ def command_run(args: argparse.Namespace) -> int:
     print(f"{len(cells)} cells, {len(cells) - len(todo)} already in {results} (skipped), "
           f"{len(todo)} to run with {args.workers} worker(s)", flush=True)
     began = time.perf_counter()
-    failed: list[str] = []
-    if todo:
-        failed = run_cells(todo, args.workers, data_root,
-                           lambda record: _finish(results, record, began), _cell_name)
-        shutil.rmtree(args.work_dir, ignore_errors=True)
-    print(f"run finished in {time.perf_counter() - began:.0f} s wall", flush=True)
-    if failed:
-        print(f"{len(failed)} cell(s) FAILED (not recorded; rerun to retry): {failed}",
-              file=sys.stderr, flush=True)
+    succeeded = run_pending(todo, args.workers, data_root,
+                            lambda record: _finish(results, record, began), _cell_name,
+                            args.work_dir)
     if not args.no_report and read_records(results):
         make_report(results, out)
-    return 1 if failed else 0
+    return 0 if succeeded else 1
 
 
 def recipe_overrides(items: list[str] | None) -> dict[str, Any]:

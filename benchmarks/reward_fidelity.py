@@ -78,7 +78,6 @@ import json
 import math
 import os
 import platform
-import shutil
 import sys
 import time
 from collections import defaultdict
@@ -91,7 +90,7 @@ import numpy as np
 
 import compare_methods
 from compare.cells import (
-    env_kwargs, evaluate_sliced, file_sha1, finetune_sliced, git_commit, recipe_config, run_cells,
+    env_kwargs, evaluate_sliced, file_sha1, finetune_sliced, git_commit, recipe_config, run_pending,
 )
 from compare.spec import DEFAULT_OUT, ENV_ID, TASKS, rel_path
 from compare.store import append_record, read_records
@@ -503,18 +502,11 @@ def command_run(args: argparse.Namespace) -> int:
         print(f"[{time.perf_counter() - began:6.0f} s] {finished[0]}/{len(todo)} "
               f"{_progress(record)}", flush=True)
 
-    failed = []
-    if todo:
-        failed = run_cells(todo, args.workers, data_root, on_record, lambda c: c["key"],
-                           run_architecture)
-        shutil.rmtree(args.work_dir, ignore_errors=True)
-    print(f"run finished in {time.perf_counter() - began:.0f} s wall", flush=True)
-    if failed:
-        print(f"{len(failed)} architecture(s) FAILED (not recorded; rerun to retry): {failed}",
-              file=sys.stderr, flush=True)
+    succeeded = run_pending(todo, args.workers, data_root, on_record, lambda c: c["key"],
+                            args.work_dir, run_architecture)
     if not args.no_report and read_records(results):
         make_report(results, out)
-    return 1 if failed else 0
+    return 0 if succeeded else 1
 
 
 def _progress(record: dict[str, Any]) -> str:

@@ -4,29 +4,15 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
-
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-SCRIPT = BENCHMARKS / "compare_methods.py"
-
+from conftest import BENCHMARKS, benchmark_script
 
 @pytest.fixture(scope="module")
 def compare():
-    """The script as ``python benchmarks/compare_methods.py`` sees it: its folder on the path,
-    so that its ``compare`` package imports."""
-    sys.path.insert(0, str(BENCHMARKS))
-    spec = importlib.util.spec_from_file_location("compare_methods", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    try:
-        spec.loader.exec_module(module)
+    with benchmark_script("compare_methods") as module:
         yield module
-    finally:
-        sys.modules.pop(spec.name, None)
-        sys.path.remove(str(BENCHMARKS))
 
 
 def _lines(path: Path) -> list[dict]:
@@ -102,7 +88,7 @@ def test_run_report_and_resume(compare, tmp_path, capsys):
 
 
 def _script(name: str):
-    """A benchmarks/ script as a module (its folder is on the path: see the fixture)."""
+    """Another benchmarks/ script (the ``compare`` fixture has put their folder on the path)."""
     spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -3,32 +3,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-SCRIPT = BENCHMARKS / "reward_fidelity.py"
+from conftest import benchmark_script
 
 
 @pytest.fixture(scope="module")
 def rf():
-    """The script as ``python benchmarks/reward_fidelity.py`` sees it (its folder on the path)."""
-    sys.path.insert(0, str(BENCHMARKS))
-    spec = importlib.util.spec_from_file_location("reward_fidelity", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    try:
-        spec.loader.exec_module(module)
+    with benchmark_script("reward_fidelity") as module:
         yield module
-    finally:
-        sys.modules.pop(spec.name, None)
-        sys.path.remove(str(BENCHMARKS))
 
 
 @pytest.fixture(scope="module")

@@ -250,3 +250,19 @@ def run_cells(cells: list[dict[str, Any]], workers: int, data_root: str | None,
             except Exception:
                 failure(futures[future])
     return failed
+
+
+def run_pending(todo: list[dict[str, Any]], workers: int, data_root: str | None,
+                on_record: Callable[[dict[str, Any]], None],
+                name: Callable[[dict[str, Any]], str], work_dir: str | Path,
+                cell_fn: Callable[[dict[str, Any]], dict[str, Any]] = run_cell) -> bool:
+    """:func:`run_cells` on what is left, then remove the scratch ``work_dir``, print the wall
+    time and the failed cells (not recorded, so a rerun retries them). True when none failed."""
+    began = time.perf_counter()
+    failed = run_cells(todo, workers, data_root, on_record, name, cell_fn) if todo else []
+    shutil.rmtree(work_dir, ignore_errors=True)
+    print(f"run finished in {time.perf_counter() - began:.0f} s wall", flush=True)
+    if failed:
+        print(f"{len(failed)} cell(s) FAILED (not recorded; rerun to retry): {failed}",
+              file=sys.stderr, flush=True)
+    return not failed
