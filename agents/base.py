@@ -51,7 +51,7 @@ class Candidate:
 @dataclass
 class SearchTracker:
     """Records rounds; ``best`` is the highest-G-reward pair within both budgets (else the pair
-    closest to the budgets, so a search that never met them still returns something)."""
+    with the smallest G compute ratio, so a search that never met them still returns something)."""
 
     history: list[Candidate] = field(default_factory=list)
     listeners: list[Callable[[Candidate], None]] = field(default_factory=list)
