@@ -152,6 +152,7 @@ def _plot(task, cells, methods, budgets, teacher_macs, teacher_fid, path: Path) 
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib import ticker
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for ax, (metric, label) in zip(axes, (("fid", "FID (lower is better)"),
@@ -173,6 +174,11 @@ def _plot(task, cells, methods, budgets, teacher_macs, teacher_fid, path: Path) 
             ax.axhline(teacher_fid * (1 + TEACHER_LEVEL), color="black", linewidth=1,
                        linestyle=":", label=f"teacher +{TEACHER_LEVEL:.0%}")
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda value, _: f"{value:g}"))
+        ax.xaxis.set_minor_formatter(ticker.NullFormatter())
+        ax.set_xticks(sorted({round(float(np.mean([r["compute"]["generator/pruned"]["macs"]
+                                                    for r in group.values()])) / 1e6, 1)
+                              for group in cells.values()}))
         ax.set_xlabel(f"G MACs (M); teacher {teacher_macs / 1e6:.1f} M")
         ax.set_ylabel(label)
     axes[0].legend(fontsize=7)

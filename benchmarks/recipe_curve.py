@@ -176,6 +176,7 @@ def _plot(groups, steps, variants, teacher_quality, path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib import ticker
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for ax, (metric, label, _, scale) in zip(axes, METRICS[:3:2]):
@@ -198,6 +199,9 @@ def _plot(groups, steps, variants, teacher_quality, path: Path) -> None:
         ax.set_xlabel("fine-tuning steps")
         ax.set_ylabel(label)
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda value, _: f"{value:g}"))
+        ax.xaxis.set_minor_formatter(ticker.NullFormatter())
+        ax.set_xticks(steps)
     axes[0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
