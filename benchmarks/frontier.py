@@ -137,10 +137,11 @@ def task_section(task: str, records: list[dict[str, Any]], out: Path) -> list[st
             fid = [_quality(ours[s], "fid") - _quality(base[s], "fid") for s in common]
             pt = [_quality(ours[s], "psnr_teacher") - _quality(base[s], "psnr_teacher")
                   for s in common]
-            wins = sum(f < 0 and p > 0 for f, p in zip(fid, pt))
-            lines.append(f"- {budget:.1%}, {method}: FID {_fmt(fid, '{:+.1f}')}, PSNR-T "
-                         f"{_fmt(pt, '{:+.2f}')}; better on both in {wins} of {len(common)} "
-                         "seeds")
+            fid_wins, pt_wins = sum(f < 0 for f in fid), sum(p > 0 for p in pt)
+            both = sum(f < 0 and p > 0 for f, p in zip(fid, pt))
+            lines.append(f"- {budget:.1%}, {method}: FID {_fmt(fid, '{:+.1f}')} (lower in "
+                         f"{fid_wins} of {len(common)} seeds), PSNR-T {_fmt(pt, '{:+.2f}')} "
+                         f"(higher in {pt_wins}); better on both in {both}")
     lines.append("")
     _plot(task, cells, methods, budgets, tc["macs"], teacher_fid, out / f"frontier_{task}.png")
     lines.append(f"![frontier {task}](frontier_{task}.png)\n")

@@ -83,7 +83,7 @@ def test_run_report_and_resume(compare, tmp_path, capsys):
     assert "| scratch | 23.7% | 4.2 |" in text and "| uniform | 23.7% |" in text
     assert "- uniform: never at teacher level" in text or "- uniform: teacher-level FID" in text
     diff = uniform["quality"]["fid"] - scratch["quality"]["fid"]
-    assert f"- 25.0%, uniform: FID {diff:+.1f} ± +0.0" in text
+    assert f"- 25.0%, uniform: FID {diff:+.1f} ± +0.0 (lower in {int(diff < 0)} of 1 seeds)" in text
     assert (tmp_path / "frontier_default.png").stat().st_size > 0
 
 
