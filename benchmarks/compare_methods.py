@@ -76,7 +76,7 @@ from gan_prune_env.finetune import FinetuneConfig
 from compare.report import make_report
 from compare.spec import (
     DEFAULT_FACADES_TEACHER, DEFAULT_DATA_ROOT, DEFAULT_OUT, METHODS, QUICK_OUT, RESULTS_FILE,
-    TASKS, cell_key, quick_settings, rel_path,
+    TASKS, cell_key, check_choices, quick_settings, rel_path,
 )
 from compare.store import append_record, read_records
 
@@ -123,12 +123,8 @@ def command_run(args: argparse.Namespace) -> int:
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
-    unknown = [m for m in args.methods if m not in METHODS]
-    if unknown:
-        raise SystemExit(f"error: unknown method(s) {unknown}; choose from {list(METHODS)}")
-    bad = [t for t in args.tasks if t not in TASKS]
-    if bad:
-        raise SystemExit(f"error: unknown task(s) {bad}; choose from {list(TASKS)}")
+    check_choices("method", args.methods, METHODS)
+    check_choices("task", args.tasks, TASKS)
     if args.rounds < 1 or args.finetune_steps < 0:
         raise SystemExit("error: --rounds must be >= 1 and --finetune-steps >= 0")
     args.recipe = recipe_overrides(args.recipe)

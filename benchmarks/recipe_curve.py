@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from compare.cells import run_cells
-from compare.spec import DEFAULT_OUT
+from compare.spec import DEFAULT_OUT, check_choices
 from compare.store import append_record, read_records
 
 # Every variant names its distillation and EMA fields, so it means the same whatever the
@@ -75,9 +75,7 @@ def plan(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def command_run(args: argparse.Namespace) -> int:
-    unknown = [v for v in args.variants if v not in VARIANTS]
-    if unknown:
-        raise SystemExit(f"error: unknown variant(s) {unknown}; choose from {list(VARIANTS)}")
+    check_choices("variant", args.variants, VARIANTS)
     results = Path(args.out) / RESULTS
     done = {r["key"] for r in read_records(results)}
     todo = [c for c in plan(args) if curve_key(c) not in done]

@@ -92,7 +92,7 @@ import compare_methods
 from compare.cells import (
     env_kwargs, evaluate_sliced, file_sha1, finetune_sliced, git_commit, recipe_config, run_pending,
 )
-from compare.spec import DEFAULT_OUT, ENV_ID, TASKS, rel_path
+from compare.spec import DEFAULT_OUT, ENV_ID, TASKS, check_choices, rel_path
 from compare.store import append_record, read_records
 from gan_prune_env.finetune import FinetuneConfig
 
@@ -469,12 +469,8 @@ def _recipe_dict(steps: int) -> dict[str, Any]:
 
 
 def command_run(args: argparse.Namespace) -> int:
-    unknown = [m for m in args.modes if m not in REWARD_MODES]
-    if unknown:
-        raise SystemExit(f"error: unknown mode(s) {unknown}; choose from {list(REWARD_MODES)}")
-    bad = [t for t in args.tasks if t not in TASKS]
-    if bad:
-        raise SystemExit(f"error: unknown task(s) {bad}; choose from {list(TASKS)}")
+    check_choices("mode", args.modes, REWARD_MODES)
+    check_choices("task", args.tasks, TASKS)
     if args.archs < 2 or args.finetune_steps < 1 or args.distill_steps < 1 \
             or args.eval_images < 2 or any(s < 1 for s in args.check_steps):
         raise SystemExit("error: need --archs >= 2, --eval-images >= 2, and --finetune-steps, "

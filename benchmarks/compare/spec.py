@@ -79,3 +79,10 @@ def rel_path(path: Path) -> str:
         return str(Path(path).resolve().relative_to(ROOT))
     except ValueError:
         return str(path)
+
+
+def check_choices(kind: str, values: list[str], allowed) -> None:
+    """Stop before any work when ``values`` holds a name that is not in ``allowed``."""
+    unknown = [v for v in values if v not in allowed]
+    if unknown:
+        raise SystemExit(f"error: unknown {kind}(s) {unknown}; choose from {list(allowed)}")
