@@ -19,6 +19,8 @@ Methods (``--methods``):
 ``scratch``        the thin student: the ``uniform`` architecture with fresh weights, distilled
                    with the same recipe and steps (what a user would do instead of pruning)
 ``uniform``        every group at the largest uniform keep ratio (L1-norm channel ranking)
+``uniform_full_d`` ``uniform`` with the teacher's D kept whole (``budget_d`` 1.0): is the pruned
+                   D what holds fine-tuning back?
 ``random``         random per-group ratios rescaled onto the budget, best of the search
 ``ppo``            SB3 PPO, alternating genG / genD single-agent views
 ``mggc``           the paper-style genG/genD hypernetworks on the local-density reward (ours)
@@ -33,9 +35,12 @@ Methods (``--methods``):
                    channel gates; every step is scored as a hard architecture in the env)
 =================  ==============================================================================
 
-Tasks (``--tasks``): ``default`` (procedural label->photo 64x64, the shipped teacher) and
-``facades`` (labels->photo 128x128, ``unet_128`` ngf 32 / PatchGAN ndf 64, a teacher trained by
-the ``teacher`` sub-command). Budgets (``--budgets``) are the env's ``budget_g`` (kept-MACs ratio
+Tasks (``--tasks``): ``default`` (procedural label->photo 64x64, the shipped teacher),
+``default_wide`` (the same data, a teacher of the reference width ngf 64 / ndf 64, trained by
+``python -m gan_prune_env.teacher.train --task default_wide --out runs/teachers/default_wide``)
+and ``facades`` (labels->photo 128x128, ``unet_128`` ngf 32 / PatchGAN ndf 64, a teacher trained
+by the ``teacher`` sub-command). Teachers are looked up in ``runs/`` (``--teacher TASK=PATH``
+overrides). Budgets (``--budgets``) are the env's ``budget_g`` (kept-MACs ratio
 of the generator); ``budget_d`` stays at the env default (0.5). The env's data-selection seed is
 fixed (0) so that every cell sees the same task; ``--seeds`` seed the agent, the global RNGs and
 the fine-tuning.
@@ -54,7 +59,7 @@ Examples::
         --seeds 0 1 2 --rounds 200 --finetune-steps 600 --workers 2
     python benchmarks/compare_methods.py teacher --out runs/compare_facades_teacher
     python benchmarks/compare_methods.py run --tasks facades --budgets 0.25 \\
-        --methods uniform mggc --facades-teacher runs/compare_facades_teacher/teacher.pt
+        --methods uniform mggc --teacher facades=runs/compare_facades_teacher/teacher.pt
     python benchmarks/compare_methods.py report        # JSONL -> compare_methods.md + plots
 
 Outputs (``--out``, default ``benchmarks/results``): ``compare_methods.jsonl`` (one record per
@@ -75,8 +80,8 @@ from compare.cells import run_pending
 from gan_prune_env.finetune import FinetuneConfig
 from compare.report import make_report
 from compare.spec import (
-    DEFAULT_FACADES_TEACHER, DEFAULT_DATA_ROOT, DEFAULT_OUT, METHODS, QUICK_OUT, RESULTS_FILE,
-    TASKS, cell_key, check_choices, quick_settings, rel_path,
+    DEFAULT_DATA_ROOT, DEFAULT_OUT, DEFAULT_TEACHERS, METHODS, QUICK_OUT, RESULTS_FILE, TASKS,
+    TEACHER_COMMANDS, cell_key, check_choices, quick_settings, rel_path,
 )
 from compare.store import append_record, read_records
 
@@ -93,7 +98,7 @@ def plan_cells(args: argparse.Namespace) -> list[dict[str, Any]]:
                         "seed": int(seed), "rounds": args.rounds,
                         "finetune_steps": args.finetune_steps,
                         "eval_images": args.eval_images, "latency_runs": args.latency_runs,
-                        "facades_teacher": args.facades_teacher, "recipe": args.recipe,
+                        "teacher": args.teachers.get(task), "recipe": args.recipe,
                         "work_dir": str(args.work_dir), "threads": 1})
     return cells
 
@@ -132,10 +137,7 @@ def command_run(args: argparse.Namespace) -> int:
     results = Path(args.results) if args.results else out / RESULTS_FILE
     args.work_dir = Path(args.work_dir) if args.work_dir else out / ".compare_work"
     data_root = _data_root(args)
-    if "facades" in args.tasks:
-        args.facades_teacher = str(_facades_teacher(args))
-    else:
-        args.facades_teacher = None
+    args.teachers = task_teachers(args)
 
     done = {r["key"]: r for r in read_records(results)}
     cells = plan_cells(args)
@@ -188,16 +190,30 @@ def _data_root(args: argparse.Namespace) -> str | None:
     return root
 
 
-def _facades_teacher(args: argparse.Namespace) -> Path:
-    path = Path(args.facades_teacher) if args.facades_teacher else DEFAULT_FACADES_TEACHER
-    if not path.is_file():
-        raise SystemExit(f"error: facades teacher not found at {path}; train one with "
-                         f"`python {Path(__file__).name} teacher --out {path.parent}` or pass "
-                         "--facades-teacher PATH")
-    if not os.environ.get("GAN_PRUNE_DATA"):
+def task_teachers(args: argparse.Namespace) -> dict[str, str]:
+    """The teacher file of every task in ``args.tasks`` that does not ship one: ``--teacher
+    TASK=PATH``, else the task's place under ``runs/``; checked now, so that a missing teacher
+    (or facades without its images) stops the run before any cell starts."""
+    given = {}
+    for item in args.teacher or []:
+        task, sep, path = item.partition("=")
+        if not sep or task not in DEFAULT_TEACHERS:
+            raise SystemExit(f"error: --teacher takes TASK=PATH with TASK one of "
+                             f"{list(DEFAULT_TEACHERS)}, got {item!r}")
+        given[task] = Path(path)
+    teachers = {}
+    for task in args.tasks:
+        if task not in DEFAULT_TEACHERS:
+            continue
+        path = given.get(task, DEFAULT_TEACHERS[task])
+        if not path.is_file():
+            raise SystemExit(f"error: {task} teacher not found at {path}; train it with "
+                             f"`{TEACHER_COMMANDS[task]}` or pass --teacher {task}=PATH")
+        teachers[task] = str(path.resolve())
+    if "facades" in args.tasks and not os.environ.get("GAN_PRUNE_DATA"):
         raise SystemExit("error: task facades needs $GAN_PRUNE_DATA (or --data-root), the "
                          "folder that holds facades/")
-    return path.resolve()
+    return teachers
 
 
 # ----------------------------------------------------------------------------------------------
@@ -256,8 +272,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     run.add_argument("--quick", action="store_true",
                      help="smoke preset: default task, 25%%, uniform+mggc, seed 0, 8 rounds, "
                           "4 fine-tuning steps, 16 test images (explicit flags win)")
-    run.add_argument("--facades-teacher", default=None,
-                     help=f"facades teacher checkpoint (default {rel_path(DEFAULT_FACADES_TEACHER)})")
+    run.add_argument("--teacher", action="append", metavar="TASK=PATH",
+                     help="teacher checkpoint of a task that ships none (defaults: " + ", ".join(
+                         f"{t}={rel_path(p)}" for t, p in DEFAULT_TEACHERS.items()) + ")")
     run.add_argument("--data-root", default=None,
                      help="folder holding facades/ (default $GAN_PRUNE_DATA)")
     run.add_argument("--out", default=None,
@@ -272,7 +289,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     rep.add_argument("--results", default=None)
 
     teach = sub.add_parser("teacher", help="train the small facades teacher (resumable)")
-    teach.add_argument("--out", default=str(DEFAULT_FACADES_TEACHER.parent))
+    teach.add_argument("--out", default=str(DEFAULT_TEACHERS["facades"].parent))
     teach.add_argument("--steps", type=int, default=1000)
     teach.add_argument("--batch-size", type=int, default=1)
     teach.add_argument("--decay-steps", type=int, default=500)

@@ -17,9 +17,19 @@ margins over the scratch student) and ``frontier_<task>.png``.
 
 Teacher level: a mean FID within 5% of the teacher's, or within the teacher's bootstrap std.
 
-Example::
+Tasks: ``default`` (the shipped ngf-16 teacher), ``default_wide`` (the same data, a teacher of
+the reference width ngf 64; train it once with the command in ``compare.spec.TEACHER_COMMANDS``,
+about 25 minutes on 2 idle cores, and check its test curve with ``teacher_curve.py``) and
+``facades``. Other flags go to ``compare_methods.py run`` (``--rounds``, ``--recipe``,
+``--teacher TASK=PATH``, ...).
 
-    python benchmarks/frontier.py run --tasks default --workers 2 --finetune-steps 1500
+Examples (one command per task; each resumes where it stopped)::
+
+    python benchmarks/frontier.py run --tasks default --workers 2
+    python -m gan_prune_env.teacher.train --task default_wide --out runs/teachers/default_wide \
+        --resume
+    python benchmarks/frontier.py run --tasks default_wide --methods scratch uniform --workers 2
+    python benchmarks/frontier.py run --tasks facades --budgets 0.1 --workers 2
     python benchmarks/frontier.py report
 """
 

@@ -67,7 +67,7 @@ def plan(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Seeds outermost, then the short runs first: a stopped run leaves whole curves."""
     return [{"task": "default", "budget": args.budget, "method": start, "variant": variant,
              "seed": seed, "rounds": 2, "finetune_steps": steps, "eval_images": args.eval_images,
-             "latency_runs": 3, "facades_teacher": None, "threads": 1,
+             "latency_runs": 3, "teacher": None, "threads": 1,
              "work_dir": str(Path(args.out) / ".recipe_work"),
              "recipe": {**VARIANTS[variant], "lr_decay_steps": steps // 2}}
             for seed in args.seeds for steps in args.steps for start in STARTS

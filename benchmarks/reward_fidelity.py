@@ -403,7 +403,7 @@ def plan(args: argparse.Namespace) -> list[dict[str, Any]]:
     for task in args.tasks:
         for budget in args.budgets:
             base = {"task": task, "budget": float(budget), "method": "random",
-                    "facades_teacher": args.facades_teacher}
+                    "teacher": args.teachers.get(task)}
             env = make_parallel_env(ENV_ID, **env_kwargs(base))
             protocol = env_protocol(env)
             sha1 = file_sha1(teacher_path(env.game.prepared.task))
@@ -481,8 +481,7 @@ def command_run(args: argparse.Namespace) -> int:
     results = Path(args.results) if args.results else out / RESULTS
     args.work_dir = Path(args.work_dir) if args.work_dir else out / ".reward_fidelity_work"
     data_root = compare_methods._data_root(args)
-    args.facades_teacher = (str(compare_methods._facades_teacher(args))
-                            if "facades" in args.tasks else None)
+    args.teachers = compare_methods.task_teachers(args)
 
     done = merge_records(read_records(results))
     cells = plan(args)
@@ -748,7 +747,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                      help=f"report folder (default {rel_path(DEFAULT_OUT)})")
     run.add_argument("--results", default=None, help=f"JSONL file (default OUT/{RESULTS})")
     run.add_argument("--work-dir", default=None, help="scratch folder for fine-tuning states")
-    run.add_argument("--facades-teacher", default=None, help="facades teacher checkpoint")
+    run.add_argument("--teacher", action="append", metavar="TASK=PATH",
+                     help="teacher of a task that ships none (see compare_methods.py)")
     run.add_argument("--data-root", default=None,
                      help="folder holding facades/ (default $GAN_PRUNE_DATA)")
     run.add_argument("--no-report", action="store_true", help="skip the report at the end")

@@ -9,6 +9,11 @@ Built-in tasks (``get_task(name)``):
   (A = label maps, B = photos), ``resnet_6blocks`` (ngf 8, InstanceNorm) and a 3-channel
   PatchGAN (ndf 16, InstanceNorm). Its teacher is trained on first use (a few minutes on CPU)
   and cached.
+- ``default_wide``: the ``default`` task with a teacher of the reference width (U-Net ngf 64,
+  PatchGAN ndf 64: 16x the default generator's MACs), heavily over-parameterised for its data as
+  real teachers are. Its teacher is neither shipped nor trained on first use (about half an hour
+  on 2 cores): train it with ``python -m gan_prune_env.teacher.train --task default_wide --out
+  DIR`` and give ``DIR/teacher.pt`` as ``teacher_checkpoint``.
 - ``facades``: Pix2Pix labels -> photo on the pix2pix facades set found under ``data_root`` or
   ``$GAN_PRUNE_DATA`` (``<root>/facades/{train,test}``), 128x128 (load 143, crop 128),
   ``unet_128`` with ngf 32 (the reference's 64 is slow on CPU; set ``generator.ngf``). Its teacher
@@ -25,7 +30,7 @@ import json
 import logging
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +59,8 @@ SHIPPED_TEACHERS = {"default": ASSETS / "default_teacher.pt"}
 FIRST_USE_TEACHERS = {"default", "default_cyclegan"}
 """Built-in tasks whose teacher, when not shipped, is trained with the built-in recipe on first
 use and cached (the recipe must fit in a few minutes of CPU time)."""
+WIDE_TEACHER_STEPS = 2000
+"""Optimiser steps (batch 16) of the ``default_wide`` teacher: about half an hour on 2 cores."""
 _TASK_OWNED_KEYS = ("family", "data", "generator", "discriminator")
 
 
@@ -127,6 +134,18 @@ def _default(data_root: str | None) -> TaskConfig:
     )
 
 
+def _default_wide(data_root: str | None) -> TaskConfig:
+    base = _default(data_root)
+    return replace(
+        base, name="default_wide",
+        generator=replace(base.generator, ngf=64),
+        discriminator=replace(base.discriminator, ndf=64),
+        teacher_train={**base.teacher_train, "n_steps": WIDE_TEACHER_STEPS,
+                       "lr_decay_steps": WIDE_TEACHER_STEPS // 2, "weights_dtype": "float32",
+                       "save_every": 250, "keep_train_states": 100},
+    )
+
+
 def _default_cyclegan(data_root: str | None) -> TaskConfig:
     return TaskConfig(
         name="default_cyclegan",
@@ -159,7 +178,8 @@ def _facades(data_root: str | None) -> TaskConfig:
 
 
 BUILTIN_TASKS: dict[str, Callable[[str | None], TaskConfig]] = {
-    "default": _default, "default_cyclegan": _default_cyclegan, "facades": _facades,
+    "default": _default, "default_wide": _default_wide, "default_cyclegan": _default_cyclegan,
+    "facades": _facades,
 }
 
 
@@ -221,8 +241,11 @@ def teacher_path(task: TaskConfig, train_if_missing: bool = True) -> Path:
     if shipped is not None and shipped.is_file():
         return shipped
     if task.name not in FIRST_USE_TEACHERS:
+        how = (f"--task {task.name} --out DIR" if task.name in BUILTIN_TASKS
+               else "--config TEACHER.yaml --out DIR")
         raise ConfigError(f"task {task.name!r} has no teacher: set teacher_checkpoint (train one "
-                          "with python -m gan_prune_env.teacher.train)")
+                          f"with python -m gan_prune_env.teacher.train {how}; it writes "
+                          "DIR/teacher.pt)")
     # The built-in recipe, not the caller's variant: overriding e.g. the evaluation resolution
     # must reuse the cached teacher, not train another one.
     builtin = BUILTIN_TASKS[task.name](None)

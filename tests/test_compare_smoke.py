@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import json
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import BENCHMARKS, benchmark_script
 
 @pytest.fixture(scope="module")
@@ -125,3 +127,40 @@ def test_recipe_curve_runs_reports_and_resumes(compare, tmp_path, capsys):
     capsys.readouterr()
     assert curve.main(argv) == 0  # resumed: nothing left to run
     assert "0 cells to run (4 done)" in capsys.readouterr().out
+
+
+def test_task_teachers_are_checked_before_any_cell(compare, tmp_path):
+    def teachers(*items, tasks=("default", "default_wide")):
+        args = argparse.Namespace(teacher=list(items), tasks=list(tasks))
+        return compare.task_teachers(args)
+
+    assert teachers(tasks=("default",)) == {}
+    with pytest.raises(SystemExit, match="teacher.train --task default_wide"):
+        teachers("default_wide=" + str(tmp_path / "missing.pt"))
+    with pytest.raises(SystemExit, match="TASK=PATH"):
+        teachers("default=" + str(tmp_path))
+    given = tmp_path / "wide.pt"
+    given.write_bytes(b"")
+    assert teachers(f"default_wide={given}") == {"default_wide": str(given.resolve())}
+
+
+def test_teacher_curve_scores_every_kept_state(tmp_path, capsys):
+    from test_teacher import tiny_config
+
+    from gan_prune_env.config import to_dict
+    from gan_prune_env.teacher.loop import train_teacher
+
+    config = tiny_config(n_steps=4, save_every=2, keep_train_states=10)
+    train_teacher(config, tmp_path / "run")
+    task = tmp_path / "tiny.yaml"
+    task.write_text(yaml.safe_dump({"name": "tiny", "image_size": 32, **{
+        k: to_dict(config)[k] for k in ("family", "data", "generator", "discriminator")}}))
+    with benchmark_script("teacher_curve") as curve:
+        argv = [str(tmp_path / "run"), "--task", str(task), "--eval-images", "8",
+                "--out", str(tmp_path)]
+        assert curve.main(argv) == 0
+    record = json.loads((tmp_path / "teacher_curve_run.json").read_text())
+    assert list(record["steps"]) == ["2", "4"] and len(record["teacher_sha1"]) == 40
+    assert all(v["fid"] > 0 and "psnr" in v for v in record["steps"].values())
+    assert (tmp_path / "teacher_curve_run.png").stat().st_size > 0
+    assert "| 4 |" in (tmp_path / "teacher_curve_run.md").read_text()

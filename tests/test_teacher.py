@@ -18,7 +18,7 @@ from gan_prune_env.config import ConfigError, to_dict
 from gan_prune_env.data import DataConfig, build_dataset
 from gan_prune_env.losses import GANLoss, gan_loss
 from gan_prune_env.models import DiscriminatorConfig, GeneratorConfig, build_generator
-from gan_prune_env.tasks import TaskConfig, get_task, load_teacher
+from gan_prune_env.tasks import TaskConfig, get_task, load_teacher, teacher_train_config
 from gan_prune_env.teacher import ImagePool, TeacherTrainConfig, mean_l1, train_teacher
 from gan_prune_env.teacher.train import main
 
@@ -176,6 +176,15 @@ def test_builtin_tasks_and_their_errors(monkeypatch, tmp_path):
         load_teacher({"name": "mine", "data": {"crop_size": 256}})
     with pytest.raises(ConfigError, match="must not set"):
         get_task({"name": "default", "teacher_train": {"family": "cyclegan"}})
+
+
+def test_wide_task_is_the_default_at_reference_width_and_names_its_teacher_command():
+    default, wide = get_task("default"), get_task("default_wide")
+    assert (wide.generator.ngf, wide.discriminator.ndf) == (64, 64)
+    assert wide.data == default.data and wide.generator.arch == default.generator.arch
+    assert teacher_train_config(wide).n_steps == tasks.WIDE_TEACHER_STEPS
+    with pytest.raises(ConfigError, match="teacher.train --task default_wide --out DIR"):
+        tasks.teacher_path(wide)
 
 
 def test_teacher_of_another_architecture_is_refused(tmp_path):

@@ -39,8 +39,8 @@ def env_kwargs(spec: dict[str, Any]) -> dict[str, Any]:
     method = METHODS[spec["method"]]
     kwargs: dict[str, Any] = {"task": spec["task"], "budget_g": spec["budget"],
                               "seed": ENV_SEED, "device": "cpu"}
-    if spec["task"] == "facades":
-        kwargs["teacher"] = spec["facades_teacher"]
+    if spec.get("teacher"):
+        kwargs["teacher"] = spec["teacher"]
     kwargs.update(method.env)
     return kwargs
 

@@ -14,7 +14,17 @@ SUMMARY_FILE = "compare_methods.json"  # aggregated (mean, std, min, max per cel
 QUALITY_PLOT = "compare_quality_vs_macs.png"
 DYNAMICS_PLOT = "compare_dynamics.png"
 QUICK_OUT = ROOT / "runs" / "compare_quick"
-DEFAULT_FACADES_TEACHER = ROOT / "runs" / "compare_facades_teacher" / "teacher.pt"
+DEFAULT_TEACHERS = {
+    "facades": ROOT / "runs" / "compare_facades_teacher" / "teacher.pt",
+    "default_wide": ROOT / "runs" / "teachers" / "default_wide" / "teacher.pt",
+}
+"""Where each task whose teacher is not shipped keeps it (``--teacher TASK=PATH`` overrides)."""
+TEACHER_COMMANDS = {
+    "facades": "python benchmarks/compare_methods.py teacher --out runs/compare_facades_teacher",
+    "default_wide": "python -m gan_prune_env.teacher.train --task default_wide "
+                    "--out runs/teachers/default_wide --resume",
+}
+"""The reproducible command that trains (or resumes) each of those teachers."""
 DEFAULT_DATA_ROOT = ROOT.parent / "shared" / "data"  # the brief's layout; else $GAN_PRUNE_DATA
 ENV_ID = "Pix2PixPrune-v0"
 ENV_SEED = 0  # selects pool / evaluation images: the same task for every cell
@@ -37,6 +47,8 @@ class Method:
 METHODS: dict[str, Method] = {
     "scratch": Method("uniform", label="thin student from scratch", reinit=True),
     "uniform": Method("uniform", label="uniform L1-norm"),
+    "uniform_full_d": Method("uniform", env={"budget_d": 1.0},
+                             label="uniform L1-norm, the teacher's full D"),
     "random": Method("random", label="random search"),
     "ppo": Method("ppo", label="SB3 PPO"),
     "mggc": Method("mggc", label="MGGC (ours)"),
@@ -50,7 +62,7 @@ METHODS: dict[str, Method] = {
     "mggc_gates": Method("mggc", {"mode": "gates"}, label="MGGC, relaxed gates"),
 }
 BASELINES = ("scratch", "uniform", "random", "ppo")
-TASKS = ("default", "facades")
+TASKS = ("default", "default_wide", "facades")
 DYNAMICS_KEYS = {"generator": ("g_loss", "g_adv", "g_kde", "g_rec"),
                  "discriminator": ("d_loss", "d_real", "d_fake")}
 
