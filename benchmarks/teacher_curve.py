@@ -48,13 +48,11 @@ def saved_generators(run: Path) -> dict[int, Path]:
     return dict(sorted(files.items()))
 
 
-def score(path: Path, task_name: str, eval_images: int) -> dict[str, float]:
-    """The evaluation protocol on the main generator saved in ``path``."""
+def score(path: Path, task, eval_images: int) -> dict[str, float]:
+    """The evaluation protocol of ``task`` (a ``TaskConfig``) on the generator saved in ``path``."""
     from gan_prune_env.checkpoint import load_generator
     from gan_prune_env.evaluation import evaluate_generator
-    from gan_prune_env.tasks import get_task
 
-    task = get_task(task_name)
     generator = load_generator(path)
     result = evaluate_generator(generator, task.data, task.family, max_images=eval_images,
                                 progress=False, fid_weights=fid_inception())
@@ -62,6 +60,8 @@ def score(path: Path, task_name: str, eval_images: int) -> dict[str, float]:
 
 
 def command(args: argparse.Namespace) -> int:
+    from gan_prune_env.tasks import get_task
+
     run = Path(args.run)
     name = run.name
     out = Path(args.out)
@@ -72,9 +72,11 @@ def command(args: argparse.Namespace) -> int:
         raise SystemExit(f"error: {results} holds another protocol (task "
                          f"{previous.get('task')}, {previous.get('eval_images')} images)")
     scores: dict[str, Any] = previous.get("steps", {})
+    task = get_task(args.task)
     for step, path in saved_generators(run).items():
-        if str(step) not in scores or path.name == "teacher.pt":
-            scores[str(step)] = score(path, args.task, args.eval_images)
+        # the final teacher holds its last train state's weights (up to storage dtype)
+        if str(step) not in scores:
+            scores[str(step)] = score(path, task, args.eval_images)
             print(f"step {step}: FID {scores[str(step)]['fid']:.1f}, PSNR "
                   f"{scores[str(step)]['psnr']:.2f}", flush=True)
     teacher = run / "teacher.pt"
