@@ -123,7 +123,8 @@ def report(record: dict[str, Any], md: Path, png: Path) -> None:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("run", help="teacher run folder (python -m gan_prune_env.teacher.train --out)")
+    parser.add_argument("run", help="teacher run folder (the --out of "
+                                    "python -m gan_prune_env.teacher.train)")
     parser.add_argument("--task", required=True,
                         help="the task it was trained for: a built-in name or a task YAML file")
     parser.add_argument("--eval-images", type=int, default=100)
