@@ -81,7 +81,8 @@ from gan_prune_env.finetune import FinetuneConfig
 from compare.report import make_report
 from compare.spec import (
     DEFAULT_DATA_ROOT, DEFAULT_OUT, DEFAULT_TEACHERS, METHODS, QUICK_OUT, RESULTS_FILE, TASKS,
-    TEACHER_COMMANDS, cell_key, check_choices, quick_settings, rel_path,
+    TEACHER_COMMANDS, cell_key, check_choices, default_supernet, quick_settings, rel_path,
+    supernet_command,
 )
 from compare.store import append_record, read_records
 
@@ -98,7 +99,8 @@ def plan_cells(args: argparse.Namespace) -> list[dict[str, Any]]:
                         "seed": int(seed), "rounds": args.rounds,
                         "finetune_steps": args.finetune_steps,
                         "eval_images": args.eval_images, "latency_runs": args.latency_runs,
-                        "teacher": args.teachers.get(task), "recipe": args.recipe,
+                        "teacher": args.teachers.get(task),
+                        "supernet": args.supernets.get(task), "recipe": args.recipe,
                         "work_dir": str(args.work_dir), "threads": 1})
     return cells
 
@@ -138,6 +140,7 @@ def command_run(args: argparse.Namespace) -> int:
     args.work_dir = Path(args.work_dir) if args.work_dir else out / ".compare_work"
     data_root = _data_root(args)
     args.teachers = task_teachers(args)
+    args.supernets = task_supernets(args)
 
     done = {r["key"]: r for r in read_records(results)}
     cells = plan_cells(args)
@@ -190,17 +193,23 @@ def _data_root(args: argparse.Namespace) -> str | None:
     return root
 
 
+def task_paths(items: list[str] | None, flag: str, tasks=TASKS) -> dict[str, Path]:
+    """``TASK=PATH`` items as {task: path}; a task not in ``tasks`` stops the run."""
+    paths = {}
+    for item in items or []:
+        task, sep, path = item.partition("=")
+        if not sep or task not in tasks:
+            raise SystemExit(f"error: {flag} takes TASK=PATH with TASK one of {list(tasks)}, "
+                             f"got {item!r}")
+        paths[task] = Path(path)
+    return paths
+
+
 def task_teachers(args: argparse.Namespace) -> dict[str, str]:
     """The teacher file of every task in ``args.tasks`` that does not ship one: ``--teacher
     TASK=PATH``, else the task's place under ``runs/``; checked now, so that a missing teacher
     (or facades without its images) stops the run before any cell starts."""
-    given = {}
-    for item in args.teacher or []:
-        task, sep, path = item.partition("=")
-        if not sep or task not in DEFAULT_TEACHERS:
-            raise SystemExit(f"error: --teacher takes TASK=PATH with TASK one of "
-                             f"{list(DEFAULT_TEACHERS)}, got {item!r}")
-        given[task] = Path(path)
+    given = task_paths(args.teacher, "--teacher", DEFAULT_TEACHERS)
     teachers = {}
     for task in args.tasks:
         if task not in DEFAULT_TEACHERS:
@@ -214,6 +223,22 @@ def task_teachers(args: argparse.Namespace) -> dict[str, str]:
         raise SystemExit("error: task facades needs $GAN_PRUNE_DATA (or --data-root), the "
                          "folder that holds facades/")
     return teachers
+
+
+def task_supernets(args: argparse.Namespace) -> dict[str, str]:
+    """The supernet file of every task when a chosen method needs one: ``--supernet
+    TASK=PATH``, else the task's place under ``runs/supernets``; checked now."""
+    if not any(METHODS[m].supernet for m in args.methods):
+        return {}
+    given = task_paths(args.supernet, "--supernet")
+    supernets = {}
+    for task in args.tasks:
+        path = given.get(task, default_supernet(task))
+        if not path.is_file():
+            raise SystemExit(f"error: {task} supernet not found at {path}; train it with "
+                             f"`{supernet_command(task)}` or pass --supernet {task}=PATH")
+        supernets[task] = str(path.resolve())
+    return supernets
 
 
 # ----------------------------------------------------------------------------------------------
@@ -275,6 +300,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     run.add_argument("--teacher", action="append", metavar="TASK=PATH",
                      help="teacher checkpoint of a task that ships none (defaults: " + ", ".join(
                          f"{t}={rel_path(p)}" for t, p in DEFAULT_TEACHERS.items()) + ")")
+    run.add_argument("--supernet", action="append", metavar="TASK=PATH",
+                     help="generator supernet of a task, for the methods that use one "
+                          "(default: runs/supernets/TASK/supernet.pt)")
     run.add_argument("--data-root", default=None,
                      help="folder holding facades/ (default $GAN_PRUNE_DATA)")
     run.add_argument("--out", default=None,

@@ -19,8 +19,12 @@ architecture is
      student's L1 distance to the teacher's outputs on the env's 12 evaluation inputs (reward =
      -L1; PSNR to the teacher on them is recorded too);
 
-   a new predictor (say, a weight-sharing supernet) is one more ``REWARD_MODES`` entry, and a
-   rerun with it scores only that mode on the architectures already finished;
+   * ``supernet``: the ``frozen`` reward with the weights of the task's generator supernet
+     (``gan_prune_env.supernet``, env option ``supernet``, file given by ``--supernet
+     TASK=PATH``) instead of the teacher's: GAN Compression's way of scoring sub-networks;
+
+   a new predictor is one more ``REWARD_MODES`` entry, and a rerun with it scores only that
+   mode on the architectures already finished (``--modes supernet --supernet default=PATH``);
 2. **fine-tuned with the project's recipe** (``FinetuneConfig()`` defaults, ``--finetune-steps``
    steps, the comparison's ``finetune_sliced``) and **evaluated** with ``evaluate_generator`` and
    the real FID Inception (``--eval-images`` test images): FID, KID, PSNR, PSNR to the teacher.
@@ -92,7 +96,9 @@ import compare_methods
 from compare.cells import (
     env_kwargs, evaluate_sliced, file_sha1, finetune_sliced, git_commit, recipe_config, run_pending,
 )
-from compare.spec import DEFAULT_OUT, ENV_ID, TASKS, check_choices, rel_path
+from compare.spec import (
+    DEFAULT_OUT, ENV_ID, ROOT, TASKS, check_choices, rel_path, supernet_command,
+)
 from compare.store import append_record, read_records
 from gan_prune_env.finetune import FinetuneConfig
 
@@ -106,7 +112,7 @@ BOOTSTRAP_SEED = 0
 METRICS = (("fid", "FID", False, "{:.1f}", 1.0), ("kid", "KID x1e3", False, "{:.1f}", 1e3),
            ("psnr", "PSNR", True, "{:.2f}", 1.0), ("psnr_teacher", "PSNR-T", True, "{:.2f}", 1.0))
 # env options that name files: the teacher's identity is its SHA-1, recorded separately
-_ENV_PATHS = ("teacher", "dataset")
+_ENV_PATHS = ("teacher", "supernet", "dataset")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -173,6 +179,30 @@ def fidelity(rewards, metric_values, higher_is_better: bool, resamples: int = BO
     for name, fn in CORRELATIONS.items():
         out[name] = fn(x, y) if len(x) >= 2 else math.nan
         out[f"{name}_ci"] = list(bootstrap_ci(x, y, fn, resamples))
+    return out
+
+
+def paired_difference(rewards_a, rewards_b, metric_values, higher_is_better: bool,
+                      resamples: int = BOOTSTRAP, seed: int = BOOTSTRAP_SEED,
+                      level: float = 0.95) -> dict[str, Any]:
+    """Spearman fidelity of reward A minus that of reward B on the same architectures, with a
+    paired percentile bootstrap (both rewards resampled by the same architecture indices), so
+    that "A ranks better than B" is judged on the difference, not on two overlapping CIs."""
+    a, b = np.asarray(rewards_a, dtype=float), np.asarray(rewards_b, dtype=float)
+    y = np.asarray(metric_values, dtype=float) * (1.0 if higher_is_better else -1.0)
+    keep = ~(np.isnan(a) | np.isnan(b) | np.isnan(y))
+    a, b, y = a[keep], b[keep], y[keep]
+    out: dict[str, Any] = {"n": len(y), "diff": spearman(a, y) - spearman(b, y)
+                           if len(y) >= 2 else math.nan, "ci": [math.nan, math.nan]}
+    if len(y) >= 3:
+        rng = np.random.default_rng(seed)
+        values = np.array([spearman(a[i], y[i]) - spearman(b[i], y[i])
+                           for i in rng.integers(0, len(y), size=(resamples, len(y)))])
+        values = values[~np.isnan(values)]
+        if len(values):
+            tail = 100 * (1 - level) / 2
+            out["ci"] = [float(np.percentile(values, tail)),
+                         float(np.percentile(values, 100 - tail))]
     return out
 
 
@@ -261,9 +291,8 @@ class Architecture:
         return slice_pair(self.env, self.candidate, "cpu")
 
 
-def score_frozen(arch: Architecture, options: dict[str, Any]) -> dict[str, float]:
-    """The env's reward r_G as an agent receives it, with L_G, its terms and genD's side."""
-    rewards, infos = arch.play()
+def _env_reward(rewards: dict[str, float], infos: dict[str, dict]) -> dict[str, float]:
+    """r_G as an agent receives it, with L_G, its terms and genD's side."""
     g, d = infos["generator"], infos["discriminator"]
     return {"reward": float(rewards["generator"]),
             **{k: float(v) for k, v in g["loss_terms"].items()},
@@ -272,6 +301,29 @@ def score_frozen(arch: Architecture, options: dict[str, Any]) -> dict[str, float
             "g_loss_ref": float(g["reference_terms"]["g_loss"]),
             "reward_d": float(rewards["discriminator"]),
             **{k: float(v) for k, v in d["loss_terms"].items()}}
+
+
+def score_frozen(arch: Architecture, options: dict[str, Any]) -> dict[str, float]:
+    """The env's reward r_G as an agent receives it, with L_G, its terms and genD's side."""
+    return _env_reward(*arch.play())
+
+
+_SUPERNET_ENVS: dict[str, Any] = {}  # per worker process: one env per (env options, supernet)
+
+
+def score_supernet(arch: Architecture, options: dict[str, Any]) -> dict[str, float]:
+    """The env's reward with the generator supernet's weights (env option ``supernet``) instead
+    of the teacher's; everything else as ``frozen``. The env is built once per worker."""
+    from gan_prune_env.envs import make_parallel_env
+
+    kwargs = {**env_kwargs(arch.spec), "supernet": str(ROOT / options["path"])}  # root-relative
+    key = json.dumps(kwargs, sort_keys=True)
+    if key not in _SUPERNET_ENVS:
+        _SUPERNET_ENVS[key] = make_parallel_env(ENV_ID, **kwargs)
+    env = _SUPERNET_ENVS[key]
+    env.reset(seed=arch.seed)
+    _, rewards, _, _, infos = env.step(arch.actions)
+    return _env_reward(rewards, infos)
 
 
 def score_distill(arch: Architecture, options: dict[str, Any]) -> dict[str, float]:
@@ -300,14 +352,28 @@ class RewardMode:
 
     label: str
     score: Callable[[Architecture, dict[str, Any]], dict[str, float]]
-    options: Callable[[argparse.Namespace], dict[str, Any]] = lambda args: {}
+    options: Callable[[argparse.Namespace, str], dict[str, Any]] = lambda args, task: {}
+
+
+def supernet_options(args: argparse.Namespace, task: str) -> dict[str, Any]:
+    """The task's supernet file (``--supernet TASK=PATH``), by path and SHA-1."""
+    path = args.supernets.get(task)
+    if path is None:
+        raise SystemExit(f"error: mode supernet needs --supernet {task}=PATH (train one with "
+                         f"`{supernet_command(task)}`)")
+    return {"path": rel_path(Path(path)), "sha1": file_sha1(Path(path))}
 
 
 REWARD_MODES: dict[str, RewardMode] = {
     "frozen": RewardMode("env reward r_G (frozen weights, adaptive BN)", score_frozen),
     "distill_k": RewardMode("-L1 to the teacher after k fine-tuning steps", score_distill,
-                            lambda args: {"k": args.distill_steps, "images": "env eval pool"}),
+                            lambda args, task: {"k": args.distill_steps,
+                                                "images": "env eval pool"}),
+    "supernet": RewardMode("env reward r_G with the supernet's weights (adaptive BN)",
+                           score_supernet, supernet_options),
 }
+DEFAULT_MODES = ("frozen", "distill_k")
+"""Modes run when ``--modes`` is not given (``supernet`` needs a trained supernet file)."""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -397,7 +463,6 @@ def plan(args: argparse.Namespace) -> list[dict[str, Any]]:
     from gan_prune_env.tasks import teacher_path
 
     torch.set_num_threads(1)
-    modes = {m: _jsonable(REWARD_MODES[m].options(args)) for m in args.modes}
     count = min(args.check_archs, args.archs) if args.check_only else args.archs
     cells = []
     for task in args.tasks:
@@ -405,6 +470,7 @@ def plan(args: argparse.Namespace) -> list[dict[str, Any]]:
             base = {"task": task, "budget": float(budget), "method": "random",
                     "teacher": args.teachers.get(task)}
             env = make_parallel_env(ENV_ID, **env_kwargs(base))
+            modes = {m: _jsonable(REWARD_MODES[m].options(args, task)) for m in args.modes}
             protocol = env_protocol(env)
             sha1 = file_sha1(teacher_path(env.game.prepared.task))
             for index, arch in enumerate(plan_architectures(env, count, args.arch_seed)):
@@ -482,6 +548,11 @@ def command_run(args: argparse.Namespace) -> int:
     args.work_dir = Path(args.work_dir) if args.work_dir else out / ".reward_fidelity_work"
     data_root = compare_methods._data_root(args)
     args.teachers = compare_methods.task_teachers(args)
+    args.supernets = {task: str(path.resolve()) for task, path in
+                      compare_methods.task_paths(args.supernet, "--supernet").items()}
+    missing = [str(p) for p in args.supernets.values() if not Path(p).is_file()]
+    if missing:
+        raise SystemExit(f"error: --supernet file(s) not found: {missing}")
 
     done = merge_records(read_records(results))
     cells = plan(args)
@@ -570,6 +641,16 @@ def group_stats(archs: list[dict[str, Any]]) -> dict[str, Any]:
         stats["fidelity"][mode] = {
             metric: fidelity(rewards, [_metric(r, length, metric) for r in scored], higher)
             for metric, _, higher, _, _ in METRICS}
+    stats["vs_frozen"] = {}
+    for mode in modes:
+        both = [r for r in archs if mode in r["scores"] and "frozen" in r["scores"]]
+        if mode == "frozen" or len(both) < 3:
+            continue
+        stats["vs_frozen"][mode] = {
+            metric: paired_difference([r["scores"][mode]["reward"] for r in both],
+                                      [r["scores"]["frozen"]["reward"] for r in both],
+                                      [_metric(r, length, metric) for r in both], higher)
+            for metric, _, higher, _, _ in METRICS}
     lengths = sorted({int(s) for r in archs for s in r["finals"]})
     for i, short in enumerate(lengths):
         for long in lengths[i + 1:]:
@@ -607,6 +688,16 @@ def _group_section(task: str, budget: float, archs: list[dict[str, Any]],
             s = by_metric[metric]
             lines.append(f"| {mode} | {label} | {s['n']} | {_fmt_corr(s, 'spearman')} | "
                          f"{_fmt_corr(s, 'kendall')} |")
+    if stats["vs_frozen"]:
+        lines += ["", "**Against the env's reward**: Spearman fidelity of the mode minus that of "
+                      "`frozen` on the same architectures, paired bootstrap 95% interval (> 0: "
+                      "the mode ranks better).", "",
+                  "| mode | " + " | ".join(label for _, label, _, _, _ in METRICS) + " |",
+                  "|---" * (len(METRICS) + 1) + "|"]
+        for mode, by_metric in stats["vs_frozen"].items():
+            cells = [f"{d['diff']:+.2f} [{d['ci'][0]:+.2f}, {d['ci'][1]:+.2f}]"
+                     for d in (by_metric[m] for m, _, _, _, _ in METRICS)]
+            lines.append(f"| {mode} | " + " | ".join(cells) + " |")
     lines += ["", "| mode | what | median s per reward evaluation | n |", "|---|---|---|---|"]
     for mode, wall in stats["wall_s"].items():
         label = REWARD_MODES[mode].label if mode in REWARD_MODES else mode
@@ -726,8 +817,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     run.add_argument("--archs", type=int, default=16,
                      help="architectures per (task, budget): the uniform one + random ones")
     run.add_argument("--arch-seed", type=int, default=0, help="seed of the random architectures")
-    run.add_argument("--modes", nargs="+", default=list(REWARD_MODES),
-                     help=f"reward modes to score, of {list(REWARD_MODES)}")
+    run.add_argument("--modes", nargs="+", default=list(DEFAULT_MODES),
+                     help=f"reward modes to score, of {list(REWARD_MODES)} (default "
+                          f"{list(DEFAULT_MODES)})")
+    run.add_argument("--supernet", action="append", metavar="TASK=PATH",
+                     help="a task's generator supernet, for the supernet mode")
     run.add_argument("--distill-steps", type=int, default=50,
                      help="k of the distill_k mode (fine-tuning steps before looking)")
     run.add_argument("--finetune-steps", type=int, default=FinetuneConfig().steps,

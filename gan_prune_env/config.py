@@ -139,3 +139,12 @@ def parse_key_values(items: list[str] | None) -> dict[str, Any]:
         key, raw = item.split(":", 1)
         result[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
     return result
+
+
+def check_same_settings(saved: dict[str, Any], current: dict[str, Any], what: str) -> None:
+    """Exact resumption needs the interrupted run's settings: a ConfigError names the keys of
+    ``current`` whose value differs in ``saved``."""
+    changed = sorted(k for k, v in current.items() if saved.get(k) != v)
+    if changed:
+        raise ConfigError(f"cannot resume {what}: {changed} differ from the interrupted run; use "
+                          "its settings or a new output folder")

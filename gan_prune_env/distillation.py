@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
-from gan_prune_env.config import ConfigError
+from gan_prune_env.config import check_same_settings
 from gan_prune_env.losses import l1_loss
 from gan_prune_env.models.factory import init_weights
 from gan_prune_env.models.resnet import ResnetBlock, ResnetGenerator
@@ -173,14 +173,6 @@ def _activation_channels(network: nn.Module, layers: Sequence[str], example: tor
     return [activations[name].shape[1] for name in layers]
 
 
-def _check_same_settings(saved: dict[str, Any], current: dict[str, Any], what: str) -> None:
-    """Exact resumption needs the interrupted run's settings."""
-    changed = sorted(k for k, v in current.items() if saved.get(k) != v)
-    if changed:
-        raise ConfigError(f"cannot resume {what}: {changed} differ from the interrupted run; use "
-                          "its settings or a new output folder")
-
-
 # --- the terms --------------------------------------------------------------------------------
 
 
@@ -227,7 +219,7 @@ class FeatureDistillation:
                 "adapters": self.adapters.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        _check_same_settings(state, {"layers": list(self.layers), "weight": self.weight},
+        check_same_settings(state, {"layers": list(self.layers), "weight": self.weight},
                              "feature distillation")
         self.adapters.load_state_dict(state["adapters"])
 
@@ -312,7 +304,7 @@ class GeneratorEMA:
         return {"decay": self.decay, "averaged": self.averaged.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        _check_same_settings(state, {"decay": self.decay}, "the weight EMA")
+        check_same_settings(state, {"decay": self.decay}, "the weight EMA")
         self.averaged.load_state_dict(state["averaged"])
 
     def remove(self) -> None:

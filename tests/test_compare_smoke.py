@@ -144,6 +144,21 @@ def test_task_teachers_are_checked_before_any_cell(compare, tmp_path):
     assert teachers(f"default_wide={given}") == {"default_wide": str(given.resolve())}
 
 
+def test_task_supernets_are_checked_only_when_a_method_uses_one(compare, tmp_path):
+    def supernets(*items, methods=("uniform_supernet",)):
+        args = argparse.Namespace(supernet=list(items), tasks=["default"], methods=list(methods))
+        return compare.task_supernets(args)
+
+    assert supernets(str(tmp_path / "ignored"), methods=("uniform", "scratch")) == {}
+    with pytest.raises(SystemExit, match="gan_prune_env.supernet --task default"):
+        supernets("default=" + str(tmp_path / "missing.pt"))
+    with pytest.raises(SystemExit, match="TASK=PATH"):
+        supernets("nope=" + str(tmp_path))
+    given = tmp_path / "supernet.pt"
+    given.write_bytes(b"")
+    assert supernets(f"default={given}") == {"default": str(given.resolve())}
+
+
 def test_teacher_curve_scores_every_kept_state(tmp_path, capsys):
     from test_teacher import tiny_config
 

@@ -70,6 +70,19 @@ def test_fidelity_is_signed_so_that_positive_means_ranked_right(rf):
     assert rf.fidelity(rewards, [1.0, math.nan, 3.0, 4.0], True)["n"] == 3
 
 
+def test_paired_difference_is_signed_and_paired(rf):
+    fid = [200.0, 190.0, 180.0, 170.0, 160.0, 150.0]  # lower is better
+    right = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]  # higher reward with lower FID: fidelity +1
+    wrong = right[::-1]  # fidelity -1
+    d = rf.paired_difference(right, wrong, fid, higher_is_better=False, resamples=200)
+    assert d["n"] == 6 and d["diff"] == pytest.approx(2.0)
+    assert d["ci"][0] > 0  # every resample ranks A above B
+    back = rf.paired_difference(wrong, right, fid, higher_is_better=False, resamples=200)
+    assert back["diff"] == pytest.approx(-2.0) and back["ci"][1] < 0
+    same = rf.paired_difference(right, right, fid, higher_is_better=False, resamples=200)
+    assert same["diff"] == 0 and same["ci"] == [0.0, 0.0]  # paired: identical resamples
+
+
 def test_bootstrap_interval_is_seeded_and_covers_the_estimate(rf):
     rng = np.random.default_rng(0)
     x = rng.normal(size=16)
@@ -171,3 +184,24 @@ def test_run_resume_and_report(rf, env, tmp_path, capsys):
             rf.main([*argv, *change])
     assert rf.main(["report", "--out", str(tmp_path / "again"), "--results", str(results)]) == 0
     assert (tmp_path / "again" / "reward_fidelity.md").read_text() == report
+
+    # a new mode on finished architectures scores only that mode: the supernet's reward
+    with pytest.raises(SystemExit, match="needs --supernet default=PATH"):
+        rf.main([*argv, "--modes", "supernet"])
+    from gan_prune_env.envs import GANPruneParallelEnv
+    from gan_prune_env.supernet import SupernetConfig, train_supernet
+    from gan_prune_env.tasks import get_task
+
+    supernet = train_supernet(get_task("default"), SupernetConfig(steps=2, batch_size=2),
+                              tmp_path / "supernet", progress=False)
+    assert rf.main([*argv, "--modes", "supernet", "--supernet", f"default={supernet}",
+                    "--no-report"]) == 0
+    merged = rf.merge_records(_lines(results))
+    assert len(_lines(results)) == 6 and all("supernet" in r["scores"] for r in merged.values())
+    scored = merged["default|0.1|0|0"]["scores"]["supernet"]
+    shared = GANPruneParallelEnv(budget_g=0.1, seed=0, device="cpu", supernet=str(supernet))
+    shared.reset(seed=0)
+    _, rewards, _, _, _ = shared.step(uniform_actions(shared.game))
+    assert scored["reward"] == pytest.approx(rewards["generator"])
+    assert scored["reward"] != merged["default|0.1|0|0"]["scores"]["frozen"]["reward"]
+    assert len(scored["options"]["sha1"]) == 40

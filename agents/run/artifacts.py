@@ -53,6 +53,9 @@ def teacher_networks(task: TaskConfig, device: str) -> dict[str, nn.Module]:
 def slice_pair(env: GANPruneParallelEnv, best: Candidate, device: str) -> PrunedPair:
     """Slice the teacher's main G and D to ``best``; the other CycleGAN networks stay full.
 
+    With the env's ``supernet`` option the main G is sliced from the supernet's weights (the
+    weights the env scored it with), and the teacher stays the distillation target.
+
     The discriminator is sliced in its *original* input layout (the env's center-conditioned
     copy of a CycleGAN D has extra input channels, which the kept indices never touch).
     """
@@ -61,6 +64,9 @@ def slice_pair(env: GANPruneParallelEnv, best: Candidate, device: str) -> Pruned
     networks = {name: copy.deepcopy(net) for name, net in teacher.items()}
     size = task.image_size
     g_name, d_name = MAIN[task.family]
+    supernet = env.game.prepared.supernet
+    if supernet is not None:
+        networks[g_name] = copy.deepcopy(supernet).to(device)
     d_channels = 6 if task.family == "pix2pix" else 3
     shapes = {g_name: [3, size, size], d_name: [d_channels, size, size]}
     kept = {}

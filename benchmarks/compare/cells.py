@@ -41,6 +41,8 @@ def env_kwargs(spec: dict[str, Any]) -> dict[str, Any]:
                               "seed": ENV_SEED, "device": "cpu"}
     if spec.get("teacher"):
         kwargs["teacher"] = spec["teacher"]
+    if method.supernet:
+        kwargs["supernet"] = spec["supernet"]
     kwargs.update(method.env)
     return kwargs
 
@@ -188,6 +190,8 @@ def run_cell(spec: dict[str, Any]) -> dict[str, Any]:
         "host": {"python": platform.python_version(), "torch": torch.__version__,
                  "machine": platform.machine(), "cpus": os.cpu_count()},
         "commit": git_commit(), "teacher_sha1": file_sha1(teacher_path(task)),
+        **({"supernet_sha1": file_sha1(Path(kwargs["supernet"]))} if "supernet" in kwargs
+           else {}),
     }
 
 

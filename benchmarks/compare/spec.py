@@ -25,6 +25,19 @@ TEACHER_COMMANDS = {
                     "--out runs/teachers/default_wide --resume",
 }
 """The reproducible command that trains (or resumes) each of those teachers."""
+
+
+def default_supernet(task: str) -> Path:
+    """Where a task's generator supernet is kept (``--supernet TASK=PATH`` overrides)."""
+    return ROOT / "runs" / "supernets" / task / "supernet.pt"
+
+
+def supernet_command(task: str) -> str:
+    """The reproducible command that trains (or resumes) it."""
+    teacher = DEFAULT_TEACHERS.get(task)
+    given = f" --teacher {teacher.relative_to(ROOT)}" if teacher is not None else ""
+    return (f"python -m gan_prune_env.supernet --task {task}{given} --out "
+            f"runs/supernets/{task} --resume")
 DEFAULT_DATA_ROOT = ROOT.parent / "shared" / "data"  # the brief's layout; else $GAN_PRUNE_DATA
 ENV_ID = "Pix2PixPrune-v0"
 ENV_SEED = 0  # selects pool / evaluation images: the same task for every cell
@@ -42,6 +55,7 @@ class Method:
     env: dict[str, Any] = field(default_factory=dict)
     label: str = ""
     reinit: bool = False  # fresh weights for the found architecture: the from-scratch student
+    supernet: bool = False  # the env scores, and the pipeline slices, the task's supernet
 
 
 METHODS: dict[str, Method] = {
@@ -49,7 +63,11 @@ METHODS: dict[str, Method] = {
     "uniform": Method("uniform", label="uniform L1-norm"),
     "uniform_full_d": Method("uniform", env={"budget_d": 1.0},
                              label="uniform L1-norm, the teacher's full D"),
+    "uniform_supernet": Method("uniform", supernet=True,
+                               label="uniform, sliced from the supernet"),
     "random": Method("random", label="random search"),
+    "random_supernet": Method("random", supernet=True,
+                              label="random search on the supernet reward, sliced from it"),
     "ppo": Method("ppo", label="SB3 PPO"),
     "mggc": Method("mggc", label="MGGC (ours)"),
     "mggc_no_peer": Method("mggc", {"peer_feedback": False}, label="MGGC, no peer feedback"),
@@ -67,12 +85,10 @@ DYNAMICS_KEYS = {"generator": ("g_loss", "g_adv", "g_kde", "g_rec"),
                  "discriminator": ("d_loss", "d_real", "d_fake")}
 
 
-
 def quick_settings() -> dict[str, Any]:
     return {"tasks": ["default"], "budgets": [0.25], "methods": ["uniform", "mggc"],
             "seeds": [0], "rounds": 8, "finetune_steps": 4, "eval_images": 16,
             "latency_runs": 5}
-
 
 
 def cell_key(task: str, budget: float, method: str, seed: int) -> str:

@@ -18,6 +18,9 @@ class EnvConfig:
         dataset: dataset root overriding the task's data (aligned for Pix2Pix, unaligned for
             CycleGAN).
         teacher: teacher checkpoint overriding the task's built-in teacher.
+        supernet: weight-sharing supernet of the teacher's generator
+            (``gan_prune_env.supernet``); the masked G then has the supernet's weights instead of
+            the teacher's, while teacher outputs, neighbourhoods and D stay the teacher's.
         resolution: image side in pixels (default: the task's).
         budget_g, budget_d: target kept-MACs ratios p of G and D, in (0, 1].
         compute_weight: lambda_F of the compute term ``lambda_F * max(0, log(r / p))``.
@@ -44,6 +47,7 @@ class EnvConfig:
     task: str = "default"
     dataset: str | None = None
     teacher: str | None = None
+    supernet: str | None = None
     resolution: int | None = None
     budget_g: float = 0.25
     budget_d: float = 0.5

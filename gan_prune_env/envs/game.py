@@ -67,14 +67,18 @@ class RoundResult:
 
 
 class PruningGame:
-    """Masked copies of the teacher G and D, their pruning spaces, and the round logic."""
+    """Masked copies of the teacher G (or of its supernet) and D, their pruning spaces, and the
+    round logic."""
 
     def __init__(self, config: EnvConfig) -> None:
         self.config = config
         self.prepared: PreparedTask = prepare_task(config)
         self.device = torch.device(config.device)
         self.objective = self.prepared.objective
-        self.generator = copy.deepcopy(self.prepared.generator)
+        # the supernet's weights, when given, are where every architecture starts (and what a
+        # reset restores); the teacher itself stays the reference of the objective
+        start = self.prepared.supernet
+        self.generator = copy.deepcopy(self.prepared.generator if start is None else start)
         self.discriminator = copy.deepcopy(self.prepared.discriminator)
         self.eval_batch = self.prepared.eval_pool.batch(torch.arange(len(self.prepared.eval_pool)))
         self.spaces = self.prepared.spaces
@@ -163,7 +167,8 @@ class PruningGame:
 
     # -- episode ---------------------------------------------------------------------------------
     def restore_pretrained(self, seed: int | None = None) -> None:
-        """Back to the teacher weights and the full architecture (``reset``)."""
+        """Back to the starting weights (the teacher's, or the supernet's) and the full
+        architecture (``reset``)."""
         if self._dirty:
             for agent in AGENTS:
                 self.network(agent).load_state_dict(self._pretrained[agent])

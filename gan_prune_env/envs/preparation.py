@@ -22,9 +22,10 @@ from gan_prune_env.objective import (
     LocalDensityObjective, TeacherPool, make_feature_map, pair_input, widen_for_center,
 )
 from gan_prune_env.pruning import ChannelSpace, make_importance
+from gan_prune_env.supernet import load_supernet_generator
 from gan_prune_env.tasks import TaskConfig, get_task, load_teacher
 
-TASK_KEYS = ("task", "dataset", "teacher", "resolution", "pool_size", "eval_size", "device",
+TASK_KEYS = ("task", "dataset", "teacher", "supernet", "resolution", "pool_size", "eval_size", "device",
              "seed", "objective", "importance", "divisor")
 
 
@@ -40,6 +41,7 @@ class PreparedTask:
     eval_pool: TeacherPool
     conditional: bool
     spaces: dict[str, ChannelSpace]  # read-only, shared by every env of the task
+    supernet: nn.Module | None = None  # G weights the masked copies use instead of the teacher's
 
 
 def resolve_task(config: EnvConfig) -> TaskConfig:
@@ -92,6 +94,11 @@ def _prepare(config: EnvConfig) -> PreparedTask:
         "discriminator": _space(config, conditioned, pair_input(eval_outputs[:1], eval_outputs[:1],
                                                                 conditional)),
     }
+    supernet = None
+    if config.supernet is not None:
+        supernet = load_supernet_generator(config.supernet, task, generator, spaces["generator"],
+                                           config.importance, config.divisor, config.device)
+        supernet.eval().requires_grad_(False)
     return PreparedTask(
         task=task,
         generator=generator,
@@ -101,6 +108,7 @@ def _prepare(config: EnvConfig) -> PreparedTask:
         eval_pool=objective.build_pool(eval_inputs, eval_outputs),
         conditional=conditional,
         spaces=spaces,
+        supernet=supernet,
     )
 
 

@@ -97,10 +97,10 @@ def _checkpoint(kind: str, trainer: GANTrainer, config: TeacherTrainConfig, **ex
 
 
 def _write_teacher(path: Path, trainer: GANTrainer, config: TeacherTrainConfig, total: int,
-                   seconds: float, logger: TrainLogger) -> Path:
+                   seconds: float, logger: TrainLogger, extra: dict[str, Any]) -> Path:
     """Final teacher file, with the paired test L1 in its metadata (Pix2Pix only)."""
     metadata: dict[str, Any] = {"steps": total, "seed": config.seed, "train_seconds": seconds,
-                                "train_config": to_dict(config)}
+                                "train_config": to_dict(config), **extra}
     if config.family == "pix2pix":
         test_set = build_dataset(config.data, config.eval_split)
         generator = trainer.networks[trainer.main_generator]
@@ -144,6 +144,7 @@ def train_teacher(
     config: TeacherTrainConfig, out_dir: str | Path, resume: bool = True,
     until_step: int | None = None, *, trainer: GANTrainer | None = None,
     checkpoint_extra: dict[str, Any] | None = None, final_file: str | None = TEACHER_FILE,
+    final_metadata: dict[str, Any] | None = None,
 ) -> Path:
     """Train a teacher, resuming from the newest train state in ``out_dir`` if asked.
 
@@ -160,6 +161,7 @@ def train_teacher(
             channels and input shapes of sliced networks).
         final_file: name of the teacher file written at the end; None writes none and returns
             the last train state.
+        final_metadata: extra entries of that file's metadata (a supernet's channel rankings).
 
     Returns:
         ``out_dir/teacher.pt`` when training is complete, else the train-state file written.
@@ -184,11 +186,13 @@ def train_teacher(
                          preview=_preview_batch(config))
     batches = batch_stream(dataset, config.batch_size, config.seed, start, config.num_workers)
     try:
-        desc = f"{config.family} {'teacher' if final_file else 'fine-tuning'}"
+        what = "fine-tuning" if final_file is None else Path(final_file).stem  # teacher, supernet
+        desc = f"{config.family} {what}"
         seconds = _train_steps(trainer, config, batches, range(start, stop), total, store, logger,
                                state.get("train_seconds", 0.0), dict(checkpoint_extra or {}), desc)
         if stop < total or final_file is None:
             return store.path(stop)
-        return _write_teacher(out_dir / final_file, trainer, config, total, seconds, logger)
+        return _write_teacher(out_dir / final_file, trainer, config, total, seconds, logger,
+                              dict(final_metadata or {}))
     finally:
         logger.close()

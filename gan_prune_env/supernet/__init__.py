@@ -1,0 +1,301 @@
+"""Weight-sharing supernets: one set of generator weights under which every sub-network of the
+environment's channel space is already good.
+
+Why. The env pays an architecture by how its masked sub-network of the *frozen teacher* scores:
+what pruning leaves of the teacher, not what fine-tuning will make of it. Over 16 architectures
+that reward ranks the final FID only moderately and the final PSNR to the teacher not at all
+(``benchmarks/reward_fidelity.py``). GAN Compression (Li et al., 2020) first trains a
+"once-for-all" network, so that any sub-network's weights are good without fine-tuning, and
+scores sub-networks with those weights. This module does that for the env's own channel space:
+
+* the supernet starts as a copy of the teacher's main generator; its sub-networks are the env's:
+  in every channel group, the ``n`` best channels of the *teacher's* importance ranking (the env
+  builds its space on the teacher, so both agree; the file records the rankings and the env
+  checks them);
+* the sandwich rule (Yu & Huang, 2019; OFA; GAN Compression): every step trains the largest
+  network, the smallest (every group at ``min_keep``) and ``random_subnets`` random ones on the
+  same batch, their gradients summed into one Adam step;
+* each one's loss is output distillation, ``L1(G_sub(x), T(x))`` to the frozen teacher;
+* BatchNorm running statistics follow the largest network only: the env re-estimates them for
+  every pruned generator anyway ("adaptive BN"), and the full network stays the teacher's match.
+
+Random sub-networks [ours]: a global keep ratio ``w`` log-uniform in ``[min_keep, 1]`` and each
+group's ratio ``clip(w * exp(width_jitter * N(0, 1)), min_keep, 1)``: every kept-MACs ratio from
+the smallest network to the full one is visited, in the non-uniform shapes agents propose.
+
+Not (yet) here: a discriminator supernet (the env's D keeps the teacher's weights) and the
+local-density objective as a supernet loss.
+
+Train one (resumable; progress bar; TensorBoard under ``<out>/tensorboard``)::
+
+    python -m gan_prune_env.supernet --task default --out runs/supernets/default --resume
+
+It writes ``<out>/supernet.pt``, a teacher-format checkpoint holding the main generator, with
+the ``supernet`` metadata entry; ``gym.make(..., supernet="<out>/supernet.pt")`` scores
+architectures with its weights.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from gan_prune_env.checkpoint import CheckpointError, load_generator, read_checkpoint
+from gan_prune_env.config import check_same_settings, to_dict
+from gan_prune_env.losses import l1_loss
+from gan_prune_env.pruning import ChannelMasker, ChannelSpace, make_importance
+from gan_prune_env.pruning.importance import IMPORTANCES
+from gan_prune_env.tasks import TaskConfig, check_teacher_fits, teacher_path
+from gan_prune_env.teacher.base import Batch, GANTrainer, adam
+from gan_prune_env.teacher.config import TeacherTrainConfig
+from gan_prune_env.teacher.loop import TRAINERS, train_teacher
+
+SUPERNET_FILE = "supernet.pt"
+TRAIN_COMMAND = "python -m gan_prune_env.supernet --task NAME --out DIR --resume"
+
+
+@dataclass
+class SupernetConfig:
+    """How a supernet is trained (defaults: the setting measured in ``reward_fidelity.py``)."""
+
+    steps: int = 2000
+    batch_size: int = 8
+    lr: float = 2e-4
+    lr_decay_steps: int = 1000
+    """Linear decay to 0 over the last steps, as the fine-tuning recipe."""
+    random_subnets: int = 2
+    """Random sub-networks per step besides the largest and the smallest (the sandwich rule)."""
+    min_keep: float = 0.05
+    """Keep ratio of every group in the smallest sub-network: the env's ``min_keep``."""
+    width_jitter: float = 0.3
+    """Spread (log scale) of a random sub-network's per-group ratios around its global ratio."""
+    importance: str = "l1"
+    """Channel ranking; the env must use the same (its ``importance``)."""
+    divisor: int = 1
+    """Channel counts are multiples of it; the env must use the same (its ``divisor``)."""
+    seed: int = 0
+    save_every: int = 250
+    log_every: int = 20
+    image_every: int = 250
+    keep_train_states: int = 2
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "save_every", "log_every", "divisor",
+                     "keep_train_states"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("random_subnets", "lr_decay_steps", "image_every", "seed"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not 0 < self.min_keep <= 1:
+            raise ValueError(f"min_keep must be in (0, 1], got {self.min_keep}")
+        if not (math.isfinite(self.width_jitter) and self.width_jitter >= 0):
+            raise ValueError(f"width_jitter must be finite and >= 0, got {self.width_jitter}")
+        if self.importance not in IMPORTANCES:
+            raise ValueError(f"importance {self.importance!r} not in {sorted(IMPORTANCES)}")
+
+
+def weights_digest(network: nn.Module) -> str:
+    """SHA-1 of a network's state (names, shapes and float32 values): which teacher a supernet
+    was trained from, independent of the file it was read from."""
+    digest = hashlib.sha1()
+    for name, tensor in network.state_dict().items():
+        digest.update(name.encode())
+        digest.update(str(tuple(tensor.shape)).encode())
+        digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def space_rankings(space: ChannelSpace) -> dict[str, list[int]]:
+    """Each group's channel ranking (best first), by root layer name."""
+    return {group.name: group.ranking.tolist() for group in space.groups}
+
+
+class SandwichSampler:
+    """The sub-networks of each step: largest, smallest, then ``random_subnets`` random ones.
+
+    A trainer extension: its settings and random state are saved in train states, so a resumed
+    run draws what the uninterrupted one would have, and a resume with other settings is refused.
+    """
+
+    def __init__(self, space: ChannelSpace, config: SupernetConfig, teacher: str) -> None:
+        self.space = space
+        self.settings = {"random_subnets": config.random_subnets, "min_keep": config.min_keep,
+                         "width_jitter": config.width_jitter, "importance": config.importance,
+                         "divisor": config.divisor, "teacher": teacher}
+        self.rng = np.random.default_rng(config.seed)
+
+    def largest(self) -> np.ndarray:
+        return self.space.num_channels.copy()
+
+    def smallest(self) -> np.ndarray:
+        return self.space.counts_for_ratios(np.full(self.space.num_groups,
+                                                    self.settings["min_keep"]))
+
+    def random(self) -> np.ndarray:
+        low = self.settings["min_keep"]
+        width = math.exp(self.rng.uniform(math.log(low), 0.0))
+        jitter = np.exp(self.settings["width_jitter"] * self.rng.standard_normal(
+            self.space.num_groups))
+        return self.space.counts_for_ratios(np.clip(width * jitter, low, 1.0))
+
+    def step_architectures(self) -> list[tuple[str, np.ndarray]]:
+        """``(name, channel counts)`` of this step's sub-networks, the largest first."""
+        return ([("largest", self.largest()), ("smallest", self.smallest())]
+                + [("random", self.random()) for _ in range(self.settings["random_subnets"])])
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**self.settings, "rng": self.rng.bit_generator.state}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        check_same_settings(state, self.settings, "the supernet")
+        self.rng.bit_generator.state = state["rng"]
+
+
+@contextmanager
+def frozen_norm_statistics(network: nn.Module) -> Iterator[None]:
+    """Forward passes inside normalise with batch statistics (training mode) but leave every
+    BatchNorm's running statistics as they are (momentum 0)."""
+    norms = [m for m in network.modules()
+             if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum
+
+
+class SupernetTrainer(GANTrainer):
+    """Sandwich-rule distillation of one generator supernet towards the frozen teacher.
+
+    Loss names: ``L1_largest``, ``L1_smallest``, ``L1_random`` (mean over the random ones), each
+    the unweighted L1 to the teacher's output; the step minimises their mean over sub-networks.
+    """
+
+    def __init__(self, family: str, supernet: nn.Module, teacher: nn.Module,
+                 space: ChannelSpace, sampler: SandwichSampler, lr: float,
+                 betas: tuple[float, float] = (0.5, 0.999)) -> None:
+        self.family = family
+        self.main_generator = TRAINERS[family].main_generator
+        super().__init__({self.main_generator: supernet},
+                         {"generator": adam([supernet], lr, betas)})
+        self.teacher = teacher.eval().requires_grad_(False)
+        self.masker = ChannelMasker(supernet, space)
+        self.extensions["sandwich"] = sampler
+
+    def train_step(self, batch: Batch) -> dict[str, float]:
+        inputs = batch["A"]
+        supernet = self.networks[self.main_generator]
+        with torch.no_grad():
+            target = self.teacher(inputs)
+        optimizer = self.optimizers["generator"]
+        optimizer.zero_grad(set_to_none=True)
+        architectures = self.extensions["sandwich"].step_architectures()
+        losses: dict[str, list[float]] = {}
+        try:
+            for name, counts in architectures:
+                self.masker.set_counts(counts)
+                statistics = nullcontext() if name == "largest" else frozen_norm_statistics(
+                    supernet)
+                with statistics:
+                    loss = l1_loss(supernet(inputs), target)
+                (loss / len(architectures)).backward()
+                losses.setdefault(f"L1_{name}", []).append(loss.item())
+        finally:
+            self.masker.reset()
+        optimizer.step()
+        return {name: float(np.mean(values)) for name, values in losses.items()}
+
+
+def _teacher_generator(task: TaskConfig, device: str) -> nn.Module:
+    payload = read_checkpoint(teacher_path(task))
+    check_teacher_fits(task, payload)
+    return load_generator(payload, device=device)
+
+
+def _space(generator: nn.Module, task: TaskConfig, importance: str, divisor: int,
+           device: str) -> ChannelSpace:
+    example = torch.zeros(1, task.generator.input_nc, task.image_size, task.image_size,
+                          device=device)
+    return ChannelSpace(generator, example, importance=make_importance(importance),
+                        divisor=divisor)
+
+
+def train_supernet(task: TaskConfig, config: SupernetConfig, out_dir: str | Path, *,
+                   resume: bool = True, until_step: int | None = None, device: str = "cpu",
+                   progress: bool = True) -> Path:
+    """Train ``task``'s generator supernet into ``out_dir`` (resuming from its newest train state
+    when ``resume``); returns ``out_dir/supernet.pt`` once complete, else the last train state
+    (``until_step``: stop early, for time-sliced jobs and tests)."""
+    teacher = _teacher_generator(task, device)
+    supernet = copy.deepcopy(teacher)
+    space = _space(teacher, task, config.importance, config.divisor, device)
+    digest = weights_digest(teacher)
+    sampler = SandwichSampler(space, config, digest)
+    recipe = TeacherTrainConfig(
+        family=task.family, data=task.data, generator=task.generator,
+        discriminator=task.discriminator, n_steps=config.steps, batch_size=config.batch_size,
+        lr=config.lr, lr_decay_steps=min(config.lr_decay_steps, config.steps), seed=config.seed,
+        log_every=config.log_every, image_every=config.image_every,
+        save_every=config.save_every, keep_train_states=config.keep_train_states,
+        device=device, progress=progress)
+    trainer = SupernetTrainer(task.family, supernet, teacher, space, sampler, config.lr)
+    metadata = {"supernet": {"config": to_dict(config), "teacher": digest,
+                             "rankings": space_rankings(space)}}
+    try:
+        return train_teacher(recipe, out_dir, resume=resume, until_step=until_step,
+                             trainer=trainer, final_file=SUPERNET_FILE, final_metadata=metadata)
+    finally:
+        trainer.masker.remove()
+
+
+def load_supernet_generator(path: str | Path, task: TaskConfig, teacher: nn.Module,
+                            space: ChannelSpace, importance: str, divisor: int,
+                            device: str = "cpu") -> nn.Module:
+    """The supernet generator of ``path``, after checking it belongs to this teacher and space.
+
+    Raises CheckpointError when the file is not a supernet of ``task``, was trained from another
+    teacher, or under another channel ranking (another ``importance`` or ``divisor``): its
+    sub-networks would then not be the ones the env's channel counts name.
+    """
+    payload = read_checkpoint(path)
+    info = payload.get("metadata", {}).get("supernet")
+    if info is None:
+        raise CheckpointError(f"{path}: not a supernet checkpoint (no 'supernet' metadata); "
+                              f"train one with {TRAIN_COMMAND}")
+    check_teacher_fits(task, payload)
+    if info["teacher"] != weights_digest(teacher):
+        raise CheckpointError(f"{path}: the supernet was trained from another teacher than task "
+                              f"{task.name!r}'s; train one from this teacher with "
+                              f"{TRAIN_COMMAND}")
+    trained = {"importance": info["config"]["importance"], "divisor": info["config"]["divisor"]}
+    asked = {"importance": importance, "divisor": divisor}
+    if trained != asked:
+        raise CheckpointError(f"{path}: the supernet's channel space has {trained}, the env "
+                              f"{asked}; give the env the supernet's settings")
+    if info["rankings"] != space_rankings(space):
+        raise CheckpointError(f"{path}: the supernet's channel rankings differ from the env's "
+                              "(another teacher or ranking code); retrain the supernet")
+    return load_generator(payload, device=device)
+
+
+__all__ = [
+    "SUPERNET_FILE", "SandwichSampler", "SupernetConfig", "SupernetTrainer", "TRAIN_COMMAND",
+    "frozen_norm_statistics", "load_supernet_generator", "space_rankings", "train_supernet",
+    "weights_digest",
+]

@@ -1,0 +1,245 @@
+"""Weight-sharing supernets: the sandwich rule, what training does to sub-networks, BatchNorm
+statistics, exact resumption, and the env's ``supernet`` option with its checks."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from gan_prune_env.checkpoint import (
+    CheckpointError, load_generator, make_checkpoint, read_checkpoint, save_checkpoint,
+)
+from gan_prune_env.config import ConfigError
+from gan_prune_env.data import DataConfig, build_dataset
+from gan_prune_env.envs import GANPruneParallelEnv, ratios_to_action
+from gan_prune_env.losses import l1_loss
+from gan_prune_env.models import DiscriminatorConfig, GeneratorConfig
+from gan_prune_env.pruning import ChannelMasker
+from gan_prune_env.supernet import (
+    SUPERNET_FILE, SandwichSampler, SupernetConfig, frozen_norm_statistics, space_rankings,
+    train_supernet, weights_digest,
+)
+from gan_prune_env.supernet.__main__ import main as supernet_main
+from gan_prune_env.tasks import TaskConfig, get_task, teacher_path
+from gan_prune_env.teacher.base import build_networks
+from gan_prune_env.teacher.config import TeacherTrainConfig
+
+SIZE = 32
+SMALL_ENV = {"eval_size": 4, "pool_size": 6, "k": 2, "rounds": 2}
+
+
+def tiny_task(teacher: Path | None = None) -> TaskConfig:
+    """32x32 procedural images, a U-Net of ngf 4 (a step takes milliseconds)."""
+    data = DataConfig(crop_size=SIZE, load_size=SIZE, procedural_size=16, max_items=16)
+    return TaskConfig(name="tiny", family="pix2pix", data=data,
+                      generator=GeneratorConfig(arch="unet_auto", ngf=4, image_size=SIZE),
+                      discriminator=DiscriminatorConfig(input_nc=6, ndf=4), image_size=SIZE,
+                      teacher_checkpoint=None if teacher is None else str(teacher))
+
+
+@pytest.fixture(scope="module")
+def tiny_teacher(tmp_path_factory) -> Path:
+    """An untrained pair of the tiny task's architecture, saved as its teacher."""
+    task = tiny_task()
+    config = TeacherTrainConfig(data=task.data, generator=task.generator,
+                                discriminator=task.discriminator, seed=3)
+    path = tmp_path_factory.mktemp("teacher") / "teacher.pt"
+    save_checkpoint(path, make_checkpoint("teacher", "pix2pix", build_networks(config),
+                                          task.generator, task.discriminator))
+    return path
+
+
+def quick(**overrides) -> SupernetConfig:
+    settings = dict(steps=6, batch_size=2, lr_decay_steps=2, save_every=3, log_every=1,
+                    image_every=0, min_keep=0.25)
+    return SupernetConfig(**{**settings, **overrides})
+
+
+def teacher_and_space(task: TaskConfig):
+    from gan_prune_env.supernet import _space, _teacher_generator
+
+    teacher = _teacher_generator(task, "cpu")
+    return teacher, _space(teacher, task, "l1", 1, "cpu")
+
+
+def fixed_inputs(task: TaskConfig, count: int = 4) -> torch.Tensor:
+    dataset = build_dataset(task.data, "train")
+    return torch.stack([dataset[i]["A"] for i in range(count)])
+
+
+# --- the sandwich rule ------------------------------------------------------------------------
+
+
+def test_sandwich_has_the_largest_the_smallest_and_random_subnetworks(tiny_teacher):
+    task = tiny_task(tiny_teacher)
+    _, space = teacher_and_space(task)
+    sampler = SandwichSampler(space, quick(random_subnets=3, min_keep=0.25), "digest")
+    names, counts = zip(*sampler.step_architectures())
+    assert names == ("largest", "smallest", "random", "random", "random")
+    assert np.array_equal(counts[0], space.num_channels)
+    assert np.array_equal(counts[1], space.counts_for_ratios(np.full(space.num_groups, 0.25)))
+    draws = [sampler.random() for _ in range(200)]
+    for c in draws:
+        assert np.all(c >= counts[1]) and np.all(c <= space.num_channels)
+    ratios = [space.macs_ratio(c) for c in draws]
+    # log-uniform global widths: both ends of the compute range are visited
+    assert min(ratios) < 0.15 and max(ratios) > 0.6
+    # non-uniform shapes: groups of one draw differ in keep ratio
+    kept = [c / space.num_channels for c in draws]
+    assert np.mean([np.ptp(k) for k in kept]) > 0.1
+    again = SandwichSampler(space, quick(random_subnets=3, min_keep=0.25), "digest")
+    again.step_architectures()
+    assert all(np.array_equal(a, b) for a, b in zip(draws, [again.random() for _ in range(200)]))
+
+
+def test_frozen_norm_statistics_keep_running_statistics(tiny_teacher):
+    teacher, _ = teacher_and_space(tiny_task(tiny_teacher))
+    net = copy.deepcopy(teacher).train()
+    x = torch.randn(2, 3, SIZE, SIZE)
+    before = copy.deepcopy(net.state_dict())
+    with frozen_norm_statistics(net):
+        net(x)
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items()
+               if "running" in k)
+    net(x)
+    assert any(not torch.equal(before[k], v) for k, v in net.state_dict().items()
+               if "running" in k)
+
+
+# --- training -------------------------------------------------------------------------------
+
+
+def test_training_pulls_the_smallest_subnetwork_to_the_teacher(tiny_teacher, tmp_path):
+    """Before training the supernet is the teacher; its smallest sub-network (the teacher's
+    weights, masked) is far from the teacher's outputs. Sandwich training must bring it about as
+    close as the full network."""
+    task = tiny_task(tiny_teacher)
+    teacher, space = teacher_and_space(task)
+    inputs = fixed_inputs(task)
+    with torch.no_grad():
+        target = teacher.eval()(inputs)
+
+    def distance(generator, counts) -> float:
+        net = copy.deepcopy(generator).train()
+        with ChannelMasker(net, space) as masker, torch.no_grad(), frozen_norm_statistics(net):
+            masker.set_counts(counts)
+            return float(l1_loss(net(inputs), target))
+
+    path = train_supernet(task, quick(steps=40, lr=2e-3, lr_decay_steps=0, save_every=40),
+                          tmp_path, progress=False)
+    assert path.name == SUPERNET_FILE
+    supernet = read_checkpoint(path)
+    trained = load_generator(supernet)
+    smallest = space.counts_for_ratios(np.full(space.num_groups, 0.25))
+    before, after = distance(teacher, smallest), distance(trained, smallest)
+    assert after < 0.5 * before, (before, after)
+    # trained as a sub-network, the smallest gets about as close as the full network (trained
+    # as the full network alone, it stays about four times further away)
+    assert after < 2 * distance(trained, space.num_channels)
+    info = supernet["metadata"]["supernet"]
+    assert info["teacher"] == weights_digest(teacher)
+    assert info["rankings"] == space_rankings(space)
+
+
+def test_resumed_supernet_training_is_exact(tiny_teacher, tmp_path):
+    task = tiny_task(tiny_teacher)
+    whole = read_checkpoint(train_supernet(task, quick(), tmp_path / "whole", progress=False))
+    train_supernet(task, quick(), tmp_path / "resumed", until_step=3, progress=False)
+    resumed = read_checkpoint(train_supernet(task, quick(), tmp_path / "resumed",
+                                             progress=False))
+    assert all(torch.equal(whole["generator"][k], resumed["generator"][k])
+               for k in whole["generator"])
+    with pytest.raises(ConfigError, match="random_subnets"):
+        train_supernet(task, quick(random_subnets=1), tmp_path / "resumed", progress=False)
+
+
+def test_supernet_command_rejects_a_misspelt_key(tmp_path, capsys):
+    assert supernet_main(["--task", "default", "--out", str(tmp_path), "--set", "stepz:3"]) == 2
+    assert "unknown key(s) ['stepz']" in capsys.readouterr().err
+
+
+# --- the env's supernet option ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def default_supernet(tmp_path_factory) -> Path:
+    """A supernet of the default task's shipped teacher after a few steps."""
+    out = tmp_path_factory.mktemp("supernet")
+    return train_supernet(get_task("default"), quick(steps=4, lr=2e-3), out, progress=False)
+
+
+def test_env_scores_architectures_with_the_supernet_weights(default_supernet):
+    frozen = GANPruneParallelEnv(**SMALL_ENV)
+    shared = GANPruneParallelEnv(**SMALL_ENV, supernet=str(default_supernet))
+    weights = read_checkpoint(default_supernet)["generator"]
+    start = shared.game.generator.state_dict()
+    assert all(torch.equal(start[k], weights[k].to(start[k].dtype)) for k in weights)
+    # the teacher stays the objective's reference: same neighbourhoods, same teacher outputs
+    assert torch.equal(frozen.game.eval_batch.outputs, shared.game.eval_batch.outputs)
+    rewards = []
+    for env in (frozen, shared):
+        env.reset(seed=0)
+        actions = {a: ratios_to_action(np.full(env.game.num_groups(a), 0.3), 0.05)
+                   for a in env.possible_agents}
+        rewards.append(env.step(actions)[1]["generator"])
+    assert rewards[0] != rewards[1]
+
+
+def test_env_refuses_a_file_that_is_not_a_matching_supernet(default_supernet, tmp_path):
+    with pytest.raises(CheckpointError, match="not a supernet checkpoint"):
+        GANPruneParallelEnv(**SMALL_ENV, supernet=str(teacher_path(get_task("default"))))
+    with pytest.raises(CheckpointError, match="divisor"):
+        GANPruneParallelEnv(**SMALL_ENV, supernet=str(default_supernet), divisor=2)
+    # the same file claiming another teacher
+    payload = read_checkpoint(default_supernet)
+    payload["metadata"]["supernet"]["teacher"] = "0" * 40
+    other = save_checkpoint(tmp_path / "other.pt", {k: v for k, v in payload.items()
+                                                    if k != "path"})
+    with pytest.raises(CheckpointError, match="another teacher"):
+        GANPruneParallelEnv(**SMALL_ENV, supernet=str(other))
+
+
+def test_norm_statistics_follow_the_largest_subnetwork_only(tiny_teacher):
+    """One sandwich step leaves BatchNorm running statistics exactly where one training-mode
+    forward of the full network on the batch puts them."""
+    from gan_prune_env.supernet import SupernetTrainer
+
+    task = tiny_task(tiny_teacher)
+    teacher, space = teacher_and_space(task)
+    supernet, reference = copy.deepcopy(teacher).train(), copy.deepcopy(teacher).train()
+    trainer = SupernetTrainer("pix2pix", supernet, teacher, space,
+                              SandwichSampler(space, quick(random_subnets=2), "digest"), lr=1e-3)
+    inputs = fixed_inputs(task, 2)
+    trainer.train_step({"A": inputs})
+    with torch.no_grad():
+        reference(inputs)
+    stats = {k: v for k, v in reference.state_dict().items() if "running" in k}
+    assert stats and all(torch.equal(supernet.state_dict()[k], v) for k, v in stats.items())
+
+
+def test_pipeline_slices_the_generator_from_the_supernet(default_supernet):
+    """The found architecture is sliced from the weights it was scored with: the sliced G computes
+    what the env's masked supernet computes (and not what the masked teacher computes)."""
+    from agents.base import Candidate
+    from agents.run.artifacts import slice_pair
+
+    env = GANPruneParallelEnv(**SMALL_ENV, supernet=str(default_supernet),
+                              recalibrate_norms=False)
+    env.reset(seed=0)
+    actions = {a: ratios_to_action(np.full(env.game.num_groups(a), 0.5), 0.05)
+               for a in env.possible_agents}
+    _, rewards, _, _, infos = env.step(actions)
+    pair = slice_pair(env, Candidate.from_infos(0, infos, rewards), "cpu")
+    inputs = env.game.eval_batch.inputs
+    with torch.no_grad():
+        sliced = pair.networks["generator"].eval()(inputs)
+    masked = env.game.student_outputs()
+    assert torch.allclose(sliced, masked, atol=1e-5)
+    teacher = GANPruneParallelEnv(**SMALL_ENV, recalibrate_norms=False)
+    teacher.reset(seed=0)
+    teacher.step(actions)
+    assert not torch.allclose(sliced, teacher.game.student_outputs(), atol=1e-3)
