@@ -84,7 +84,7 @@ def _fmt(values: list[float], fmt: str) -> str:
     if not values or any(math.isnan(v) for v in values):
         return "—"
     mean, std = _mean_std(values)
-    return f"{fmt.format(mean)} ± {fmt.format(std)}"
+    return f"{fmt.format(mean)} ± {fmt.replace('+', '').format(std)}"  # a spread has no sign
 
 
 def _quality(record: dict[str, Any], metric: str, scale: float = 1.0) -> float:
@@ -135,27 +135,38 @@ def task_section(task: str, records: list[dict[str, Any]], out: Path) -> list[st
                                         f"teacher's G MACs ({1 / min(reached):.0f}x fewer)"
                                         if reached else "never at teacher level"))
     lines.append("")
-    lines.append("**Against the thin student from scratch** (paired by seed, method minus "
-                 "scratch; FID lower is better, PSNR-T higher):\n")
+    lines += _paired(cells, methods, budgets, "scratch", "the thin student from scratch")
+    lines += _paired(cells, [m for m in methods if m != "scratch"], budgets, "uniform",
+                     "uniform pruning")
+    _plot(task, cells, methods, budgets, tc["macs"], teacher_fid, out / f"frontier_{task}.png")
+    lines.append(f"![frontier {task}](frontier_{task}.png)\n")
+    return lines
+
+
+def _paired(cells: dict[tuple[str, float], dict[int, dict]], methods: list[str],
+            budgets: list[float], base: str, label: str) -> list[str]:
+    """Per budget and method, the seed-paired differences from ``base`` (FID, PSNR-T) and on
+    how many seeds the method is better; nothing when no method shares seeds with ``base``."""
+    lines = []
     for budget in budgets:
-        base = cells.get(("scratch", budget), {})
+        reference = cells.get((base, budget), {})
         for method in methods:
             ours = cells.get((method, budget), {})
-            common = sorted(set(ours) & set(base))
-            if method == "scratch" or not common:
+            common = sorted(set(ours) & set(reference))
+            if method == base or not common:
                 continue
-            fid = [_quality(ours[s], "fid") - _quality(base[s], "fid") for s in common]
-            pt = [_quality(ours[s], "psnr_teacher") - _quality(base[s], "psnr_teacher")
+            fid = [_quality(ours[s], "fid") - _quality(reference[s], "fid") for s in common]
+            pt = [_quality(ours[s], "psnr_teacher") - _quality(reference[s], "psnr_teacher")
                   for s in common]
             fid_wins, pt_wins = sum(f < 0 for f in fid), sum(p > 0 for p in pt)
             both = sum(f < 0 and p > 0 for f, p in zip(fid, pt))
             lines.append(f"- {budget:.1%}, {method}: FID {_fmt(fid, '{:+.1f}')} (lower in "
                          f"{fid_wins} of {len(common)} seeds), PSNR-T {_fmt(pt, '{:+.2f}')} "
                          f"(higher in {pt_wins}); better on both in {both}")
-    lines.append("")
-    _plot(task, cells, methods, budgets, tc["macs"], teacher_fid, out / f"frontier_{task}.png")
-    lines.append(f"![frontier {task}](frontier_{task}.png)\n")
-    return lines
+    if not lines:
+        return []
+    return [f"**Against {label}** (paired by seed, method minus {base}; FID lower is better, "
+            "PSNR-T higher):\n", *lines, ""]
 
 
 def _plot(task, cells, methods, budgets, teacher_macs, teacher_fid, path: Path) -> None:

@@ -172,3 +172,28 @@ def test_bad_config_fails_before_any_work(tmp_path: Path, capsys) -> None:
         assert word in err
     assert not (tmp_path / "logs" / "mggc").exists() or not any(
         (tmp_path / "logs" / "mggc").iterdir())
+
+
+def test_supernet_run_says_whether_the_fine_tune_was_needed(tmp_path: Path) -> None:
+    """With the env's supernet option the pipeline slices from the supernet and evaluates the
+    slice before fine-tuning too; the summary gives both numbers and the verdict."""
+    from gan_prune_env.supernet import SupernetConfig, train_supernet
+    from gan_prune_env.tasks import get_task
+
+    supernet = train_supernet(get_task("default"), SupernetConfig(steps=2, batch_size=2),
+                              tmp_path / "supernet", progress=False)
+    path = tiny_config(tmp_path, "uniform", rounds=2)
+    config = yaml.safe_load(path.read_text())
+    config["env_kwargs"] = {**TINY_ENV, "supernet": str(supernet)}
+    path.write_text(yaml.safe_dump(config))
+    assert main(["-conf", str(path), "-f", str(tmp_path / "logs")]) == 0
+    run = run_dir_of(tmp_path / "logs", "uniform")
+    results = json.loads((run / "results.json").read_text())
+    before, after = results["quality"]["supernet_slice"], results["quality"]["pruned"]
+    assert before["psnr_teacher"] != after["psnr_teacher"]
+    summary = (run / "summary.md").read_text()
+    assert (f"Sliced from the supernet, before fine-tuning: PSNR to teacher "
+            f"{before['psnr_teacher']:.2f} dB before, {after['psnr_teacher']:.2f} dB after"
+            in summary)
+    needed = before["psnr_teacher"] < 0.95 * after["psnr_teacher"]
+    assert ("was still needed" if needed else "was not needed") in summary

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from pathlib import Path
@@ -16,12 +17,14 @@ from agents.run.search import run_search
 from agents.run.tensorboard import add_image_grid
 from gan_prune_env.data import build_dataset
 from gan_prune_env.envs import make_parallel_env
+from gan_prune_env.envs.game import recalibrating
 from gan_prune_env.evaluation import evaluate_generator, load_fid_inception
 from gan_prune_env.export import export_generator
 from gan_prune_env.finetune import finetune_pair
 from gan_prune_env.latency import measure_latencies
 
 RESULTS_FILE = "results.json"
+FINETUNE_MARGIN = 0.05
 SUMMARY_FILE = "summary.md"
 
 
@@ -38,6 +41,7 @@ def run_pipeline(config: RunConfig, run_dir: Path, tensorboard_dir: str | None =
         task = env.game.prepared.task
         # Keyed by architecture: a resumed search that finds a better pair fine-tunes afresh.
         finetune_dir = run_dir / "finetune" / architecture_key(pair.kept)
+        unfinetuned = _supernet_slice_quality(config, env, pair, inception)
         finetune_pair(pair.networks, pair.teacher, task, config.finetune, finetune_dir,
                       kept=pair.kept, input_shape=pair.input_shape, seed=config.search.seed,
                       device=config.device, progress=config.progress,
@@ -45,6 +49,8 @@ def run_pipeline(config: RunConfig, run_dir: Path, tensorboard_dir: str | None =
         save_pruned(pair, task, run_dir / "pruned.pt",
                     metadata={"best": best.rewards, "algo": config.search.algo})
         results = _evaluate(config, pair, task, run_dir, writer, inception)
+        if unfinetuned is not None:
+            results["quality"]["supernet_slice"] = unfinetuned
         results["search"] = {"algo": config.search.algo, "rounds": config.search.n_rounds,
                              "seed": config.search.seed, "best_rewards": best.rewards,
                              "best_compute_ratio": best.compute_ratio}
@@ -62,16 +68,38 @@ def architecture_key(kept: dict[str, Any]) -> str:
     return hashlib.sha1(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:12]
 
 
+def _quality(config: RunConfig, task, generator: torch.nn.Module, teacher: torch.nn.Module,
+             inception: torch.nn.Module | None) -> dict[str, Any]:
+    """The run's evaluation protocol on ``generator``, numbers only."""
+    metrics = evaluate_generator(generator, task.data, task.family, "test", teacher=teacher,
+                                 device=config.device, fid_weights=inception,
+                                 fid_bootstrap=config.evaluation.fid_bootstrap,
+                                 max_images=config.evaluation.max_images,
+                                 progress=config.progress)
+    return {m: v for m, v in metrics.items() if isinstance(v, (int, float))}
+
+
+def _supernet_slice_quality(config: RunConfig, env, pair, inception: torch.nn.Module | None
+                            ) -> dict[str, Any] | None:
+    """With the env's ``supernet`` option, the sliced G's quality before any fine-tuning
+    (BatchNorm statistics re-estimated on the env's calibration images, as the env scored it):
+    the number that says whether the fine-tune was still needed. None without a supernet."""
+    if env.game.prepared.supernet is None:
+        return None
+    g_name = MAIN[pair.family][0]
+    generator = copy.deepcopy(pair.networks[g_name])
+    calibration = env.game.prepared.train_pool.inputs[: env.config.calibration_size]
+    with torch.no_grad(), recalibrating(generator):
+        generator(calibration.to(config.device))
+    return _quality(config, env.game.prepared.task, generator, pair.teacher[g_name], inception)
+
+
 def _evaluate(config: RunConfig, pair, task, run_dir: Path, writer: SummaryWriter,
               inception: torch.nn.Module | None) -> dict[str, Any]:
     """Quality (teacher vs pruned), compute, latency, exports."""
     g_name = MAIN[task.family][0]
     teacher_g, pruned_g = pair.teacher[g_name], pair.networks[g_name]
-    quality = {which: evaluate_generator(net, task.data, task.family, "test", teacher=teacher_g,
-                                         device=config.device, fid_weights=inception,
-                                         fid_bootstrap=config.evaluation.fid_bootstrap,
-                                         max_images=config.evaluation.max_images,
-                                         progress=config.progress)
+    quality = {which: _quality(config, task, net, teacher_g, inception)
                for which, net in (("teacher", teacher_g), ("pruned", pruned_g))}
     example = torch.zeros(1, *pair.input_shape[g_name], device=config.device)
     latency = measure_latencies([teacher_g, pruned_g], example, config.evaluation.latency_runs,
@@ -81,8 +109,7 @@ def _evaluate(config: RunConfig, pair, task, run_dir: Path, writer: SummaryWrite
     _log_images(writer, task, teacher_g, pruned_g, config.device)
     return {
         "compute": compute_table(pair),
-        "quality": {k: {m: v for m, v in q.items() if isinstance(v, (int, float))}
-                    for k, q in quality.items()},
+        "quality": quality,
         "latency_ms": {"teacher": latency[0].as_dict(), "pruned": latency[1].as_dict()},
         "export": {"torchscript": str(report.torchscript), "onnx": str(report.onnx),
                    "torchscript_max_error": report.torchscript_max_error,
@@ -133,4 +160,23 @@ def summary_table(results: dict[str, Any]) -> str:
             teacher = "—" if metric.endswith("_teacher") else _quality_cell(q["teacher"], metric,
                                                                                scale)
             lines.append(f"| {label} | {teacher} | {_quality_cell(q['pruned'], metric, scale)} | |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + _supernet_verdict(q)) + "\n"
+
+
+def _supernet_verdict(quality: dict[str, Any]) -> list[str]:
+    """Lines saying whether the fine-tune was needed after slicing from a supernet: it was not
+    when the sliced G's FID (else PSNR to the teacher) is already within 5% of the fine-tuned
+    G's (the frontier's teacher-level margin)."""
+    before, after = quality.get("supernet_slice"), quality["pruned"]
+    if before is None:
+        return []
+    if "fid" in before:
+        name, needed = "FID", before["fid"] > after["fid"] * (1 + FINETUNE_MARGIN)
+        values = f"{before['fid']:.1f} before, {after['fid']:.1f} after"
+    else:
+        name = "PSNR to teacher"
+        needed = before["psnr_teacher"] < after["psnr_teacher"] * (1 - FINETUNE_MARGIN)
+        values = f"{before['psnr_teacher']:.2f} dB before, {after['psnr_teacher']:.2f} dB after"
+    verdict = "was still needed" if needed else "was not needed (within 5%)"
+    return ["", f"Sliced from the supernet, before fine-tuning: {name} {values}; the fine-tune "
+                f"{verdict}."]

@@ -29,7 +29,66 @@ RENDER_MODES = ("ansi", "rgb_array")
 
 
 class GANPruneParallelEnv(ParallelEnv):
-    """genG and genD prune a pretrained GAN together, seeing each other's feedback."""
+    """genG and genD prune a pretrained GAN together, seeing each other's feedback.
+
+    ## Description
+    Two agents share a pretrained Pix2Pix or CycleGAN pair (the *teacher*): ``generator``
+    (genG) chooses how many channels of each channel group of G to keep, ``discriminator``
+    (genD) the same for D. Each round both submit an action at once; the game masks both
+    networks, re-estimates the pruned G's BatchNorm statistics, and pays both by the
+    local-density objective on fixed neighbourhoods of the teacher's outputs (METHOD 5-8 in
+    ``docs/METHOD.md``). Channel groups are found by Torch-Pruning's dependency graph, so the
+    number of groups depends on the network (the default task: 11 for G, 4 for D).
+
+    ## Action space
+    Per agent ``Box(-1, 1, (n_groups,), float32)``; entry g is channel group g's keep ratio,
+    mapped linearly to ``[min_keep, 1]`` and rounded to channel counts (multiples of
+    ``divisor``). Out-of-box values are clipped and listed in ``info["clipped_entries"]``;
+    NaN/inf or a wrong shape raise ``ActionError``.
+
+    ## Observation space
+    Per agent a flat float32 ``Box`` with finite bounds (``observation_layout(agent)`` names the
+    slices):
+
+    | block | size | bounds |
+    |---|---|---|
+    | static group features (kind, sizes, kernel, stride, depth, MACs/params shares) | 12 n | [0, 1] |
+    | own current keep ratios | n | [0, 1] |
+    | own budget, kept-MACs ratio, slack, round / rounds | 4 | [0, 1], [0, 1], [-1, 1], [0, 1] |
+    | own last loss terms / reference | 4 | [0, 10] |
+    | peer's last keep ratios | n_peer | [0, 1] |
+    | peer's last loss terms / reference | 4 | [0, 10] |
+    | peer's kept-MACs ratio, budget | 2 | [0, 1] |
+
+    ## Rewards
+    ``r_G = -L_G / L_G_ref - lambda_F * max(0, log(r_G / p_G))`` and
+    ``r_D = -|L_D - L_D_ref| / L_D_ref - lambda_F * max(0, log(r_D / p_D))``: r is the kept-MACs
+    ratio (analytic, the field's MACs convention), p the budget, ``lambda_F`` the
+    ``compute_weight`` and the references the unpruned pair's losses (the uniform pair's L_G when
+    the objective makes the unpruned one 0, ``info["reference_source"]``). Every term is in
+    ``info``.
+
+    ## Starting state
+    ``reset`` restores the starting weights (the teacher's, or with ``supernet`` the
+    supernet's) and the full architecture; the observation shows keep ratios 1.
+
+    ## Episode end
+    Terminated after ``rounds`` rounds (default 4); never truncated.
+
+    ## Arguments
+    Every :class:`~gan_prune_env.envs.config.EnvConfig` field, strictly (a misspelt keyword is
+    an error): the task and its files (``task``, ``dataset``, ``teacher``, ``supernet``,
+    ``resolution``), budgets and reward (``budget_g``, ``budget_d``, ``compute_weight``,
+    ``compute_penalty``), the episode (``rounds``, ``inner_steps``, ``inner_batch``,
+    ``inner_lr``), the objective's pools (``pool_size``, ``eval_size``, ``k``, ``objective``),
+    scoring (``recalibrate_norms``, ``calibration_size``), the action mapping (``min_keep``,
+    ``divisor``, ``importance``), ``device`` and ``seed``; plus ``render_mode`` (``ansi``,
+    ``rgb_array``).
+
+    ## Version history
+    * v0: initial release. Opt-in options added since (``supernet``) leave the default
+      behaviour, and so v0's results, unchanged.
+    """
 
     metadata = {"render_modes": list(RENDER_MODES), "name": "gan_prune_v0",
                 "is_parallelizable": True}
