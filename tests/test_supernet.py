@@ -4,6 +4,7 @@ statistics, exact resumption, and the env's ``supernet`` option with its checks.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -243,3 +244,30 @@ def test_pipeline_slices_the_generator_from_the_supernet(default_supernet):
     teacher.reset(seed=0)
     teacher.step(actions)
     assert not torch.allclose(sliced, teacher.game.student_outputs(), atol=1e-3)
+
+
+def test_cyclegan_supernet_scores_in_the_env(tmp_path):
+    """CycleGAN: the supernet is of G_AB (InstanceNorm, no running statistics), stored alone in
+    a teacher-format file, and the CycleGAN env scores with it."""
+    from gan_prune_env.checkpoint import build_network, network_config, network_names
+    from gan_prune_env.envs import make_parallel_env
+
+    task = get_task("default_cyclegan")
+    networks = {name: build_network(network_config("cyclegan", name, task.generator,
+                                                   task.discriminator), seed=i)
+                for i, name in enumerate(network_names("cyclegan"))}
+    teacher = save_checkpoint(tmp_path / "teacher.pt", make_checkpoint(
+        "teacher", "cyclegan", networks, task.generator, task.discriminator))
+    task = dataclasses.replace(task, teacher_checkpoint=str(teacher))
+    path = train_supernet(task, quick(steps=2), tmp_path / "supernet", progress=False)
+    assert set(read_checkpoint(path)) >= {"generator_AB"}
+    assert "generator_BA" not in read_checkpoint(path)
+    kwargs = {**SMALL_ENV, "teacher": str(teacher)}
+    rewards = []
+    for extra in ({}, {"supernet": str(path)}):
+        env = make_parallel_env("CycleGANPrune-v0", **kwargs, **extra)
+        env.reset(seed=0)
+        actions = {a: np.zeros(env.action_space(a).shape, np.float32)
+                   for a in env.possible_agents}
+        rewards.append(env.step(actions)[1]["generator"])
+    assert np.isfinite(rewards).all() and rewards[0] != rewards[1]
