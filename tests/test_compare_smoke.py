@@ -179,3 +179,26 @@ def test_teacher_curve_scores_every_kept_state(tmp_path, capsys):
     assert all(v["fid"] > 0 and "psnr" in v for v in record["steps"].values())
     assert (tmp_path / "teacher_curve_run.png").stat().st_size > 0
     assert "| 4 |" in (tmp_path / "teacher_curve_run.md").read_text()
+
+
+def test_supernet_slices_scores_both_slices_and_rebuilds_its_report(tmp_path, capsys):
+    from gan_prune_env.supernet import SupernetConfig, train_supernet
+    from gan_prune_env.tasks import get_task
+
+    supernet = train_supernet(get_task("default"), SupernetConfig(steps=2, batch_size=2),
+                              tmp_path / "supernet", progress=False)
+    with benchmark_script("supernet_slices") as slices:
+        argv = ["--supernet", str(supernet), "--budgets", "0.25", "--eval-images", "4",
+                "--out", str(tmp_path)]
+        assert slices.main(argv) == 0
+        data = json.loads((tmp_path / "supernet_slices_default.json").read_text())
+        teacher, shared = data["slices"]["0.25|teacher"], data["slices"]["0.25|supernet"]
+        assert teacher["macs_ratio"] == shared["macs_ratio"] <= 0.25
+        assert teacher["psnr_teacher"] != shared["psnr_teacher"]  # other weights, same arch
+        assert len(data["supernet_sha1"]) == 40 and len(data["teacher_sha1"]) == 40
+        report = (tmp_path / "supernet_slices_default.md").read_text()
+        assert "| 25% | teacher | no |" in report and "| 25% | supernet | no |" in report
+        assert (tmp_path / "supernet_slices_default.png").stat().st_size > 0
+        (tmp_path / "supernet_slices_default.md").unlink()
+        assert slices.main([*argv, "--report"]) == 0  # from the JSON, no scoring
+        assert (tmp_path / "supernet_slices_default.md").read_text() == report
