@@ -58,7 +58,8 @@ def score_slice(budget: float, task: str, supernet: Path | None, eval_images: in
     env = make_parallel_env(ENV_ID, **kwargs)
     env.reset(seed=0)
     _, rewards, _, _, infos = env.step(uniform_actions(env.game))
-    pair = slice_pair(env, Candidate.from_infos(0, infos, rewards), "cpu")
+    pair = slice_pair(env, Candidate.from_infos(0, infos, rewards), "cpu",
+                      "supernet" if supernet else "teacher")
     g_name = MAIN[pair.family][0]
     generator = pair.networks[g_name]
     with torch.no_grad(), recalibrating(generator):

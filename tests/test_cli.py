@@ -175,8 +175,9 @@ def test_bad_config_fails_before_any_work(tmp_path: Path, capsys) -> None:
 
 
 def test_supernet_run_says_whether_the_fine_tune_was_needed(tmp_path: Path) -> None:
-    """With the env's supernet option the pipeline slices from the supernet and evaluates the
-    slice before fine-tuning too; the summary gives both numbers and the verdict."""
+    """With the env's supernet option the pipeline also evaluates the supernet's slice before
+    fine-tuning; the summary gives both numbers and the verdict. Slicing from the supernet
+    needs one."""
     from gan_prune_env.supernet import SupernetConfig, train_supernet
     from gan_prune_env.tasks import get_task
 
@@ -192,8 +193,12 @@ def test_supernet_run_says_whether_the_fine_tune_was_needed(tmp_path: Path) -> N
     before, after = results["quality"]["supernet_slice"], results["quality"]["pruned"]
     assert before["psnr_teacher"] != after["psnr_teacher"]
     summary = (run / "summary.md").read_text()
-    assert (f"Sliced from the supernet, before fine-tuning: PSNR to teacher "
-            f"{before['psnr_teacher']:.2f} dB before, {after['psnr_teacher']:.2f} dB after"
-            in summary)
+    assert (f"Sliced from the supernet without fine-tuning: PSNR to teacher "
+            f"{before['psnr_teacher']:.2f} dB, fine-tuned G {after['psnr_teacher']:.2f} dB "
+            "(fine-tuned from the teacher's weights)" in summary)
     needed = before["psnr_teacher"] < 0.95 * after["psnr_teacher"]
     assert ("was still needed" if needed else "was not needed") in summary
+    config["slice_from"] = "supernet"
+    config["env_kwargs"] = TINY_ENV
+    path.write_text(yaml.safe_dump(config))
+    assert main(["-conf", str(path), "-f", str(tmp_path / "bad")]) != 0

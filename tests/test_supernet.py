@@ -222,9 +222,10 @@ def test_norm_statistics_follow_the_largest_subnetwork_only(tiny_teacher):
     assert stats and all(torch.equal(supernet.state_dict()[k], v) for k, v in stats.items())
 
 
-def test_pipeline_slices_the_generator_from_the_supernet(default_supernet):
-    """The found architecture is sliced from the weights it was scored with: the sliced G computes
-    what the env's masked supernet computes (and not what the masked teacher computes)."""
+def test_slicing_from_the_supernet_or_the_teacher(default_supernet):
+    """Sliced from the supernet, the found G computes what the env's masked supernet computes
+    (not what the masked teacher computes); sliced from the teacher (the default), the
+    reverse."""
     from agents.base import Candidate
     from agents.run.artifacts import slice_pair
 
@@ -234,7 +235,8 @@ def test_pipeline_slices_the_generator_from_the_supernet(default_supernet):
     actions = {a: ratios_to_action(np.full(env.game.num_groups(a), 0.5), 0.05)
                for a in env.possible_agents}
     _, rewards, _, _, infos = env.step(actions)
-    pair = slice_pair(env, Candidate.from_infos(0, infos, rewards), "cpu")
+    best = Candidate.from_infos(0, infos, rewards)
+    pair = slice_pair(env, best, "cpu", "supernet")
     inputs = env.game.eval_batch.inputs
     with torch.no_grad():
         sliced = pair.networks["generator"].eval()(inputs)
@@ -244,6 +246,12 @@ def test_pipeline_slices_the_generator_from_the_supernet(default_supernet):
     teacher.reset(seed=0)
     teacher.step(actions)
     assert not torch.allclose(sliced, teacher.game.student_outputs(), atol=1e-3)
+    # the default source is the teacher, whatever the env scores with
+    with torch.no_grad():
+        default = slice_pair(env, best, "cpu").networks["generator"].eval()(inputs)
+    assert torch.allclose(default, teacher.game.student_outputs(), atol=1e-5)
+    with pytest.raises(ValueError, match="supernet=FILE"):
+        slice_pair(teacher, best, "cpu", "supernet")
 
 
 def test_cyclegan_supernet_scores_in_the_env(tmp_path):

@@ -50,11 +50,12 @@ def teacher_networks(task: TaskConfig, device: str) -> dict[str, nn.Module]:
     return {n: loaders[n](payload, which=n, device=device) for n in names}
 
 
-def slice_pair(env: GANPruneParallelEnv, best: Candidate, device: str) -> PrunedPair:
+def slice_pair(env: GANPruneParallelEnv, best: Candidate, device: str,
+               source: str = "teacher") -> PrunedPair:
     """Slice the teacher's main G and D to ``best``; the other CycleGAN networks stay full.
 
-    With the env's ``supernet`` option the main G is sliced from the supernet's weights (the
-    weights the env scored it with), and the teacher stays the distillation target.
+    ``source="supernet"`` slices the main G from the env's supernet (the weights it was scored
+    with) instead of the teacher's; the teacher stays the distillation target.
 
     The discriminator is sliced in its *original* input layout (the env's center-conditioned
     copy of a CycleGAN D has extra input channels, which the kept indices never touch).
@@ -64,9 +65,13 @@ def slice_pair(env: GANPruneParallelEnv, best: Candidate, device: str) -> Pruned
     networks = {name: copy.deepcopy(net) for name, net in teacher.items()}
     size = task.image_size
     g_name, d_name = MAIN[task.family]
-    supernet = env.game.prepared.supernet
-    if supernet is not None:
+    if source == "supernet":
+        supernet = env.game.prepared.supernet
+        if supernet is None:
+            raise ValueError("slicing from the supernet needs an env built with supernet=FILE")
         networks[g_name] = copy.deepcopy(supernet).to(device)
+    elif source != "teacher":
+        raise ValueError(f"source must be 'teacher' or 'supernet', got {source!r}")
     d_channels = 6 if task.family == "pix2pix" else 3
     shapes = {g_name: [3, size, size], d_name: [d_channels, size, size]}
     kept = {}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 from pathlib import Path
@@ -37,11 +36,11 @@ def run_pipeline(config: RunConfig, run_dir: Path, tensorboard_dir: str | None =
         env_kwargs = {"device": config.device, **config.env_kwargs}
         env = make_parallel_env(config.env, **env_kwargs)
         best = run_search(config, env, run_dir, writer)
-        pair = slice_pair(env, best, config.device)
+        pair = slice_pair(env, best, config.device, config.slice_from)
         task = env.game.prepared.task
         # Keyed by architecture: a resumed search that finds a better pair fine-tunes afresh.
         finetune_dir = run_dir / "finetune" / architecture_key(pair.kept)
-        unfinetuned = _supernet_slice_quality(config, env, pair, inception)
+        unfinetuned = _supernet_slice_quality(config, env, best, inception)
         finetune_pair(pair.networks, pair.teacher, task, config.finetune, finetune_dir,
                       kept=pair.kept, input_shape=pair.input_shape, seed=config.search.seed,
                       device=config.device, progress=config.progress,
@@ -49,6 +48,7 @@ def run_pipeline(config: RunConfig, run_dir: Path, tensorboard_dir: str | None =
         save_pruned(pair, task, run_dir / "pruned.pt",
                     metadata={"best": best.rewards, "algo": config.search.algo})
         results = _evaluate(config, pair, task, run_dir, writer, inception)
+        results["slice_from"] = config.slice_from
         if unfinetuned is not None:
             results["quality"]["supernet_slice"] = unfinetuned
         results["search"] = {"algo": config.search.algo, "rounds": config.search.n_rounds,
@@ -79,15 +79,17 @@ def _quality(config: RunConfig, task, generator: torch.nn.Module, teacher: torch
     return {m: v for m, v in metrics.items() if isinstance(v, (int, float))}
 
 
-def _supernet_slice_quality(config: RunConfig, env, pair, inception: torch.nn.Module | None
+def _supernet_slice_quality(config: RunConfig, env, best, inception: torch.nn.Module | None
                             ) -> dict[str, Any] | None:
-    """With the env's ``supernet`` option, the sliced G's quality before any fine-tuning
-    (BatchNorm statistics re-estimated on the env's calibration images, as the env scored it):
-    the number that says whether the fine-tune was still needed. None without a supernet."""
+    """With the env's ``supernet`` option, the quality of ``best`` sliced from the supernet
+    without any fine-tuning (BatchNorm statistics re-estimated on the env's calibration images,
+    as the env scored it): the number that says whether the fine-tune was still needed. None
+    without a supernet."""
     if env.game.prepared.supernet is None:
         return None
+    pair = slice_pair(env, best, config.device, "supernet")
     g_name = MAIN[pair.family][0]
-    generator = copy.deepcopy(pair.networks[g_name])
+    generator = pair.networks[g_name]
     calibration = env.game.prepared.train_pool.inputs[: env.config.calibration_size]
     with torch.no_grad(), recalibrating(generator):
         generator(calibration.to(config.device))
@@ -160,23 +162,23 @@ def summary_table(results: dict[str, Any]) -> str:
             teacher = "—" if metric.endswith("_teacher") else _quality_cell(q["teacher"], metric,
                                                                                scale)
             lines.append(f"| {label} | {teacher} | {_quality_cell(q['pruned'], metric, scale)} | |")
-    return "\n".join(lines + _supernet_verdict(q)) + "\n"
+    return "\n".join(lines + _supernet_verdict(q, results.get("slice_from", "teacher"))) + "\n"
 
 
-def _supernet_verdict(quality: dict[str, Any]) -> list[str]:
-    """Lines saying whether the fine-tune was needed after slicing from a supernet: it was not
-    when the sliced G's FID (else PSNR to the teacher) is already within 5% of the fine-tuned
-    G's (the frontier's teacher-level margin)."""
+def _supernet_verdict(quality: dict[str, Any], slice_from: str) -> list[str]:
+    """Lines saying whether the fine-tune was needed with a supernet: it was not when the
+    supernet's slice, without fine-tuning, is already within 5% of the fine-tuned G on FID
+    (else PSNR to the teacher), the frontier's teacher-level margin."""
     before, after = quality.get("supernet_slice"), quality["pruned"]
     if before is None:
         return []
     if "fid" in before:
         name, needed = "FID", before["fid"] > after["fid"] * (1 + FINETUNE_MARGIN)
-        values = f"{before['fid']:.1f} before, {after['fid']:.1f} after"
+        values = f"{before['fid']:.1f}, fine-tuned G {after['fid']:.1f}"
     else:
         name = "PSNR to teacher"
         needed = before["psnr_teacher"] < after["psnr_teacher"] * (1 - FINETUNE_MARGIN)
-        values = f"{before['psnr_teacher']:.2f} dB before, {after['psnr_teacher']:.2f} dB after"
+        values = f"{before['psnr_teacher']:.2f} dB, fine-tuned G {after['psnr_teacher']:.2f} dB"
     verdict = "was still needed" if needed else "was not needed (within 5%)"
-    return ["", f"Sliced from the supernet, before fine-tuning: {name} {values}; the fine-tune "
-                f"{verdict}."]
+    return ["", f"Sliced from the supernet without fine-tuning: {name} {values} (fine-tuned "
+                f"from the {slice_from}'s weights); the fine-tune {verdict}."]

@@ -137,7 +137,7 @@ def run_cell(spec: dict[str, Any]) -> dict[str, Any]:
         raise RuntimeError(f"{cell_key(spec['task'], spec['budget'], spec['method'], seed)}: "
                            "the search evaluated no architecture")
 
-    pair = slice_pair(env, best, "cpu")
+    pair = slice_pair(env, best, "cpu", method.slice_from)
     if method.reinit:
         reinitialize(pair, seed)
     ft_config = recipe_config(spec["finetune_steps"], spec.get("recipe", {}))
@@ -173,6 +173,7 @@ def run_cell(spec: dict[str, Any]) -> dict[str, Any]:
                    "g_reference_patched": (env.game.reference_terms["g_loss"]
                                            if env.game.reference_source == "uniform" else None),
                    "finetune": to_dict(ft_config), "env_seed": ENV_SEED,
+                   "slice_from": method.slice_from,
                    "budget_d": env.config.budget_d, "latency_runs": spec["latency_runs"]},
         "best": {"round": best.round, "within_budget": best.within_budget,
                  "compute_ratio": best.compute_ratio, "rewards": best.rewards,

@@ -55,7 +55,8 @@ class Method:
     env: dict[str, Any] = field(default_factory=dict)
     label: str = ""
     reinit: bool = False  # fresh weights for the found architecture: the from-scratch student
-    supernet: bool = False  # the env scores, and the pipeline slices, the task's supernet
+    supernet: bool = False  # the env scores architectures with the task's supernet
+    slice_from: str = "teacher"  # weights the found G is sliced from ("teacher", "supernet")
 
 
 METHODS: dict[str, Method] = {
@@ -63,15 +64,16 @@ METHODS: dict[str, Method] = {
     "uniform": Method("uniform", label="uniform L1-norm"),
     "uniform_full_d": Method("uniform", env={"budget_d": 1.0},
                              label="uniform L1-norm, the teacher's full D"),
-    "uniform_supernet": Method("uniform", supernet=True,
+    "uniform_supernet": Method("uniform", supernet=True, slice_from="supernet",
                                label="uniform, sliced from the supernet"),
     "random": Method("random", label="random search"),
-    "random_supernet": Method("random", supernet=True,
+    "random_supernet": Method("random", supernet=True, slice_from="supernet",
                               label="random search on the supernet reward, sliced from it"),
+    "random_sn_reward": Method("random", supernet=True,
+                               label="random search on the supernet reward"),
     "ppo": Method("ppo", label="SB3 PPO"),
     "mggc": Method("mggc", label="MGGC (ours)"),
-    "mggc_supernet": Method("mggc", supernet=True,
-                            label="MGGC on the supernet reward, sliced from it"),
+    "mggc_sn_reward": Method("mggc", supernet=True, label="MGGC on the supernet reward"),
     "mggc_no_peer": Method("mggc", {"peer_feedback": False}, label="MGGC, no peer feedback"),
     "mggc_no_density": Method("mggc", env={"objective": {"lambda_kde": 0.0, "lambda_adv": 0.0}},
                               label="MGGC, L1-only reward"),
