@@ -111,7 +111,7 @@ def task_section(task: str, records: list[dict[str, Any]], out: Path) -> list[st
              f"{first['eval_images']} test images; commits "
              f"{sorted({r.get('commit', '?')[:12] for r in records})}; teacher SHA-1 "
              f"{first.get('teacher_sha1', '?')}.\n"]
-    header = ["method", "G MACs kept", "x fewer"] + [h for _, h, _, _ in COLUMNS]
+    header = ["method", "seeds", "G MACs kept", "x fewer"] + [h for _, h, _, _ in COLUMNS]
     lines += ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
     for budget in budgets:
         for method in methods:
@@ -119,7 +119,7 @@ def task_section(task: str, records: list[dict[str, Any]], out: Path) -> list[st
             if not group:
                 continue
             ratios = [r["compute"]["generator/pruned"]["macs"] / tc["macs"] for r in group]
-            row = [method, f"{np.mean(ratios):.1%}", f"{1 / np.mean(ratios):.1f}"]
+            row = [method, str(len(group)), f"{np.mean(ratios):.1%}", f"{1 / np.mean(ratios):.1f}"]
             row += [_fmt([_quality(r, m, k) for r in group], f) for m, _, f, k in COLUMNS]
             lines.append("| " + " | ".join(row) + " |")
     lines.append("")

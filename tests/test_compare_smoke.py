@@ -82,10 +82,10 @@ def test_run_report_and_resume(compare, tmp_path, capsys):
     frontier = _script("frontier")
     (tmp_path / "frontier_default.jsonl").write_text(results.read_text())
     text = frontier.make_report(tmp_path).read_text()
-    assert "| scratch | 23.7% | 4.2 |" in text and "| uniform | 23.7% |" in text
+    assert "| scratch | 1 | 23.7% | 4.2 |" in text and "| uniform | 1 | 23.7% |" in text
     assert "- uniform: never at teacher level" in text or "- uniform: teacher-level FID" in text
     diff = uniform["quality"]["fid"] - scratch["quality"]["fid"]
-    assert f"- 25.0%, uniform: FID {diff:+.1f} ± +0.0 (lower in {int(diff < 0)} of 1 seeds)" in text
+    assert f"- 25.0%, uniform: FID {diff:+.1f} ± 0.0 (lower in {int(diff < 0)} of 1 seeds)" in text
     assert (tmp_path / "frontier_default.png").stat().st_size > 0
 
 
