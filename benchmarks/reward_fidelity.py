@@ -63,6 +63,14 @@ Regenerate::
 
 (the second command reuses the check's full-length results.)
 
+Noise ceiling. The same plan under another fine-tuning seed, in its own results file, then the
+report with ``--replica``: the rank correlation of the final metrics between the two seeds is
+the most any reward can be expected to reach::
+
+    python benchmarks/reward_fidelity.py run --budgets 0.1 --modes frozen --seed 1 \
+        --results benchmarks/results/reward_fidelity_seed1.jsonl --no-report --workers 2
+    python benchmarks/reward_fidelity.py report --replica benchmarks/results/reward_fidelity_seed1.jsonl
+
 Cost (default task, one torch thread per architecture, measured on the 2-core development
 machine while another benchmark's two workers held both cores, load average ~2.7): the frozen
 reward 0.1 s; ``distill_k`` (50 steps) ~4.5 s; the final fine-tune ~5.5 s per 100 steps (~35 s
@@ -721,6 +729,7 @@ def _group_section(task: str, budget: float, archs: list[dict[str, Any]],
                 s = by_metric[metric]
                 lines.append(f"| {short} | {long} | {label} | {s['n']} | "
                              f"{_fmt_corr(s, 'spearman')} | {_fmt_corr(s, 'kendall')} |")
+    lines += _ceiling_lines(stats.get("noise_ceiling", []), length)
     modes = list(stats["fidelity"])
     lines += ["", f"Architectures (final metrics after {length} steps):\n"]
     header = ["#", "origin", "G kept MACs", "D kept MACs"] + [f"reward {m}" for m in modes] + \
@@ -739,12 +748,56 @@ def _group_section(task: str, budget: float, archs: list[dict[str, Any]],
     return lines
 
 
-def make_report(results: Path, out: Path) -> Path:
+def seed_agreement(archs: list[dict[str, Any]], replica: dict[str, dict[str, Any]],
+                   length: int) -> dict[str, Any] | None:
+    """The noise ceiling: rank correlation of each final metric between the fine-tuning seed of
+    ``archs`` and another one (``replica``: the same architectures' records under that seed), at
+    ``length`` steps. No reward can be expected to rank one fine-tune's results better than
+    another fine-tune of the same architectures does. None when fewer than 3 are shared."""
+    pairs = []
+    for record in archs:
+        other = replica.get(record["key"])
+        if other is None or str(length) not in other["finals"]:
+            continue
+        if other["arch"]["kept_channels"] != record["arch"]["kept_channels"]:
+            raise SystemExit(f"error: {record['key']} is another architecture in the replica "
+                             "results; a replica must rerun the same plan with another --seed")
+        pairs.append((record, other))
+    if len(pairs) < 3:
+        return None
+    return {"seeds": [pairs[0][0]["seed"], pairs[0][1]["seed"]], "by_metric": {
+        metric: fidelity([_metric(a, length, metric) for a, _ in pairs],
+                         [_metric(b, length, metric) for _, b in pairs], True)
+        for metric, _, _, _, _ in METRICS}}
+
+
+def _ceiling_lines(ceilings: list[dict[str, Any]], length: int) -> list[str]:
+    if not ceilings:
+        return []
+    lines = ["", (f"**Noise ceiling**: rank correlation of each final metric ({length} steps) "
+                  "between two fine-tuning seeds of the same architectures: how well one "
+                  "fine-tune ranks them as another does, the most a reward can be expected to "
+                  "reach.\n"),
+             "| seeds | metric | n | Spearman [95% CI] | Kendall [95% CI] |",
+             "|---|---|---|---|---|"]
+    for ceiling in ceilings:
+        seeds = " vs ".join(map(str, ceiling["seeds"]))
+        for metric, label, _, _, _ in METRICS:
+            s = ceiling["by_metric"][metric]
+            lines.append(f"| {seeds} | {label} | {s['n']} | {_fmt_corr(s, 'spearman')} | "
+                         f"{_fmt_corr(s, 'kendall')} |")
+    return lines
+
+
+def make_report(results: Path, out: Path, replicas: list[Path] | None = None) -> Path:
     """``reward_fidelity.md`` (per task and budget: the fidelity table, wall times, the length
-    check, the architectures), ``reward_fidelity.json`` (the statistics) and the scatter plot."""
+    check, the noise ceiling from ``replicas``: results files of the same plan under other
+    fine-tuning seeds, the architectures), ``reward_fidelity.json`` (the statistics) and the
+    scatter plot."""
     records = read_records(results)
     if not records:
         raise SystemExit(f"error: no records in {results}")
+    replica_records = [merge_records(read_records(path)) for path in replicas or []]
     groups: dict[tuple[str, float], list[dict]] = defaultdict(list)
     for record in merge_records(records).values():
         groups[(record["task"], record["budget"])].append(record)
@@ -757,6 +810,8 @@ def make_report(results: Path, out: Path) -> Path:
                                                       if k[0] in TASKS else 99, k[1])):
         archs = _distinct(groups[(task, budget)])
         stats = group_stats(archs)
+        stats["noise_ceiling"] = [c for c in (seed_agreement(archs, replica, stats["steps"])
+                                              for replica in replica_records) if c]
         summary[f"{task}|{budget:g}"] = stats
         plotted[(task, budget)] = (archs, stats)
         lines += _group_section(task, budget, archs, stats)
@@ -849,6 +904,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     rep = sub.add_parser("report", help="tables, statistics and plot from the JSONL")
     rep.add_argument("--out", default=str(DEFAULT_OUT))
     rep.add_argument("--results", default=None, help=f"JSONL file (default OUT/{RESULTS})")
+    rep.add_argument("--replica", action="append", default=[], metavar="JSONL",
+                     help="results of the same plan under another fine-tuning seed (run with "
+                          "--seed S --results JSONL): the noise ceiling")
     return parser.parse_args(argv)
 
 
@@ -856,7 +914,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.command == "report":
         out = Path(args.out)
-        make_report(Path(args.results) if args.results else out / RESULTS, out)
+        make_report(Path(args.results) if args.results else out / RESULTS, out,
+                    [Path(p) for p in args.replica])
         return 0
     return command_run(args)
 

@@ -83,6 +83,26 @@ def test_paired_difference_is_signed_and_paired(rf):
     assert same["diff"] == 0 and same["ci"] == [0.0, 0.0]  # paired: identical resamples
 
 
+def test_seed_agreement_is_the_noise_ceiling(rf):
+    def record(i: int, seed: int, fid: float) -> dict:
+        quality = {"fid": fid, "kid": fid / 1000, "psnr": 30 - fid / 10, "psnr_teacher": 1.0 * i}
+        return {"key": f"k{i}", "seed": seed, "arch": {"kept_channels": {"generator": [i]}},
+                "finals": {"2": {"quality": quality}}}
+
+    archs = [record(i, 0, 200.0 + i) for i in range(5)]
+    same = {r["key"]: r for r in (record(i, 1, 190.0 + 2 * i) for i in range(5))}
+    ceiling = rf.seed_agreement(archs, same, 2)
+    assert ceiling["seeds"] == [0, 1] and ceiling["by_metric"]["fid"]["spearman"] == 1.0
+    reversed_ = {r["key"]: r for r in (record(i, 1, 300.0 - i) for i in range(5))}
+    assert rf.seed_agreement(archs, reversed_, 2)["by_metric"]["fid"]["spearman"] == -1.0
+    assert rf.seed_agreement(archs, {k: same[k] for k in ("k0", "k1")}, 2) is None
+    other = dict(same, k3={**same["k3"], "arch": {"kept_channels": {"generator": [9]}}})
+    with pytest.raises(SystemExit, match="another architecture"):
+        rf.seed_agreement(archs, other, 2)
+    lines = "\n".join(rf._ceiling_lines([ceiling], 2))
+    assert "**Noise ceiling**" in lines and "| 0 vs 1 | FID | 5 | +1.00" in lines
+
+
 def test_bootstrap_interval_is_seeded_and_covers_the_estimate(rf):
     rng = np.random.default_rng(0)
     x = rng.normal(size=16)
