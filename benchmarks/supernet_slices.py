@@ -43,13 +43,10 @@ def score_slice(budget: float, task: str, supernet: Path | None, eval_images: in
                 teacher: str | None) -> dict[str, float]:
     """The uniform architecture at ``budget``, sliced from the teacher (``supernet`` None) or
     from the supernet, BatchNorm re-estimated, scored without fine-tuning."""
-    import torch
-
     from agents.base import Candidate
     from agents.budget import uniform_actions
-    from agents.run.artifacts import MAIN, slice_pair
+    from agents.run.artifacts import MAIN, recalibrated_generator, slice_pair
     from gan_prune_env.envs import make_parallel_env
-    from gan_prune_env.envs.game import recalibrating
     from gan_prune_env.evaluation import evaluate_generator
 
     kwargs: dict[str, Any] = {"task": task, "budget_g": budget, "seed": ENV_SEED}
@@ -60,14 +57,12 @@ def score_slice(budget: float, task: str, supernet: Path | None, eval_images: in
     _, rewards, _, _, infos = env.step(uniform_actions(env.game))
     pair = slice_pair(env, Candidate.from_infos(0, infos, rewards), "cpu",
                       "supernet" if supernet else "teacher")
-    g_name = MAIN[pair.family][0]
-    generator = pair.networks[g_name]
-    with torch.no_grad(), recalibrating(generator):
-        generator(env.game.prepared.train_pool.inputs[: env.config.calibration_size])
     prepared = env.game.prepared
-    quality = evaluate_generator(generator, prepared.task.data, prepared.task.family, "test",
-                                 teacher=pair.teacher[g_name], fid_weights=fid_inception(),
-                                 max_images=eval_images, progress=False)
+    quality = evaluate_generator(recalibrated_generator(pair, env), prepared.task.data,
+                                 prepared.task.family, "test",
+                                 teacher=pair.teacher[MAIN[pair.family][0]],
+                                 fid_weights=fid_inception(), max_images=eval_images,
+                                 progress=False)
     result = {k: float(v) for k, v in quality.items() if isinstance(v, (int, float))}
     result["macs_ratio"] = float(infos["generator"]["compute_ratio"])
     return result

@@ -61,9 +61,10 @@ def quick(**overrides) -> SupernetConfig:
 
 
 def teacher_and_space(task: TaskConfig):
-    from gan_prune_env.supernet import _space, _teacher_generator
+    from gan_prune_env.supernet import _space
+    from gan_prune_env.tasks import load_teacher
 
-    teacher = _teacher_generator(task, "cpu")
+    teacher, _ = load_teacher(task)
     return teacher, _space(teacher, task, "l1", 1, "cpu")
 
 

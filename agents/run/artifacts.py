@@ -14,6 +14,7 @@ from gan_prune_env.checkpoint import (
     load_discriminator, load_generator, make_checkpoint, read_checkpoint, save_checkpoint,
 )
 from gan_prune_env.envs import GANPruneParallelEnv
+from gan_prune_env.envs.game import recalibrating
 from gan_prune_env.models.factory import init_weights
 from gan_prune_env.pruning import ChannelSpace, count_macs, count_params, slice_by_indices
 from gan_prune_env.tasks import TaskConfig, teacher_path
@@ -81,6 +82,18 @@ def slice_pair(env: GANPruneParallelEnv, best: Candidate, device: str,
         example = torch.zeros(1, *shapes[name], device=device)
         networks[name] = slice_by_indices(networks[name], example, kept[name])
     return PrunedPair(task.family, networks, teacher, kept, shapes)
+
+
+def recalibrated_generator(pair: PrunedPair, env: GANPruneParallelEnv) -> nn.Module:
+    """The pair's main G with its BatchNorm statistics re-estimated on the env's calibration
+    images, as the env scores a pruned G ("adaptive BN"): how to judge a slice that is not
+    fine-tuned. Modifies and returns the pair's network."""
+    generator = pair.networks[MAIN[pair.family][0]]
+    device = next(generator.parameters()).device
+    calibration = env.game.prepared.train_pool.inputs[: env.config.calibration_size]
+    with torch.no_grad(), recalibrating(generator):
+        generator(calibration.to(device))
+    return generator
 
 
 def reinitialize(pair: PrunedPair, seed: int) -> PrunedPair:

@@ -10,13 +10,14 @@ from typing import Any
 import torch
 from torch.utils.tensorboard import SummaryWriter
 
-from agents.run.artifacts import MAIN, compute_table, save_pruned, slice_pair
+from agents.run.artifacts import (
+    MAIN, compute_table, recalibrated_generator, save_pruned, slice_pair,
+)
 from agents.run.config import RunConfig
 from agents.run.search import run_search
 from agents.run.tensorboard import add_image_grid
 from gan_prune_env.data import build_dataset
 from gan_prune_env.envs import make_parallel_env
-from gan_prune_env.envs.game import recalibrating
 from gan_prune_env.evaluation import evaluate_generator, load_fid_inception
 from gan_prune_env.export import export_generator
 from gan_prune_env.finetune import finetune_pair
@@ -88,12 +89,8 @@ def _supernet_slice_quality(config: RunConfig, env, best, inception: torch.nn.Mo
     if env.game.prepared.supernet is None:
         return None
     pair = slice_pair(env, best, config.device, "supernet")
-    g_name = MAIN[pair.family][0]
-    generator = pair.networks[g_name]
-    calibration = env.game.prepared.train_pool.inputs[: env.config.calibration_size]
-    with torch.no_grad(), recalibrating(generator):
-        generator(calibration.to(config.device))
-    return _quality(config, env.game.prepared.task, generator, pair.teacher[g_name], inception)
+    return _quality(config, env.game.prepared.task, recalibrated_generator(pair, env),
+                    pair.teacher[MAIN[pair.family][0]], inception)
 
 
 def _evaluate(config: RunConfig, pair, task, run_dir: Path, writer: SummaryWriter,

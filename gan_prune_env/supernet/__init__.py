@@ -55,7 +55,7 @@ from gan_prune_env.config import check_same_settings, to_dict
 from gan_prune_env.losses import l1_loss
 from gan_prune_env.pruning import ChannelMasker, ChannelSpace, make_importance
 from gan_prune_env.pruning.importance import IMPORTANCES
-from gan_prune_env.tasks import TaskConfig, check_teacher_fits, teacher_path
+from gan_prune_env.tasks import TaskConfig, check_teacher_fits, load_teacher
 from gan_prune_env.teacher.base import Batch, GANTrainer, adam
 from gan_prune_env.teacher.config import TeacherTrainConfig
 from gan_prune_env.teacher.loop import TRAINERS, train_teacher
@@ -66,7 +66,8 @@ TRAIN_COMMAND = "python -m gan_prune_env.supernet --task NAME --out DIR --resume
 
 @dataclass
 class SupernetConfig:
-    """How a supernet is trained (defaults: the setting measured in ``reward_fidelity.py``)."""
+    """How a supernet is trained (the defaults are the setting the README's supernet
+    measurements used; they were not tuned)."""
 
     steps: int = 2000
     batch_size: int = 8
@@ -222,12 +223,6 @@ class SupernetTrainer(GANTrainer):
         return {name: float(np.mean(values)) for name, values in losses.items()}
 
 
-def _teacher_generator(task: TaskConfig, device: str) -> nn.Module:
-    payload = read_checkpoint(teacher_path(task))
-    check_teacher_fits(task, payload)
-    return load_generator(payload, device=device)
-
-
 def _space(generator: nn.Module, task: TaskConfig, importance: str, divisor: int,
            device: str) -> ChannelSpace:
     example = torch.zeros(1, task.generator.input_nc, task.image_size, task.image_size,
@@ -242,7 +237,7 @@ def train_supernet(task: TaskConfig, config: SupernetConfig, out_dir: str | Path
     """Train ``task``'s generator supernet into ``out_dir`` (resuming from its newest train state
     when ``resume``); returns ``out_dir/supernet.pt`` once complete, else the last train state
     (``until_step``: stop early, for time-sliced jobs and tests)."""
-    teacher = _teacher_generator(task, device)
+    teacher, _ = load_teacher(task, device)
     supernet = copy.deepcopy(teacher)
     space = _space(teacher, task, config.importance, config.divisor, device)
     digest = weights_digest(teacher)
