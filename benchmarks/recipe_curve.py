@@ -10,12 +10,13 @@ reference pix2pix schedule), whatever its length.
 
 Variants (``--variants``):
 
-============  ===================================================================================
-``output``    the recipe before this benchmark: 100 x L1 to the target + 10 x L1 to the teacher + cGAN
-``feature``   + intermediate feature distillation, "auto" layers, 1x1 adapters (GAN Compression)
-``ema``       ``feature`` + an EMA of the generator's weights (decay 0.999)
-``density``   ``feature`` + the local-density term (METHOD 6) as a fine-tuning loss (weight 1)
-============  ===================================================================================
+===================  ========================================================================================
+``output``           the recipe before this benchmark: 100 x L1 to the target + 10 x L1 to the teacher + cGAN
+``feature``          + intermediate feature distillation, "auto" layers, 1x1 adapters (GAN Compression)
+``ema``              ``feature`` + an EMA of the generator's weights (decay 0.999)
+``density``          ``feature`` + the local-density term (METHOD 6) as a fine-tuning loss (weight 1)
+``teacher_targets``  ``ema`` with the teacher's outputs as the real images (``targets: teacher``)
+===================  ========================================================================================
 
 Each finished cell is appended to ``recipe_curve.jsonl`` at once; rerun the same command to resume.
 ``report`` writes ``recipe_curve.md`` (tables, paired differences by seed) and ``recipe_curve.png``.
@@ -49,6 +50,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "feature": {"feature_layers": "auto", "ema_decay": 0.0},
     "ema": {"feature_layers": "auto", "ema_decay": 0.999},
     "density": {"feature_layers": "auto", "ema_decay": 0.0, "lambda_density": 1.0},
+    "teacher_targets": {"feature_layers": "auto", "ema_decay": 0.999, "targets": "teacher"},
 }
 STARTS = ("uniform", "scratch")
 RESULTS = "recipe_curve.jsonl"

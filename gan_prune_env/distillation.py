@@ -229,6 +229,30 @@ class FeatureDistillation:
         self.teacher.remove()
 
 
+TEACHER_OUTPUT = "teacher_output"
+"""Batch key of the teacher's output for ``batch["A"]`` when :class:`TeacherTargets` computed it
+(one teacher forward per step then serves targets, output and feature distillation)."""
+
+
+class TeacherTargets:
+    """Batch transform: the teacher's output ``T(A)`` replaces the dataset's target ``B``.
+
+    The student is then trained to be the teacher rather than to fit the data: the task's
+    reconstruction loss pulls it to ``T(A)`` and the discriminator takes ``(A, T(A))`` as the real
+    pair, so the adversarial term asks for the teacher's output distribution (METHOD 6's
+    adversarial term with the input in the center's place; OMGD trains its students from their
+    teachers only). Paired (Pix2Pix) tasks only: there ``B`` is the image ``A`` translates to.
+    """
+
+    def __init__(self, teacher: nn.Module) -> None:
+        self.teacher = teacher.eval().requires_grad_(False)
+
+    def __call__(self, batch: Batch) -> Batch:
+        with torch.no_grad():
+            output = self.teacher(batch["A"])
+        return {**batch, "B": output, TEACHER_OUTPUT: output}
+
+
 class Distillation:
     """Generator regulariser pulling the student towards the frozen teacher on the student's
     own input ``batch["A"]`` (the main generator's input in both families):
@@ -242,8 +266,10 @@ class Distillation:
 
     def __call__(self, batch: Batch, fake: torch.Tensor
                  ) -> tuple[torch.Tensor | float, dict[str, torch.Tensor]]:
-        with torch.no_grad():
-            target = self.teacher(batch["A"])
+        target = batch.get(TEACHER_OUTPUT)
+        if target is None:
+            with torch.no_grad():
+                target = self.teacher(batch["A"])
         loss: torch.Tensor | float = 0.0
         terms: dict[str, torch.Tensor] = {}
         if self.weight > 0:
@@ -312,5 +338,6 @@ class GeneratorEMA:
         self._handle.remove()
 
 
-__all__ = ["AUTO", "ActivationRecorder", "Distillation", "FeatureDistillation", "GeneratorEMA",
+__all__ = ["AUTO", "TEACHER_OUTPUT", "ActivationRecorder", "Distillation", "FeatureDistillation",
+           "GeneratorEMA", "TeacherTargets",
            "auto_feature_layers", "resolve_feature_layers", "warmup_decay"]

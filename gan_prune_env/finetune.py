@@ -32,8 +32,10 @@ from gan_prune_env.distillation import (
     Distillation,
     FeatureDistillation,
     GeneratorEMA,
+    TeacherTargets,
     resolve_feature_layers,
 )
+from gan_prune_env.config import ConfigError
 from gan_prune_env.losses import l1_loss
 from gan_prune_env.objective import LocalDensityObjective, TeacherPool
 from gan_prune_env.tasks import TaskConfig
@@ -56,6 +58,9 @@ def _check_feature_layers(layers: Sequence[str] | str) -> tuple[str, ...] | str:
         raise ValueError(f"feature_layers must be distinct, non-empty module names, got "
                          f"{list(layers)}")
     return layers
+
+
+TARGETS = ("data", "teacher")
 
 
 @dataclass
@@ -93,6 +98,11 @@ class FinetuneConfig:
     the teacher +0.67 dB (inherited weights), -5.3 / +0.81 (from scratch), on both seeds."""
     lambda_density: float = 0.0
     density_centers: int = 4  # neighbourhoods per step for the density term
+    targets: str = "data"
+    """What the task's losses call the real image (Pix2Pix only): "data", the dataset's target
+    (the reference recipe), or "teacher", the teacher's output for the same input, so the
+    discriminator's real pairs and the reconstruction target both come from the teacher
+    (``gan_prune_env.distillation.TeacherTargets``)."""
     save_every: int = 200
     log_every: int = 20
     image_every: int = 100
@@ -106,6 +116,8 @@ class FinetuneConfig:
         for name in ("lambda_distill", "lambda_density", "lr_decay_steps"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.targets not in TARGETS:
+            raise ValueError(f"targets must be one of {TARGETS}, got {self.targets!r}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1) (0 = off), got {self.ema_decay}")
         self.feature_layers = _check_feature_layers(self.feature_layers)
@@ -128,6 +140,13 @@ class DensityTerm:
         anchor = l1_loss(outputs, neighbourhoods.outputs)
         loss = kl + self.objective.config.lambda_rec * anchor
         return self.weight * loss, {"G_density_kl": kl.detach(), "G_density_l1": anchor.detach()}
+
+
+def check_targets(config: FinetuneConfig, task: TaskConfig) -> None:
+    """Teacher targets replace a paired target; an unpaired (CycleGAN) task has none."""
+    if config.targets == "teacher" and task.family != "pix2pix":
+        raise ConfigError(f"finetune targets='teacher' needs a paired (Pix2Pix) task; "
+                          f"{task.name!r} is {task.family}: use targets='data'")
 
 
 def train_config(task: TaskConfig, config: FinetuneConfig, seed: int, device: str,
@@ -208,12 +227,15 @@ def finetune_pair(networks: dict[str, nn.Module], teacher: dict[str, nn.Module],
     """
     if config.steps == 0:
         return networks
+    check_targets(config, task)
     recipe = train_config(task, config, seed, device, progress)
     trainer = build_finetune_trainer(networks, recipe)
     main = trainer.main_generator
     ema = attach_ema(trainer, config.ema_decay)
     example = torch.zeros(1, *input_shape[main], device=device)
     features = attach_distillation(trainer, teacher[main], config, example, seed)
+    if config.targets == "teacher":
+        trainer.batch_transforms.append(TeacherTargets(teacher[main]))
     if config.lambda_density > 0:
         if objective is None or pool is None:
             raise ValueError("lambda_density > 0 needs the local-density objective and a pool")
@@ -233,4 +255,5 @@ def finetune_pair(networks: dict[str, nn.Module], teacher: dict[str, nn.Module],
 
 
 __all__ = ["DensityTerm", "Distillation", "FinetuneConfig", "attach_distillation", "attach_ema",
+           "check_targets",
            "build_finetune_trainer", "finetune_pair", "train_config"]

@@ -18,6 +18,8 @@ from gan_prune_env.distillation import (
     Distillation,
     FeatureDistillation,
     GeneratorEMA,
+    TEACHER_OUTPUT,
+    TeacherTargets,
     warmup_decay,
     auto_feature_layers,
 )
@@ -25,6 +27,7 @@ from gan_prune_env.finetune import (
     FinetuneConfig,
     attach_distillation,
     build_finetune_trainer,
+    check_targets,
     finetune_pair,
     train_config,
 )
@@ -213,6 +216,54 @@ def test_ema_follows_the_update_rule_with_buffers():
 
 
 # --- the whole fine-tune ----------------------------------------------------------------------
+
+
+# --- teacher targets ----------------------------------------------------------------------------
+
+
+def test_teacher_targets_replace_the_dataset_target_and_feed_distillation_once():
+    pair = sliced_pair()
+    teacher, student = pair["teacher"]["generator"], pair["networks"]["generator"]
+    batch = batch_of(pair["task"])
+    prepared = TeacherTargets(teacher)(batch)
+    with torch.no_grad():
+        expected = teacher.eval()(batch["A"])
+    assert torch.equal(prepared["B"], expected) and prepared[TEACHER_OUTPUT] is prepared["B"]
+    assert not torch.equal(batch["B"], expected)  # the caller's batch is untouched
+
+    forwards = []
+    handle = teacher.register_forward_hook(lambda *_: forwards.append(1))
+    fake = student(batch["A"])
+    loss, terms = Distillation(teacher, 1.0)(prepared, fake)
+    handle.remove()
+    assert not forwards  # the transform's forward serves distillation too
+    assert torch.allclose(terms["G_distill"], (fake - expected).abs().mean())
+
+
+@pytest.mark.parametrize("targets", ["data", "teacher"])
+def test_finetune_trains_on_the_targets_it_is_asked_for(tmp_path, monkeypatch, targets):
+    from gan_prune_env.teacher.pix2pix import Pix2PixTrainer
+
+    seen = []
+    original = Pix2PixTrainer.train_step
+    monkeypatch.setattr(Pix2PixTrainer, "train_step",
+                        lambda self, batch: seen.append(batch) or original(self, batch))
+    pair = sliced_pair()
+    teacher = copy.deepcopy(pair["teacher"]["generator"]).eval()
+    finetune_pair(pair["networks"], pair["teacher"], pair["task"],
+                  tiny_config(steps=1, targets=targets), tmp_path, kept=pair["kept"],
+                  input_shape=pair["input_shape"], progress=False)
+    with torch.no_grad():
+        teacher_output = teacher(seen[0]["A"])
+    assert torch.equal(seen[0]["B"], teacher_output) == (targets == "teacher")
+
+
+def test_teacher_targets_need_a_paired_task():
+    with pytest.raises(ValueError, match="targets"):
+        FinetuneConfig(targets="teachers")
+    check_targets(FinetuneConfig(targets="teacher"), tiny_task("pix2pix"))
+    with pytest.raises(ConfigError, match="targets='data'"):
+        check_targets(FinetuneConfig(targets="teacher"), tiny_task("cyclegan"))
 
 
 def test_interrupted_finetune_with_features_and_ema_resumes_bit_identically(tmp_path):

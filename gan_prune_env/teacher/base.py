@@ -19,6 +19,7 @@ from gan_prune_env.teacher.config import TeacherTrainConfig
 
 Batch = dict[str, Any]
 Regularizer = Callable[[Batch, torch.Tensor], tuple[torch.Tensor, dict[str, torch.Tensor]]]
+BatchTransform = Callable[[Batch], Batch]
 """An extra generator loss: ``(batch, main generator output) -> (weighted loss, named terms)``.
 The output is the very tensor the main generator's forward on ``batch["A"]`` returned (never a
 copy), so a regulariser can match it with what hooks recorded during that forward."""
@@ -69,7 +70,15 @@ class GANTrainer:
         self.networks = networks
         self.optimizers = optimizers
         self.generator_regularizers: list[Regularizer] = []
+        self.batch_transforms: list[BatchTransform] = []  # applied in order before each step
         self.extensions: dict[str, Extension] = {}  # saved in train states under these names
+
+    def prepare(self, batch: Batch) -> Batch:
+        """``batch`` as the update sees it: after every transform in :attr:`batch_transforms`
+        (fine-tuning: the teacher's outputs as targets). Stateless, so resumption is unaffected."""
+        for transform in self.batch_transforms:
+            batch = transform(batch)
+        return batch
 
     def regularization(self, batch: Batch, fake: torch.Tensor
                        ) -> tuple[torch.Tensor | float, dict[str, torch.Tensor]]:

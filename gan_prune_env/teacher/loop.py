@@ -123,7 +123,7 @@ def _train_steps(trainer: GANTrainer, config: TeacherTrainConfig, batches: Itera
         for step in steps:
             lr = config.lr_at(step, total)
             trainer.set_lr(lr)
-            losses = trainer.train_step(_to_device(next(batches), config.device))
+            losses = trainer.train_step(trainer.prepare(_to_device(next(batches), config.device)))
             done = step + 1
             bar.update(1)
             if done % config.log_every == 0:
