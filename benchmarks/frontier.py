@@ -51,6 +51,10 @@ from compare.store import read_records
 BUDGETS = (0.25, 0.1, 0.05, 0.025)
 FRONTIER_METHODS = ("scratch", "uniform", "random", "mggc")
 REPORT = "frontier.md"
+PAIRED_AGAINST = {"scratch": "the thin student from scratch",
+                  "uniform": "uniform pruning",
+                  "scratch_teacher_targets": "the thin student from scratch, teacher targets"}
+"""The baselines every other method is paired with, by seed, where both were run."""
 TEACHER_LEVEL = 0.05
 COLUMNS = (("fid", "FID", "{:.1f}", 1.0), ("kid", "KID x1e3", "{:.1f}", 1e3),
            ("psnr_teacher", "PSNR-T", "{:.2f}", 1.0), ("psnr", "PSNR", "{:.2f}", 1.0),
@@ -135,9 +139,9 @@ def task_section(task: str, records: list[dict[str, Any]], out: Path) -> list[st
                                         f"teacher's G MACs ({1 / min(reached):.0f}x fewer)"
                                         if reached else "never at teacher level"))
     lines.append("")
-    lines += _paired(cells, methods, budgets, "scratch", "the thin student from scratch")
-    lines += _paired(cells, [m for m in methods if m != "scratch"], budgets, "uniform",
-                     "uniform pruning")
+    for base, label in PAIRED_AGAINST.items():
+        if base in methods:  # each pair once: against the methods listed after the base
+            lines += _paired(cells, methods[methods.index(base) + 1:], budgets, base, label)
     _plot(task, cells, methods, budgets, tc["macs"], teacher_fid, out / f"frontier_{task}.png")
     lines.append(f"![frontier {task}](frontier_{task}.png)\n")
     return lines

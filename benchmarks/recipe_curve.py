@@ -43,13 +43,14 @@ from compare.cells import run_cells
 from compare.spec import DEFAULT_OUT, check_choices
 from compare.store import append_record, read_records
 
-# Every variant names its distillation and EMA fields, so it means the same whatever the
-# recipe's defaults are.
+# Every variant names its distillation, EMA and target fields, so it means the same whatever
+# the recipe's defaults are.
 VARIANTS: dict[str, dict[str, Any]] = {
-    "output": {"feature_layers": [], "ema_decay": 0.0},
-    "feature": {"feature_layers": "auto", "ema_decay": 0.0},
-    "ema": {"feature_layers": "auto", "ema_decay": 0.999},
-    "density": {"feature_layers": "auto", "ema_decay": 0.0, "lambda_density": 1.0},
+    "output": {"feature_layers": [], "ema_decay": 0.0, "targets": "data"},
+    "feature": {"feature_layers": "auto", "ema_decay": 0.0, "targets": "data"},
+    "ema": {"feature_layers": "auto", "ema_decay": 0.999, "targets": "data"},
+    "density": {"feature_layers": "auto", "ema_decay": 0.0, "lambda_density": 1.0,
+                "targets": "data"},
     "teacher_targets": {"feature_layers": "auto", "ema_decay": 0.999, "targets": "teacher"},
 }
 STARTS = ("uniform", "scratch")
@@ -102,8 +103,9 @@ def command_run(args: argparse.Namespace) -> int:
 def _stat(values: list[float], fmt: str) -> str:
     if not values:
         return "—"
-    std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
-    return f"{fmt.format(np.mean(values))} ± {fmt.format(std)}"
+    if len(values) == 1:  # one seed has no spread
+        return fmt.format(values[0])
+    return f"{fmt.format(np.mean(values))} ± {fmt.format(float(np.std(values, ddof=1)))}"
 
 
 def _value(record: dict[str, Any], metric: str, scale: float) -> float:
@@ -135,14 +137,15 @@ def make_report(out: Path) -> Path:
              "`benchmarks/recipe_curve.py`.\n"]
     for start in STARTS:
         lines.append(f"## `{start}`\n")
-        header = ["variant", "steps"] + [h for _, h, _, _ in METRICS] + ["fine-tune s"]
+        header = (["variant", "steps", "seeds"] + [h for _, h, _, _ in METRICS]
+                  + ["fine-tune s"])
         lines += ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
         for variant in variants:
             for n in steps:
                 cells = list(groups.get((start, variant, n), {}).values())
                 if not cells:
                     continue
-                row = [variant, str(n)] + [_stat([_value(c, m, k) for c in cells], f)
+                row = [variant, str(n), str(len(cells))] + [_stat([_value(c, m, k) for c in cells], f)
                                            for m, _, f, k in METRICS]
                 row.append(f"{np.mean([c['timing_s']['finetune'] for c in cells]):.0f}")
                 lines.append("| " + " | ".join(row) + " |")

@@ -23,14 +23,17 @@ def _lines(path: Path) -> list[dict]:
 
 def test_run_report_and_resume(compare, tmp_path, capsys):
     results = tmp_path / "cells.jsonl"
-    argv = ["run", "--quick", "--methods", "uniform", "scratch", "mggc", "--seeds", "0", "--rounds", "4",
+    argv = ["run", "--quick", "--methods", "uniform", "scratch", "mggc", "uniform_teacher_targets",
+            "--seeds", "0", "--rounds", "4",
             "--finetune-steps", "2", "--eval-images", "8", "--latency-runs", "3",
             "--out", str(tmp_path), "--results", str(results), "--no-report"]
     assert compare.main(argv) == 0
     records = _lines(results)
-    assert sorted(r["key"] for r in records) == ["default|0.25|mggc|0", "default|0.25|scratch|0",
-                                                 "default|0.25|uniform|0"]
-    for r in records:
+    assert sorted(r["key"] for r in records) == sorted(
+        f"default|0.25|{m}|0" for m in ("mggc", "scratch", "uniform", "uniform_teacher_targets"))
+    for r in records:  # each method fine-tunes on its own targets
+        assert r["config"]["finetune"]["targets"] == (
+            "teacher" if r["method"] == "uniform_teacher_targets" else "data")
         assert r["commit"] and len(r["teacher_sha1"]) == 40 and r["recipe"] == {}
         assert {"fid", "fid_std", "kid"} <= set(r["quality"]) and "fid" in r["teacher_quality"]
         assert r["rounds"] == 4 and r["finetune_steps"] == 2
@@ -68,8 +71,8 @@ def test_run_report_and_resume(compare, tmp_path, capsys):
 
     capsys.readouterr()
     assert compare.main(argv) == 0  # resume: both cells finished, nothing runs
-    assert "3 already in" in capsys.readouterr().out
-    assert len(_lines(results)) == 3
+    assert "4 already in" in capsys.readouterr().out
+    assert len(_lines(results)) == 4
 
     with pytest.raises(SystemExit, match="rounds=4"):  # same cells, another protocol
         compare.main([*argv[:-1], "--rounds", "5", "--no-report"])
@@ -120,7 +123,8 @@ def test_recipe_curve_runs_reports_and_resumes(compare, tmp_path, capsys):
         f"default|0.1|{start}|{variant}|2|0" for start in ("uniform", "scratch")
         for variant in ("output", "feature"))
     feature = next(r for r in records if r["key"] == "default|0.1|uniform|feature|2|0")
-    assert feature["recipe"] == {"feature_layers": "auto", "ema_decay": 0.0, "lr_decay_steps": 1}
+    assert feature["recipe"] == {"feature_layers": "auto", "ema_decay": 0.0,
+                                 "targets": "data", "lr_decay_steps": 1}
     assert feature["config"]["finetune"]["feature_layers"] == "auto"
     report = (tmp_path / "recipe_curve.md").read_text()
     assert "- feature @ 2: FID" in report and (tmp_path / "recipe_curve.png").stat().st_size > 0

@@ -240,8 +240,10 @@ def test_teacher_targets_replace_the_dataset_target_and_feed_distillation_once()
     assert torch.allclose(terms["G_distill"], (fake - expected).abs().mean())
 
 
-@pytest.mark.parametrize("targets", ["data", "teacher"])
-def test_finetune_trains_on_the_targets_it_is_asked_for(tmp_path, monkeypatch, targets):
+@pytest.mark.parametrize(("targets", "from_teacher"),
+                         [("data", False), ("teacher", True), ("auto", True)])
+def test_finetune_trains_on_the_targets_it_is_asked_for(tmp_path, monkeypatch, targets,
+                                                        from_teacher):
     from gan_prune_env.teacher.pix2pix import Pix2PixTrainer
 
     seen = []
@@ -255,15 +257,17 @@ def test_finetune_trains_on_the_targets_it_is_asked_for(tmp_path, monkeypatch, t
                   input_shape=pair["input_shape"], progress=False)
     with torch.no_grad():
         teacher_output = teacher(seen[0]["A"])
-    assert torch.equal(seen[0]["B"], teacher_output) == (targets == "teacher")
+    assert torch.equal(seen[0]["B"], teacher_output) == from_teacher
 
 
 def test_teacher_targets_need_a_paired_task():
     with pytest.raises(ValueError, match="targets"):
         FinetuneConfig(targets="teachers")
     check_targets(FinetuneConfig(targets="teacher"), tiny_task("pix2pix"))
-    with pytest.raises(ConfigError, match="targets='data'"):
+    with pytest.raises(ConfigError, match="targets='auto' or 'data'"):
         check_targets(FinetuneConfig(targets="teacher"), tiny_task("cyclegan"))
+    check_targets(FinetuneConfig(), tiny_task("cyclegan"))  # "auto": the data, no error
+    assert FinetuneConfig().resolved_targets("cyclegan") == "data"
 
 
 def test_interrupted_finetune_with_features_and_ema_resumes_bit_identically(tmp_path):
@@ -339,6 +343,7 @@ def test_the_recipe_is_defined_once():
     defaults = FinetuneConfig()
     assert defaults.lambda_distill == 10.0
     assert defaults.feature_layers == "auto" and defaults.ema_decay == 0.999  # as measured
+    assert defaults.resolved_targets("pix2pix") == "teacher"  # as measured
     run = yaml.safe_load((ROOT / "configs" / "default.yaml").read_text())
     restated = {k: v for k, v in (run.get("finetune") or {}).items()
                 if getattr(defaults, k) == v}

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .spec import DYNAMICS_KEYS, ENV_ID, ENV_SEED, FINETUNE_CADENCE, METHODS, cell_key
+from .spec import DYNAMICS_KEYS, ENV_ID, ENV_SEED, FINETUNE_CADENCE, METHODS, Method, cell_key
 
 _TEACHER_QUALITY: dict[str, dict[str, float]] = {}
 _INCEPTION: list = []  # the FID Inception, loaded once per worker process
@@ -103,6 +103,12 @@ def evaluate_sliced(pair, task_name: str, task, n_images: int, fid: bool = True
     return quality, _TEACHER_QUALITY[tq_key]
 
 
+def method_recipe(method: Method, spec: dict[str, Any]) -> dict[str, Any]:
+    """The cell's recipe changes: the method's own, overridden by the run's (``--recipe``, or a
+    recipe-curve variant), which the record keeps under ``recipe``."""
+    return {**method.recipe, **(spec.get("recipe") or {})}
+
+
 def run_cell(spec: dict[str, Any]) -> dict[str, Any]:
     """Search, slice, fine-tune, evaluate one cell; returns its JSON record."""
     import torch
@@ -140,7 +146,7 @@ def run_cell(spec: dict[str, Any]) -> dict[str, Any]:
     pair = slice_pair(env, best, "cpu", method.slice_from)
     if method.reinit:
         reinitialize(pair, seed)
-    ft_config = recipe_config(spec["finetune_steps"], spec.get("recipe", {}))
+    ft_config = recipe_config(spec["finetune_steps"], method_recipe(method, spec))
     finetune_s = finetune_sliced(pair, env, ft_config, spec["work_dir"], seed)
 
     t0 = time.perf_counter()

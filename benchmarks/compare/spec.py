@@ -57,6 +57,14 @@ class Method:
     reinit: bool = False  # fresh weights for the found architecture: the from-scratch student
     supernet: bool = False  # the env scores architectures with the task's supernet
     slice_from: str = "teacher"  # weights the found G is sliced from ("teacher", "supernet")
+    recipe: dict[str, Any] = field(default_factory=lambda: dict(DATA_TARGETS))
+    """The method's ``FinetuneConfig`` changes. Methods default to the dataset's targets, the
+    recipe their committed records were run with before teacher targets became the default;
+    the ``*_teacher_targets`` methods use the teacher's outputs."""
+
+
+DATA_TARGETS = {"targets": "data"}
+TEACHER_TARGETS = {"targets": "teacher"}
 
 
 METHODS: dict[str, Method] = {
@@ -66,6 +74,10 @@ METHODS: dict[str, Method] = {
                              label="uniform L1-norm, the teacher's full D"),
     "uniform_supernet": Method("uniform", supernet=True, slice_from="supernet",
                                label="uniform, sliced from the supernet"),
+    "scratch_teacher_targets": Method("uniform", reinit=True, recipe=TEACHER_TARGETS,
+                                      label="thin student from scratch, teacher targets"),
+    "uniform_teacher_targets": Method("uniform", recipe=TEACHER_TARGETS,
+                                      label="uniform L1-norm, teacher targets"),
     "random": Method("random", label="random search"),
     "random_supernet": Method("random", supernet=True, slice_from="supernet",
                               label="random search on the supernet reward, sliced from it"),
