@@ -7,7 +7,10 @@ kept MACs at 25%, 10%, 5% and 2.5% of the teacher, for
 * ``scratch``: the thin student of the same MACs (uniform width), re-initialised and distilled
   with the same recipe and steps: what a user would do instead of using us;
 * ``uniform``: uniform L1-norm pruning, inheriting the teacher's weights;
-* ``random``: random search; ``mggc``: our two-agent search (both with the env's reward).
+* ``random``: random search; ``mggc``: our two-agent search (both with the env's reward);
+* ``uniform_teacher_targets`` / ``scratch_teacher_targets``: ``uniform`` / ``scratch`` with the
+  recipe's teacher targets (``FinetuneConfig.targets``). The four methods above keep the
+  dataset's targets, the recipe their committed records were run with.
 
 Every cell is a comparison cell (``compare_methods.py``: the same search -> slice -> fine-tune
 -> evaluate path, the project's one fine-tuning recipe, the same steps for every method), stored
