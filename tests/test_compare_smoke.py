@@ -206,3 +206,17 @@ def test_supernet_slices_scores_both_slices_and_rebuilds_its_report(tmp_path, ca
         (tmp_path / "supernet_slices_default.md").unlink()
         assert slices.main([*argv, "--report"]) == 0  # from the JSON, no scoring
         assert (tmp_path / "supernet_slices_default.md").read_text() == report
+
+
+def test_a_finished_run_leaves_the_scratch_of_a_concurrent_run_alone(compare, tmp_path):
+    """Two runs sharing one output folder share its scratch folder: the first to finish must
+    not delete the fine-tuning folder the other is writing (a wide-teacher cell was lost so)."""
+    from compare.cells import run_pending
+
+    work = tmp_path / ".compare_work"
+    (work / "ft_other_run").mkdir(parents=True)
+    assert run_pending([], 1, None, print, str, work)
+    assert (work / "ft_other_run").is_dir()
+    (work / "ft_other_run").rmdir()
+    assert run_pending([], 1, None, print, str, work)
+    assert not work.exists()  # an empty scratch folder is tidied away

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import hashlib
 import os
@@ -267,11 +268,14 @@ def run_pending(todo: list[dict[str, Any]], workers: int, data_root: str | None,
                 on_record: Callable[[dict[str, Any]], None],
                 name: Callable[[dict[str, Any]], str], work_dir: str | Path,
                 cell_fn: Callable[[dict[str, Any]], dict[str, Any]] = run_cell) -> bool:
-    """:func:`run_cells` on what is left, then remove the scratch ``work_dir``, print the wall
-    time and the failed cells (not recorded, so a rerun retries them). True when none failed."""
+    """:func:`run_cells` on what is left, then remove the scratch ``work_dir`` if it is empty,
+    print the wall time and the failed cells (not recorded, so a rerun retries them). True when
+    none failed. Each fine-tune deletes its own folder in ``work_dir``; what is left there
+    belongs to another run sharing the folder (or to a killed one) and is not touched."""
     began = time.perf_counter()
     failed = run_cells(todo, workers, data_root, on_record, name, cell_fn) if todo else []
-    shutil.rmtree(work_dir, ignore_errors=True)
+    with contextlib.suppress(OSError):  # absent, or not empty: in use by another run
+        Path(work_dir).rmdir()
     print(f"run finished in {time.perf_counter() - began:.0f} s wall", flush=True)
     if failed:
         print(f"{len(failed)} cell(s) FAILED (not recorded; rerun to retry): {failed}",
