@@ -33,6 +33,12 @@ Methods (``--methods``):
                    the env's compute penalty alone keeps them near it)
 ``mggc_gates``     variant: ``mode="gates"`` (the hypernets descend the objective through soft
                    channel gates; every step is scored as a hard architecture in the env)
+``*_supernet``,    the supernet variants (``compare.spec.METHODS`` has each one's label)
+``*_sn_reward``
+``*_teacher_targets`` ``scratch``, ``uniform``, ``random``, ``mggc`` fine-tuned on the teacher's
+                   outputs (``FinetuneConfig.targets = "teacher"``, the recipe's default for
+                   Pix2Pix); the methods without the suffix keep the dataset's targets, as their
+                   committed records were run
 =================  ==============================================================================
 
 Tasks (``--tasks``): ``default`` (procedural label->photo 64x64, the shipped teacher),

@@ -8,9 +8,10 @@ kept MACs at 25%, 10%, 5% and 2.5% of the teacher, for
   with the same recipe and steps: what a user would do instead of using us;
 * ``uniform``: uniform L1-norm pruning, inheriting the teacher's weights;
 * ``random``: random search; ``mggc``: our two-agent search (both with the env's reward);
-* ``uniform_teacher_targets`` / ``scratch_teacher_targets``: ``uniform`` / ``scratch`` with the
-  recipe's teacher targets (``FinetuneConfig.targets``). The four methods above keep the
-  dataset's targets, the recipe their committed records were run with.
+* ``uniform_teacher_targets``, ``scratch_teacher_targets``, ``random_teacher_targets``,
+  ``mggc_teacher_targets``: the same with the recipe's teacher targets
+  (``FinetuneConfig.targets``). The four methods above keep the dataset's targets, the recipe
+  their committed records were run with.
 
 Every cell is a comparison cell (``compare_methods.py``: the same search -> slice -> fine-tune
 -> evaluate path, the project's one fine-tuning recipe, the same steps for every method), stored
@@ -56,7 +57,8 @@ FRONTIER_METHODS = ("scratch", "uniform", "random", "mggc")
 REPORT = "frontier.md"
 PAIRED_AGAINST = {"scratch": "the thin student from scratch",
                   "uniform": "uniform pruning",
-                  "scratch_teacher_targets": "the thin student from scratch, teacher targets"}
+                  "scratch_teacher_targets": "the thin student from scratch, teacher targets",
+                  "uniform_teacher_targets": "uniform pruning, teacher targets"}
 """The baselines every other method is paired with, by seed, where both were run."""
 TEACHER_LEVEL = 0.05
 COLUMNS = (("fid", "FID", "{:.1f}", 1.0), ("kid", "KID x1e3", "{:.1f}", 1e3),
