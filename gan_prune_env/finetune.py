@@ -127,6 +127,12 @@ class FinetuneConfig:
             raise ValueError(f"ema_decay must be in [0, 1) (0 = off), got {self.ema_decay}")
         self.feature_layers = _check_feature_layers(self.feature_layers)
 
+    def check_family(self, family: str) -> None:
+        """Teacher targets replace a paired target; an unpaired (CycleGAN) task has none."""
+        if self.targets == "teacher" and family != "pix2pix":
+            raise ConfigError(f"finetune targets='teacher' needs a paired (Pix2Pix) task, not "
+                              f"a {family} one: use targets='auto' or 'data'")
+
     def resolved_targets(self, family: str) -> str:
         """``targets`` with "auto" resolved for a task of ``family``."""
         if self.targets == "auto":
@@ -151,13 +157,6 @@ class DensityTerm:
         anchor = l1_loss(outputs, neighbourhoods.outputs)
         loss = kl + self.objective.config.lambda_rec * anchor
         return self.weight * loss, {"G_density_kl": kl.detach(), "G_density_l1": anchor.detach()}
-
-
-def check_targets(config: FinetuneConfig, task: TaskConfig) -> None:
-    """Teacher targets replace a paired target; an unpaired (CycleGAN) task has none."""
-    if config.targets == "teacher" and task.family != "pix2pix":
-        raise ConfigError(f"finetune targets='teacher' needs a paired (Pix2Pix) task; "
-                          f"{task.name!r} is {task.family}: use targets='auto' or 'data'")
 
 
 def train_config(task: TaskConfig, config: FinetuneConfig, seed: int, device: str,
@@ -238,7 +237,7 @@ def finetune_pair(networks: dict[str, nn.Module], teacher: dict[str, nn.Module],
     """
     if config.steps == 0:
         return networks
-    check_targets(config, task)
+    config.check_family(task.family)
     recipe = train_config(task, config, seed, device, progress)
     trainer = build_finetune_trainer(networks, recipe)
     main = trainer.main_generator
@@ -266,5 +265,4 @@ def finetune_pair(networks: dict[str, nn.Module], teacher: dict[str, nn.Module],
 
 
 __all__ = ["DensityTerm", "Distillation", "FinetuneConfig", "attach_distillation", "attach_ema",
-           "check_targets",
            "build_finetune_trainer", "finetune_pair", "train_config"]

@@ -162,13 +162,14 @@ def test_bad_config_fails_before_any_work(tmp_path: Path, capsys) -> None:
         {**conf, "env_kwargs": {**TINY_ENV, "budget_q": 0.1}},
         {**conf, "search": {**conf["search"], "algo_params": {"learning_rat": 1}}},
         {**conf, "env_kwargs": {**TINY_ENV, "rounds": 0}},
+        {**conf, "env": "CycleGANPrune-v0", "finetune": {"targets": "teacher"}},
     ]
     for i, bad in enumerate(cases):
         path = tmp_path / f"bad{i}.yaml"
         path.write_text(yaml.safe_dump(bad))
         assert main(["-conf", str(path), "-f", str(tmp_path / "logs")]) == 2
     err = capsys.readouterr().err
-    for word in ("finetun", "budget_q", "learning_rat", "rounds"):
+    for word in ("finetun", "budget_q", "learning_rat", "rounds", "targets='auto' or 'data'"):
         assert word in err
     assert not (tmp_path / "logs" / "mggc").exists() or not any(
         (tmp_path / "logs" / "mggc").iterdir())

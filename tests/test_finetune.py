@@ -27,7 +27,6 @@ from gan_prune_env.finetune import (
     FinetuneConfig,
     attach_distillation,
     build_finetune_trainer,
-    check_targets,
     finetune_pair,
     train_config,
 )
@@ -263,10 +262,10 @@ def test_finetune_trains_on_the_targets_it_is_asked_for(tmp_path, monkeypatch, t
 def test_teacher_targets_need_a_paired_task():
     with pytest.raises(ValueError, match="targets"):
         FinetuneConfig(targets="teachers")
-    check_targets(FinetuneConfig(targets="teacher"), tiny_task("pix2pix"))
+    FinetuneConfig(targets="teacher").check_family("pix2pix")
     with pytest.raises(ConfigError, match="targets='auto' or 'data'"):
-        check_targets(FinetuneConfig(targets="teacher"), tiny_task("cyclegan"))
-    check_targets(FinetuneConfig(), tiny_task("cyclegan"))  # "auto": the data, no error
+        FinetuneConfig(targets="teacher").check_family("cyclegan")
+    FinetuneConfig().check_family("cyclegan")  # "auto": the data, no error
     assert FinetuneConfig().resolved_targets("cyclegan") == "data"
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gan_prune_env import ENV_ENTRY_POINTS
+from gan_prune_env.envs.registration import ENV_IDS
 from gan_prune_env.finetune import FinetuneConfig
 
 ALGOS = ("mggc", "ppo", "sac", "uniform", "random")
@@ -77,6 +78,7 @@ class RunConfig:
     def __post_init__(self) -> None:
         if self.env not in ENV_ENTRY_POINTS:
             raise ValueError(f"env {self.env!r} is not one of {sorted(ENV_ENTRY_POINTS)}")
+        self.finetune.check_family(ENV_IDS[self.env][0])  # before any work
         if self.slice_from not in SLICE_SOURCES:
             raise ValueError(f"slice_from {self.slice_from!r} is not one of {SLICE_SOURCES}")
         if self.slice_from == "supernet" and not self.env_kwargs.get("supernet"):

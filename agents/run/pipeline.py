@@ -20,7 +20,7 @@ from gan_prune_env.data import build_dataset
 from gan_prune_env.envs import make_parallel_env
 from gan_prune_env.evaluation import evaluate_generator, load_fid_inception
 from gan_prune_env.export import export_generator
-from gan_prune_env.finetune import check_targets, finetune_pair
+from gan_prune_env.finetune import finetune_pair
 from gan_prune_env.latency import measure_latencies
 
 RESULTS_FILE = "results.json"
@@ -36,7 +36,6 @@ def run_pipeline(config: RunConfig, run_dir: Path, tensorboard_dir: str | None =
     try:
         env_kwargs = {"device": config.device, **config.env_kwargs}
         env = make_parallel_env(config.env, **env_kwargs)
-        check_targets(config.finetune, env.game.prepared.task)  # before the search's work
         best = run_search(config, env, run_dir, writer)
         pair = slice_pair(env, best, config.device, config.slice_from)
         task = env.game.prepared.task
