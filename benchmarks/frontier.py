@@ -140,13 +140,15 @@ def task_section(task: str, records: list[dict[str, Any]], out: Path) -> list[st
         reached = [b for b in budgets if cells.get((method, b)) and
                    _mean_std([_quality(r, "fid") for r in cells[(method, b)].values()])[0]
                    <= threshold]
-        missed = [b for b in budgets if cells.get((method, b)) and b not in reached]
-        lines.append(f"- {method}: " + (
-            f"teacher-level FID down to {min(reached):.1%} of the teacher's G MACs "
-            f"({1 / min(reached):.0f}x fewer)" + (
-                f"; not at {', '.join(f'{b:.1%}' for b in missed if b > min(reached))}"
-                if any(b > min(reached) for b in missed) else "")
-            if reached else "never at teacher level"))
+        if not reached:
+            lines.append(f"- {method}: never at teacher level")
+            continue
+        lowest = min(reached)
+        missed = [f"{b:.1%}" for b in budgets
+                  if b > lowest and cells.get((method, b)) and b not in reached]
+        lines.append(f"- {method}: teacher-level FID down to {lowest:.1%} of the teacher's G "
+                     f"MACs ({1 / lowest:.0f}x fewer)"
+                     + (f"; not at {', '.join(missed)}" if missed else ""))
     lines.append("")
     for base, label in PAIRED_AGAINST.items():
         if base in methods:  # each pair once: against the methods listed after the base

@@ -48,6 +48,10 @@ ENV_SEED = 0  # selects pool / evaluation images: the same task for every cell
 FINETUNE_CADENCE = {"save_every": 100_000, "log_every": 50, "image_every": 0}
 
 
+DATA_TARGETS = {"targets": "data"}
+TEACHER_TARGETS = {"targets": "teacher"}
+
+
 @dataclass(frozen=True)
 class Method:
     agent: str
@@ -62,9 +66,6 @@ class Method:
     recipe their committed records were run with before teacher targets became the default;
     the ``*_teacher_targets`` methods use the teacher's outputs."""
 
-
-DATA_TARGETS = {"targets": "data"}
-TEACHER_TARGETS = {"targets": "teacher"}
 
 
 METHODS: dict[str, Method] = {
