@@ -43,7 +43,7 @@ Methods (``--methods``):
 
 Tasks (``--tasks``): ``default`` (procedural label->photo 64x64, the shipped teacher),
 ``default_wide`` (the same data, a teacher of the reference width ngf 64 / ndf 64, trained by
-``python -m gan_prune_env.teacher.train --task default_wide --out runs/teachers/default_wide``)
+``python -m gan_prune_env.train_teacher --task default_wide --out runs/teachers/default_wide``)
 and ``facades`` (labels->photo 128x128, ``unet_128`` ngf 32 / PatchGAN ndf 64, a teacher trained
 by the ``teacher`` sub-command). Teachers are looked up in ``runs/`` (``--teacher TASK=PATH``
 overrides). Budgets (``--budgets``) are the env's ``budget_g`` (kept-MACs ratio
@@ -261,7 +261,7 @@ def command_teacher(args: argparse.Namespace) -> int:
     if not os.environ.get("GAN_PRUNE_DATA"):
         raise SystemExit("error: set $GAN_PRUNE_DATA or --data-root (folder holding facades/)")
     from gan_prune_env.teacher.loop import train_teacher
-    from gan_prune_env.teacher.train import build_config
+    from gan_prune_env.train_teacher import build_config
 
     config = build_config("facades", overrides=teacher_overrides(args))
     began = time.perf_counter()

@@ -83,9 +83,8 @@ class Setting:
 def untrained_facades_teacher(directory: Path) -> str:
     """An untrained generator/discriminator pair of the facades architecture, saved as a
     teacher checkpoint (the task's architecture check then passes)."""
-    from gan_prune_env.checkpoint import (
-        build_network, make_checkpoint, network_config, network_names, save_checkpoint,
-    )
+    from gan_prune_env.checkpoint import make_checkpoint, save_checkpoint
+    from gan_prune_env.families import build_network, network_config, network_names
     from gan_prune_env.tasks import get_task
 
     task = get_task("facades")

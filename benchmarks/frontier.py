@@ -30,7 +30,7 @@ about 25 minutes on 2 idle cores, and check its test curve with ``teacher_curve.
 Examples (one command per task; each resumes where it stopped)::
 
     python benchmarks/frontier.py run --tasks default --workers 2
-    python -m gan_prune_env.teacher.train --task default_wide --out runs/teachers/default_wide \
+    python -m gan_prune_env.train_teacher --task default_wide --out runs/teachers/default_wide \
         --resume
     python benchmarks/frontier.py run --tasks default_wide --methods scratch uniform --workers 2
     python benchmarks/frontier.py run --tasks facades --budgets 0.1 --workers 2

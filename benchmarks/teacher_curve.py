@@ -12,7 +12,7 @@ Keep the states: the ``default_wide`` task's recipe keeps all of them (``keep_tr
 
 Example (the wide teacher, about 30 s per state on 2 cores)::
 
-    python -m gan_prune_env.teacher.train --task default_wide --out runs/teachers/default_wide
+    python -m gan_prune_env.train_teacher --task default_wide --out runs/teachers/default_wide
     python benchmarks/teacher_curve.py runs/teachers/default_wide --task default_wide
 """
 
@@ -44,7 +44,7 @@ def saved_generators(run: Path) -> dict[int, Path]:
         files[int(read_checkpoint(teacher)["metadata"]["steps"])] = teacher
     if not files:
         raise SystemExit(f"error: no train states or teacher.pt in {run}; is it a teacher run "
-                         "folder (python -m gan_prune_env.teacher.train --out ...)?")
+                         "folder (python -m gan_prune_env.train_teacher --out ...)?")
     return dict(sorted(files.items()))
 
 
@@ -124,7 +124,7 @@ def report(record: dict[str, Any], md: Path, png: Path) -> None:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run", help="teacher run folder (the --out of "
-                                    "python -m gan_prune_env.teacher.train)")
+                                    "python -m gan_prune_env.train_teacher)")
     parser.add_argument("--task", required=True,
                         help="the task it was trained for: a built-in name or a task YAML file")
     parser.add_argument("--eval-images", type=int, default=100)

@@ -16,13 +16,7 @@ A checkpoint is a ``torch.save``-d dict::
       "metadata": {...},              # free-form provenance (losses, test scores, ...)
     }
 
-Networks per family (``NETWORKS``; the first of each role is the "main" one):
-
-- Pix2Pix: ``generator`` (A -> B), ``discriminator`` (conditional, sees input and output).
-- CycleGAN: ``generator_AB``, ``generator_BA``, ``discriminator_B`` (judges domain-B images, i.e.
-  ``generator_AB``'s outputs), ``discriminator_A``. In the reference code these are ``netG_A``,
-  ``netG_B``, ``netD_A`` and ``netD_B`` respectively. ``generator_BA`` swaps the main generator's
-  ``input_nc``/``output_nc``; ``discriminator_A`` reads ``input_nc`` channels of domain A.
+The networks of each family and their names are those of :mod:`gan_prune_env.families`.
 
 Loading rebuilds each network from the embedded config (and slices it to the stored ``kept``
 channels), then loads the weights strictly; anything that does not fit raises
@@ -32,7 +26,6 @@ channels), then loads the weights strictly; anything that does not fit raises
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -43,27 +36,19 @@ import torch
 from torch import nn
 
 from gan_prune_env.config import ConfigError, from_dict, to_dict
-from gan_prune_env.models import (
-    DiscriminatorConfig,
-    GeneratorConfig,
-    build_discriminator,
-    build_generator,
+from gan_prune_env.families import (
+    FAMILIES,
+    build_network,
+    check_family_configs,
+    network_config,
+    network_names,
 )
+from gan_prune_env.models import DiscriminatorConfig, GeneratorConfig
 from gan_prune_env.pruning import slice_by_indices
 
 FORMAT = "gan_prune_env.checkpoint/1"
 KINDS = ("teacher", "pruned", "train_state")
-FAMILIES = ("pix2pix", "cyclegan")
-ROLES = ("generator", "discriminator")
-NETWORKS: dict[str, dict[str, tuple[str, ...]]] = {
-    "pix2pix": {"generator": ("generator",), "discriminator": ("discriminator",)},
-    "cyclegan": {
-        "generator": ("generator_AB", "generator_BA"),
-        "discriminator": ("discriminator_B", "discriminator_A"),
-    },
-}
 WEIGHT_DTYPES = {"float32": torch.float32, "float16": torch.float16}
-NETWORK_CONFIG = Union[GeneratorConfig, DiscriminatorConfig]
 Source = Union[str, os.PathLike, Mapping[str, Any]]
 """A checkpoint path, or a payload already read with :func:`read_checkpoint`."""
 
@@ -72,68 +57,6 @@ _LIST_LIMIT = 5  # keys listed per category in mismatch errors
 
 class CheckpointError(RuntimeError):
     """A checkpoint file is unreadable, not ours, or does not fit the network it is loaded into."""
-
-
-# --- families and their networks ------------------------------------------------------------
-
-
-def network_names(family: str, role: str | None = None) -> tuple[str, ...]:
-    """Names of the networks a ``family`` checkpoint holds (of one ``role`` if given)."""
-    if family not in NETWORKS:
-        raise ValueError(f"family {family!r} is not one of {FAMILIES}")
-    roles = NETWORKS[family]
-    if role is None:
-        return roles["generator"] + roles["discriminator"]
-    if role not in roles:
-        raise ValueError(f"role {role!r} is not one of {ROLES}")
-    return roles[role]
-
-
-def network_role(family: str, name: str) -> str:
-    """``"generator"`` or ``"discriminator"`` for a network name of ``family``."""
-    for role in ROLES:
-        if name in network_names(family, role):
-            return role
-    raise ValueError(f"{family} has no network {name!r}; it has {network_names(family)}")
-
-
-def check_family_configs(
-    family: str, generator: GeneratorConfig, discriminator: DiscriminatorConfig
-) -> None:
-    """Raise ValueError when the discriminator's input channels do not fit the family.
-
-    Pix2Pix's conditional discriminator sees input and output concatenated; CycleGAN's sees one
-    image of the generator's output domain.
-    """
-    if family not in FAMILIES:
-        raise ValueError(f"family {family!r} is not one of {FAMILIES}")
-    expected = generator.output_nc + (generator.input_nc if family == "pix2pix" else 0)
-    if discriminator.input_nc != expected:
-        raise ValueError(
-            f"a {family} discriminator needs input_nc={expected} for a generator with "
-            f"input_nc={generator.input_nc}, output_nc={generator.output_nc}; "
-            f"got {discriminator.input_nc}"
-        )
-
-
-def network_config(
-    family: str, name: str, generator: GeneratorConfig, discriminator: DiscriminatorConfig
-) -> NETWORK_CONFIG:
-    """The config of network ``name``, derived from the family's main generator/discriminator."""
-    role = network_role(family, name)
-    if name == "generator_BA":
-        return dataclasses.replace(generator, input_nc=generator.output_nc,
-                                   output_nc=generator.input_nc)
-    if name == "discriminator_A":
-        return dataclasses.replace(discriminator, input_nc=generator.input_nc)
-    return generator if role == "generator" else discriminator
-
-
-def build_network(config: NETWORK_CONFIG, seed: int | None = None) -> nn.Module:
-    """A freshly initialised generator or discriminator for ``config``."""
-    if isinstance(config, GeneratorConfig):
-        return build_generator(config, seed=seed)
-    return build_discriminator(config, seed=seed)
 
 
 # --- writing ----------------------------------------------------------------------------------

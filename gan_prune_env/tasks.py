@@ -12,7 +12,7 @@ Built-in tasks (``get_task(name)``):
 - ``default_wide``: the ``default`` task with a teacher of the reference width (U-Net ngf 64,
   PatchGAN ndf 64: 16x the default generator's MACs), heavily over-parameterised for its data as
   real teachers are. Its teacher is neither shipped nor trained on first use (25 minutes on 2
-  idle cores): train it with ``python -m gan_prune_env.teacher.train --task default_wide --out
+  idle cores): train it with ``python -m gan_prune_env.train_teacher --task default_wide --out
   DIR`` and give ``DIR/teacher.pt`` as ``teacher_checkpoint``.
 - ``facades``: Pix2Pix labels -> photo on the pix2pix facades set found under ``data_root`` or
   ``$GAN_PRUNE_DATA`` (``<root>/facades/{train,test}``), 128x128 (load 143, crop 128),
@@ -38,7 +38,6 @@ from torch import nn
 
 from gan_prune_env.checkpoint import (
     CheckpointError,
-    check_family_configs,
     embedded_configs,
     load_discriminator,
     load_generator,
@@ -46,6 +45,7 @@ from gan_prune_env.checkpoint import (
 )
 from gan_prune_env.config import ConfigError, from_dict, load_yaml, to_dict
 from gan_prune_env.data import DataConfig
+from gan_prune_env.families import check_family_configs
 from gan_prune_env.models import DiscriminatorConfig, GeneratorConfig, unet_depth
 from gan_prune_env.teacher.config import TeacherTrainConfig, merge_overrides
 from gan_prune_env.teacher.loop import TEACHER_FILE, train_teacher
@@ -246,7 +246,7 @@ def teacher_path(task: TaskConfig, train_if_missing: bool = True) -> Path:
         how = (f"--task {task.name} --out DIR" if task.name in BUILTIN_TASKS
                else "--config TEACHER.yaml --out DIR")
         raise ConfigError(f"task {task.name!r} has no teacher: set teacher_checkpoint (train one "
-                          f"with python -m gan_prune_env.teacher.train {how}; it writes "
+                          f"with python -m gan_prune_env.train_teacher {how}; it writes "
                           "DIR/teacher.pt)")
     # The built-in recipe, not the caller's variant: overriding e.g. the evaluation resolution
     # must reuse the cached teacher, not train another one.

@@ -139,7 +139,7 @@ def test_task_teachers_are_checked_before_any_cell(compare, tmp_path):
         return compare.task_teachers(args)
 
     assert teachers(tasks=("default",)) == {}
-    with pytest.raises(SystemExit, match="teacher.train --task default_wide"):
+    with pytest.raises(SystemExit, match="train_teacher --task default_wide"):
         teachers("default_wide=" + str(tmp_path / "missing.pt"))
     with pytest.raises(SystemExit, match="TASK=PATH"):
         teachers("default=" + str(tmp_path))

@@ -28,16 +28,14 @@ from pettingzoo.test import parallel_api_test, parallel_seed_test
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import gan_prune_env  # noqa: F401  (registers the ids)
-from gan_prune_env.checkpoint import (
-    CheckpointError, build_network, make_checkpoint, network_config, network_names,
-    save_checkpoint,
-)
+from gan_prune_env.checkpoint import CheckpointError, make_checkpoint, save_checkpoint
 from gan_prune_env.config import ConfigError
 from gan_prune_env.envs import (
     AGENTS, ActionError, GANPruneParallelEnv, JointPruneEnv, SingleAgentPruneEnv, ratios_to_action,
 )
 from gan_prune_env.envs.peers import uniform_budget_peer
 from gan_prune_env.envs.rendering import to_uint8
+from gan_prune_env.families import build_network, network_config, network_names
 from gan_prune_env.objective import (
     LocalDensityObjective, ObjectiveConfig, build_neighbourhoods, kernel_weights, pair_input,
     widen_for_center,

@@ -258,8 +258,8 @@ def test_slicing_from_the_supernet_or_the_teacher(default_supernet):
 def test_cyclegan_supernet_scores_in_the_env(tmp_path):
     """CycleGAN: the supernet is of G_AB (InstanceNorm, no running statistics), stored alone in
     a teacher-format file, and the CycleGAN env scores with it."""
-    from gan_prune_env.checkpoint import build_network, network_config, network_names
     from gan_prune_env.envs import make_parallel_env
+    from gan_prune_env.families import build_network, network_config, network_names
 
     task = get_task("default_cyclegan")
     networks = {name: build_network(network_config("cyclegan", name, task.generator,

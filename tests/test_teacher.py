@@ -20,7 +20,7 @@ from gan_prune_env.losses import GANLoss, gan_loss
 from gan_prune_env.models import DiscriminatorConfig, GeneratorConfig, build_generator
 from gan_prune_env.tasks import TaskConfig, get_task, load_teacher, teacher_train_config
 from gan_prune_env.teacher import ImagePool, TeacherTrainConfig, mean_l1, train_teacher
-from gan_prune_env.teacher.train import main
+from gan_prune_env.train_teacher import main
 
 
 def tiny_config(family: str = "pix2pix", **overrides) -> TeacherTrainConfig:
@@ -183,7 +183,7 @@ def test_wide_task_is_the_default_at_reference_width_and_names_its_teacher_comma
     assert (wide.generator.ngf, wide.discriminator.ndf) == (64, 64)
     assert wide.data == default.data and wide.generator.arch == default.generator.arch
     assert teacher_train_config(wide).n_steps == tasks.WIDE_TEACHER_STEPS
-    with pytest.raises(ConfigError, match="teacher.train --task default_wide --out DIR"):
+    with pytest.raises(ConfigError, match="train_teacher --task default_wide --out DIR"):
         tasks.teacher_path(wide)
 
 

@@ -21,7 +21,7 @@ DEFAULT_TEACHERS = {
 """Where each task whose teacher is not shipped keeps it (``--teacher TASK=PATH`` overrides)."""
 TEACHER_COMMANDS = {
     "facades": "python benchmarks/compare_methods.py teacher --out runs/compare_facades_teacher",
-    "default_wide": "python -m gan_prune_env.teacher.train --task default_wide "
+    "default_wide": "python -m gan_prune_env.train_teacher --task default_wide "
                     "--out runs/teachers/default_wide --resume",
 }
 """The reproducible command that trains (or resumes) each of those teachers."""

@@ -1,7 +1,7 @@
 """Training Pix2Pix/CycleGAN teachers (the networks that get pruned) from scratch.
 
 ``train_teacher(TeacherTrainConfig(...), out_dir)`` runs the reference recipe with TensorBoard
-logging and resumable, atomically written checkpoints; ``python -m gan_prune_env.teacher.train``
+logging and resumable, atomically written checkpoints; ``python -m gan_prune_env.train_teacher``
 is its command line.
 """
 

@@ -1,6 +1,6 @@
 """What every GAN family's trainer shares: networks, Adam optimisers, learning rate, previews.
 
-A trainer owns one family's networks (named as in ``gan_prune_env.checkpoint.NETWORKS``) and its
+A trainer owns one family's networks (named as in ``gan_prune_env.families.NETWORKS``) and its
 update rule; the training loop, checkpointing and logging are family-agnostic. Trainers take
 already-built networks, so the same update rules fine-tune pruned networks after the search.
 """
@@ -13,8 +13,8 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
-from gan_prune_env.checkpoint import build_network, network_config, network_names
 from gan_prune_env.config import ConfigError
+from gan_prune_env.families import build_network, network_config, network_names
 from gan_prune_env.teacher.config import TeacherTrainConfig
 
 Batch = dict[str, Any]

@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from gan_prune_env.checkpoint import FAMILIES, WEIGHT_DTYPES, check_family_configs
+from gan_prune_env.checkpoint import WEIGHT_DTYPES
 from gan_prune_env.data import DataConfig
+from gan_prune_env.families import FAMILIES, check_family_configs
 from gan_prune_env.losses import GAN_MODES
 from gan_prune_env.models import DiscriminatorConfig, GeneratorConfig
 

@@ -2,14 +2,18 @@
 
 Examples::
 
-    python -m gan_prune_env.teacher.train --task default --out runs/teacher_default
-    python -m gan_prune_env.teacher.train --config teacher.yaml --out runs/t1 --resume
-    python -m gan_prune_env.teacher.train --task default --out runs/quick --set n_steps:50 \\
+    python -m gan_prune_env.train_teacher --task default --out runs/teacher_default
+    python -m gan_prune_env.train_teacher --config teacher.yaml --out runs/t1 --resume
+    python -m gan_prune_env.train_teacher --task default --out runs/quick --set n_steps:50 \\
         --set data.procedural_size:64
 
 ``--config`` is a YAML mapping of :class:`TeacherTrainConfig` fields; with ``--task`` it
 overrides the task's recipe, and ``--set key:value`` (dotted keys reach nested fields) overrides
 both. The finished teacher is written to ``<out>/teacher.pt``.
+
+This command sits above both :mod:`gan_prune_env.teacher` (the training loop) and
+:mod:`gan_prune_env.tasks` (which trains a built-in task's teacher on first use with that loop),
+so neither package imports the other's dependants.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from gan_prune_env.config import ConfigError, from_dict, load_yaml, parse_key_values, to_dict
+from gan_prune_env.tasks import get_task, teacher_train_config
 from gan_prune_env.teacher.config import TeacherTrainConfig, merge_overrides
 from gan_prune_env.teacher.loop import train_teacher
 
@@ -33,8 +38,6 @@ def build_config(task: str | None = None, config_file: str | Path | None = None,
         raise ConfigError("give a --task, a --config file, or both")
     data: dict[str, Any] = {}
     if task is not None:
-        from gan_prune_env.tasks import get_task, teacher_train_config  # tasks builds on teacher
-
         data = to_dict(teacher_train_config(get_task(task)))
     if config_file is not None:
         data = merge_overrides(data, load_yaml(config_file))
@@ -43,7 +46,7 @@ def build_config(task: str | None = None, config_file: str | Path | None = None,
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m gan_prune_env.teacher.train",
+    parser = argparse.ArgumentParser(prog="python -m gan_prune_env.train_teacher",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--task", help="built-in task whose teacher recipe to use (e.g. default)")
     parser.add_argument("--config", help="YAML file of TeacherTrainConfig fields")
