@@ -87,6 +87,11 @@ class TaskConfig:
 
     def __post_init__(self) -> None:
         check_family_configs(self.family, self.generator, self.discriminator)
+        for side in ("input_nc", "output_nc"):
+            if getattr(self.data, side) != getattr(self.generator, side):
+                raise ValueError(f"data.{side} ({getattr(self.data, side)}) must equal "
+                                 f"generator.{side} ({getattr(self.generator, side)}): the "
+                                 "images are read with the channels the generator takes and makes")
         if self.image_size != self.data.crop_size:
             raise ValueError(f"image_size ({self.image_size}) must equal data.crop_size "
                              f"({self.data.crop_size})")

@@ -33,6 +33,7 @@ from gan_prune_env.data import (
     ProceduralPairs,
     UnalignedDataset,
     build_dataset,
+    evaluation_split,
     sample_rng,
 )
 from gan_prune_env.data import download
@@ -116,6 +117,10 @@ def test_config_defaults_are_valid():
         ("max_items", 0),
         ("procedural_size", 0),
         ("seed", -1),
+        ("input_nc", 2),
+        ("output_nc", 4),
+        ("eval_split", "train"),
+        ("eval_split", ""),
     ],
 )
 def test_config_rejects_bad_values(key, value):
@@ -344,6 +349,53 @@ def test_unaligned_direction_swaps_domains(unaligned_root):
     cfg = config(root=str(unaligned_root), mode="unaligned", direction="BtoA")
     sample = build_dataset(cfg, "test")[0]
     assert "testB" in sample["A_path"] and "testA" in sample["B_path"]
+
+
+def test_evaluation_split_is_test_else_val_else_a_named_error(tmp_path, unaligned_root):
+    """edges2shoes ships train/ and val/ only: evaluation must find val there by itself."""
+    aligned = tmp_path / "aligned"
+    for split in ("train", "val", "test"):
+        save(aligned / split / "0.png", np.concatenate([solid(8, 8, (9, 9, 9))] * 2, 1))
+    assert evaluation_split(config(root=str(aligned))) == "test"
+    assert evaluation_split(config(root=str(aligned), eval_split="val")) == "val"
+    (aligned / "test" / "0.png").unlink()
+    (aligned / "test").rmdir()
+    assert evaluation_split(config(root=str(aligned))) == "val"
+    (aligned / "val" / "0.png").unlink()
+    (aligned / "val").rmdir()
+    with pytest.raises(FileNotFoundError, match=r"no held-out split.*\['train'\].*eval_split"):
+        evaluation_split(config(root=str(aligned)))
+    assert evaluation_split(config(root=str(unaligned_root), mode="unaligned")) == "test"
+    assert evaluation_split(config()) == "test"  # procedural
+
+
+def test_grayscale_sides_are_read_with_one_channel(tmp_path):
+    """input_nc / output_nc are the generator's; BtoA reads the right half as the 1-channel
+    input."""
+    for i in range(2):
+        pair = np.concatenate([solid(16, 16, (200, 10, 10)), solid(16, 16, (10, 10, 200))], 1)
+        save(tmp_path / "test" / f"{i}.png", pair)
+    gray_input = build_dataset(config(root=str(tmp_path), input_nc=1, crop_size=16,
+                                      load_size=16), "test")[0]
+    assert gray_input["A"].shape == (1, 16, 16) and gray_input["B"].shape == (3, 16, 16)
+    red_luma = 0.299 * 200 + 0.587 * 10 + 0.114 * 10
+    assert gray_input["A"].mean().item() == pytest.approx(red_luma / 127.5 - 1, abs=0.02)
+    swapped = build_dataset(config(root=str(tmp_path), input_nc=1, direction="BtoA",
+                                   crop_size=16, load_size=16), "test")[0]
+    blue_luma = 0.299 * 10 + 0.587 * 10 + 0.114 * 200
+    assert swapped["A"].shape == (1, 16, 16) and swapped["B"].shape == (3, 16, 16)
+    assert swapped["A"].mean().item() == pytest.approx(blue_luma / 127.5 - 1, abs=0.02)
+
+
+def test_unaligned_grayscale_domain(unaligned_root):
+    cfg = config(root=str(unaligned_root), mode="unaligned", output_nc=1)
+    sample = build_dataset(cfg, "test")[0]
+    assert sample["A"].shape[0] == 3 and sample["B"].shape[0] == 1
+
+
+def test_procedural_task_refuses_grayscale():
+    with pytest.raises(ValueError, match="procedural dataset is RGB"):
+        build_dataset(config(input_nc=1), "test")
 
 
 # --- errors -----------------------------------------------------------------------------------

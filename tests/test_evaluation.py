@@ -15,6 +15,7 @@ import urllib.request
 
 import pytest
 import torch
+from torch import nn
 from torch.utils.data import Subset
 
 from gan_prune_env.checkpoint import make_checkpoint, save_checkpoint
@@ -465,6 +466,28 @@ def test_evaluate_paired_teacher_against_itself_and_determinism(task):
             assert second[key] == pytest.approx(value, rel=1e-5, abs=1e-9), key
         else:
             assert second[key] == value, key
+
+
+def test_grayscale_outputs_are_scored_as_their_rgb_replicas():
+    """An edge-map generator (output_nc 1): distances see the image replicated to RGB, as FID
+    tools do, so scoring it equals scoring the 3-channel replica."""
+    torch.manual_seed(0)
+    inputs, targets = torch.rand(6, 3, 32, 32) * 2 - 1, torch.rand(6, 1, 32, 32) * 2 - 1
+    gray = nn.Conv2d(3, 1, 3, padding=1)
+
+    class Replicated(nn.Module):
+        def forward(self, x):
+            return gray(x).expand(-1, 3, -1, -1)
+
+    def score(generator, channels):
+        items = [{"A": a, "B": b.expand(channels, -1, -1)} for a, b in zip(inputs, targets)]
+        return evaluate_paired(generator, items, batch_size=3, progress=False, kid_subsets=2,
+                               device="cpu")
+
+    one, three = score(gray, 1), score(Replicated(), 3)
+    for key in ("proxy_fd", "proxy_kid", "psnr"):
+        assert one[key] == pytest.approx(three[key], rel=1e-5), key
+    assert one["proxy_fd"] > 0
 
 
 def test_evaluate_paired_reports_fid_with_given_inception(task, inception):

@@ -16,7 +16,7 @@ from agents.run.artifacts import (
 from agents.run.config import RunConfig
 from agents.run.search import run_search
 from agents.run.tensorboard import add_image_grid
-from gan_prune_env.data import build_dataset
+from gan_prune_env.data import build_dataset, evaluation_split
 from gan_prune_env.envs import make_parallel_env
 from gan_prune_env.evaluation import evaluate_generator, load_fid_inception
 from gan_prune_env.export import export_generator
@@ -72,7 +72,7 @@ def architecture_key(kept: dict[str, Any]) -> str:
 def _quality(config: RunConfig, task, generator: torch.nn.Module, teacher: torch.nn.Module,
              inception: torch.nn.Module | None) -> dict[str, Any]:
     """The run's evaluation protocol on ``generator``, numbers only."""
-    metrics = evaluate_generator(generator, task.data, task.family, "test", teacher=teacher,
+    metrics = evaluate_generator(generator, task.data, task.family, teacher=teacher,
                                  device=config.device, fid_weights=inception,
                                  fid_bootstrap=config.evaluation.fid_bootstrap,
                                  max_images=config.evaluation.max_images,
@@ -117,7 +117,7 @@ def _evaluate(config: RunConfig, pair, task, run_dir: Path, writer: SummaryWrite
 
 
 def _log_images(writer: SummaryWriter, task, teacher_g, pruned_g, device: str) -> None:
-    dataset = build_dataset(task.data, "test")
+    dataset = build_dataset(task.data, evaluation_split(task.data))
     inputs = torch.stack([dataset[i]["A"] for i in range(min(4, len(dataset)))]).to(device)
     with torch.no_grad():
         teacher_g.eval(), pruned_g.eval()

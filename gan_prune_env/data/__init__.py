@@ -9,8 +9,20 @@ Standard datasets are fetched with ``python -m gan_prune_env.data.download NAME 
 
 from gan_prune_env.data.base import PairDataset, Sample
 from gan_prune_env.data.config import DataConfig
-from gan_prune_env.data.datasets import AlignedDataset, UnalignedDataset, build_dataset, split_pair
-from gan_prune_env.data.images import EmptyFolderError, ImageLoadError, list_images, load_rgb
+from gan_prune_env.data.datasets import (
+    AlignedDataset,
+    UnalignedDataset,
+    build_dataset,
+    evaluation_split,
+    split_pair,
+)
+from gan_prune_env.data.images import (
+    EmptyFolderError,
+    ImageLoadError,
+    list_images,
+    load_image,
+    load_rgb,
+)
 from gan_prune_env.data.procedural import ProceduralPairs, render_scene
 from gan_prune_env.data.transforms import Augmentation, ImageTransform, sample_rng, to_tensor
 
@@ -26,7 +38,9 @@ __all__ = [
     "Sample",
     "UnalignedDataset",
     "build_dataset",
+    "evaluation_split",
     "list_images",
+    "load_image",
     "load_rgb",
     "render_scene",
     "sample_rng",

@@ -48,6 +48,23 @@ class DataConfig:
     """Number of items in the procedural train split (its test split always has 100)."""
     seed: int = 0
     """Non-negative seed of every random choice (crops, flips, unaligned pairing, scenes)."""
+    input_nc: int = 3
+    """Channels of the generator input ``sample["A"]`` (after ``direction``): 1 reads the files
+    as grayscale (e.g. edge maps), 3 as RGB; must equal the generator's ``input_nc``."""
+    output_nc: int = 3
+    """Channels of the target ``sample["B"]``, as ``input_nc``."""
+    eval_split: str | None = None
+    """The held-out split that evaluates models (FID, the env's evaluation inputs, previews).
+    ``None``: ``test`` where the dataset has it, else ``val`` (edges2shoes ships ``train/`` and
+    ``val/`` only); see :func:`gan_prune_env.data.evaluation_split`."""
+
+    @property
+    def channels(self) -> dict[str, int]:
+        """Channels of the dataset's native halves/domains ``A`` and ``B`` (before
+        ``direction`` swaps them into generator input and target)."""
+        swap = self.direction == "BtoA"
+        return {"A": self.output_nc if swap else self.input_nc,
+                "B": self.input_nc if swap else self.output_nc}
 
     def __post_init__(self) -> None:
         _check_choice("mode", self.mode, MODES)
@@ -55,6 +72,14 @@ class DataConfig:
         _check_choice("preprocess", self.preprocess, PREPROCESS)
         for name in ("load_size", "crop_size", "max_items", "procedural_size"):
             _check_positive(name, getattr(self, name))
+        for name in ("input_nc", "output_nc"):
+            if getattr(self, name) not in (1, 3):
+                raise ValueError(f"{name} must be 1 (grayscale) or 3 (RGB) to be read from image "
+                                 f"files, got {getattr(self, name)!r}")
+        if self.eval_split is not None and (self.eval_split == "train" or not self.eval_split
+                                            or "/" in self.eval_split):
+            raise ValueError(f"eval_split must name a held-out split folder (e.g. test or val), "
+                             f"got {self.eval_split!r}")
         if self.seed < 0:
             raise ValueError(f"seed must be >= 0, got {self.seed}")
         if self.preprocess == "resize_and_crop" and self.crop_size > self.load_size:

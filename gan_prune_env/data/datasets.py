@@ -10,7 +10,7 @@ from PIL import Image
 
 from gan_prune_env.data.base import PairDataset
 from gan_prune_env.data.config import DataConfig
-from gan_prune_env.data.images import list_images, load_rgb
+from gan_prune_env.data.images import CHANNEL_MODES, list_images, load_image
 from gan_prune_env.data.procedural import ProceduralPairs
 from gan_prune_env.data.transforms import ImageTransform
 
@@ -28,6 +28,32 @@ def split_folder(root: str | Path, name: str) -> Path:
         present = sorted(p.name for p in root.iterdir() if p.is_dir())
         raise FileNotFoundError(f"split folder not found: {folder} (folders in {root}: {present})")
     return folder
+
+
+EVAL_SPLITS = ("test", "val")
+"""Held-out splits, in the order :func:`evaluation_split` looks for them."""
+
+
+def evaluation_split(config: DataConfig) -> str:
+    """The split that evaluates models: ``config.eval_split`` if set, else the first of
+    ``EVAL_SPLITS`` the dataset has (the procedural task always has ``test``).
+
+    Raises:
+        FileNotFoundError: the dataset folder has none of them, naming the folders it has and
+            the setting that picks another.
+    """
+    if config.eval_split is not None or config.root is None:
+        return config.eval_split or "test"
+    root = Path(config.root)
+    suffix = "A" if config.mode == "unaligned" else ""
+    for split in EVAL_SPLITS:
+        if (root / f"{split}{suffix}").is_dir():
+            return split
+    present = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    raise FileNotFoundError(
+        f"dataset {root} has no held-out split ({' or '.join(s + suffix for s in EVAL_SPLITS)}; "
+        f"folders there: {present}); name the one to evaluate on with data.eval_split"
+    )
 
 
 def split_pair(image: Image.Image, path: str | Path) -> tuple[Image.Image, Image.Image]:
@@ -62,7 +88,10 @@ class AlignedDataset(PairDataset):
         self, index: int, rng: np.random.Generator
     ) -> tuple[torch.Tensor, torch.Tensor, str, str]:
         path = self.files[index]
-        left, right = split_pair(load_rgb(path), path)
+        left, right = split_pair(load_image(path), path)
+        channels = self.config.channels
+        left, right = (half.convert(CHANNEL_MODES[channels[side]])
+                       for half, side in ((left, "A"), (right, "B")))
         aug = self.transform.sample(rng)
         return self.transform(left, aug), self.transform(right, aug), str(path), str(path)
 
@@ -91,10 +120,12 @@ class UnalignedDataset(PairDataset):
         path_a = self.files_a[index % len(self.files_a)]
         b_index = int(rng.integers(len(self.files_b))) if self.train else index
         path_b = self.files_b[b_index % len(self.files_b)]
-        return self._load(path_a, rng), self._load(path_b, rng), str(path_a), str(path_b)
+        return (self._load(path_a, "A", rng), self._load(path_b, "B", rng), str(path_a),
+                str(path_b))
 
-    def _load(self, path: Path, rng: np.random.Generator) -> torch.Tensor:
-        return self.transform(load_rgb(path), self.transform.sample(rng))
+    def _load(self, path: Path, domain: str, rng: np.random.Generator) -> torch.Tensor:
+        image = load_image(path, self.config.channels[domain])
+        return self.transform(image, self.transform.sample(rng))
 
 
 def build_dataset(config: DataConfig, split: str) -> PairDataset:

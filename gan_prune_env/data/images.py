@@ -25,23 +25,37 @@ def list_images(folder: str | Path) -> list[Path]:
     """Image files directly inside ``folder``, sorted by name so indices are reproducible."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise FileNotFoundError(f"dataset folder not found: {folder}")
+        raise FileNotFoundError(f"image folder not found: {folder}")
     files = sorted(p for p in folder.iterdir() if _is_image(p))
     if not files:
         raise EmptyFolderError(
-            f"no image files ({', '.join(IMG_EXTENSIONS)}) found in dataset folder: {folder}"
+            f"no image files ({', '.join(IMG_EXTENSIONS)}) found in image folder: {folder}"
         )
     return files
 
 
-def load_rgb(path: str | Path) -> Image.Image:
-    """Fully decode ``path`` as RGB.
+CHANNEL_MODES = {1: "L", 3: "RGB"}
+"""PIL mode of a network input or output with this many channels."""
 
-    Decoding is forced here (``convert`` reads every pixel) so a truncated JPEG fails now, with
-    its path in the message, instead of deep inside a DataLoader worker later.
+
+def load_image(path: str | Path, channels: int = 3) -> Image.Image:
+    """Fully decode ``path`` as a ``channels``-channel image (1: grayscale, 3: RGB).
+
+    As in the reference code, any file is converted: a colour image read for a 1-channel network
+    becomes grayscale, a grayscale one read for a 3-channel network is replicated, an alpha
+    channel is dropped. Decoding is forced here (``convert`` reads every pixel) so a truncated
+    JPEG fails now, with its path in the message, instead of deep inside a DataLoader worker.
     """
+    if channels not in CHANNEL_MODES:
+        raise ValueError(f"images have 1 (grayscale) or 3 (RGB) channels; a network with "
+                         f"{channels} input/output channels cannot be fed image files")
     try:
         with Image.open(path) as img:
-            return img.convert("RGB")
+            return img.convert(CHANNEL_MODES[channels])
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
         raise ImageLoadError(f"cannot read image {path}: {err}") from err
+
+
+def load_rgb(path: str | Path) -> Image.Image:
+    """Fully decode ``path`` as RGB (see :func:`load_image`)."""
+    return load_image(path, 3)

@@ -208,6 +208,9 @@ class ProceduralPairs(PairDataset):
     def __init__(self, split: str, config: DataConfig) -> None:
         if split not in SPLITS:
             raise ValueError(f"procedural dataset has splits {list(SPLITS)}, got {split!r}")
+        if (config.input_nc, config.output_nc) != (3, 3):
+            raise ValueError("the procedural dataset is RGB: it needs input_nc = output_nc = 3, "
+                             f"got {config.input_nc} and {config.output_nc}")
         super().__init__(split, config)
 
     def _num_items(self) -> int:

@@ -23,8 +23,11 @@ def sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
 
 
 def to_tensor(image: Image.Image | np.ndarray) -> torch.Tensor:
-    """RGB uint8 image (PIL or HxWx3 array) -> float32 tensor [3, H, W] with values in [-1, 1]."""
+    """uint8 image (PIL, HxWxC or HxW array) -> float32 tensor [C, H, W] with values in [-1, 1];
+    a grayscale image (PIL mode "L", HxW array) gives C = 1."""
     array = np.asarray(image, dtype=np.float32)
+    if array.ndim == 2:
+        array = array[:, :, None]
     return torch.from_numpy(array / 127.5 - 1.0).permute(2, 0, 1).contiguous()
 
 

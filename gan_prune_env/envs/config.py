@@ -14,7 +14,8 @@ class EnvConfig:
     """Options of the pruning game (METHOD 7-8).
 
     Attributes:
-        task: built-in task name (``default``, ``default_cyclegan``, ``facades``).
+        task: built-in task name (``default``, ``default_wide``, ``default_cyclegan``,
+            ``facades``) or a task YAML file (e.g. the ``task.yaml`` of ``import_reference``).
         dataset: dataset root overriding the task's data (aligned for Pix2Pix, unaligned for
             CycleGAN).
         teacher: teacher checkpoint overriding the task's built-in teacher.

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from gan_prune_env.config import to_dict
-from gan_prune_env.data import build_dataset
+from gan_prune_env.data import build_dataset, evaluation_split
 from gan_prune_env.envs.config import EnvConfig
 from gan_prune_env.objective import (
     LocalDensityObjective, TeacherPool, make_feature_map, pair_input, widen_for_center,
@@ -80,7 +80,8 @@ def _prepare(config: EnvConfig) -> PreparedTask:
     conditional = task.family == "pix2pix"
     gan_mode = config.objective.gan_mode or ("vanilla" if conditional else "lsgan")
     train_inputs = _load_inputs(task, "train", config.pool_size, config.seed, device)
-    eval_inputs = _load_inputs(task, "test", config.eval_size, config.seed, device)
+    eval_inputs = _load_inputs(task, evaluation_split(task.data), config.eval_size, config.seed,
+                               device)
     with torch.no_grad():
         train_outputs = generator(train_inputs)
         eval_outputs = generator(eval_inputs)

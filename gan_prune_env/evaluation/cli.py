@@ -57,7 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="built-in task name or task YAML file (default: default)")
     ev.add_argument("--data-root", default=None,
                     help="folder holding the datasets of file-based tasks ($GAN_PRUNE_DATA)")
-    ev.add_argument("--split", default="test", help="evaluation split (default: test)")
+    ev.add_argument("--split", default=None,
+                    help="evaluation split (default: the task's, test where the dataset has it, "
+                         "else val)")
     ev.add_argument("--teacher", default=None,
                     help="teacher checkpoint overriding the task's built-in teacher")
     ev.add_argument("--no-teacher", action="store_true",
@@ -79,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
                                     "generator's FID/KID can reach on these image counts.")
     fl.add_argument("--task", default="default", help="built-in task name or task YAML file")
     fl.add_argument("--data-root", default=None, help="folder holding the datasets")
-    fl.add_argument("--split", default="test")
+    fl.add_argument("--split", default=None, help="default: the task's evaluation split")
     fl.add_argument("--reference-split", default="train")
     fl.add_argument("--max-images", type=int, default=None)
     fl.add_argument("--batch-size", type=int, default=16)
@@ -139,6 +141,7 @@ def _generator_stats(generator: torch.nn.Module, input_shape: tuple[int, ...]) -
 def run_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     """Evaluate as the ``evaluate`` subcommand's arguments say; returns the JSON record."""
     from gan_prune_env.checkpoint import CheckpointError, load_generator, read_checkpoint
+    from gan_prune_env.data import evaluation_split
     from gan_prune_env.evaluation.protocol import evaluate_generator
     from gan_prune_env.tasks import get_task, load_teacher
 
@@ -166,12 +169,13 @@ def run_evaluate(args: argparse.Namespace) -> dict[str, Any]:
         generator, source = load_generator(payload, device=device), str(args.checkpoint)
     options = {"batch_size": args.batch_size, "device": device, "progress": not args.quiet,
                **_fid_options(args, device)}
-    metrics = evaluate_generator(generator, task.data, task.family, args.split, teacher=teacher,
+    split = args.split or evaluation_split(task.data)
+    metrics = evaluate_generator(generator, task.data, task.family, split, teacher=teacher,
                                  **options)
     return {
         "task": task.name,
         "family": task.family,
-        "split": args.split,
+        "split": split,
         "generator": source,
         "teacher_compared": teacher is not None,
         **_generator_stats(generator, task.input_shape),
@@ -181,14 +185,16 @@ def run_evaluate(args: argparse.Namespace) -> dict[str, Any]:
 
 def run_floor(args: argparse.Namespace) -> dict[str, Any]:
     """Real-vs-real FID/KID of the ``floor`` subcommand."""
+    from gan_prune_env.data import evaluation_split
     from gan_prune_env.evaluation.protocol import real_vs_real
     from gan_prune_env.tasks import get_task
 
     task = get_task(args.task, data_root=args.data_root)
-    metrics = real_vs_real(task.data, args.split, args.reference_split, args.max_images,
+    split = args.split or evaluation_split(task.data)
+    metrics = real_vs_real(task.data, split, args.reference_split, args.max_images,
                            batch_size=args.batch_size, progress=not args.quiet,
                            **_fid_options(args, "cpu"))
-    return {"task": task.name, "split": args.split, "reference_split": args.reference_split,
+    return {"task": task.name, "split": split, "reference_split": args.reference_split,
             "metrics": metrics}
 
 

@@ -42,9 +42,9 @@ from torch import nn
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
-from gan_prune_env.data import DataConfig, build_dataset
+from gan_prune_env.data import DataConfig, build_dataset, evaluation_split
 from gan_prune_env.data.datasets import split_folder
-from gan_prune_env.data.images import list_images, load_rgb
+from gan_prune_env.data.images import list_images, load_image
 from gan_prune_env.data.transforms import Augmentation, ImageTransform
 from gan_prune_env.evaluation.features import RandomConvFeatures
 from gan_prune_env.evaluation.inception import load_fid_inception
@@ -64,7 +64,7 @@ from gan_prune_env.evaluation.real_features import RealFeatureCache
 class DomainImages(Dataset):
     """The images of one domain of one split, with the evaluation transform (no crop, no flip).
 
-    Items are ``{"image": [3, H, W] in [-1, 1], "path": str}``. For a folder dataset (``root``
+    Items are ``{"image": [C, H, W] in [-1, 1], "path": str}`` (C: the domain's channels). For a folder dataset (``root``
     set) ``domain`` "A" is the generator's input domain and "B" its output domain, whatever
     ``config.direction`` says; each file appears once, even in the unaligned layout where a
     split's length is that of its larger domain. For the procedural task (``root=None``) the
@@ -81,9 +81,11 @@ class DomainImages(Dataset):
             self.pairs = build_dataset(replace(config, flip=False), split)
             count = len(self.pairs)
         else:
-            folder_domain = domain if config.direction == "AtoB" else "BA"["AB".index(domain)]
+            self.folder_domain = (domain if config.direction == "AtoB"
+                                  else "BA"["AB".index(domain)])
             if config.mode == "unaligned":
-                self.files = list_images(split_folder(config.root, f"{split}{folder_domain}"))
+                self.files = list_images(split_folder(config.root,
+                                                      f"{split}{self.folder_domain}"))
                 self.transform = ImageTransform(config, train=False)
             else:  # aligned pairs: one image per pair, so the pair dataset has no duplicates
                 self.pairs = build_dataset(replace(config, flip=False, preprocess=_eval_pre(config)),
@@ -99,7 +101,8 @@ class DomainImages(Dataset):
             raise IndexError(f"index {index} out of range for {self.count} images")
         if self.files is not None:
             path = self.files[index]
-            return {"image": self.transform(load_rgb(path), Augmentation()), "path": str(path)}
+            image = load_image(path, self.config.channels[self.folder_domain])
+            return {"image": self.transform(image, Augmentation()), "path": str(path)}
         item = self.pairs[index]
         return {"image": item[self.domain], "path": item[f"{self.domain}_path"]}
 
@@ -190,8 +193,15 @@ def _fid_extractor(fid_weights: Any, device: torch.device) -> nn.Module | None:
     return load_fid_inception(path, device=device)
 
 
+def as_rgb(images: torch.Tensor) -> torch.Tensor:
+    """``[N, 3, H, W]`` images for the feature extractors: a grayscale batch (one channel, e.g.
+    an edge map) is replicated to three, as FID tools do for grayscale images."""
+    return images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images
+
+
 class _Scores:
-    """Every accumulator of one evaluation run."""
+    """Every accumulator of one evaluation run (distances on RGB features, similarities on the
+    images as they are)."""
 
     def __init__(self, device: torch.device, teacher: bool, fid_weights: Any,
                  proxy: nn.Module | None, options: dict[str, Any], ground_truth: bool) -> None:
@@ -215,17 +225,18 @@ class _Scores:
     def add_generated(self, fake: torch.Tensor, target: torch.Tensor | None,
                       teacher_out: torch.Tensor | None) -> None:
         self.num_images += fake.shape[0]
-        features = self.proxy_real.update(fake, real=False)
+        features = self.proxy_real.update(as_rgb(fake), real=False)
         if self.fid is not None:
-            self.fid.update(fake, real=False)
+            self.fid.update(as_rgb(fake), real=False)
         if self.to_truth is not None and target is not None:
             self.to_truth.update(fake, target)
         if self.to_teacher is not None and teacher_out is not None:
             self.to_teacher.update(fake, teacher_out)
             self.proxy_teacher.add_features(features, real=False)
-            self.proxy_teacher.update(teacher_out, real=True)
+            self.proxy_teacher.update(as_rgb(teacher_out), real=True)
 
     def add_real(self, real: torch.Tensor) -> None:
+        real = as_rgb(real)
         self.proxy_real.update(real, real=True)
         if self.real_cache is not None:
             self.real_cache.add(to_uint8(real))
@@ -380,15 +391,18 @@ def evaluate_cyclegan(
 
 
 
-def evaluate_generator(generator: nn.Module, data: DataConfig, family: str, split: str = "test",
-                       teacher: nn.Module | None = None, **options: Any) -> dict[str, Any]:
-    """The family's protocol on ``split`` of ``data``: the one entry point of the CLI, the main
-    job and the benchmarks, so all of them measure the same way.
+def evaluate_generator(generator: nn.Module, data: DataConfig, family: str,
+                       split: str | None = None, teacher: nn.Module | None = None,
+                       **options: Any) -> dict[str, Any]:
+    """The family's protocol on ``split`` of ``data`` (default its evaluation split,
+    :func:`evaluation_split`): the one entry point of the CLI, the main job and the benchmarks,
+    so all of them measure the same way.
 
     Pix2Pix: :func:`evaluate_paired` on ``split``. CycleGAN: :func:`evaluate_cyclegan` of the
     ``split`` images of domain A against the real train + ``split`` images of domain B.
     ``options`` are those of either function (``fid_weights``, ``max_images``, ...).
     """
+    split = split or evaluation_split(data)
     if family == "pix2pix":
         return evaluate_paired(generator, build_dataset(data, split), teacher=teacher, **options)
     if family == "cyclegan":
@@ -397,13 +411,15 @@ def evaluate_generator(generator: nn.Module, data: DataConfig, family: str, spli
     raise ValueError(f"family must be 'pix2pix' or 'cyclegan', got {family!r}")
 
 
-def real_vs_real(data: DataConfig, split: str = "test", reference_split: str = "train",
+def real_vs_real(data: DataConfig, split: str | None = None, reference_split: str = "train",
                  max_images: int | None = None, **options: Any) -> dict[str, Any]:
     """The floor of a distribution distance: the real output-domain images of ``split`` scored
     as if generated, against as many real images of ``reference_split`` (FID depends on the set
     sizes, so both sets have the size of ``split``'s, capped by ``max_images``). A generator
-    cannot be expected to score below it on these image counts.
+    cannot be expected to score below it on these image counts. ``split`` defaults to the
+    evaluation split.
     """
+    split = split or evaluation_split(data)
     test_b = DomainImages(data, split, "B")
     count = len(test_b) if max_images is None else min(len(test_b), max_images)
     reference = DomainImages(data, reference_split, "B")

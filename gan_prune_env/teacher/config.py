@@ -14,7 +14,7 @@ from gan_prune_env.models import DiscriminatorConfig, GeneratorConfig
 DEFAULT_GAN_MODE = {"pix2pix": "vanilla", "cyclegan": "lsgan"}
 
 OPERATIONAL_KEYS = frozenset({
-    "n_steps", "epochs", "log_dir", "log_every", "image_every", "eval_split",
+    "n_steps", "epochs", "log_dir", "log_every", "image_every",
     "preview_images", "save_every", "keep_train_states", "weights_dtype", "num_workers",
     "num_threads", "device", "progress",
 })
@@ -73,10 +73,8 @@ class TeacherTrainConfig:
     """Steps between loss scalars in TensorBoard."""
     image_every: int = 200
     """Steps between preview image grids (input | output | target); 0 disables them."""
-    eval_split: str = "test"
-    """Split of the preview images (its first ``preview_images`` items) and, for Pix2Pix, of the
-    final test L1 stored in the teacher's metadata."""
     preview_images: int = 4
+    """Items of the data's evaluation split shown in the previews."""
     save_every: int = 500
     """Steps between train-state checkpoints (one is always written when a run stops)."""
     keep_train_states: int = 2

@@ -23,7 +23,7 @@ from gan_prune_env.checkpoint import (
     save_checkpoint,
 )
 from gan_prune_env.config import ConfigError, to_dict
-from gan_prune_env.data import build_dataset
+from gan_prune_env.data import build_dataset, evaluation_split
 from gan_prune_env.teacher.base import GANTrainer
 from gan_prune_env.teacher.batches import batch_stream, steps_per_epoch
 from gan_prune_env.teacher.config import OPERATIONAL_KEYS, TeacherTrainConfig
@@ -81,7 +81,7 @@ def _restore(trainer: GANTrainer, payload: dict[str, Any], config: TeacherTrainC
 def _preview_batch(config: TeacherTrainConfig) -> tuple[torch.Tensor, torch.Tensor] | None:
     if config.image_every == 0 or config.preview_images == 0:
         return None
-    dataset = build_dataset(config.data, config.eval_split)
+    dataset = build_dataset(config.data, evaluation_split(config.data))
     items = [dataset[i] for i in range(min(config.preview_images, len(dataset)))]
     inputs = torch.stack([item["A"] for item in items]).to(config.device)
     return inputs, torch.stack([item["B"] for item in items]).to(config.device)
@@ -102,7 +102,7 @@ def _write_teacher(path: Path, trainer: GANTrainer, config: TeacherTrainConfig, 
     metadata: dict[str, Any] = {"steps": total, "seed": config.seed, "train_seconds": seconds,
                                 "train_config": to_dict(config), **extra}
     if config.family == "pix2pix":
-        test_set = build_dataset(config.data, config.eval_split)
+        test_set = build_dataset(config.data, evaluation_split(config.data))
         generator = trainer.networks[trainer.main_generator]
         metadata["test_l1"] = mean_l1(generator, test_set, config.batch_size, config.device)
         logger.scalars(total, {"test_l1": metadata["test_l1"]}, prefix="eval")
