@@ -183,7 +183,8 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(payload, dict) or "format" not in payload:
         raise CheckpointError(
             f"{path}: not a gan_prune_env checkpoint (no 'format' entry); a bare state dict "
-            "of the reference code loads with load_reference_state_dict"
+            "of the reference code is imported with python -m gan_prune_env.import_reference "
+            "CHECKPOINT_FOLDER --out DIR (or loaded with load_reference_state_dict)"
         )
     if payload["format"] != FORMAT:
         raise CheckpointError(f"{path}: unsupported checkpoint format {payload['format']!r}, "
@@ -345,6 +346,21 @@ def _patch_instance_norm_keys(state_dict: dict[str, torch.Tensor], model: nn.Mod
             del state_dict[key]
 
 
+def read_reference_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The bare state dict of a pytorch-CycleGAN-and-pix2pix ``.pth``, with the ``module.``
+    prefix ``DataParallel`` leaves stripped; an unreadable file or one of ours raises
+    CheckpointError naming it."""
+    state_dict = _torch_load(Path(path))
+    if isinstance(state_dict, Mapping) and "format" in state_dict:
+        raise CheckpointError(f"{path}: this is a gan_prune_env checkpoint, not a reference "
+                              "state dict; use load_generator/load_discriminator")
+    if not isinstance(state_dict, Mapping) or not all(
+            isinstance(v, torch.Tensor) for v in state_dict.values()):
+        raise CheckpointError(f"{path}: expected a state dict (names -> tensors), got "
+                              f"{type(state_dict).__name__}")
+    return {k.removeprefix("module."): v for k, v in state_dict.items()}
+
+
 def load_reference_state_dict(
     path_or_state_dict: str | os.PathLike | Mapping[str, torch.Tensor], model: nn.Module
 ) -> nn.Module:
@@ -355,16 +371,11 @@ def load_reference_state_dict(
     must match exactly (``strict=True``). Returns ``model``.
     """
     if isinstance(path_or_state_dict, Mapping):
-        source, state_dict = "state dict", path_or_state_dict
+        source = "state dict"
+        state_dict = {k.removeprefix("module."): v for k, v in path_or_state_dict.items()}
     else:
         source = str(path_or_state_dict)
-        state_dict = _torch_load(Path(path_or_state_dict))
-        if isinstance(state_dict, Mapping) and "format" in state_dict:
-            raise CheckpointError(f"{source}: this is a gan_prune_env checkpoint, not a reference "
-                                  "state dict; use load_generator/load_discriminator")
-    if not isinstance(state_dict, Mapping):
-        raise CheckpointError(f"{source}: expected a state dict, got {type(state_dict).__name__}")
-    state_dict = {k.removeprefix("module."): v for k, v in state_dict.items()}
+        state_dict = read_reference_state_dict(path_or_state_dict)
     _patch_instance_norm_keys(state_dict, model)
     load_state_dict_checked(model, state_dict, source=source)
     return model

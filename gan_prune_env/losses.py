@@ -73,6 +73,16 @@ class GANLoss(nn.Module):
         return gan_loss(prediction, target_is_real, self.mode, weights)
 
 
+def discriminator_terms(discriminator: nn.Module, real: torch.Tensor, fake: torch.Tensor,
+                        mode: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(real term, fake term)`` of a discriminator update: what it says of real images
+    against "real", of (detached) generated images against "fake". The reference's Pix2Pix
+    ``backward_D`` minimises their mean; as there, the fake batch goes through first (the order
+    in which a BatchNorm discriminator updates its running statistics)."""
+    fake_term = gan_loss(discriminator(fake.detach()), False, mode)
+    return gan_loss(discriminator(real), True, mode), fake_term
+
+
 def l1_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Mean absolute difference (pixel units of the [-1, 1] image range)."""
     return F.l1_loss(output, target)

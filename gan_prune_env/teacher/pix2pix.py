@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from gan_prune_env.losses import gan_loss, l1_loss
+from gan_prune_env.losses import discriminator_terms, gan_loss, l1_loss
 from gan_prune_env.teacher.base import Batch, GANTrainer, adam, build_networks, set_requires_grad
 from gan_prune_env.teacher.config import TeacherTrainConfig
 
@@ -51,9 +51,8 @@ class Pix2PixTrainer(GANTrainer):
 
         set_requires_grad([discriminator], True)
         self.optimizers["discriminator"].zero_grad(set_to_none=True)
-        d_fake = gan_loss(discriminator(torch.cat([real_a, fake_b.detach()], 1)), False,
-                          self.gan_mode)
-        d_real = gan_loss(discriminator(torch.cat([real_a, real_b], 1)), True, self.gan_mode)
+        d_real, d_fake = discriminator_terms(discriminator, torch.cat([real_a, real_b], 1),
+                                             torch.cat([real_a, fake_b], 1), self.gan_mode)
         (0.5 * (d_fake + d_real)).backward()
         self.optimizers["discriminator"].step()
 
