@@ -7,6 +7,7 @@ silenced here. Each export is verified against the eager model before it is repo
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import warnings
@@ -33,13 +34,20 @@ def _atomic_path(path: Path) -> Path:
     return Path(tmp)
 
 
+INPUT_SHAPE_FILE = "input_shape.json"
+"""Extra file of a TorchScript export holding the traced input's ``[C, H, W]``: TorchScript does
+not record it, and a user running the file must know the size it was traced at."""
+
+
 def export_torchscript(model: nn.Module, example: torch.Tensor, path: str | Path) -> float:
-    """Trace ``model`` to ``path``; returns the max abs difference of the reloaded module."""
+    """Trace ``model`` to ``path`` (with the input shape as :data:`INPUT_SHAPE_FILE`); returns
+    the max abs difference of the reloaded module."""
     path, model = Path(path), model.eval()
     tmp = _atomic_path(path)
     with torch.no_grad():
         traced = torch.jit.trace(model, example)
-        traced.save(str(tmp))
+        shape = json.dumps([int(s) for s in example.shape[1:]])
+        torch.jit.save(traced, str(tmp), _extra_files={INPUT_SHAPE_FILE: shape})
         os.replace(tmp, path)
         reloaded = torch.jit.load(str(path))
         return float((reloaded(example) - model(example)).abs().max())
