@@ -61,7 +61,8 @@ import numpy as np
 import torch
 
 import gan_prune_env  # noqa: F401  (registers the ids)
-from gan_prune_env.tasks import DATA_ENV
+from compare.cells import file_sha1, git_commit
+from gan_prune_env.tasks import DATA_ENV, get_task, teacher_path
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 TARGET_STEPS_PER_S = 10.0
@@ -340,7 +341,8 @@ def profile_step(args: argparse.Namespace) -> dict[str, Any]:
 def write_markdown(path: Path, report: dict[str, Any]) -> None:
     lines = [
         "# Environment speed", "",
-        f"{report['created']}, {report['machine']['cpu_count']} CPU cores, torch "
+        f"{report['created']}, commit {report['commit']}, {report['machine']['cpu_count']} CPU "
+        "cores, torch "
         f"{report['machine']['torch']} with {THREADS} threads, load average before/after "
         f"{report['machine']['load_before']} / {report['machine']['load_after']}.",
         "Random actions, single view (generator agent), episode resets included; median over "
@@ -349,8 +351,8 @@ def write_markdown(path: Path, report: dict[str, Any]) -> None:
         "over the settings (shared machine: see the load column). Target: "
         f">= {TARGET_STEPS_PER_S:g} steps/s frozen on the default task.", "",
         "| setting | steps/s (median) | min-max | ms/step | px | eval images / pairs "
-        "| first make s | cached make s | load 1-min | note |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| first make s | cached make s | load 1-min | note | teacher SHA-1 |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for s in report["settings"]:
         lines.append(
@@ -358,7 +360,7 @@ def write_markdown(path: Path, report: dict[str, Any]) -> None:
             f"{s['steps_per_s_max']:.2f} | {s['ms_per_step_median']:.0f} | {s['resolution']} | "
             f"{s['eval_images']} / {s['eval_pairs']} | {s['first_make_s']:.1f} | "
             f"{s['cached_make_s']:.2f} | {min(s['load_1min']):.1f}-{max(s['load_1min']):.1f} | "
-            f"{s['note']} |")
+            f"{s['note']} | {s['teacher_sha1'][:12]} |")
     for reason in report["skipped"]:
         lines.append(f"\nSkipped: {reason}.")
     prof = report["profile"]
@@ -449,11 +451,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     load_before = [round(x, 2) for x in os.getloadavg()]
     with tempfile.TemporaryDirectory() as scratch:
         settings, skipped = build_settings(args, Path(scratch))
+        teachers = {s.name: file_sha1(s.kwargs.get("teacher") or teacher_path(get_task("default")))
+                    for s in settings}
         measure(settings, args)
     print("[env_speed] profiling the frozen default step ...", flush=True)
     profile = profile_step(args)
     report = {
         "created": _dt.datetime.now().isoformat(timespec="seconds"),
+        "commit": git_commit(),
         "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
                     "torch": torch.__version__, "threads": THREADS,
                     "load_before": load_before,
@@ -461,7 +466,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "steps": args.steps, "repeats": args.repeats, "warmup": args.warmup,
         "target_steps_per_s": TARGET_STEPS_PER_S,
         "settings": [{"name": s.name, "kwargs": s.kwargs, "note": s.note, "threads": s.threads,
-                      **s.result}
+                      "teacher_sha1": teachers[s.name], **s.result}
                      for s in settings],
         "skipped": skipped,
         "profile": profile,

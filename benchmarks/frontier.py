@@ -27,14 +27,19 @@ about 25 minutes on 2 idle cores, and check its test curve with ``teacher_curve.
 ``facades``. Other flags go to ``compare_methods.py run`` (``--rounds``, ``--recipe``,
 ``--teacher TASK=PATH``, ...).
 
-Examples (one command per task; each resumes where it stopped)::
+Regenerate the published frontier (one command per task; each resumes where it stopped and
+runs exactly the cells of ``PUBLISHED``)::
 
-    python benchmarks/frontier.py run --tasks default --workers 2
+    python -m gan_prune_env.supernet --task default --out runs/supernets/default --resume
+    python benchmarks/frontier.py run --tasks default --published --workers 2
     python -m gan_prune_env.train_teacher --task default_wide --out runs/teachers/default_wide \
         --resume
-    python benchmarks/frontier.py run --tasks default_wide --methods scratch uniform --workers 2
-    python benchmarks/frontier.py run --tasks facades --budgets 0.1 --workers 2
+    python benchmarks/frontier.py run --tasks default_wide --published --workers 2
+    python benchmarks/frontier.py run --tasks facades --published --workers 2   # not run yet
     python benchmarks/frontier.py report
+
+Other cells: ``--methods``, ``--budgets`` and ``--seeds`` (defaults: the four methods above at
+every budget, seeds 0-2).
 """
 
 from __future__ import annotations
@@ -54,6 +59,24 @@ from compare.store import read_records
 
 BUDGETS = (0.25, 0.1, 0.05, 0.025)
 FRONTIER_METHODS = ("scratch", "uniform", "random", "mggc")
+TEACHER_TARGET_BASELINES = ("scratch_teacher_targets", "uniform_teacher_targets")
+SEARCHES_AT_10 = ("random_teacher_targets", "mggc_teacher_targets", "uniform_supernet",
+                  "random_supernet", "random_sn_reward", "mggc_sn_reward")
+PUBLISHED: dict[str, tuple[tuple[tuple[str, ...], tuple[float, ...], tuple[int, ...]], ...]] = {
+    "default": (
+        (FRONTIER_METHODS + TEACHER_TARGET_BASELINES, BUDGETS, (0, 1, 2)),
+        (FRONTIER_METHODS + TEACHER_TARGET_BASELINES + ("random_sn_reward", "mggc_sn_reward"),
+         (0.1,), (3, 4)),
+        (SEARCHES_AT_10, (0.1,), (0, 1, 2)),
+    ),
+    "default_wide": (
+        (("scratch", "uniform") + TEACHER_TARGET_BASELINES, (0.1, 0.05), (0, 1, 2)),
+    ),
+    "facades": ((FRONTIER_METHODS + TEACHER_TARGET_BASELINES, (0.1,), (0, 1, 2)),),
+}
+"""Per task, the (methods, budgets, seeds) groups of the published frontier: ``run --published``
+runs (or resumes) exactly these cells. The supernet methods need the task's supernet
+(``compare.spec``); ``default_wide`` needs its teacher (``TEACHER_COMMANDS``)."""
 REPORT = "frontier.md"
 PAIRED_AGAINST = {"scratch": "the thin student from scratch",
                   "uniform": "uniform pruning",
@@ -70,16 +93,27 @@ def results_file(out: Path, task: str) -> Path:
     return out / f"frontier_{task}.jsonl"
 
 
+def cell_groups(args: argparse.Namespace, task: str
+                ) -> tuple[tuple[tuple[str, ...], tuple[float, ...], tuple[int, ...]], ...]:
+    """The (methods, budgets, seeds) groups to run for ``task``: the published plan with
+    ``--published``, else the one group of the flags."""
+    if args.published:
+        return PUBLISHED[task]
+    return ((tuple(args.methods), tuple(args.budgets), tuple(args.seeds)),)
+
+
 def command_run(args: argparse.Namespace, passthrough: list[str]) -> int:
-    """One ``compare_methods.py run`` per task, into the frontier's own results files."""
+    """``compare_methods.py run`` per task and cell group, into the frontier's own results
+    files."""
     out = Path(args.out)
     code = 0
     for task in args.tasks:
-        argv = ["run", "--tasks", task, "--budgets", *map(str, args.budgets),
-                "--methods", *args.methods, "--seeds", *map(str, args.seeds),
-                "--workers", str(args.workers), "--results", str(results_file(out, task)),
-                "--out", str(out), "--no-report", *passthrough]
-        code |= compare_methods.main(argv)
+        for methods, budgets, seeds in cell_groups(args, task):
+            argv = ["run", "--tasks", task, "--budgets", *map(str, budgets),
+                    "--methods", *methods, "--seeds", *map(str, seeds),
+                    "--workers", str(args.workers), "--results", str(results_file(out, task)),
+                    "--out", str(out), "--no-report", *passthrough]
+            code |= compare_methods.main(argv)
     make_report(out)
     return code
 
@@ -249,6 +283,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
     run.add_argument("--budgets", nargs="+", type=float, default=list(BUDGETS))
     run.add_argument("--methods", nargs="+", default=list(FRONTIER_METHODS))
     run.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    run.add_argument("--published", action="store_true",
+                     help="the published cells of each task (PUBLISHED), instead of --methods, "
+                          "--budgets and --seeds")
     run.add_argument("--workers", type=int, default=2)
     run.add_argument("--out", default=str(DEFAULT_OUT))
     rep = sub.add_parser("report", help="the report from the results files")

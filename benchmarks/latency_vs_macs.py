@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from compare.cells import git_commit
 from gan_prune_env.models import GeneratorConfig, build_generator
 from gan_prune_env.pruning import ChannelSpace, count_params, slice_model
 
@@ -144,7 +145,8 @@ def bench_setting(setting: Setting, ratios: tuple[float, ...], warmup: int,
 def write_markdown(rows: list[dict], meta: dict, path: Path) -> None:
     lines = [
         f"CPU latency, batch 1, {meta['threads']} threads, median of N interleaved runs (N in the "
-        f"table) after {meta['warmup']} warm-up rounds ({meta['cpu']}, {meta['cpu_count']} "
+        f"table) after {meta['warmup']} warm-up rounds (commit {meta['commit']}; {meta['cpu']}, "
+        f"{meta['cpu_count']} "
         f"cores; torch {meta['torch']}). Load average before/after: "
         f"{meta['loadavg_before'][0]:.2f} / {meta['loadavg_after'][0]:.2f}. MACs: field "
         "convention (transposed convs at output resolution). Speed-up: unpruned median / pruned "
@@ -254,6 +256,7 @@ def main(argv: list[str] | None = None) -> dict:
         "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
         "wall_s": time.perf_counter() - start,
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "commit": git_commit(),
         "macs_convention": "field (transposed convs at output resolution); macs_true also given",
     }
     result = {"meta": meta, "rows": rows}
