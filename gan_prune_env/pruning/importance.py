@@ -31,7 +31,7 @@ class L1FilterImportance:
             handler = getattr(item.dep.handler, "__name__", "")
             if handler != "prune_out_channels" or type(module) not in _OUT_DIM:
                 continue
-            weight = module.weight.detach().double()
+            weight = module.weight.detach().double().cpu()  # rankings live on the CPU
             out_dim = _OUT_DIM[type(module)]
             l1 = weight.abs().transpose(0, out_dim).flatten(1).sum(1)
             idxs = torch.as_tensor(list(item.idxs), dtype=torch.long)
@@ -52,7 +52,7 @@ class TorchPruningImportance:
         if scores is None or scores.numel() != num_channels:
             raise ValueError(f"importance gave {None if scores is None else scores.numel()} "
                              f"scores for {num_channels} channels")
-        return scores.detach().double()
+        return scores.detach().double().cpu()
 
 
 class RandomImportance:

@@ -38,6 +38,7 @@ class ChannelMasker:
             for name in self._consumers
         ]
         self.counts = space.num_channels.copy()
+        self._device = next(model.parameters()).device
 
     def _make_hook(self, name: str):
         target = self.model.get_submodule(name)
@@ -50,7 +51,8 @@ class ChannelMasker:
                 return None
             x = args[0]
             shape = (1, -1) + (1,) * (x.dim() - 2)
-            return (x * mask.to(dtype=x.dtype).view(shape),) + tuple(args[1:])
+            # a no-op when the mask already lives with the activations (set_gates puts it there)
+            return (x * mask.to(device=x.device, dtype=x.dtype).view(shape),) + tuple(args[1:])
 
         return hook
 
@@ -85,7 +87,7 @@ class ChannelMasker:
             mask = torch.ones(cin, dtype=gates[terms[0][0]].dtype)
             for g, in_idx, root_idx in terms:
                 mask = mask.index_put((in_idx,), gates[g][root_idx])
-            self._masks[name] = mask
+            self._masks[name] = mask.to(self._device)
 
     def reset(self) -> None:
         """Back to the full network."""

@@ -73,5 +73,6 @@ def slice_model(
 ) -> nn.Module:
     """A new, smaller copy of ``model`` keeping ``counts[g]`` best channels of group g."""
     if example_input is None:
-        example_input = torch.zeros((1, *space.input_shape))
+        example_input = torch.zeros((1, *space.input_shape),
+                                    device=next(model.parameters()).device)
     return slice_by_indices(model, example_input, space.keep_indices(counts))
