@@ -75,7 +75,8 @@ class TeacherPool:
 
     def batch(self, centers: torch.Tensor) -> NeighbourhoodBatch:
         """Gather the neighbourhoods of ``centers`` over the union of images they touch."""
-        centers = torch.as_tensor(centers, dtype=torch.long)
+        centers = torch.as_tensor(centers, dtype=torch.long,
+                                  device=self.neighbourhoods.neighbours.device)
         neighbours = self.neighbourhoods.neighbours[centers]
         images, inverse = torch.unique(torch.cat([centers, neighbours.flatten()]),
                                        return_inverse=True)
