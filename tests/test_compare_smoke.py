@@ -220,3 +220,17 @@ def test_a_finished_run_leaves_the_scratch_of_a_concurrent_run_alone(compare, tm
     (work / "ft_other_run").rmdir()
     assert run_pending([], 1, None, print, str, work)
     assert not work.exists()  # an empty scratch folder is tidied away
+
+
+@pytest.mark.parametrize("task", ["default", "default_wide"])
+def test_published_plan_is_exactly_the_committed_frontier(compare, task):
+    """``frontier.py run --published`` regenerates the committed frontier: its cells are the
+    committed records' (method, budget, seed) triples, no more and no fewer."""
+    frontier = _script("frontier")
+    records = frontier.read_records(BENCHMARKS / "results" / f"frontier_{task}.jsonl")
+    args = frontier.parse_args(["run", "--tasks", task, "--published"])[0]
+    planned = {(m, b, s) for methods, budgets, seeds in frontier.cell_groups(args, task)
+               for m in methods for b in budgets for s in seeds}
+    assert planned == {(r["method"], r["budget"], r["seed"]) for r in records}
+    custom = frontier.parse_args(["run", "--methods", "uniform", "--budgets", "0.1"])[0]
+    assert frontier.cell_groups(custom, task) == ((("uniform",), (0.1,), (0, 1, 2)),)
