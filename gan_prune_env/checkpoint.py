@@ -25,9 +25,7 @@ channels), then loads the weights strictly; anything that does not fit raises
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Union
@@ -35,6 +33,7 @@ from typing import Any, Union
 import torch
 from torch import nn
 
+from gan_prune_env.atomic import write_atomically
 from gan_prune_env.config import ConfigError, from_dict, to_dict
 from gan_prune_env.families import (
     FAMILIES,
@@ -124,39 +123,10 @@ def make_checkpoint(
     return payload
 
 
-def _fsync_directory(directory: Path) -> None:
-    """Persist a rename on POSIX file systems (no-op where directories cannot be opened)."""
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 def save_checkpoint(path: str | os.PathLike, payload: Any) -> Path:
-    """Write ``payload`` with ``torch.save`` so that ``path`` is never half-written.
-
-    The data goes to a temporary file in the same directory, is flushed and fsync-ed, then
-    atomically renamed over ``path``. On any failure the temporary file is removed and a
-    previous file at ``path`` stays intact.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp_name, 0o644)
-        os.replace(tmp_name, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_name)
-        raise
-    _fsync_directory(path.parent)
-    return path
+    """Write ``payload`` with ``torch.save`` so that ``path`` is never half-written
+    (:func:`gan_prune_env.atomic.write_atomically`)."""
+    return write_atomically(path, lambda handle: torch.save(payload, handle))
 
 
 # --- reading ----------------------------------------------------------------------------------

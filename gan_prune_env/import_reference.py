@@ -27,7 +27,6 @@ import argparse
 import os
 import re
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +34,7 @@ from typing import Any
 import torch
 import yaml
 
+from gan_prune_env.atomic import write_atomically
 from gan_prune_env.checkpoint import (
     CheckpointError,
     load_reference_state_dict,
@@ -285,17 +285,6 @@ class ImportReport:
 _ENV_IDS = {"pix2pix": "Pix2PixPrune-v0", "cyclegan": "CycleGANPrune-v0"}
 
 
-def _write_yaml_atomically(path: Path, data: dict[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            yaml.safe_dump(data, handle, sort_keys=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _load_networks(family: str, files: dict[str, Path], states: dict[str, dict],
                    generator: GeneratorConfig, discriminator: DiscriminatorConfig
                    ) -> dict[str, torch.nn.Module]:
@@ -365,7 +354,8 @@ def import_reference(folder: str | os.PathLike, out: str | os.PathLike, epoch: s
         teacher = save_checkpoint(out / TEACHER_FILE, make_checkpoint(
             "teacher", family, networks, generator, discriminator, metadata=metadata))
     task_file = out / TASK_FILE
-    _write_yaml_atomically(task_file, to_dict(task))
+    write_atomically(task_file, lambda handle: handle.write(
+        yaml.safe_dump(to_dict(task), sort_keys=False).encode()))
     return ImportReport(family, task, teacher, task_file,
                         {n: p.name for n, p in files.items()}, how, notes)
 

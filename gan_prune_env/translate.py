@@ -33,18 +33,15 @@ unless ``--convert`` converts it as the reference code does.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import html
 import json
 import os
 import sys
-import tempfile
 import time
 import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 from urllib.parse import quote
 
 import torch
@@ -52,6 +49,7 @@ from PIL import Image
 from torch import nn
 from tqdm import tqdm
 
+from gan_prune_env.atomic import write_atomically
 from gan_prune_env.checkpoint import (
     CheckpointError,
     embedded_configs,
@@ -348,22 +346,8 @@ def _to_image(tensor: torch.Tensor) -> Image.Image:
     return Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array)
 
 
-def _write_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
-    """Write through a temporary file and rename, so ``path`` is never half-written."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
 def _save_png(image: Image.Image, path: Path) -> None:
-    _write_atomically(path, lambda handle: image.save(handle, format="PNG"))
+    write_atomically(path, lambda handle: image.save(handle, format="PNG"))
 
 
 # --- the run ----------------------------------------------------------------------------------
@@ -501,7 +485,7 @@ def translate_folder(
     seconds = time.perf_counter() - start
     index = out_dir / "index.html"
     page = _index_html(f"{net.path.name} on {input_dir}", [p.stem for p in files], columns)
-    _write_atomically(index, lambda handle: handle.write(page.encode("utf-8")))
+    write_atomically(index, lambda handle: handle.write(page.encode("utf-8")))
     return TranslateReport(len(files), size, seconds, f"{net.path} ({net.kind})", index,
                            {label: out_dir / folder for label, folder in columns.items()})
 
