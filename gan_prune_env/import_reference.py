@@ -44,6 +44,7 @@ from gan_prune_env.checkpoint import (
 )
 from gan_prune_env.config import ConfigError, to_dict
 from gan_prune_env.data import DataConfig, evaluation_split
+from gan_prune_env.envs.registration import ENV_IDS
 from gan_prune_env.families import (
     REFERENCE_NAMES,
     build_network,
@@ -255,6 +256,11 @@ def _task_name(folder: Path, name: str | None) -> str:
 # --- the command -----------------------------------------------------------------------------
 
 
+def _env_id(family: str) -> str:
+    """The registered env id of a family (``gan_prune_env.envs.ENV_IDS``)."""
+    return next(env_id for env_id, (fam, _) in ENV_IDS.items() if fam == family)
+
+
 @dataclass
 class ImportReport:
     """What was imported and written."""
@@ -277,12 +283,9 @@ class ImportReport:
                  f"  discriminator: {self.discriminator}",
                  *[f"  note: {note}" for note in self.notes],
                  f"  teacher: {self.teacher}", f"  task:    {self.task_file}",
-                 f"next: python train_agents.py --env {_ENV_IDS[self.family]} "
+                 f"next: python train_agents.py --env {_env_id(self.family)} "
                  f"--env-kwargs task:{self.task_file}"]
         return "\n".join(lines)
-
-
-_ENV_IDS = {"pix2pix": "Pix2PixPrune-v0", "cyclegan": "CycleGANPrune-v0"}
 
 
 def _load_networks(family: str, files: dict[str, Path], states: dict[str, dict],
