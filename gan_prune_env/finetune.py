@@ -40,7 +40,7 @@ from gan_prune_env.losses import l1_loss
 from gan_prune_env.objective import LocalDensityObjective, TeacherPool
 from gan_prune_env.tasks import TaskConfig
 from gan_prune_env.teacher.base import Batch, GANTrainer
-from gan_prune_env.teacher.config import TeacherTrainConfig
+from gan_prune_env.teacher.config import AUTOCAST_DTYPES, TeacherTrainConfig
 from gan_prune_env.teacher.cyclegan import CycleGANTrainer
 from gan_prune_env.teacher.loop import train_teacher
 from gan_prune_env.teacher.pix2pix import Pix2PixTrainer
@@ -108,6 +108,9 @@ class FinetuneConfig:
     at 10% of G's MACs (``benchmarks/frontier.py``, 5 seeds, uniform architecture): FID
     176.8 +- 3.9 against 198.0 +- 2.4 with the data targets (paired -21.2 +- 5.6, lower on every
     seed; the teacher scores 169.2) and PSNR to the teacher +1.72 dB."""
+    autocast: str | None = None
+    """Mixed precision of the forward passes (``TeacherTrainConfig.autocast``): "bfloat16" on
+    GPUs with bfloat16 tensor cores; None (float32) is the measured recipe."""
     save_every: int = 200
     log_every: int = 20
     image_every: int = 100
@@ -123,6 +126,9 @@ class FinetuneConfig:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.targets not in TARGETS:
             raise ValueError(f"targets must be one of {TARGETS}, got {self.targets!r}")
+        if self.autocast is not None and self.autocast not in AUTOCAST_DTYPES:
+            raise ValueError(f"autocast {self.autocast!r} is not one of {list(AUTOCAST_DTYPES)} "
+                             "(or null for float32)")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1) (0 = off), got {self.ema_decay}")
         self.feature_layers = _check_feature_layers(self.feature_layers)
@@ -170,7 +176,8 @@ def train_config(task: TaskConfig, config: FinetuneConfig, seed: int, device: st
         batch_size=config.batch_size, lr=config.lr,
         lr_decay_steps=min(config.lr_decay_steps, config.steps), seed=seed,
         log_every=config.log_every, image_every=config.image_every,
-        save_every=config.save_every, device=device, progress=progress, **weights)
+        save_every=config.save_every, device=device, autocast=config.autocast,
+        progress=progress, **weights)
 
 
 def build_finetune_trainer(networks: dict[str, nn.Module], recipe: TeacherTrainConfig

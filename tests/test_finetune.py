@@ -316,6 +316,35 @@ def test_resume_refuses_other_distillation_or_ema_settings(tmp_path):
                       **kwargs)
 
 
+@pytest.mark.parametrize("family", ["pix2pix", "cyclegan"])
+def test_autocast_runs_the_forward_passes_in_bfloat16_and_keeps_float32_weights(tmp_path,
+                                                                              family):
+    """Mixed precision: every conv of the update computes in bfloat16, the weights (and so the
+    checkpoints) stay float32, and the losses stay finite. Without it nothing is bfloat16."""
+    for autocast, expected in ((None, {torch.float32}), ("bfloat16", {torch.bfloat16})):
+        pair = sliced_pair(family)
+        dtypes: set[torch.dtype] = set()
+
+        def record(_module, _inputs, output) -> None:
+            if output.shape[0] == 2:  # the updates' batches, not the set-up probes
+                dtypes.add(output.dtype)
+
+        hooks = [m.register_forward_hook(record)
+                 for net in pair["networks"].values() for m in net.modules()
+                 if isinstance(m, nn.Conv2d)]
+        finetune_pair(pair["networks"], pair["teacher"], pair["task"],
+                      tiny_config(steps=2, autocast=autocast, feature_layers="auto", image_every=0,
+                                  targets="auto"), tmp_path / str(autocast),
+                      kept=pair["kept"], input_shape=pair["input_shape"], progress=False)
+        for hook in hooks:
+            hook.remove()
+        assert dtypes == expected, autocast
+        assert all(p.dtype == torch.float32 and torch.isfinite(p).all()
+                   for net in pair["networks"].values() for p in net.parameters())
+    with pytest.raises(ValueError, match="autocast 'float16' is not one of"):
+        FinetuneConfig(autocast="float16")
+
+
 # --- configuration ------------------------------------------------------------------------------
 
 

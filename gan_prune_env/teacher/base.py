@@ -7,6 +7,7 @@ already-built networks, so the same update rules fine-tune pruned networks after
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
@@ -72,12 +73,23 @@ class GANTrainer:
         self.generator_regularizers: list[Regularizer] = []
         self.batch_transforms: list[BatchTransform] = []  # applied in order before each step
         self.extensions: dict[str, Extension] = {}  # saved in train states under these names
+        self.autocast: str | None = None  # TeacherTrainConfig.autocast, set by the loop
+
+    def forward_precision(self) -> contextlib.AbstractContextManager:
+        """The context of every forward pass of an update: ``torch.autocast`` in the dtype of
+        :attr:`autocast` on the networks' device, or nothing. Backward passes run outside it,
+        as PyTorch's AMP recipe asks."""
+        if self.autocast is None:
+            return contextlib.nullcontext()
+        device = next(next(iter(self.networks.values())).parameters()).device
+        return torch.autocast(device.type, dtype=getattr(torch, self.autocast))
 
     def prepare(self, batch: Batch) -> Batch:
         """``batch`` as the update sees it: after every transform in :attr:`batch_transforms`
         (fine-tuning: the teacher's outputs as targets). Stateless, so resumption is unaffected."""
-        for transform in self.batch_transforms:
-            batch = transform(batch)
+        with self.forward_precision():
+            for transform in self.batch_transforms:
+                batch = transform(batch)
         return batch
 
     def regularization(self, batch: Batch, fake: torch.Tensor

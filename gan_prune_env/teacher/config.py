@@ -35,6 +35,10 @@ def merge_overrides(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str
     return result
 
 
+AUTOCAST_DTYPES = ("bfloat16",)
+"""Mixed-precision dtypes; float16 would need a gradient scaler, bfloat16 does not."""
+
+
 @dataclass
 class TeacherTrainConfig:
     """How to train a Pix2Pix or CycleGAN teacher from scratch.
@@ -86,9 +90,16 @@ class TeacherTrainConfig:
     """CPU threads of torch for this process (None keeps torch's default). On a machine shared
     with other jobs, 1 can be many times faster than oversubscribed threads."""
     device: str = "cpu"
+    autocast: str | None = None
+    """Mixed precision: ``"bfloat16"`` runs the forward passes under ``torch.autocast`` (weights,
+    optimiser states and backward accumulation stay float32; bfloat16 needs no loss scaling).
+    Worth it on GPUs with bfloat16 tensor cores; on CPU it is usually slower. None: float32."""
     progress: bool = True
 
     def __post_init__(self) -> None:
+        if self.autocast is not None and self.autocast not in AUTOCAST_DTYPES:
+            raise ValueError(f"autocast {self.autocast!r} is not one of {list(AUTOCAST_DTYPES)} "
+                             "(or null for float32)")
         if self.family not in FAMILIES:
             raise ValueError(f"family {self.family!r} is not one of {FAMILIES}")
         if self.gan_mode is not None and self.gan_mode not in GAN_MODES:

@@ -71,32 +71,35 @@ class CycleGANTrainer(GANTrainer):
         real_a, real_b = batch["A"], batch["B"]
         g_ab, g_ba = self.networks["generator_AB"], self.networks["generator_BA"]
         d_a, d_b = self.networks["discriminator_A"], self.networks["discriminator_B"]
-        fake_b, fake_a = g_ab(real_a), g_ba(real_b)
-
         set_requires_grad([d_a, d_b], False)
         self.optimizers["generator"].zero_grad(set_to_none=True)
-        losses = {
-            "G_AB": gan_loss(d_b(fake_b), True, self.gan_mode),
-            "G_BA": gan_loss(d_a(fake_a), True, self.gan_mode),
-            "cycle_A": l1_loss(g_ba(fake_b), real_a),
-            "cycle_B": l1_loss(g_ab(fake_a), real_b),
-        }
-        total = (losses["G_AB"] + losses["G_BA"]
-                 + self.lambda_cycle * (losses["cycle_A"] + losses["cycle_B"]))
-        if self.lambda_identity > 0:
-            losses["idt_AB"] = l1_loss(g_ab(real_b), real_b)
-            losses["idt_BA"] = l1_loss(g_ba(real_a), real_a)
-            weight = self.lambda_cycle * self.lambda_identity
-            total = total + weight * (losses["idt_AB"] + losses["idt_BA"])
-        extra, extra_terms = self.regularization(batch, fake_b)
-        losses.update(extra_terms)
+        with self.forward_precision():
+            fake_b, fake_a = g_ab(real_a), g_ba(real_b)
+            losses = {
+                "G_AB": gan_loss(d_b(fake_b), True, self.gan_mode),
+                "G_BA": gan_loss(d_a(fake_a), True, self.gan_mode),
+                "cycle_A": l1_loss(g_ba(fake_b), real_a),
+                "cycle_B": l1_loss(g_ab(fake_a), real_b),
+            }
+            total = (losses["G_AB"] + losses["G_BA"]
+                     + self.lambda_cycle * (losses["cycle_A"] + losses["cycle_B"]))
+            if self.lambda_identity > 0:
+                losses["idt_AB"] = l1_loss(g_ab(real_b), real_b)
+                losses["idt_BA"] = l1_loss(g_ba(real_a), real_a)
+                weight = self.lambda_cycle * self.lambda_identity
+                total = total + weight * (losses["idt_AB"] + losses["idt_BA"])
+            extra, extra_terms = self.regularization(batch, fake_b)
+            losses.update(extra_terms)
         (total + extra).backward()
         self.optimizers["generator"].step()
 
         set_requires_grad([d_a, d_b], True)
         self.optimizers["discriminator"].zero_grad(set_to_none=True)
-        losses["D_B"] = self._discriminator_loss(d_b, real_b, self.pools["B"].query(fake_b))
-        losses["D_A"] = self._discriminator_loss(d_a, real_a, self.pools["A"].query(fake_a))
+        with self.forward_precision():  # the pools keep float32 images, whatever the precision
+            losses["D_B"] = self._discriminator_loss(d_b, real_b,
+                                                     self.pools["B"].query(fake_b.float()))
+            losses["D_A"] = self._discriminator_loss(d_a, real_a,
+                                                     self.pools["A"].query(fake_a.float()))
         (losses["D_A"] + losses["D_B"]).backward()
         self.optimizers["discriminator"].step()
         return {name: value.item() for name, value in losses.items()}

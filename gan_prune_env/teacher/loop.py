@@ -118,6 +118,7 @@ def _train_steps(trainer: GANTrainer, config: TeacherTrainConfig, batches: Itera
     always after the last one). Returns the run's training time so far, in seconds."""
     began = time.perf_counter()
     trainer.train()
+    trainer.autocast = config.autocast
     with tqdm(total=total, initial=steps.start, desc=desc,
               disable=not config.progress, dynamic_ncols=True) as bar:
         for step in steps:

@@ -47,20 +47,21 @@ class Pix2PixTrainer(GANTrainer):
     def train_step(self, batch: Batch) -> dict[str, float]:
         real_a, real_b = batch["A"], batch["B"]
         generator, discriminator = self.networks["generator"], self.networks["discriminator"]
-        fake_b = generator(real_a)
-
         set_requires_grad([discriminator], True)
         self.optimizers["discriminator"].zero_grad(set_to_none=True)
-        d_real, d_fake = discriminator_terms(discriminator, torch.cat([real_a, real_b], 1),
-                                             torch.cat([real_a, fake_b], 1), self.gan_mode)
+        with self.forward_precision():
+            fake_b = generator(real_a)
+            d_real, d_fake = discriminator_terms(discriminator, torch.cat([real_a, real_b], 1),
+                                                 torch.cat([real_a, fake_b], 1), self.gan_mode)
         (0.5 * (d_fake + d_real)).backward()
         self.optimizers["discriminator"].step()
 
         set_requires_grad([discriminator], False)
         self.optimizers["generator"].zero_grad(set_to_none=True)
-        g_gan = gan_loss(discriminator(torch.cat([real_a, fake_b], 1)), True, self.gan_mode)
-        g_l1 = l1_loss(fake_b, real_b)
-        extra, extra_terms = self.regularization(batch, fake_b)
+        with self.forward_precision():
+            g_gan = gan_loss(discriminator(torch.cat([real_a, fake_b], 1)), True, self.gan_mode)
+            g_l1 = l1_loss(fake_b, real_b)
+            extra, extra_terms = self.regularization(batch, fake_b)
         (g_gan + self.lambda_l1 * g_l1 + extra).backward()
         self.optimizers["generator"].step()
         set_requires_grad([discriminator], True)
