@@ -26,6 +26,7 @@ channels), then loads the weights strictly; anything that does not fit raises
 from __future__ import annotations
 
 import os
+import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Union
@@ -138,9 +139,36 @@ def _torch_load(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises RuntimeError, EOFError, UnpicklingError, ...
-        raise CheckpointError(
-            f"{path}: not a readable checkpoint (corrupt, truncated or not a torch file): {err}"
-        ) from err
+        export = _export_kind(path)
+        if export is not None:
+            raise CheckpointError(
+                f"{path}: a {export} export of a generator, not a checkpoint; exports run with "
+                "python -m gan_prune_env.translate --checkpoint FILE --input DIR --out DIR"
+            ) from err
+        raise CheckpointError(f"{path}: not a readable checkpoint (corrupt, truncated or not a "
+                              f"torch file): {_load_failure(err)}") from err
+
+
+def _load_failure(err: Exception) -> str:
+    """torch's reason in one line, without its advice (which suggests ``weights_only=False``,
+    i.e. running code from the file)."""
+    text = str(err)
+    if "WeightsUnpickler error:" in text:
+        lines = [line.strip() for line in text.split("WeightsUnpickler error:", 1)[1].splitlines()]
+        detail = next((line for line in lines if line), "unsupported content")
+        return f"weights-only unpickling refused its contents ({detail})"
+    return (text.strip().splitlines() or [type(err).__name__])[0]
+
+
+def _export_kind(path: Path) -> str | None:
+    """"TorchScript" or "ONNX" when ``path`` holds one of the exports a run writes, by content:
+    a TorchScript archive is a zip with a ``code/`` folder; an ONNX model is a protobuf whose
+    first field is ``ir_version`` (byte 0x08)."""
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            return "TorchScript" if any("/code/" in n for n in archive.namelist()) else None
+    with open(path, "rb") as handle:
+        return "ONNX" if handle.read(1) == b"\x08" else None
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:

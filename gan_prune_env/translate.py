@@ -49,6 +49,7 @@ from PIL import Image
 from torch import nn
 from tqdm import tqdm
 
+from gan_prune_env import devices
 from gan_prune_env.atomic import write_atomically
 from gan_prune_env.checkpoint import (
     CheckpointError,
@@ -99,23 +100,11 @@ class LoadedModel:
 
 
 def check_device(device: str) -> torch.device:
-    """The parsed ``device``, or a one-line TranslateError before any work when it cannot run
-    here (e.g. ``cuda`` on a CPU-only torch)."""
+    """The parsed ``--device``, or a one-line TranslateError before any work."""
     try:
-        parsed = torch.device(device)
-    except RuntimeError as err:
-        raise TranslateError(f"--device {device!r} is not a device (cpu, cuda, cuda:1, mps, "
-                             "...)") from err
-    if parsed.type == "cuda" and not torch.cuda.is_available():
-        build = " (a CPU-only build)" if torch.version.cuda is None else ""
-        raise TranslateError(f"--device {device}: torch {torch.__version__}{build} sees no CUDA "
-                             "GPU; use --device cpu")
-    try:
-        torch.zeros(1, device=parsed)
-    except (RuntimeError, AssertionError) as err:
-        first_line = (str(err).splitlines() or [type(err).__name__])[0]
-        raise TranslateError(f"--device {device} cannot be used here: {first_line}") from err
-    return parsed
+        return devices.check_device(device, "--device")
+    except devices.DeviceError as err:
+        raise TranslateError(str(err)) from err
 
 
 def _file_kind(path: Path) -> str:

@@ -164,6 +164,29 @@ def test_corrupt_truncated_and_foreign_files_name_the_path(tmp_path):
     assert read_checkpoint(good)["format"] == FORMAT
 
 
+def test_torch_advice_is_not_appended_to_a_unreadable_file_error(tmp_path):
+    text = tmp_path / "notes.pt"
+    text.write_text("v0 not a checkpoint")
+    with pytest.raises(CheckpointError) as err:
+        read_checkpoint(text)
+    assert "\n" not in str(err.value) and "torch.load" not in str(err.value)
+
+
+def test_an_export_given_as_a_checkpoint_says_what_it_is_and_where_it_goes(tmp_path, image):
+    """A run's own TorchScript and ONNX exports are not "corrupt": the error names them."""
+    net = build_generator(UNET).eval()
+    scripted = tmp_path / "generator.ts"
+    torch.jit.trace(net, image[:1]).save(str(scripted))
+    onnx = tmp_path / "generator.onnx"
+    torch.onnx.export(net, (image[:1],), str(onnx), dynamo=False)
+    for path, kind in ((scripted, "TorchScript"), (onnx, "ONNX")):
+        with pytest.raises(CheckpointError) as err:
+            read_checkpoint(path)
+        message = str(err.value)
+        assert f"a {kind} export" in message and "gan_prune_env.translate" in message
+        assert "corrupt" not in message
+
+
 # --- released reference checkpoints ------------------------------------------------------------
 
 

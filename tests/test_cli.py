@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,8 @@ import yaml
 
 from agents.base import load_agent_state
 from agents.run.cli import main
+from agents.run.config import SearchConfig
+from agents.run.run_folder import create_run_folder
 from gan_prune_env.checkpoint import load_discriminator, load_generator
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -122,16 +125,112 @@ def test_missing_fid_weights_stop_the_run_before_any_work(tmp_path: Path, monkey
     assert not (tmp_path / "logs" / "uniform" / "Pix2PixPrune-v0_1").exists()
 
 
-def test_resume_continues_the_search_without_redoing_it(tmp_path: Path) -> None:
+def folder_state(folder: Path) -> dict[str, bytes]:
+    """Every file of a folder with its bytes: "nothing in the run folder changed"."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file()}
+
+
+def test_resume_with_more_rounds_forks_and_leaves_the_run_untouched(tmp_path: Path, capsys
+                                                                    ) -> None:
+    """A run folder's config never changes after its work starts: ``-i RUN -n 8`` continues the
+    saved 4-round search in a new folder and says so; the original stays byte for byte."""
     conf = tiny_config(tmp_path, "random", rounds=4)
     logs = tmp_path / "logs"
     assert main(["-conf", str(conf), "-f", str(logs)]) == 0
     run = run_dir_of(logs, "random")
+    before = folder_state(run)
     first = load_agent_state(run / "search" / "tracker.pt")["history"]
+    capsys.readouterr()
     assert main(["-i", str(run), "-n", "8"]) == 0
-    second = load_agent_state(run / "search" / "tracker.pt")["history"]
+    fork = logs / "random" / "Pix2PixPrune-v0_2"
+    assert f"forked from {run}" in capsys.readouterr().out
+    second = load_agent_state(fork / "search" / "tracker.pt")["history"]
     assert len(second) == 8 and second[:4] == first
-    assert not (logs / "random" / "Pix2PixPrune-v0_2").exists()
+    assert yaml.safe_load((fork / "config.yaml").read_text())["search"]["n_rounds"] == 8
+    assert "search.n_rounds: 4 -> 8" in (fork / "forked_from.txt").read_text()
+    assert folder_state(run) == before
+    assert main(["-i", str(run)]) == 0  # the same config: resumed in place, nothing to redo
+    assert folder_state(run) == before
+
+
+def test_resume_refuses_a_config_its_search_cannot_continue(tmp_path: Path, capsys) -> None:
+    """Another algorithm, env or seed, fewer rounds, or another -conf: refused with the
+    differing keys named; no file of the run changes and no folder is created."""
+    conf = tiny_config(tmp_path, "uniform", rounds=2)
+    logs = tmp_path / "logs"
+    assert main(["-conf", str(conf), "-f", str(logs)]) == 0
+    run = run_dir_of(logs, "uniform")
+    before = folder_state(run)
+    other_conf = tmp_path / "other.yaml"
+    other_conf.write_text(conf.read_text().replace("k: 2", "k: 3"))
+    capsys.readouterr()
+    cases = {
+        ("--algo", "random"): "search.algo: 'uniform' -> 'random'",
+        ("--env-kwargs", "budget_g:0.1"): "env_kwargs.budget_g: 0.25 -> 0.1",
+        ("--seed", "3"): "search.seed: 0 -> 3",
+        ("-n", "1"): "search.n_rounds: 2 -> 1",
+        ("-conf", str(other_conf)): "env_kwargs.k: 2 -> 3",
+    }
+    for flags, named in cases.items():
+        assert main(["-i", str(run), *flags]) == 2, flags
+        err = capsys.readouterr().err
+        assert named in err and "leave out -i" in err, (flags, err)
+    assert folder_state(run) == before
+    assert sorted(p.name for p in (logs / "uniform").iterdir()) == [run.name]
+    # A value equal to the recorded one (here the default budget, given explicitly) is no change.
+    assert main(["-i", str(run), "--env-kwargs", "budget_g:0.25"]) == 0
+    assert folder_state(run) == before
+
+
+def test_resume_needs_an_existing_path_inside_a_run(tmp_path: Path, capsys) -> None:
+    """A mistyped ``-i`` path is an error, not a walk up to an ancestor holding a config.yaml."""
+    (tmp_path / "config.yaml").write_text(tiny_config(tmp_path, "uniform").read_text())
+    before = folder_state(tmp_path)
+    assert main(["-i", str(tmp_path / "logs" / "uniform" / "Pix2PixPrune-v0_7")]) == 2
+    assert main(["-i", str(tmp_path / "typo.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("no such file or folder") == 2
+    assert folder_state(tmp_path) == before
+
+
+def test_bad_values_fail_before_a_run_folder_exists(tmp_path: Path, capsys) -> None:
+    conf = tiny_config(tmp_path, "uniform")
+    a_file = tmp_path / "not_a_folder"
+    a_file.write_text("x")
+    foreign = tmp_path / "teacher.pt"
+    foreign.write_text("not a checkpoint")
+    logs = tmp_path / "logs"
+    cases = {
+        ("--seed", "-1"): "seed must be >= 0",
+        ("--device", "tpu"): "device 'tpu' is not a device",
+        ("--env-kwargs", f"teacher:{foreign}"): "not a readable checkpoint",
+        ("--env-kwargs", f"teacher:{tmp_path / 'missing.pt'}"): "not found",
+        ("--env-kwargs", "pool_size:5000"): "fewer than pool_size=5000",
+        ("--env-kwargs", "eval_size:500"): "fewer than eval_size=500",
+    }
+    if not torch.cuda.is_available():
+        cases[("--device", "cuda")] = "sees no CUDA GPU; use device cpu"
+    for flags, named in cases.items():
+        assert main(["-conf", str(conf), "-f", str(logs), *flags]) == 2, flags
+        err = capsys.readouterr().err
+        assert named in err and err.count("\n") == 1, (flags, err)
+    assert main(["-conf", str(conf), "-f", str(a_file)]) == 2
+    assert "is a file; give a folder" in capsys.readouterr().err
+    assert not logs.exists() or not any(logs.rglob("config.yaml"))
+
+
+def test_run_folders_started_at_the_same_instant_never_collide(tmp_path: Path) -> None:
+    with ThreadPoolExecutor(8) as pool:
+        folders = list(pool.map(lambda _: create_run_folder(tmp_path, "Env"), range(16)))
+    assert sorted(p.name for p in folders) == sorted(f"Env_{i}" for i in range(1, 17))
+
+
+def test_uniform_search_defaults_to_one_round() -> None:
+    """Its architecture is fixed: 400 evaluations of it would be 400 times the same work."""
+    assert SearchConfig(algo="uniform").n_rounds == 1
+    assert SearchConfig(algo="mggc").n_rounds == 400
+    assert SearchConfig(algo="uniform", n_rounds=5).n_rounds == 5
 
 
 def test_killed_run_resumes_to_completion(tmp_path: Path) -> None:

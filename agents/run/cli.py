@@ -7,20 +7,25 @@ a run folder holds the config used, so ``-i RUN_DIR`` continues an interrupted r
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import yaml
 
 from agents.run.config import ALGOS, RunConfig
+from agents.run.run_folder import (
+    CONFIG_FILE, check_resumable, create_run_folder, describe, differences, find_run_folder,
+    fork_run, write_config,
+)
 from gan_prune_env import ENV_ENTRY_POINTS
+from gan_prune_env.checkpoint import CheckpointError
 from gan_prune_env.config import ConfigError, from_dict, load_yaml, parse_key_values, to_dict
 from gan_prune_env.evaluation.inception import InceptionWeightsError
 
-CONFIG_FILE = "config.yaml"
 DEFAULT_CONF = Path(__file__).resolve().parents[2] / "configs" / "default.yaml"
 
 
@@ -86,59 +91,106 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def resolve(args: argparse.Namespace) -> tuple[RunConfig, Path, bool]:
-    """Config and run folder; ``resumed`` when continuing ``-i``. Raises ConfigError early."""
+@dataclass
+class Plan:
+    """What this invocation does: start a ``new`` run, ``resume`` one in place, or ``fork`` a
+    resumed run whose requested config differs into a new folder (``changed`` keys)."""
+
+    config: RunConfig
+    mode: str
+    run_dir: Path | None = None  # the run to resume or fork from
+    changed: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+
+
+def resolve(args: argparse.Namespace) -> Plan:
+    """The config and what to do with it, checked before any file is written: a resume whose
+    config differs from the recorded one is a fork when the saved search stays valid, else a
+    ConfigError naming the differing keys."""
     if args.trained_agent:
-        run_dir = Path(args.trained_agent)
-        run_dir = run_dir if run_dir.is_dir() else run_dir.parent
-        while not (run_dir / CONFIG_FILE).exists() and run_dir != run_dir.parent:
-            run_dir = run_dir.parent
-        if not (run_dir / CONFIG_FILE).exists():
-            raise ConfigError(f"-i {args.trained_agent}: no {CONFIG_FILE} in it or its parents")
-        data = _merge(load_yaml(run_dir / CONFIG_FILE), _overrides(args))
-        return from_dict(RunConfig, data, where=str(run_dir / CONFIG_FILE)), run_dir, True
+        run_dir = find_run_folder(args.trained_agent)
+        recorded_file = run_dir / CONFIG_FILE
+        recorded = to_dict(from_dict(RunConfig, load_yaml(recorded_file), where=str(recorded_file)))
+        base = load_yaml(args.conf_file) if args.conf_file else recorded
+        where = str(args.conf_file or recorded_file)
+        config = from_dict(RunConfig, _merge(base, _overrides(args)), where=where)
+        changed = differences(_normalised(recorded), _normalised(to_dict(config)))
+        check_resumable(run_dir, changed)
+        return Plan(config, "fork" if changed else "resume", run_dir, changed)
     conf = Path(args.conf_file) if args.conf_file else DEFAULT_CONF
-    data = _merge(load_yaml(conf), _overrides(args))
-    config = from_dict(RunConfig, data, where=str(conf))
-    _validate_nested(config)
-    return config, _new_run_dir(Path(args.log_folder), config), False
+    return Plan(from_dict(RunConfig, _merge(load_yaml(conf), _overrides(args)), where=str(conf)),
+                "new")
 
 
-def _validate_nested(config: RunConfig) -> None:
-    """Env kwargs and algorithm params are checked by their own dataclasses, now; the FID
-    weights must be installed when the run will compute FID."""
-    from agents.run.search import build_agent
+def _normalised(config: dict[str, Any]) -> dict[str, Any]:
+    """``env_kwargs`` with every EnvConfig field filled in, so a value given explicitly that
+    equals the default is no difference."""
     from gan_prune_env.envs import EnvConfig
+
+    env = to_dict(from_dict(EnvConfig, dict(config["env_kwargs"]), where="env_kwargs"))
+    env.pop("device")  # the run's own device decides (the pipeline passes it to the env)
+    return {**config, "env_kwargs": env}
+
+
+def check_before_work(config: RunConfig, log_folder: Path) -> None:
+    """Everything a run needs that can be checked in seconds: env kwargs and algorithm params
+    (their own dataclasses), the teacher file and dataset splits, the FID weights when the run
+    computes FID, and a writable log folder. A bad value fails here, before a run folder
+    exists."""
+    from agents.run.search import build_agent
+    from gan_prune_env.envs import EnvConfig, check_task_inputs
     from gan_prune_env.evaluation import find_inception_weights
 
-    from_dict(EnvConfig, dict(config.env_kwargs), where="env_kwargs")
+    env_config = from_dict(EnvConfig, {"device": config.device, **config.env_kwargs},
+                           where="env_kwargs")
     build_agent(config)
+    check_task_inputs(env_config)
     if config.evaluation.fid:
         find_inception_weights()
+    _check_writable(log_folder)
 
 
-def _new_run_dir(log_folder: Path, config: RunConfig) -> Path:
-    parent = log_folder / config.search.algo
-    parent.mkdir(parents=True, exist_ok=True)
-    taken = [int(p.name.rsplit("_", 1)[1]) for p in parent.glob(f"{config.env}_*")
-             if p.name.rsplit("_", 1)[1].isdigit()]
-    return parent / f"{config.env}_{max(taken, default=0) + 1}"
+def _check_writable(folder: Path) -> None:
+    existing = next(p for p in (folder, *folder.absolute().parents) if p.exists())
+    if not existing.is_dir():
+        raise ConfigError(f"-f {folder}: {existing} is a file; give a folder for the run folders")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"-f {folder}: {existing} is not writable; give a folder you can "
+                          "write to")
+
+
+def start(plan: Plan, log_folder: Path) -> Path:
+    """The run folder this invocation works in; only a new run or a fork creates one."""
+    if plan.mode == "resume":
+        print(f"run folder: {plan.run_dir} (resumed)")
+        return plan.run_dir
+    config = to_dict(plan.config)
+    if plan.mode == "fork":
+        run_dir = fork_run(plan.run_dir, config, plan.changed)
+        print(f"run folder: {run_dir} (forked from {plan.run_dir}, which stays as it was; "
+              f"changed: {describe(plan.changed)})")
+        return run_dir
+    run_dir = create_run_folder(log_folder / plan.config.search.algo, plan.config.env)
+    write_config(run_dir, config)
+    print(f"run folder: {run_dir}")
+    return run_dir
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        config, run_dir, resumed = resolve(args)
-    except (ConfigError, ValueError, TypeError, InceptionWeightsError) as err:
+        plan = resolve(args)
+        log_folder = Path(args.log_folder) if plan.run_dir is None else plan.run_dir.parent
+        check_before_work(plan.config, log_folder)
+    except (ConfigError, ValueError, TypeError, InceptionWeightsError, CheckpointError,
+            FileNotFoundError) as err:
         hint = ("\n(or set evaluation.fid: false to run without FID)"
                 if isinstance(err, InceptionWeightsError) else "")
         print(f"error: {err}{hint}", file=sys.stderr)
         return 2
-    if args.progress is None and not resumed:
+    config = plan.config
+    if args.progress is None:
         config.progress = config.progress and sys.stderr.isatty()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / CONFIG_FILE).write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
-    print(f"run folder: {run_dir}" + (" (resumed)" if resumed else ""))
+    run_dir = start(plan, log_folder)
     torch.manual_seed(config.search.seed)
     np.random.seed(config.search.seed)
     from agents.run.pipeline import run_pipeline

@@ -6,10 +6,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gan_prune_env import ENV_ENTRY_POINTS
+from gan_prune_env.devices import check_device
 from gan_prune_env.envs.registration import ENV_IDS
 from gan_prune_env.finetune import FinetuneConfig
 
 ALGOS = ("mggc", "ppo", "sac", "uniform", "random")
+DEFAULT_ROUNDS: dict[str | None, int] = {"uniform": 1, None: 400}
 
 
 @dataclass
@@ -17,7 +19,9 @@ class SearchConfig:
     """The architecture search: ``n_rounds`` env steps (rounds) of ``algo``."""
 
     algo: str = "mggc"
-    n_rounds: int = 400
+    n_rounds: int | None = None
+    """Rounds of the search; ``None``: 400, or 1 for ``uniform``, whose architecture is fixed
+    (repeats only differ when the env adapts weights between rounds, ``inner_steps`` > 0)."""
     seed: int = 0
     save_freq: int = 100  # rounds between agent/tracker checkpoints (resume granularity)
     eval_freq: int = 50  # rounds between TensorBoard snapshots of the best architecture
@@ -26,8 +30,13 @@ class SearchConfig:
     def __post_init__(self) -> None:
         if self.algo not in ALGOS:
             raise ValueError(f"algo {self.algo!r} is not one of {ALGOS}")
+        if self.n_rounds is None:
+            self.n_rounds = DEFAULT_ROUNDS.get(self.algo, DEFAULT_ROUNDS[None])
         if self.n_rounds < 1 or self.save_freq < 1 or self.eval_freq < 1:
-            raise ValueError("n_rounds, save_freq and eval_freq must be >= 1")
+            raise ValueError("n_rounds, save_freq and eval_freq must be >= 1, got "
+                             f"{self.n_rounds}, {self.save_freq} and {self.eval_freq}")
+        if self.seed < 0:
+            raise ValueError(f"seed must be >= 0, got {self.seed}")
 
 
 @dataclass
@@ -76,6 +85,7 @@ class RunConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
+        check_device(self.device)
         if self.env not in ENV_ENTRY_POINTS:
             raise ValueError(f"env {self.env!r} is not one of {sorted(ENV_ENTRY_POINTS)}")
         self.finetune.check_family(ENV_IDS[self.env][0])  # before any work

@@ -16,6 +16,7 @@ from agents.run.artifacts import (
 from agents.run.config import RunConfig
 from agents.run.search import run_search
 from agents.run.tensorboard import add_image_grid
+from gan_prune_env.atomic import write_atomically
 from gan_prune_env.data import build_dataset, evaluation_split
 from gan_prune_env.envs import make_parallel_env
 from gan_prune_env.evaluation import evaluate_generator, load_fid_inception
@@ -29,7 +30,11 @@ SUMMARY_FILE = "summary.md"
 
 
 def run_pipeline(config: RunConfig, run_dir: Path, tensorboard_dir: str | None = None) -> str:
-    """Search, slice, fine-tune, evaluate and export; returns the summary table."""
+    """Search, slice, fine-tune, evaluate and export; returns the summary table. A finished
+    run (its summary written last) is not redone: resuming it returns its summary, and its
+    results, exports and latencies stay as they were measured."""
+    if (run_dir / SUMMARY_FILE).is_file():
+        return (run_dir / SUMMARY_FILE).read_text()
     # Loaded first: missing FID weights stop the run before any work, with the fix in the error.
     inception = load_fid_inception(device=config.device) if config.evaluation.fid else None
     writer = SummaryWriter(tensorboard_dir or str(run_dir / "tensorboard"))
@@ -55,13 +60,17 @@ def run_pipeline(config: RunConfig, run_dir: Path, tensorboard_dir: str | None =
         results["search"] = {"algo": config.search.algo, "rounds": config.search.n_rounds,
                              "seed": config.search.seed, "best_rewards": best.rewards,
                              "best_compute_ratio": best.compute_ratio}
-        (run_dir / RESULTS_FILE).write_text(json.dumps(results, indent=2))
+        _write_text(run_dir / RESULTS_FILE, json.dumps(results, indent=2))
         summary = summary_table(results)
-        (run_dir / SUMMARY_FILE).write_text(summary)
+        _write_text(run_dir / SUMMARY_FILE, summary)
         writer.add_text("summary", summary)
         return summary
     finally:
         writer.close()
+
+
+def _write_text(path: Path, text: str) -> None:
+    write_atomically(path, lambda handle: handle.write(text.encode()))
 
 
 def architecture_key(kept: dict[str, Any]) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from gan_prune_env.devices import check_device
 from gan_prune_env.objective import ObjectiveConfig
 
 COMPUTE_PENALTIES = ("one_sided", "two_sided")
@@ -94,3 +95,6 @@ class EnvConfig:
             raise ValueError(f"calibration_size must be >= 1, got {self.calibration_size}")
         if self.resolution is not None and self.resolution < 16:
             raise ValueError(f"resolution must be >= 16 pixels, got {self.resolution}")
+        if self.seed < 0:
+            raise ValueError(f"seed must be >= 0, got {self.seed}")
+        check_device(self.device)

@@ -23,7 +23,10 @@ from gan_prune_env.objective import (
 )
 from gan_prune_env.pruning import ChannelSpace, make_importance
 from gan_prune_env.supernet import load_supernet_generator
-from gan_prune_env.tasks import TaskConfig, get_task, load_teacher
+from gan_prune_env.checkpoint import read_checkpoint
+from gan_prune_env.tasks import (
+    FIRST_USE_TEACHERS, TaskConfig, check_teacher_fits, get_task, load_teacher, teacher_path,
+)
 
 TASK_KEYS = ("task", "dataset", "teacher", "supernet", "resolution", "pool_size", "eval_size", "device",
              "seed", "objective", "importance", "divisor")
@@ -57,6 +60,31 @@ def resolve_task(config: EnvConfig) -> TaskConfig:
     return dataclasses.replace(task, data=data, teacher_checkpoint=teacher, image_size=image_size)
 
 
+def check_task_inputs(config: EnvConfig) -> TaskConfig:
+    """The checks of seconds that would otherwise fail minutes into a run: the teacher file
+    reads and fits the task (a first-use teacher not trained yet is left to be trained), and
+    the train and evaluation splits exist and hold ``pool_size`` and ``eval_size`` images."""
+    task = resolve_task(config)
+    if task.teacher_checkpoint is not None or task.name not in FIRST_USE_TEACHERS:
+        payload = read_checkpoint(teacher_path(task, train_if_missing=False))
+        check_teacher_fits(task, payload)
+    for split, count, option in _input_splits(task, config):
+        _check_split_size(task, split, len(build_dataset(task.data, split)), count, option)
+    return task
+
+
+def _input_splits(task: TaskConfig, config: EnvConfig) -> tuple[tuple[str, int, str], ...]:
+    """(split, images drawn, the option that sets the count) of the env's teacher pools."""
+    return (("train", config.pool_size, "pool_size"),
+            (evaluation_split(task.data), config.eval_size, "eval_size"))
+
+
+def _check_split_size(task: TaskConfig, split: str, size: int, count: int, option: str) -> None:
+    if size < count:
+        raise ValueError(f"task {task.name!r}: split {split!r} has {size} images, fewer than "
+                         f"{option}={count}; lower {option} to at most {size}")
+
+
 def prepare_task(config: EnvConfig) -> PreparedTask:
     """Cached by the task-related part of ``config``; callers must copy networks they modify."""
     key = json.dumps({k: to_dict(config)[k] for k in TASK_KEYS}, sort_keys=True)
@@ -79,9 +107,8 @@ def _prepare(config: EnvConfig) -> PreparedTask:
     discriminator.eval().requires_grad_(False)
     conditional = task.family == "pix2pix"
     gan_mode = config.objective.gan_mode or ("vanilla" if conditional else "lsgan")
-    train_inputs = _load_inputs(task, "train", config.pool_size, config.seed, device)
-    eval_inputs = _load_inputs(task, evaluation_split(task.data), config.eval_size, config.seed,
-                               device)
+    train_inputs, eval_inputs = (_load_inputs(task, split, count, option, config.seed, device)
+                                 for split, count, option in _input_splits(task, config))
     with torch.no_grad():
         train_outputs = generator(train_inputs)
         eval_outputs = generator(eval_inputs)
@@ -118,12 +145,10 @@ def _space(config: EnvConfig, net: nn.Module, example: torch.Tensor) -> ChannelS
                         divisor=config.divisor)
 
 
-def _load_inputs(task: TaskConfig, split: str, count: int, seed: int,
+def _load_inputs(task: TaskConfig, split: str, count: int, option: str, seed: int,
                  device: torch.device) -> torch.Tensor:
     """``count`` generator inputs of ``split``, chosen by a seeded permutation."""
     dataset = build_dataset(task.data, split)
-    if len(dataset) < count:
-        raise ValueError(f"task {task.name!r}: split {split!r} has {len(dataset)} images, "
-                         f"fewer than the {count} requested")
+    _check_split_size(task, split, len(dataset), count, option)
     order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))
     return torch.stack([dataset[int(i)]["A"] for i in order[:count]]).to(device)
