@@ -320,6 +320,17 @@ def test_aligned_rejects_odd_or_tiny_images(tmp_path, size):
     assert bad.exists()
 
 
+def test_aligned_image_that_is_not_two_squares_warns_once_per_folder(tmp_path):
+    """A 48x16 A|B image is cut into 24x16 halves that get stretched: likely not meant."""
+    for i in range(3):
+        save(tmp_path / "train" / f"wide{i}.png", np.zeros((16, 48, 3)))
+    dataset = AlignedDataset(tmp_path, "train", config())
+    with pytest.warns(UserWarning, match=r"wide0.png.*48x16.*stretches") as caught:
+        for i in range(3):
+            dataset[i]
+    assert len([w for w in caught if "stretches" in str(w.message)]) == 1
+
+
 # --- unaligned datasets -----------------------------------------------------------------------
 
 

@@ -363,6 +363,10 @@ def test_bad_actions_name_agent_and_entry(agent):
         (np.zeros(0), rf"{agent}.*shape \(0,\)"),
         ("half", rf"{agent}.*not numeric"),
         (None, rf"{agent}"),
+        (np.ones(n, dtype=bool), rf"{agent}.*not numeric.*dtype bool"),
+        (np.zeros(n, dtype=complex), rf"{agent}.*not numeric.*dtype complex"),
+        (["0.5"] * n, rf"{agent}.*not numeric"),
+        ([True] + [0.0] * (n - 1), rf"{agent}.*not numeric.*got bool"),
     ]
     for action, pattern in cases:
         with pytest.raises(ActionError, match=re.compile(pattern, re.I | re.S)):
@@ -381,6 +385,8 @@ def test_missing_agent_is_named():
         env.step({"generator": good["generator"]})
     with pytest.raises(ValueError, match="generator"):
         env.step({"discriminator": good["discriminator"]})
+    with pytest.raises(ValueError, match=r"unknown agent\(s\) \['genG'\]"):
+        env.step({**good, "genG": good["generator"]})
     assert env.step(good)[4]["generator"]["round"] == 1
 
 
@@ -413,6 +419,11 @@ def test_bad_actions_in_views():
     ({"rounds": 1.5}, r"rounds.*integer"),
     ({"inner_steps": -1}, r"inner_steps"),
     ({"min_keep": 0}, r"min_keep"),
+    ({"compute_weight": float("nan")}, r"compute_weight must be a finite number"),
+    ({"inner_lr": float("inf")}, r"inner_lr must be a finite number"),
+    ({"seed": -1}, r"seed must be >= 0"),
+    ({"inner_lr": -1e-4}, r"inner_lr must be > 0"),
+    ({"device": "tpu"}, r"device 'tpu' is not a device"),
     ({"compute_penalty": "both"}, r"compute_penalty"),
     ({"eval_size": 4}, r"eval_size.*k"),
     ({"objective": {"feature_map": "vgg"}}, r"feature_map"),
@@ -421,6 +432,11 @@ def test_bad_actions_in_views():
 def test_bad_config_values(kwargs, pattern):
     with pytest.raises(ConfigError, match=pattern):
         gym.make(P2P, **kwargs)
+
+
+def test_a_divisor_that_freezes_channel_groups_warns():
+    with pytest.warns(UserWarning, match=r"divisor 4096 is at least the width of \d+ of"):
+        make(divisor=4096).reset(seed=0)
 
 
 def test_bad_view_agent_and_render_mode():

@@ -140,6 +140,21 @@ def test_resume_after_interruption_matches_uninterrupted_run(tmp_path, family, o
     assert_same_weights(straight, resumed)
 
 
+def test_a_truncated_newest_train_state_falls_back_to_the_older_one(tmp_path, caplog):
+    """A save cut short (a full disk, a copy) costs the steps since the previous save, not the
+    run: resume warns, sets the file aside and continues bit-identically from the older save."""
+    config = tiny_config(n_steps=6, lr_decay_steps=3, save_every=2)
+    straight = train_teacher(config, tmp_path / "straight")
+    newest = train_teacher(config, tmp_path / "resumed", until_step=4)
+    assert (tmp_path / "resumed" / "checkpoints" / "train_state_00000002.pt").exists()
+    newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])
+    with caplog.at_level("WARNING"):
+        resumed = train_teacher(config, tmp_path / "resumed", resume=True)
+    assert "train_state_00000004.pt" in caplog.text and "older train_state_00000002" in caplog.text
+    assert newest.with_suffix(".unreadable").exists()
+    assert_same_weights(straight, resumed)
+
+
 def test_same_seed_same_weights_other_seed_differs(tmp_path):
     a = train_teacher(tiny_config(n_steps=2), tmp_path / "a")
     b = train_teacher(tiny_config(n_steps=2), tmp_path / "b")

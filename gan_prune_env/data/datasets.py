@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -66,7 +67,21 @@ def split_pair(image: Image.Image, path: str | Path) -> tuple[Image.Image, Image
             f"got {width}x{height}"
         )
     half = width // 2
+    if half != height:
+        _warn_once(str(Path(path).parent), f"{path}: an aligned image is usually two square halves (width = 2 x height), "
+                   f"this one is {width}x{height}: each {half}x{height} half is resized to a "
+                   "square, which stretches it. Check that the folder holds A|B pairs")
     return image.crop((0, 0, half, height)), image.crop((half, 0, width, height))
+
+
+_WARNED: set[str] = set()
+
+
+def _warn_once(key: str, message: str) -> None:
+    """One warning per ``key`` (a folder), not one per image of a dataset."""
+    if key not in _WARNED:
+        _WARNED.add(key)
+        warnings.warn(message, stacklevel=3)
 
 
 class AlignedDataset(PairDataset):

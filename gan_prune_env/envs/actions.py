@@ -12,11 +12,19 @@ class ActionError(ValueError):
 def validate_action(agent: str, action, num_groups: int) -> tuple[np.ndarray, list[int]]:
     """Return the action as float64 clipped to [-1, 1] and the indices that were clipped.
 
-    NaN/inf or a wrong shape raise ``ActionError`` naming the agent and the entry: silently
-    sanitising them would hide a broken policy.
+    NaN/inf, a wrong shape, or values that are not real numbers (booleans, complex numbers,
+    strings, even numeric ones) raise ``ActionError`` naming the agent and the entry: silently
+    converting them would hide a broken policy.
     """
+    raw = np.asarray(action)
+    items = list(action) if isinstance(action, (list, tuple)) else []
+    odd = next((x for x in items if isinstance(x, (bool, np.bool_, complex, str, bytes))), None)
+    if raw.dtype.kind not in "fiu" or odd is not None:
+        found = type(odd).__name__ if odd is not None else f"dtype {raw.dtype}"
+        raise ActionError(f"{agent}: action is not numeric (real numbers in [-1, 1]), got "
+                          f"{found}: {action!r}")
     try:
-        array = np.asarray(action, dtype=np.float64)
+        array = raw.astype(np.float64)
     except (TypeError, ValueError) as err:
         raise ActionError(f"{agent}: action is not numeric: {action!r}") from err
     if array.shape != (num_groups,):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from dataclasses import dataclass, field
 
 from gan_prune_env.devices import check_device
@@ -72,6 +74,10 @@ class EnvConfig:
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
 
     def __post_init__(self) -> None:
+        for item in dataclasses.fields(self):
+            value = getattr(self, item.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"{item.name} must be a finite number, got {value}")
         for name in ("budget_g", "budget_d"):
             value = getattr(self, name)
             if not 0 < value <= 1:
@@ -82,6 +88,9 @@ class EnvConfig:
             raise ValueError(f"rounds must be >= 1, got {self.rounds}")
         if self.inner_steps < 0 or self.inner_batch < 1:
             raise ValueError("inner_steps must be >= 0 and inner_batch >= 1")
+        if self.inner_lr <= 0:
+            raise ValueError(f"inner_lr must be > 0 (Adam's learning rate of the inner updates), "
+                             f"got {self.inner_lr}")
         if not 0 < self.min_keep <= 1:
             raise ValueError(f"min_keep must be in (0, 1], got {self.min_keep}")
         if self.compute_weight < 0:

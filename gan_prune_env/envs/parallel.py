@@ -149,6 +149,10 @@ class GANPruneParallelEnv(ParallelEnv):
         missing = [a for a in self.agents if a not in actions]
         if missing:
             raise ValueError(f"missing action for agent(s) {missing}")
+        unknown = sorted(str(a) for a in actions if a not in self.agents)
+        if unknown:
+            raise ValueError(f"actions for unknown agent(s) {unknown}; the agents are "
+                             f"{list(self.agents)}")
         ratios, clipped = {}, {}
         for agent in AGENTS:
             action, clipped[agent] = validate_action(agent, actions[agent],

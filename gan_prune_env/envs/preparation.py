@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -141,8 +142,16 @@ def _prepare(config: EnvConfig) -> PreparedTask:
 
 
 def _space(config: EnvConfig, net: nn.Module, example: torch.Tensor) -> ChannelSpace:
-    return ChannelSpace(net, example, importance=make_importance(config.importance),
-                        divisor=config.divisor)
+    space = ChannelSpace(net, example, importance=make_importance(config.importance),
+                         divisor=config.divisor)
+    coarse = int((space.num_channels <= config.divisor).sum())
+    if coarse:
+        warnings.warn(f"divisor {config.divisor} is at least the width of {coarse} of the "
+                      f"{space.num_groups} channel groups of {type(net).__name__}: those can only "
+                      "keep 1 channel or all of them, so actions barely change them; a divisor "
+                      f"below {int(space.num_channels.min())} keeps every group adjustable",
+                      stacklevel=2)
+    return space
 
 
 def _load_inputs(task: TaskConfig, split: str, count: int, option: str, seed: int,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 from gan_prune_env.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
 
 _NAME = re.compile(r"^train_state_(\d{8})\.pt$")
+logger = logging.getLogger(__name__)
 
 
 class TrainStateStore:
@@ -29,14 +31,31 @@ class TrainStateStore:
         return sorted(int(m.group(1)) for m in found if m)
 
     def latest(self) -> dict[str, Any] | None:
-        """The newest train-state payload, or None when there is none."""
-        steps = self.steps()
-        if not steps:
-            return None
-        payload = read_checkpoint(self.path(steps[-1]))
-        if payload["kind"] != "train_state" or "train_state" not in payload:
-            raise CheckpointError(f"{self.path(steps[-1])}: not a train-state checkpoint")
-        return payload
+        """The newest readable train-state payload, or None when there is none.
+
+        A newest file that does not read (a disk error, a copy cut short) is set aside as
+        ``*.unreadable`` with a warning, and the next older one is used: a run then repeats the
+        steps since that save instead of stopping. Only when none reads is it an error."""
+        failures = []
+        for step in reversed(self.steps()):
+            path = self.path(step)
+            try:
+                payload = read_checkpoint(path)
+                if payload["kind"] != "train_state" or "train_state" not in payload:
+                    raise CheckpointError(f"{path}: not a train-state checkpoint")
+            except CheckpointError as err:
+                failures.append(str(err))
+                continue
+            for bad in failures:
+                logger.warning("%s; resuming from the older %s instead (the unreadable file is "
+                               "kept as *.unreadable)", bad, path.name)
+            for newer in self.steps():
+                if newer > step:
+                    self.path(newer).rename(self.path(newer).with_suffix(".unreadable"))
+            return payload
+        if failures:
+            raise CheckpointError("no readable train state: " + "; ".join(failures))
+        return None
 
     def save(self, step: int, payload: dict[str, Any]) -> Path:
         """Write atomically, then delete all but the ``keep`` newest train states."""
