@@ -87,7 +87,10 @@ class GANPruneParallelEnv(ParallelEnv):
 
     ## Version history
     * v0: initial release. Opt-in options added since (``supernet``) leave the default
-      behaviour, and so v0's results, unchanged.
+      behaviour, and so v0's results, unchanged. Input checks tightened since: boolean, complex
+      and string actions, actions for unknown agents, non-finite options, a negative ``seed``
+      or ``inner_lr`` and an unusable ``device`` are errors; a ``divisor`` at least as wide as
+      some channel group warns. Valid inputs behave as before.
     """
 
     metadata = {"render_modes": list(RENDER_MODES), "name": "gan_prune_v0",
