@@ -220,6 +220,27 @@ def test_bad_values_fail_before_a_run_folder_exists(tmp_path: Path, capsys) -> N
     assert not logs.exists() or not any(logs.rglob("config.yaml"))
 
 
+def test_a_broken_image_anywhere_in_the_splits_fails_before_the_search(tmp_path: Path,
+                                                                       capsys) -> None:
+    """The search samples a few images; fine-tuning reads them all, after the search. A file
+    that cannot be read is found at the start, by name, whichever it is."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 10), ("test", 8)):
+        (tmp_path / "data" / split).mkdir(parents=True)
+        for i in range(count):
+            pair = rng.integers(0, 255, (64, 128, 3), dtype=np.uint8)
+            Image.fromarray(pair).save(tmp_path / "data" / split / f"{i}.png")
+    (tmp_path / "data" / "train" / "z_broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    logs = tmp_path / "logs"
+    assert main(["-conf", str(tiny_config(tmp_path, "uniform")), "-f", str(logs),
+                 "--env-kwargs", f"dataset:{tmp_path / 'data'}"]) == 2
+    err = capsys.readouterr().err
+    assert "1 of 11 image files cannot be read" in err and "z_broken.png" in err
+    assert not logs.exists() or not any(logs.rglob("config.yaml"))
+
+
 def test_run_folders_started_at_the_same_instant_never_collide(tmp_path: Path) -> None:
     with ThreadPoolExecutor(8) as pool:
         folders = list(pool.map(lambda _: create_run_folder(tmp_path, "Env"), range(16)))

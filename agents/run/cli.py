@@ -24,6 +24,7 @@ from agents.run.run_folder import (
 from gan_prune_env import ENV_ENTRY_POINTS
 from gan_prune_env.checkpoint import CheckpointError
 from gan_prune_env.config import ConfigError, from_dict, load_yaml, parse_key_values, to_dict
+from gan_prune_env.data.images import ImageLoadError
 from gan_prune_env.evaluation.inception import InceptionWeightsError
 
 DEFAULT_CONF = Path(__file__).resolve().parents[2] / "configs" / "default.yaml"
@@ -182,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         log_folder = Path(args.log_folder) if plan.run_dir is None else plan.run_dir.parent
         check_before_work(plan.config, log_folder)
     except (ConfigError, ValueError, TypeError, InceptionWeightsError, CheckpointError,
-            FileNotFoundError) as err:
+            FileNotFoundError, ImageLoadError) as err:
         hint = ("\n(or set evaluation.fid: false to run without FID)"
                 if isinstance(err, InceptionWeightsError) else "")
         print(f"error: {err}{hint}", file=sys.stderr)

@@ -168,7 +168,19 @@ def summary_table(results: dict[str, Any]) -> str:
             teacher = "—" if metric.endswith("_teacher") else _quality_cell(q["teacher"], metric,
                                                                                scale)
             lines.append(f"| {label} | {teacher} | {_quality_cell(q['pruned'], metric, scale)} | |")
-    return "\n".join(lines + _supernet_verdict(q, results.get("slice_from", "teacher"))) + "\n"
+    return "\n".join(lines + _busy_note(lat)
+                     + _supernet_verdict(q, results.get("slice_from", "teacher"))) + "\n"
+
+
+def _busy_note(latency: dict[str, Any]) -> list[str]:
+    """A warning under the table when other processes competed for the CPU while latency was
+    measured (their times are inflated; the ratio is less affected, being interleaved)."""
+    other = latency["teacher"].get("other_cores")
+    if not latency["teacher"].get("busy_machine"):
+        return []
+    return ["", f"Warning: other processes kept {other:.1f} CPU cores busy while latency was "
+                "measured; the times are inflated (the teacher / pruned ratio less so): compare "
+                "latencies taken on a quiet machine."]
 
 
 def _supernet_verdict(quality: dict[str, Any], slice_from: str) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import operator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -54,6 +55,10 @@ class PairDataset(Dataset[Sample]):
         if self.config.direction == "BtoA":
             a, b, a_path, b_path = b, a, b_path, a_path
         return {"A": a, "B": b, "A_path": a_path, "B_path": b_path}
+
+    def image_files(self) -> list[Path]:
+        """Every image file the dataset reads (none for generated data), for checks up front."""
+        return []
 
     def _num_items(self) -> int:
         raise NotImplementedError

@@ -96,6 +96,9 @@ class AlignedDataset(PairDataset):
         self.files = list_images(self.folder)
         self.transform = ImageTransform(config, self.train)
 
+    def image_files(self) -> list[Path]:
+        return list(self.files)
+
     def _num_items(self) -> int:
         return len(self.files)
 
@@ -125,6 +128,9 @@ class UnalignedDataset(PairDataset):
         self.files_a = list_images(split_folder(root, f"{split}A"))
         self.files_b = list_images(split_folder(root, f"{split}B"))
         self.transform = ImageTransform(config, self.train)
+
+    def image_files(self) -> list[Path]:
+        return [*self.files_a, *self.files_b]
 
     def _num_items(self) -> int:
         return max(len(self.files_a), len(self.files_b))

@@ -18,6 +18,7 @@ from torch import nn
 
 from gan_prune_env.config import to_dict
 from gan_prune_env.data import build_dataset, evaluation_split
+from gan_prune_env.data.images import check_image_files
 from gan_prune_env.envs.config import EnvConfig
 from gan_prune_env.objective import (
     LocalDensityObjective, TeacherPool, make_feature_map, pair_input, widen_for_center,
@@ -63,14 +64,17 @@ def resolve_task(config: EnvConfig) -> TaskConfig:
 
 def check_task_inputs(config: EnvConfig) -> TaskConfig:
     """The checks of seconds that would otherwise fail minutes into a run: the teacher file
-    reads and fits the task (a first-use teacher not trained yet is left to be trained), and
-    the train and evaluation splits exist and hold ``pool_size`` and ``eval_size`` images."""
+    reads and fits the task (a first-use teacher not trained yet is left to be trained), the
+    train and evaluation splits exist and hold ``pool_size`` and ``eval_size`` images, and every
+    image file of them has a readable header."""
     task = resolve_task(config)
     if task.teacher_checkpoint is not None or task.name not in FIRST_USE_TEACHERS:
         payload = read_checkpoint(teacher_path(task, train_if_missing=False))
         check_teacher_fits(task, payload)
     for split, count, option in _input_splits(task, config):
-        _check_split_size(task, split, len(build_dataset(task.data, split)), count, option)
+        dataset = build_dataset(task.data, split)
+        _check_split_size(task, split, len(dataset), count, option)
+        check_image_files(dataset.image_files())
     return task
 
 
