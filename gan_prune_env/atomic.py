@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -40,3 +40,33 @@ def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], object
         raise
     fsync_directory(path.parent)
     return path
+
+
+def check_writable_folder(folder: str | os.PathLike, flag: str) -> None:
+    """Raise ValueError unless ``folder`` is, or can be created as, a writable folder: before a
+    long job starts, not at its first save. ``flag`` names the option in the message."""
+    folder = Path(folder)
+    existing = next(p for p in (folder, *folder.absolute().parents) if p.exists())
+    if not existing.is_dir():
+        raise ValueError(f"{flag} {folder}: {existing} is a file; give a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"{flag} {folder}: {existing} is not writable; give a folder you can "
+                         "write to")
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive advisory lock on ``path`` (created if needed) for the block: two
+    processes that would build the same cached file take turns, and the second finds it built.
+    POSIX ``flock``; where it does not exist the block runs unlocked."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    with open(path, "a+b") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)

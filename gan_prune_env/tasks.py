@@ -36,6 +36,7 @@ from typing import Any
 
 from torch import nn
 
+from gan_prune_env.atomic import exclusive_lock
 from gan_prune_env.checkpoint import (
     CheckpointError,
     embedded_configs,
@@ -261,9 +262,12 @@ def teacher_path(task: TaskConfig, train_if_missing: bool = True) -> Path:
     if not path.is_file():
         if not train_if_missing:
             raise CheckpointError(f"no cached teacher for task {task.name!r} at {path}")
-        logger.warning("training the teacher of task %r on first use; it is cached in %s",
-                       task.name, run_dir)
-        train_teacher(teacher_train_config(builtin), run_dir, resume=True)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        with exclusive_lock(run_dir / ".lock"):  # another process may be training it now
+            if not path.is_file():
+                logger.warning("training the teacher of task %r on first use; it is cached in "
+                               "%s", task.name, run_dir)
+                train_teacher(teacher_train_config(builtin), run_dir, resume=True)
     return path
 
 

@@ -23,6 +23,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from gan_prune_env.atomic import check_writable_folder
 from gan_prune_env.config import ConfigError, from_dict, load_yaml, parse_key_values, to_dict
 from gan_prune_env.tasks import get_task, teacher_train_config
 from gan_prune_env.teacher.config import TeacherTrainConfig, merge_overrides
@@ -62,8 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         config = build_config(args.task, args.config, args.overrides)
+        check_writable_folder(args.out, "--out")
         path = train_teacher(config, args.out, resume=args.resume)
-    except (ConfigError, FileExistsError, FileNotFoundError) as err:
+    except (ConfigError, ValueError, FileExistsError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(path)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -115,6 +117,16 @@ def test_pix2pix_cli_run_writes_tensorboard_and_teacher(tmp_path):
     # a second run into the same folder must resume, not silently start over
     assert main(["--config", str(config_file), "--out", str(out)]) == 2
     assert main(["--config", str(config_file), "--out", str(out), "--resume"]) == 0
+
+
+def test_teacher_cli_checks_out_and_device_before_any_work(tmp_path, capsys):
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    assert main(["--task", "default", "--out", str(a_file / "run")]) == 2
+    assert main(["--task", "default", "--out", str(tmp_path / "run"), "--set", "device:tpu"]) == 2
+    err = capsys.readouterr().err
+    assert "is a file; give a folder" in err and "device 'tpu' is not a device" in err
+    assert not (tmp_path / "run").exists()
 
 
 def test_cyclegan_run_writes_all_four_networks(tmp_path):
@@ -236,6 +248,26 @@ def test_builtin_teacher_is_trained_on_first_use_then_cached(monkeypatch, tmp_pa
     variant = get_task({"name": "tiny", "image_size": 64,
                        "data": {"crop_size": 64, "load_size": 64}})
     assert tasks.teacher_path(variant) == tasks.teacher_path(get_task("tiny"))
+
+
+def test_processes_that_need_the_same_first_use_teacher_train_it_once(monkeypatch, tmp_path):
+    """Two runs started together on a machine without the cached teacher: one trains it, the
+    other waits for the lock and finds it built (threads stand in for processes: flock locks
+    are per open file, so they exclude each other too)."""
+    trained = []
+
+    def slow_training(config, run_dir, resume):
+        trained.append(run_dir)
+        time.sleep(0.5)
+        (Path(run_dir) / tasks.TEACHER_FILE).write_bytes(b"built")
+
+    monkeypatch.setitem(tasks.BUILTIN_TASKS, "tiny", lambda _root: TaskConfig(name="tiny"))
+    monkeypatch.setattr(tasks, "FIRST_USE_TEACHERS", {"tiny"})
+    monkeypatch.setattr(tasks, "train_teacher", slow_training)
+    monkeypatch.setenv("GAN_PRUNE_CACHE", str(tmp_path))
+    with ThreadPoolExecutor(2) as pool:
+        paths = list(pool.map(lambda _: tasks.teacher_path(get_task("tiny")), range(2)))
+    assert len(trained) == 1 and paths[0] == paths[1] and paths[0].read_bytes() == b"built"
 
 
 def test_shipped_default_teacher_beats_an_untrained_generator():

@@ -7,7 +7,6 @@ a run folder holds the config used, so ``-i RUN_DIR`` continues an interrupted r
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ from agents.run.run_folder import (
     fork_run, write_config,
 )
 from gan_prune_env import ENV_ENTRY_POINTS
+from gan_prune_env.atomic import check_writable_folder
 from gan_prune_env.checkpoint import CheckpointError
 from gan_prune_env.config import ConfigError, from_dict, load_yaml, parse_key_values, to_dict
 from gan_prune_env.data.images import ImageLoadError
@@ -147,16 +147,7 @@ def check_before_work(config: RunConfig, log_folder: Path) -> None:
     check_task_inputs(env_config)
     if config.evaluation.fid:
         find_inception_weights()
-    _check_writable(log_folder)
-
-
-def _check_writable(folder: Path) -> None:
-    existing = next(p for p in (folder, *folder.absolute().parents) if p.exists())
-    if not existing.is_dir():
-        raise ConfigError(f"-f {folder}: {existing} is a file; give a folder for the run folders")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(f"-f {folder}: {existing} is not writable; give a folder you can "
-                          "write to")
+    check_writable_folder(log_folder, "-f")
 
 
 def start(plan: Plan, log_folder: Path) -> Path:

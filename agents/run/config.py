@@ -32,9 +32,9 @@ class SearchConfig:
             raise ValueError(f"algo {self.algo!r} is not one of {ALGOS}")
         if self.n_rounds is None:
             self.n_rounds = DEFAULT_ROUNDS.get(self.algo, DEFAULT_ROUNDS[None])
-        if self.n_rounds < 1 or self.save_freq < 1 or self.eval_freq < 1:
-            raise ValueError("n_rounds, save_freq and eval_freq must be >= 1, got "
-                             f"{self.n_rounds}, {self.save_freq} and {self.eval_freq}")
+        for name in ("n_rounds", "save_freq", "eval_freq"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.seed < 0:
             raise ValueError(f"seed must be >= 0, got {self.seed}")
 

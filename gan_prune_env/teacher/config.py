@@ -7,6 +7,7 @@ from typing import Any
 
 from gan_prune_env.checkpoint import WEIGHT_DTYPES
 from gan_prune_env.data import DataConfig
+from gan_prune_env.devices import check_device
 from gan_prune_env.families import FAMILIES, check_family_configs
 from gan_prune_env.losses import GAN_MODES
 from gan_prune_env.models import DiscriminatorConfig, GeneratorConfig
@@ -97,6 +98,7 @@ class TeacherTrainConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
+        check_device(self.device)
         if self.autocast is not None and self.autocast not in AUTOCAST_DTYPES:
             raise ValueError(f"autocast {self.autocast!r} is not one of {list(AUTOCAST_DTYPES)} "
                              "(or null for float32)")
