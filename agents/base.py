@@ -14,12 +14,15 @@ import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 
+from gan_prune_env.config import from_dict, to_dict
 from gan_prune_env.envs import AGENTS, GANPruneParallelEnv
+
+C = TypeVar("C")
 
 
 @dataclass
@@ -33,10 +36,20 @@ class Candidate:
     rewards: dict[str, float]
     loss_terms: dict[str, dict[str, float]]
     within_budget: bool
+    error: str = ""
+    """Why the round's evaluation failed (the env's ``info["error"]``); such a round is kept in
+    the history (it was spent) but is never the best."""
 
     @classmethod
     def from_infos(cls, index: int, infos: dict[str, dict], rewards: dict[str, float]
                    ) -> Candidate:
+        error = infos[AGENTS[0]].get("error", "")
+        if error:
+            return cls(round=index, kept_channels={a: [] for a in AGENTS},
+                       keep_ratios={a: [] for a in AGENTS},
+                       compute_ratio={a: float("nan") for a in AGENTS},
+                       rewards={a: float(rewards[a]) for a in AGENTS},
+                       loss_terms={a: {} for a in AGENTS}, within_budget=False, error=error)
         return cls(
             round=index,
             kept_channels={a: list(infos[a]["kept_channels"]) for a in AGENTS},
@@ -65,12 +78,13 @@ class SearchTracker:
 
     @property
     def best(self) -> Candidate | None:
-        feasible = [c for c in self.history if c.within_budget]
+        evaluated = [c for c in self.history if not c.error]
+        feasible = [c for c in evaluated if c.within_budget]
         if feasible:
             return max(feasible, key=lambda c: c.rewards["generator"])
-        if not self.history:
+        if not evaluated:
             return None
-        return min(self.history, key=lambda c: c.compute_ratio["generator"])
+        return min(evaluated, key=lambda c: c.compute_ratio["generator"])
 
     def state_dict(self) -> dict[str, Any]:
         return {"history": [asdict(c) for c in self.history]}
@@ -104,6 +118,14 @@ class PruningAgent(abc.ABC):
     @abc.abstractmethod
     def load(self, path: str | Path) -> None:
         """Restore what ``save`` wrote."""
+
+
+def make_config(cls: type[C], config: C | dict | None, overrides: dict[str, Any], where: str
+                ) -> C:
+    """``cls`` from an instance, a mapping or None, plus keyword overrides, checked strictly, so
+    ``Agent(cfg)``, ``Agent({"seed": 1})`` and ``Agent(seed=1)`` all work and typos fail."""
+    base = to_dict(config) if isinstance(config, cls) else dict(config or {})
+    return from_dict(cls, {**base, **overrides}, where=where)
 
 
 def load_agent_state(path: str | Path) -> dict[str, Any]:

@@ -16,11 +16,13 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 
-from agents.base import Candidate, PruningAgent, SearchTracker, load_agent_state, run_rounds
+from agents.base import (
+    Candidate, PruningAgent, SearchTracker, load_agent_state, make_config, run_rounds,
+)
 from agents.budget import fit_to_budget, uniform_actions
 from gan_prune_env.checkpoint import save_checkpoint
 from gan_prune_env.config import from_dict, to_dict
@@ -29,15 +31,6 @@ from gan_prune_env.envs import (
 )
 
 Actions = dict[str, np.ndarray]
-C = TypeVar("C")
-
-
-def make_config(cls: type[C], config: C | dict | None, overrides: dict[str, Any], where: str
-                ) -> C:
-    """``cls`` from an instance, a mapping or None, plus keyword overrides, checked strictly, so
-    ``Agent(cfg)``, ``Agent({"seed": 1})`` and ``Agent(seed=1)`` all work and typos fail."""
-    base = to_dict(config) if isinstance(config, cls) else dict(config or {})
-    return from_dict(cls, {**base, **overrides}, where=where)
 
 
 # -- persistence -----------------------------------------------------------------------------------

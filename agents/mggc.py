@@ -31,10 +31,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from agents.base import PruningAgent, SearchTracker, load_agent_state
+from agents.base import PruningAgent, SearchTracker, load_agent_state, make_config
 from agents.budget import fit_to_budget
 from gan_prune_env.checkpoint import save_checkpoint
-from gan_prune_env.config import from_dict
 from gan_prune_env.envs import (
     AGENTS, GANPruneParallelEnv, PruningGame, action_to_ratios, ratios_to_action,
 )
@@ -130,9 +129,7 @@ class MGGCAgent(PruningAgent):
     name = "mggc"
 
     def __init__(self, config: MGGCConfig | dict | None = None, **kwargs: Any) -> None:
-        if not isinstance(config, MGGCConfig):
-            config = from_dict(MGGCConfig, {**(config or {}), **kwargs}, where="mggc params")
-        self.config = config
+        self.config = make_config(MGGCConfig, config, kwargs, "mggc params")
         self.nets: dict[str, GroupHypernet] = {}
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.baselines = {a: 0.0 for a in AGENTS}

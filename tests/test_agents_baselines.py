@@ -223,3 +223,48 @@ def test_the_thin_student_has_the_architecture_but_not_the_weights(env):
         assert all(torch.equal(fresh[k], again.networks[name].state_dict()[k]) for k in fresh)
         means = [v for k, v in fresh.items() if k.endswith("running_mean")]
         assert all(torch.count_nonzero(m) == 0 for m in means)  # statistics reset too
+
+
+def test_a_search_goes_on_past_failed_rounds_and_never_picks_one(monkeypatch):
+    """The env ends an episode whose evaluation failed; the search records the spent round
+    (its error kept through a save), keeps searching, and returns an evaluated pair."""
+    env = GANPruneParallelEnv(**TINY)
+    played, calls = env.game.play_round, []
+
+    def every_other_round_fails(ratios):
+        calls.append(1)
+        if len(calls) % 2:
+            raise torch.OutOfMemoryError("out of memory")
+        return played(ratios)
+
+    monkeypatch.setattr(env.game, "play_round", every_other_round_fails)
+    tracker = learn(RandomSearchAgent(seed=0), env, 6)
+    failed = [c for c in tracker.history if c.error]
+    assert len(tracker.history) == 6 and len(failed) == 3
+    assert all("out of memory" in c.error and c.rewards["generator"] == -10.0 for c in failed)
+    assert tracker.best is not None and not tracker.best.error
+    restored = SearchTracker()
+    restored.load_state_dict(pickle.loads(pickle.dumps(tracker.state_dict())))
+    assert [c.error for c in restored.history] == [c.error for c in tracker.history]
+
+
+def candidate(round_: int, reward_g: float, within: bool, compute_g: float = 0.2):
+    from agents.base import Candidate
+
+    return Candidate(round=round_, kept_channels={a: [1] for a in AGENTS},
+                     keep_ratios={a: [0.5] for a in AGENTS},
+                     compute_ratio={"generator": compute_g, "discriminator": 0.5},
+                     rewards={"generator": reward_g, "discriminator": 0.0},
+                     loss_terms={a: {} for a in AGENTS}, within_budget=within)
+
+
+def test_the_best_pair_is_the_highest_g_reward_within_both_budgets():
+    """The rule that picks what gets fine-tuned: max G reward among pairs within budget, else
+    the pair that came closest to G's budget. Flip max/min or drop the budget filter: red."""
+    tracker = SearchTracker(history=[candidate(0, -2.0, True), candidate(1, -0.5, True),
+                                     candidate(2, 0.9, False), candidate(3, -1.0, True)])
+    assert tracker.best.round == 1
+    outside = SearchTracker(history=[candidate(0, 0.1, False, 0.6),
+                                     candidate(1, -3.0, False, 0.3),
+                                     candidate(2, 0.5, False, 0.9)])
+    assert outside.best.round == 1

@@ -267,11 +267,13 @@ def test_killed_run_resumes_to_completion(tmp_path: Path) -> None:
     proc.kill()
     proc.wait()
     assert tracker.exists(), proc.stderr.read().decode()[-2000:]
-    saved = len(load_agent_state(tracker)["history"])
+    finished = load_agent_state(tracker)["history"]
+    saved = len(finished)
     assert saved >= 2
     assert main(["-i", str(run_dir_of(logs, "mggc"))]) == 0
     history = load_agent_state(tracker)["history"]
     assert len(history) == 60
+    assert history[:saved] == finished  # the rounds finished before the kill are kept as they were
     assert (run_dir_of(logs, "mggc") / "results.json").exists()
 
 

@@ -31,7 +31,8 @@ import gan_prune_env  # noqa: F401  (registers the ids)
 from gan_prune_env.checkpoint import CheckpointError, make_checkpoint, save_checkpoint
 from gan_prune_env.config import ConfigError
 from gan_prune_env.envs import (
-    AGENTS, ActionError, GANPruneParallelEnv, JointPruneEnv, SingleAgentPruneEnv, ratios_to_action,
+    AGENTS, ActionError, EvaluationError, GANPruneParallelEnv, JointPruneEnv, SingleAgentPruneEnv,
+    ratios_to_action,
 )
 from gan_prune_env.envs.peers import uniform_budget_peer
 from gan_prune_env.envs.rendering import to_uint8
@@ -432,6 +433,59 @@ def test_bad_actions_in_views():
 def test_bad_config_values(kwargs, pattern):
     with pytest.raises(ConfigError, match=pattern):
         gym.make(P2P, **kwargs)
+
+
+@pytest.mark.parametrize("failure", ["nan_reward", "out_of_memory"])
+def test_a_failed_round_ends_the_episode_instead_of_the_process(monkeypatch, failure):
+    """A long training run survives a broken evaluation: the step terminates both agents with
+    the documented reward and names the cause; reset starts a normal episode again."""
+    env = parallel()
+    env.reset(seed=0)
+    good = uniform_actions(env, 0.5)
+    played = env.game.play_round
+
+    def broken(ratios):
+        if failure == "out_of_memory":
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        result = played(ratios)
+        result.rewards["generator"] = float("nan")
+        return result
+
+    monkeypatch.setattr(env.game, "play_round", broken)
+    observations, rewards, terminations, truncations, infos = env.step(good)
+    assert rewards == {a: -10.0 for a in AGENTS} and all(terminations.values())
+    assert not any(truncations.values()) and env.agents == []
+    cause = "OutOfMemoryError: CUDA out of memory" if failure == "out_of_memory" \
+        else "non-finite reward_generator"
+    assert all(cause in infos[a]["error"] and "round 1" in infos[a]["error"] for a in AGENTS)
+    assert all(observations[a] in env.observation_space(a) for a in AGENTS)
+    monkeypatch.setattr(env.game, "play_round", played)
+    _, infos = env.reset(seed=0)
+    assert infos["generator"]["error"] == ""
+    assert env.step(good)[4]["generator"]["error"] == ""
+
+
+def raising(error: Exception):
+    def play_round(ratios):
+        raise error
+    return play_round
+
+
+def test_on_error_raise_raises_and_bad_actions_and_bugs_raise_either_way(monkeypatch):
+    env = parallel(on_error="raise")
+    env.reset(seed=0)
+    good = uniform_actions(env, 0.5)
+    monkeypatch.setattr(env.game, "play_round",
+                        raising(RuntimeError("CUDA error: an illegal memory access")))
+    with pytest.raises(EvaluationError, match="round 1: the evaluation failed: RuntimeError"):
+        env.step(good)
+    lenient = parallel()
+    lenient.reset(seed=0)
+    with pytest.raises(ActionError):
+        lenient.step({**good, "generator": np.full_like(good["generator"], np.nan)})
+    monkeypatch.setattr(lenient.game, "play_round", raising(TypeError("a bug")))
+    with pytest.raises(TypeError, match="a bug"):  # a programming error is not a fault to hide
+        lenient.step(good)
 
 
 def test_a_divisor_that_freezes_channel_groups_warns():

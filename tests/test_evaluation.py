@@ -9,9 +9,12 @@ import copy
 import io
 import json
 import math
+import os
+import subprocess
 import sys
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 import torch
@@ -50,6 +53,7 @@ from gan_prune_env.evaluation.cli import main as cli_main
 from gan_prune_env.models import build_discriminator, build_generator
 from gan_prune_env.tasks import get_task
 
+ROOT = Path(__file__).resolve().parents[1]
 FORBIDDEN_MODULES = ("torchvision", "torch_fidelity", "pytorch_fid", "cleanfid")
 
 
@@ -625,6 +629,49 @@ def test_cli_floor_scores_real_test_images_against_train_with_the_real_inception
     assert second["fid_real_features"] == "cached" and second["fid"] == first["fid"]
 
 
-def test_no_forbidden_packages_were_imported():
-    loaded = [name for name in FORBIDDEN_MODULES if name in sys.modules]
-    assert not loaded, f"evaluation imported {loaded}"
+IMPORT_GUARD = """
+import sys
+FORBIDDEN = {forbidden!r}
+attempts = []
+
+class Guard:
+    # Records real imports of forbidden packages; availability probes such as
+    # importlib.util.find_spec (torchmetrics makes them) are not imports.
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in FORBIDDEN and \\
+                sys._getframe(2).f_code.co_name == "_find_and_load_unlocked":
+            attempts.append(name)
+        return None
+
+sys.meta_path.insert(0, Guard())
+try:
+{body}
+finally:
+    print(sorted(set(attempts)))
+"""
+IMPORT_EVERYTHING = """
+    import gan_prune_env, gan_prune_env.evaluation, gan_prune_env.evaluation.cli
+    import gan_prune_env.translate, gan_prune_env.import_reference, gan_prune_env.export
+    import agents.run.pipeline, agents.run.cli
+    from gan_prune_env.evaluation import load_fid_inception
+    try:
+        load_fid_inception()
+    except Exception:
+        pass
+"""
+
+
+def attempted_imports(body: str) -> list[str]:
+    script = IMPORT_GUARD.format(forbidden=FORBIDDEN_MODULES, body=body)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                          text=True, cwd=ROOT)
+    return json.loads(done.stdout.strip().splitlines()[-1].replace("'", '"'))
+
+
+def test_no_forbidden_package_is_imported():
+    """torchvision and the FID packages that import it must never be imported by anything of
+    ours or of our dependencies, installed or not: a guard on the import system records every
+    attempt (and is shown to catch one)."""
+    assert attempted_imports(IMPORT_EVERYTHING) == []
+    assert attempted_imports("    import torchvision") == ["torchvision"]

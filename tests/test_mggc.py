@@ -106,3 +106,32 @@ def test_bad_hyperparameters_are_named() -> None:
     with pytest.raises(ConfigError, match="mode"):
         MGGCAgent(mode="evolution")
     assert MGGCAgent(MGGCConfig(gamma=0.5)).config.gamma == 0.5
+
+
+def test_the_policy_gradient_moves_the_policy_towards_the_rewarded_actions(env) -> None:
+    """REINFORCE's rule itself: after one update on rounds where actions above the mean were
+    paid more than actions below it, the mean moves up (and the other way round). A flipped
+    sign or a dropped advantage turns this red."""
+    for direction in (+1.0, -1.0):
+        agent = MGGCAgent(seed=0, lr=1e-2, weight_decay=0.0, entropy_coef=0.0)
+        agent.bind(env)
+        obs, _ = env.reset(seed=0)
+        mean = agent._sample(obs, deterministic=True)["generator"]
+        offsets = [np.full_like(mean, 0.3), np.full_like(mean, -0.3)] * 4
+        batch = {agent_name: {"obs": [obs[agent_name]] * 8, "act": [], "rew": [], "done": []}
+                 for agent_name in agent.learning_agents}
+        for offset in offsets:
+            for agent_name, data in batch.items():
+                base = agent._sample(obs, deterministic=True)[agent_name]
+                data["act"].append(base + offset[0])
+                data["rew"].append(direction * float(offset[0]))  # paid for moving `direction`
+                data["done"].append(True)
+        agent._policy_gradient_step(batch)
+        moved = agent._sample(obs, deterministic=True)["generator"] - mean
+        assert np.sign(moved.mean()) == direction, (direction, moved)
+
+
+def test_unknown_keyword_arguments_are_errors_even_with_a_config() -> None:
+    with pytest.raises(ConfigError, match="lrr"):
+        MGGCAgent(MGGCConfig(), seed=7, lrr=1)
+    assert MGGCAgent(MGGCConfig(), seed=7).config.seed == 7

@@ -65,7 +65,9 @@ def run_search(config: RunConfig, env: GANPruneParallelEnv, run_dir: Path,
                     _snapshot(writer, env, best, names, len(tracker.history))
     best = tracker.best
     if best is None:
-        raise RuntimeError("the search evaluated no architecture")
+        failed = [c.error for c in tracker.history if c.error]
+        cause = f": all {len(failed)} rounds failed, e.g. {failed[0]}" if failed else ""
+        raise RuntimeError(f"the search evaluated no architecture{cause}")
     (run_dir / BEST_FILE).write_text(json.dumps(
         {**asdict(best), "group_names": names}, indent=2))
     return best

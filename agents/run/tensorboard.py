@@ -18,6 +18,10 @@ class SearchLogger:
 
     def __call__(self, candidate: Candidate) -> None:
         step, w = candidate.round, self.writer
+        w.add_scalar("search/failed_round", float(bool(candidate.error)), step)
+        if candidate.error:
+            w.add_text("search/errors", candidate.error, step)
+            return
         for agent in AGENTS:
             w.add_scalar(f"reward/{agent}", candidate.rewards[agent], step)
             w.add_scalar(f"compute_ratio/{agent}", candidate.compute_ratio[agent], step)

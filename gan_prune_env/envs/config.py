@@ -12,6 +12,9 @@ from gan_prune_env.objective import ObjectiveConfig
 COMPUTE_PENALTIES = ("one_sided", "two_sided")
 
 
+ON_ERROR = ("end", "raise")
+
+
 @dataclass
 class EnvConfig:
     """Options of the pruning game (METHOD 7-8).
@@ -45,6 +48,13 @@ class EnvConfig:
         importance: channel ranking, ``l1`` | ``group_l1`` | ``random``.
         device: torch device of all computation.
         seed: selects the pool and evaluation images (not the episode randomness).
+        on_error: what a round whose evaluation fails does (non-finite losses or rewards, out
+            of memory, any runtime error inside the game): ``"end"`` ends the episode for both
+            agents, paying ``error_reward`` and naming the cause in ``info["error"]``, so a
+            long training run goes on; ``"raise"`` raises ``EvaluationError``. Bad actions
+            raise either way.
+        error_reward: reward of both agents in a round that failed (``on_error="end"``); the
+            default is below any reward a finite round pays at the default settings.
         objective: options of the local-density objective.
     """
 
@@ -71,6 +81,8 @@ class EnvConfig:
     importance: str = "l1"
     device: str = "cpu"
     seed: int = 0
+    on_error: str = "end"
+    error_reward: float = -10.0
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
 
     def __post_init__(self) -> None:
@@ -104,6 +116,8 @@ class EnvConfig:
             raise ValueError(f"calibration_size must be >= 1, got {self.calibration_size}")
         if self.resolution is not None and self.resolution < 16:
             raise ValueError(f"resolution must be >= 16 pixels, got {self.resolution}")
+        if self.on_error not in ON_ERROR:
+            raise ValueError(f"on_error {self.on_error!r} is not one of {ON_ERROR}")
         if self.seed < 0:
             raise ValueError(f"seed must be >= 0, got {self.seed}")
         check_device(self.device)

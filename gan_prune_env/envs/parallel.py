@@ -8,10 +8,12 @@ Agents ``generator`` (genG) and ``discriminator`` (genD) act simultaneously each
 * Observation space (per agent): see ``gan_prune_env.envs.observations``.
 * Reward: METHOD 8, Python floats; every term is in ``info["reward_terms"]``.
 * Episode: ``rounds`` rounds, then ``terminated`` is True for both agents; never truncated.
+  A round whose evaluation fails ends it early (``on_error``, ``info["error"]``).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -26,6 +28,10 @@ from gan_prune_env.envs.observations import ObservationBuilder
 from gan_prune_env.envs.rendering import ansi_summary, image_grid
 
 RENDER_MODES = ("ansi", "rgb_array")
+
+
+class EvaluationError(RuntimeError):
+    """A round's evaluation failed (see ``EnvConfig.on_error``)."""
 
 
 class GANPruneParallelEnv(ParallelEnv):
@@ -73,7 +79,11 @@ class GANPruneParallelEnv(ParallelEnv):
     supernet's) and the full architecture; the observation shows keep ratios 1.
 
     ## Episode end
-    Terminated after ``rounds`` rounds (default 4); never truncated.
+    Terminated after ``rounds`` rounds (default 4); never truncated. A round whose evaluation
+    fails (non-finite losses or rewards, out of memory, a runtime error in the game) also
+    terminates it, for both agents, with reward ``error_reward`` (default -10) and the cause in
+    ``info["error"]`` (empty in every other step and at reset); ``on_error="raise"`` raises
+    :class:`EvaluationError` instead. Bad actions raise ``ActionError`` either way.
 
     ## Arguments
     Every :class:`~gan_prune_env.envs.config.EnvConfig` field, strictly (a misspelt keyword is
@@ -90,7 +100,8 @@ class GANPruneParallelEnv(ParallelEnv):
       behaviour, and so v0's results, unchanged. Input checks tightened since: boolean, complex
       and string actions, actions for unknown agents, non-finite options, a negative ``seed``
       or ``inner_lr`` and an unusable ``device`` are errors; a ``divisor`` at least as wide as
-      some channel group warns. Valid inputs behave as before.
+      some channel group warns. Valid inputs behave as before. A failed round ends the
+      episode (``on_error="end"``, the new default) where it used to raise out of ``step``.
     """
 
     metadata = {"render_modes": list(RENDER_MODES), "name": "gan_prune_v0",
@@ -142,7 +153,7 @@ class GANPruneParallelEnv(ParallelEnv):
         full = {a: np.ones(self.game.num_groups(a), dtype=np.float32) for a in AGENTS}
         compute = {a: 1.0 for a in AGENTS}
         self._observations = self._observe(full, compute, self.game.reference_terms)
-        infos = {a: {"round": 0, "compute_ratio": 1.0, "budget": self.game.budget(a)}
+        infos = {a: {"round": 0, "compute_ratio": 1.0, "budget": self.game.budget(a), "error": ""}
                  for a in self.agents}
         return dict(self._observations), infos
 
@@ -161,7 +172,12 @@ class GANPruneParallelEnv(ParallelEnv):
             action, clipped[agent] = validate_action(agent, actions[agent],
                                                      self.game.num_groups(agent))
             ratios[agent] = action_to_ratios(action, self.config.min_keep)
-        result = self.game.play_round(ratios)
+        try:
+            result = self._play_round(ratios)
+        except EvaluationError as err:
+            if self.config.on_error == "raise":
+                raise
+            return self._end_with_error(err)
         self._last = result
         self._round += 1
         done = self._round >= self.config.rounds
@@ -191,6 +207,33 @@ class GANPruneParallelEnv(ParallelEnv):
         pass
 
     # -- helpers ---------------------------------------------------------------------------------
+    def _play_round(self, ratios: dict[str, np.ndarray]) -> RoundResult:
+        """The game's round, any failure of it (and any non-finite number it pays) raised as
+        EvaluationError naming the round and the cause."""
+        where = f"round {self._round + 1}"
+        try:
+            result = self.game.play_round(ratios)
+        except (RuntimeError, FloatingPointError) as err:  # OutOfMemoryError is a RuntimeError
+            cause = (str(err).strip().splitlines() or [""])[0]
+            raise EvaluationError(f"{where}: the evaluation failed: {type(err).__name__}: "
+                                  f"{cause}") from err
+        values = {**{f"reward_{a}": r for a, r in result.rewards.items()}, **result.terms}
+        bad = sorted(name for name, value in values.items() if not math.isfinite(value))
+        if bad:
+            raise EvaluationError(f"{where}: non-finite {', '.join(bad)} (a teacher or a pruned "
+                                  "network producing NaN/inf?)")
+        return result
+
+    def _end_with_error(self, err: EvaluationError):
+        """The step that ends an episode whose round failed: observations unchanged."""
+        self._round += 1
+        self.agents = []
+        message = str(err)
+        return (dict(self._observations),
+                {a: float(self.config.error_reward) for a in AGENTS},
+                {a: True for a in AGENTS}, {a: False for a in AGENTS},
+                {a: {"round": self._round, "error": message} for a in AGENTS})
+
     def _observe(self, ratios, compute, terms) -> dict[str, np.ndarray]:
         return {a: self._builders[a].build(ratios, compute, terms, self._round) for a in AGENTS}
 
@@ -209,4 +252,5 @@ class GANPruneParallelEnv(ParallelEnv):
             "kept_channels": result.counts[agent].tolist(),
             "keep_ratios": result.ratios[agent].tolist(),
             "clipped_entries": clipped,
+            "error": "",
         }
