@@ -325,3 +325,22 @@ def test_supernet_run_says_whether_the_fine_tune_was_needed(tmp_path: Path) -> N
     config["env_kwargs"] = TINY_ENV
     path.write_text(yaml.safe_dump(config))
     assert main(["-conf", str(path), "-f", str(tmp_path / "bad")]) != 0
+
+
+def test_validate_replays_the_found_pairs_and_catches_a_wrong_record(tmp_path: Path,
+                                                                       capsys) -> None:
+    from agents.run.validate import main as validate
+
+    logs = tmp_path / "logs"
+    assert main(["-conf", str(tiny_config(tmp_path, "random", rounds=4)), "-f", str(logs)]) == 0
+    run = run_dir_of(logs, "random")
+    capsys.readouterr()
+    assert validate([str(run), "--all"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("PASS round") == 4 and "4 of 4 pairs validated" in out
+    best = json.loads((run / "best_architecture.json").read_text())
+    best["rewards"]["generator"] += 0.01
+    (run / "best_architecture.json").write_text(json.dumps(best))
+    assert validate([str(run)]) == 1
+    assert "FAIL round" in capsys.readouterr().out
+    assert validate([str(tmp_path / "nowhere")]) == 2

@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 from agents import AGENT_CLASSES
 from agents.base import Candidate, PruningAgent, SearchTracker, load_agent_state
 from agents.run.config import RunConfig
+from agents.run.run_folder import SEARCH_DIR
 from agents.run.tensorboard import SearchLogger, add_image_grid, architecture_markdown
 from gan_prune_env.checkpoint import save_checkpoint
 from gan_prune_env.envs import AGENTS, GANPruneParallelEnv
@@ -35,7 +36,7 @@ def group_names(env: GANPruneParallelEnv) -> dict[str, list[str]]:
 def run_search(config: RunConfig, env: GANPruneParallelEnv, run_dir: Path,
                writer: SummaryWriter) -> Candidate:
     """Search for ``n_rounds`` rounds (continuing a saved search), return the best pair."""
-    folder = run_dir / "search"
+    folder = run_dir / SEARCH_DIR
     folder.mkdir(parents=True, exist_ok=True)
     agent, tracker = build_agent(config), SearchTracker()
     if hasattr(agent, "bind"):
