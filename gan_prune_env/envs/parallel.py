@@ -72,7 +72,21 @@ class GANPruneParallelEnv(ParallelEnv):
     ratio (analytic, the field's MACs convention), p the budget, ``lambda_F`` the
     ``compute_weight`` and the references the unpruned pair's losses (the uniform pair's L_G when
     the objective makes the unpruned one 0, ``info["reference_source"]``). Every term is in
-    ``info``.
+    ``info``:
+
+    | info key | agent | value | range | unpruned pair (defaults) |
+    |---|---|---|---|---|
+    | ``reward_terms["loss"]`` | G | ``-L_G / L_G_ref`` | (-inf, 0] | -1 |
+    | ``reward_terms["compute"]`` | G | ``-lambda_F * max(0, log(r_G / p_G))`` | [-lambda_F log(1/p_G), 0] | -2.77 (p_G 0.25) |
+    | ``reward_terms["loss"]`` | D | ``-abs(L_D - L_D_ref) / L_D_ref`` | (-inf, 0] | 0 |
+    | ``reward_terms["compute"]`` | D | ``-lambda_F * max(0, log(r_D / p_D))`` | [-lambda_F log(1/p_D), 0] | -1.39 (p_D 0.5) |
+    | ``loss_terms`` | G: ``g_loss, g_adv, g_kde, g_rec``; D: ``d_loss, d_real, d_fake`` | the objective's terms this round | [0, inf) | ``reference_terms`` |
+    | ``compute_ratio`` / ``budget`` | each | kept MACs / full MACs; p | (0, 1] | 1 / p |
+
+    The reward is the sum of the two terms. Deterministic: the same ``seed`` and actions give
+    the same observations, rewards and infos (on CPU); with frozen weights (``inner_steps`` 0)
+    a pair's reward does not depend on the episode's history, which
+    ``python -m agents.run.validate`` relies on.
 
     ## Starting state
     ``reset`` restores the starting weights (the teacher's, or with ``supernet`` the
