@@ -98,9 +98,19 @@ class SearchTracker:
 
 
 class PruningAgent(abc.ABC):
-    """genG and genD together. Subclasses set ``name`` and implement the four methods."""
+    """genG and genD together. Subclasses set ``name`` and implement the four abstract methods;
+    the runner also calls :meth:`bind` before a search, sets :attr:`logger`, and calls
+    :meth:`close` at the end, whose defaults do nothing."""
 
     name: str = "agent"
+    logger: Callable[[str, float, int], None] | None = None
+    """Where an agent reports its own scalars (``name, value, step``), e.g. to TensorBoard."""
+
+    def bind(self, env: GANPruneParallelEnv) -> None:
+        """Prepare for ``env`` (build networks sized to its channel groups) before acting."""
+
+    def close(self) -> None:
+        """Release what the agent holds (vectorised envs, worker processes)."""
 
     @abc.abstractmethod
     def act(self, observations: dict[str, np.ndarray], deterministic: bool = False

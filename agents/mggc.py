@@ -135,7 +135,6 @@ class MGGCAgent(PruningAgent):
         self.baselines = {a: 0.0 for a in AGENTS}
         self.updates = 0
         self.rng = torch.Generator().manual_seed(self.config.seed)
-        self.logger = None  # optional: callable(name, value, step)
         self._game: PruningGame | None = None
 
     # -- construction ------------------------------------------------------------------------------
@@ -250,7 +249,7 @@ class MGGCAgent(PruningAgent):
         one env round with the resulting hard architecture."""
         game, cfg = env.game, self.config
         observations, _ = env.reset(seed=cfg.seed + self.updates)
-        pool = game.prepared.train_pool
+        pool = game.train_pool
         for _ in range(rounds):
             centers = torch.randperm(len(pool), generator=self.rng)[: cfg.gate_batch]
             batch = pool.batch(centers)
@@ -278,26 +277,21 @@ class MGGCAgent(PruningAgent):
                         ) -> dict[str, torch.Tensor]:
         """Objective terms under soft gates, plus ``log(max(r, p) / p)`` resource losses."""
         cfg_env = game.config
-        for agent in AGENTS:
-            space = game.spaces[agent]
-            frac = fractions.get(agent, torch.ones(space.num_groups))
-            game.maskers[agent].set_gates(space.soft_gates(frac, self.config.gate_temperature))
-        game.generator.eval()
-        game.discriminator.eval()
-        student = game.generator(batch.inputs)
-        ref = game.reference_terms
-        g_loss, _ = game.objective.generator_loss(game.discriminator, batch, student)
-        losses = {"generator": g_loss / ref["g_loss"]}
-        if "discriminator" in fractions:
-            d_loss, _ = game.objective.discriminator_loss(game.discriminator, batch, student)
-            losses["discriminator"] = (d_loss - ref["d_loss"]).abs() / ref["d_loss"]
+        with game.soft_gates(fractions, self.config.gate_temperature):
+            game.generator.eval()
+            game.discriminator.eval()
+            student = game.generator(batch.inputs)
+            ref = game.reference_terms
+            g_loss, _ = game.objective.generator_loss(game.discriminator, batch, student)
+            losses = {"generator": g_loss / ref["g_loss"]}
+            if "discriminator" in fractions:
+                d_loss, _ = game.objective.discriminator_loss(game.discriminator, batch, student)
+                losses["discriminator"] = (d_loss - ref["d_loss"]).abs() / ref["d_loss"]
         for agent in losses:
             budget = cfg_env.budget_g if agent == "generator" else cfg_env.budget_d
             ratio = game.spaces[agent].soft_macs_ratio(fractions[agent])
             losses[agent] = losses[agent] + cfg_env.compute_weight * torch.log(
                 torch.clamp(ratio, min=budget) / budget)
-        for masker in game.maskers.values():
-            masker.reset()
         return losses
 
     def _log(self, name: str, value: float) -> None:

@@ -402,7 +402,7 @@ def run_architecture(spec: dict[str, Any]) -> dict[str, Any]:
     torch.manual_seed(spec["seed"])
     np.random.seed(spec["seed"])
     env = make_parallel_env(ENV_ID, **env_kwargs(spec))
-    task = env.game.prepared.task
+    task = env.game.task
     actions = {a: np.asarray(v, dtype=np.float32) for a, v in spec["actions"].items()}
     arch = Architecture(spec, env, actions, None)
     rewards, infos = arch.play()
@@ -480,7 +480,7 @@ def plan(args: argparse.Namespace) -> list[dict[str, Any]]:
             env = make_parallel_env(ENV_ID, **env_kwargs(base))
             modes = {m: _jsonable(REWARD_MODES[m].options(args, task)) for m in args.modes}
             protocol = env_protocol(env)
-            sha1 = file_sha1(teacher_path(env.game.prepared.task))
+            sha1 = file_sha1(teacher_path(env.game.task))
             for index, arch in enumerate(plan_architectures(env, count, args.arch_seed)):
                 lengths = [args.finetune_steps] + (list(args.check_steps)
                                                    if index < args.check_archs else [])

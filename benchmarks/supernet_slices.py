@@ -57,9 +57,8 @@ def score_slice(budget: float, task: str, supernet: Path | None, eval_images: in
     _, rewards, _, _, infos = env.step(uniform_actions(env.game))
     pair = slice_pair(env, Candidate.from_infos(0, infos, rewards), "cpu",
                       "supernet" if supernet else "teacher")
-    prepared = env.game.prepared
-    quality = evaluate_generator(recalibrated_generator(pair, env), prepared.task.data,
-                                 prepared.task.family, "test",
+    task = env.game.task
+    quality = evaluate_generator(recalibrated_generator(pair, env), task.data, task.family, "test",
                                  teacher=pair.teacher[MAIN[pair.family][0]],
                                  fid_weights=fid_inception(), max_images=eval_images,
                                  progress=False)
@@ -169,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
                          f"`python -m gan_prune_env.supernet --task {args.task} --out "
                          f"{supernet.parent} --resume`")
     env_kwargs = {"task": args.task, **({"teacher": args.teacher} if args.teacher else {})}
-    task = make_parallel_env(ENV_ID, **env_kwargs).game.prepared.task
+    task = make_parallel_env(ENV_ID, **env_kwargs).game.task
     data = {"task": args.task, "budgets": args.budgets, "eval_images": args.eval_images,
             "commit": git_commit(), "teacher_sha1": file_sha1(teacher_path(task)),
             "supernet": rel_path(supernet), "supernet_sha1": file_sha1(supernet), "slices": {}}

@@ -104,3 +104,20 @@ def test_no_import_cycles_between_modules_or_packages(library):
 def test_the_family_registry_sits_below_checkpoints_and_training(library):
     assert not {t for t in library["gan_prune_env.families"] if t.startswith("gan_prune_env.")
                 and not t.startswith("gan_prune_env.models")}
+
+
+GAME_INTERNALS = ("maskers", "prepared")
+"""PruningGame attributes that are its implementation: agents, the CLI and the benchmarks
+that compare methods use its public API (``task``, ``train_pool``, ``soft_gates``, ...)."""
+PROFILERS = {"benchmarks/env_speed.py"}  # times the implementation itself
+
+
+def test_agents_and_benchmarks_use_the_game_through_its_public_api():
+    found = []
+    for path in [*(ROOT / "agents").rglob("*.py"), *(ROOT / "benchmarks").rglob("*.py")]:
+        if str(path.relative_to(ROOT)) in PROFILERS:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and node.attr in GAME_INTERNALS:
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno} .{node.attr}")
+    assert not found, found

@@ -61,13 +61,13 @@ def slice_pair(env: GANPruneParallelEnv, best: Candidate, device: str,
     The discriminator is sliced in its *original* input layout (the env's center-conditioned
     copy of a CycleGAN D has extra input channels, which the kept indices never touch).
     """
-    task = env.game.prepared.task
+    task = env.game.task
     teacher = teacher_networks(task, device)
     networks = {name: copy.deepcopy(net) for name, net in teacher.items()}
     size = task.image_size
     g_name, d_name = MAIN[task.family]
     if source == "supernet":
-        supernet = env.game.prepared.supernet
+        supernet = env.game.supernet
         if supernet is None:
             raise ValueError("slicing from the supernet needs an env built with supernet=FILE")
         networks[g_name] = copy.deepcopy(supernet).to(device)
@@ -90,7 +90,7 @@ def recalibrated_generator(pair: PrunedPair, env: GANPruneParallelEnv) -> nn.Mod
     fine-tuned. Modifies and returns the pair's network."""
     generator = pair.networks[MAIN[pair.family][0]]
     device = next(generator.parameters()).device
-    calibration = env.game.prepared.train_pool.inputs[: env.config.calibration_size]
+    calibration = env.game.calibration_inputs
     with torch.no_grad(), recalibrating(generator):
         generator(calibration.to(device))
     return generator

@@ -43,14 +43,14 @@ def run_pipeline(config: RunConfig, run_dir: Path, tensorboard_dir: str | None =
         env = make_parallel_env(config.env, **env_kwargs)
         best = run_search(config, env, run_dir, writer)
         pair = slice_pair(env, best, config.device, config.slice_from)
-        task = env.game.prepared.task
+        task = env.game.task
         # Keyed by architecture: a resumed search that finds a better pair fine-tunes afresh.
         finetune_dir = run_dir / "finetune" / architecture_key(pair.kept)
         unfinetuned = _supernet_slice_quality(config, env, best, inception)
         finetune_pair(pair.networks, pair.teacher, task, config.finetune, finetune_dir,
                       kept=pair.kept, input_shape=pair.input_shape, seed=config.search.seed,
                       device=config.device, progress=config.progress,
-                      objective=env.game.objective, pool=env.game.prepared.train_pool)
+                      objective=env.game.objective, pool=env.game.train_pool)
         save_pruned(pair, task, run_dir / "pruned.pt",
                     metadata={"best": best.rewards, "algo": config.search.algo})
         results = _evaluate(config, pair, task, run_dir, writer, inception)
@@ -95,10 +95,10 @@ def _supernet_slice_quality(config: RunConfig, env, best, inception: torch.nn.Mo
     without any fine-tuning (BatchNorm statistics re-estimated on the env's calibration images,
     as the env scored it): the number that says whether the fine-tune was still needed. None
     without a supernet."""
-    if env.game.prepared.supernet is None:
+    if env.game.supernet is None:
         return None
     pair = slice_pair(env, best, config.device, "supernet")
-    return _quality(config, env.game.prepared.task, recalibrated_generator(pair, env),
+    return _quality(config, env.game.task, recalibrated_generator(pair, env),
                     pair.teacher[MAIN[pair.family][0]], inception)
 
 

@@ -6,7 +6,6 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-import torch
 from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
 
@@ -39,13 +38,11 @@ def run_search(config: RunConfig, env: GANPruneParallelEnv, run_dir: Path,
     folder = run_dir / SEARCH_DIR
     folder.mkdir(parents=True, exist_ok=True)
     agent, tracker = build_agent(config), SearchTracker()
-    if hasattr(agent, "bind"):
-        agent.bind(env)
+    agent.bind(env)
     if (folder / TRACKER_FILE).exists():
         tracker.load_state_dict(load_agent_state(folder / TRACKER_FILE))
         agent.load(folder / AGENT_FILE)
-    if hasattr(agent, "logger"):
-        agent.logger = lambda name, value, step: writer.add_scalar(name, value, step)
+    agent.logger = lambda name, value, step: writer.add_scalar(name, value, step)
     tracker.listeners.append(SearchLogger(writer))
     search = config.search
     names = group_names(env)
@@ -79,10 +76,7 @@ def _snapshot(writer: SummaryWriter, env: GANPruneParallelEnv, best: Candidate,
     """Best architecture so far as text, and its images (input | teacher | pruned)."""
     writer.add_text("search/best_architecture", architecture_markdown(best, names), step)
     game = env.game
-    game.maskers["generator"].set_counts(best.kept_channels["generator"])
-    with torch.no_grad():
-        rows = min(4, game.eval_batch.inputs.shape[0])
-        student = game.student_outputs(rows)
-    game.maskers["generator"].reset()
+    rows = min(4, game.eval_batch.inputs.shape[0])
+    student = game.generator_outputs(best.kept_channels["generator"], rows)
     add_image_grid(writer, "search/best_images",
                    [game.eval_batch.inputs[:rows], game.eval_batch.outputs[:rows], student], step)

@@ -75,10 +75,10 @@ def finetune_sliced(pair, env, config, work_dir: str | Path, seed: int) -> float
     work.mkdir(parents=True, exist_ok=True)
     ft_dir = Path(tempfile.mkdtemp(prefix="ft_", dir=work))
     try:
-        finetune_pair(pair.networks, pair.teacher, env.game.prepared.task, config, ft_dir,
+        finetune_pair(pair.networks, pair.teacher, env.game.task, config, ft_dir,
                       kept=pair.kept, input_shape=pair.input_shape, seed=seed, device="cpu",
                       progress=False, objective=env.game.objective,
-                      pool=env.game.prepared.train_pool)
+                      pool=env.game.train_pool)
     finally:
         shutil.rmtree(ft_dir, ignore_errors=True)
     return time.perf_counter() - t0
@@ -129,7 +129,7 @@ def run_cell(spec: dict[str, Any]) -> dict[str, Any]:
     np.random.seed(seed)
     kwargs = env_kwargs(spec)
     env = make_parallel_env(ENV_ID, **kwargs)
-    task = env.game.prepared.task
+    task = env.game.task
 
     agent = AGENT_CLASSES[method.agent]({"seed": seed, **method.params})
     tracker = SearchTracker()
@@ -137,8 +137,7 @@ def run_cell(spec: dict[str, Any]) -> dict[str, Any]:
     agent.learn(env, spec["rounds"], tracker)
     del tracker.history[spec["rounds"]:]  # an algorithm may overshoot its last rollout
     search_s = time.perf_counter() - t0
-    if hasattr(agent, "close"):
-        agent.close()
+    agent.close()
     best = tracker.best
     if best is None:
         raise RuntimeError(f"{cell_key(spec['task'], spec['budget'], spec['method'], seed)}: "

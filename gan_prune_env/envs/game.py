@@ -25,7 +25,9 @@ from torch import nn
 
 from gan_prune_env.envs.config import EnvConfig
 from gan_prune_env.envs.preparation import PreparedTask, prepare_task
+from gan_prune_env.objective import TeacherPool
 from gan_prune_env.pruning import ChannelMasker
+from gan_prune_env.tasks import TaskConfig
 
 AGENTS = ("generator", "discriminator")
 # A reference loss at or below this cannot scale a reward
@@ -134,7 +136,52 @@ class PruningGame:
                 "scale; give the objective a term that pruning changes")
         return {**reference, "g_loss": float(g_loss)}, "uniform"
 
-    # -- accessors -------------------------------------------------------------------------------
+    # -- public API: what agents, the CLI and the benchmarks use ----------------------------------
+    @property
+    def task(self) -> TaskConfig:
+        """The task being compressed: its data, networks, family and teacher file."""
+        return self.prepared.task
+
+    @property
+    def train_pool(self) -> TeacherPool:
+        """Training images with the teacher's outputs: the objective's neighbourhoods, the
+        calibration images of adaptive BN, the batches of a relaxed search or a fine-tune."""
+        return self.prepared.train_pool
+
+    @property
+    def supernet(self) -> nn.Module | None:
+        """The weight-sharing supernet every architecture starts from, or None (the teacher)."""
+        return self.prepared.supernet
+
+    @property
+    def calibration_inputs(self) -> torch.Tensor:
+        """The fixed images adaptive BN re-estimates a pruned G's statistics on."""
+        return self._calibration_inputs
+
+    @contextmanager
+    def soft_gates(self, fractions: dict[str, torch.Tensor], temperature: float):
+        """Both networks gated softly by kept fractions per group (differentiable; a network
+        absent from ``fractions`` stays whole) for the block, then unmasked: a relaxed search
+        differentiates the objective through this."""
+        for agent in AGENTS:
+            space = self.spaces[agent]
+            fraction = fractions.get(agent, torch.ones(space.num_groups))
+            self.maskers[agent].set_gates(space.soft_gates(fraction, temperature))
+        try:
+            yield
+        finally:
+            for masker in self.maskers.values():
+                masker.reset()
+
+    def generator_outputs(self, counts_g: np.ndarray, count: int | None = None) -> torch.Tensor:
+        """The first ``count`` evaluation outputs of G masked to ``counts_g`` (snapshots of an
+        architecture); G is unmasked again afterwards."""
+        self.maskers["generator"].set_counts(counts_g)
+        try:
+            return self.student_outputs(count)
+        finally:
+            self.maskers["generator"].reset()
+
     def network(self, agent: str) -> nn.Module:
         return self.generator if agent == "generator" else self.discriminator
 
