@@ -18,7 +18,7 @@ import yaml
 
 from agents.base import load_agent_state
 from agents.run.cli import main
-from agents.run.config import SearchConfig
+from agents.run.config import RunConfig, SearchConfig
 from agents.run.run_folder import create_run_folder
 from gan_prune_env.checkpoint import load_discriminator, load_generator
 
@@ -344,3 +344,27 @@ def test_validate_replays_the_found_pairs_and_catches_a_wrong_record(tmp_path: P
     assert validate([str(run)]) == 1
     assert "FAIL round" in capsys.readouterr().out
     assert validate([str(tmp_path / "nowhere")]) == 2
+
+
+def test_an_unreadable_newest_search_save_falls_back_to_the_previous_one(tmp_path: Path
+                                                                         ) -> None:
+    """The search keeps its previous save: a truncated newest one costs a chunk of rounds,
+    which are redone identically, instead of the run."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    from agents.run.search import run_search
+    from gan_prune_env.config import from_dict, load_yaml
+    from gan_prune_env.envs import make_parallel_env
+
+    config = from_dict(RunConfig, load_yaml(tiny_config(tmp_path, "random", rounds=4)))
+    env = make_parallel_env(config.env, **config.env_kwargs)
+    writer = SummaryWriter(str(tmp_path / "tb"))
+    run_search(config, env, tmp_path / "run", writer)
+    tracker = tmp_path / "run" / "search" / "tracker.pt"
+    straight = load_agent_state(tracker)["history"]
+    assert len(load_agent_state(tracker.with_name("tracker.pt.prev"))["history"]) == 2
+    tracker.write_bytes(tracker.read_bytes()[:100])
+    with pytest.warns(UserWarning, match="continuing from the previous one, 2 rounds in"):
+        run_search(config, env, tmp_path / "run", writer)
+    writer.close()
+    assert load_agent_state(tracker)["history"] == straight

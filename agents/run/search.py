@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 
@@ -14,11 +17,12 @@ from agents.base import Candidate, PruningAgent, SearchTracker, load_agent_state
 from agents.run.config import RunConfig
 from agents.run.run_folder import SEARCH_DIR
 from agents.run.tensorboard import SearchLogger, add_image_grid, architecture_markdown
-from gan_prune_env.checkpoint import save_checkpoint
+from gan_prune_env.checkpoint import CheckpointError, save_checkpoint
 from gan_prune_env.envs import AGENTS, GANPruneParallelEnv
 
 TRACKER_FILE = "tracker.pt"
 AGENT_FILE = "agent"
+PREVIOUS = ".prev"
 BEST_FILE = "best_architecture.json"
 
 
@@ -39,9 +43,7 @@ def run_search(config: RunConfig, env: GANPruneParallelEnv, run_dir: Path,
     folder.mkdir(parents=True, exist_ok=True)
     agent, tracker = build_agent(config), SearchTracker()
     agent.bind(env)
-    if (folder / TRACKER_FILE).exists():
-        tracker.load_state_dict(load_agent_state(folder / TRACKER_FILE))
-        agent.load(folder / AGENT_FILE)
+    load_search(agent, tracker, folder)
     agent.logger = lambda name, value, step: writer.add_scalar(name, value, step)
     tracker.listeners.append(SearchLogger(writer))
     search = config.search
@@ -53,8 +55,7 @@ def run_search(config: RunConfig, env: GANPruneParallelEnv, run_dir: Path,
             chunk = min(search.save_freq, search.n_rounds - before)
             agent.learn(env, chunk, tracker)
             del tracker.history[before + chunk:]  # an algorithm may overshoot its last rollout
-            agent.save(folder / AGENT_FILE)
-            save_checkpoint(folder / TRACKER_FILE, tracker.state_dict())
+            save_search(agent, tracker, folder)
             bar.update(len(tracker.history) - before)
             best = tracker.best
             if best is not None:
@@ -69,6 +70,49 @@ def run_search(config: RunConfig, env: GANPruneParallelEnv, run_dir: Path,
     (run_dir / BEST_FILE).write_text(json.dumps(
         {**asdict(best), "group_names": names}, indent=2))
     return best
+
+
+def _generation(folder: Path, previous: bool) -> tuple[Path, Path]:
+    suffix = PREVIOUS if previous else ""
+    return folder / f"{AGENT_FILE}{suffix}", folder / f"{TRACKER_FILE}{suffix}"
+
+
+def save_search(agent: PruningAgent, tracker: SearchTracker, folder: Path) -> None:
+    """Save the agent and the tracker, keeping the previous save beside them (``*.prev``): a
+    save that is later found unreadable costs one chunk of rounds, not the search."""
+    current, previous = _generation(folder, False), _generation(folder, True)
+    if current[1].exists():
+        for old, new in zip(current, previous):
+            if new.is_dir():
+                shutil.rmtree(new)
+            if old.exists():
+                os.replace(old, new)
+    agent.save(current[0])
+    save_checkpoint(current[1], tracker.state_dict())
+
+
+def load_search(agent: PruningAgent, tracker: SearchTracker, folder: Path) -> None:
+    """Continue a saved search: the newest save, else (unreadable, or cut short between the
+    two writes) the previous one, with a warning; nothing saved leaves both untouched."""
+    failures = []
+    for previous in (False, True):
+        agent_path, tracker_path = _generation(folder, previous)
+        if not tracker_path.exists():
+            continue
+        try:
+            state = load_agent_state(tracker_path)
+            agent.load(agent_path)
+        except (ValueError, KeyError, OSError, RuntimeError, CheckpointError) as err:
+            failures.append(f"{tracker_path.name}: {err}")
+            continue
+        tracker.load_state_dict(state)
+        if failures:
+            warnings.warn(f"the newest search save in {folder} does not read ({failures[0]}); "
+                          f"continuing from the previous one, {len(tracker.history)} rounds in",
+                          stacklevel=2)
+        return
+    if failures:
+        raise CheckpointError(f"no readable search save in {folder}: {'; '.join(failures)}")
 
 
 def _snapshot(writer: SummaryWriter, env: GANPruneParallelEnv, best: Candidate,
