@@ -71,6 +71,8 @@ PUBLISHED: dict[str, tuple[tuple[tuple[str, ...], tuple[float, ...], tuple[int, 
     ),
     "default_wide": (
         (("scratch", "uniform") + TEACHER_TARGET_BASELINES, (0.1, 0.05), (0, 1, 2)),
+        (TEACHER_TARGET_BASELINES, (0.025,), (0, 1, 2)),
+        (TEACHER_TARGET_BASELINES, (0.25,), (0, 1)),
     ),
     "facades": ((FRONTIER_METHODS + TEACHER_TARGET_BASELINES, (0.1,), (0, 1, 2)),),
 }
