@@ -268,3 +268,12 @@ def test_the_best_pair_is_the_highest_g_reward_within_both_budgets():
                                      candidate(1, -3.0, False, 0.3),
                                      candidate(2, 0.5, False, 0.9)])
     assert outside.best.round == 1
+
+
+def test_a_failed_round_is_never_the_best_even_without_a_pair_within_budget():
+    from dataclasses import replace
+
+    failed = replace(candidate(0, -10.0, False, float("nan")), error="out of memory")
+    tracker = SearchTracker(history=[failed, candidate(1, -3.0, False, 0.6)])
+    assert tracker.best.round == 1
+    assert SearchTracker(history=[failed]).best is None
