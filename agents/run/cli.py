@@ -141,8 +141,7 @@ def check_before_work(config: RunConfig, log_folder: Path) -> None:
     from gan_prune_env.envs import EnvConfig, check_task_inputs
     from gan_prune_env.evaluation import find_inception_weights
 
-    env_config = from_dict(EnvConfig, {"device": config.device, **config.env_kwargs},
-                           where="env_kwargs")
+    env_config = from_dict(EnvConfig, config.env_options, where="env_kwargs")
     build_agent(config)
     check_task_inputs(env_config)
     if config.evaluation.fid:

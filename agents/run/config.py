@@ -84,6 +84,11 @@ class RunConfig:
     device: str = "cpu"
     progress: bool = True
 
+    @property
+    def env_options(self) -> dict[str, Any]:
+        """The env's keyword arguments: ``env_kwargs`` on the run's device (unless they name one)."""
+        return {"device": self.device, **self.env_kwargs}
+
     def __post_init__(self) -> None:
         check_device(self.device)
         if self.env not in ENV_ENTRY_POINTS:

@@ -39,8 +39,7 @@ def run_pipeline(config: RunConfig, run_dir: Path, tensorboard_dir: str | None =
     inception = load_fid_inception(device=config.device) if config.evaluation.fid else None
     writer = SummaryWriter(tensorboard_dir or str(run_dir / "tensorboard"))
     try:
-        env_kwargs = {"device": config.device, **config.env_kwargs}
-        env = make_parallel_env(config.env, **env_kwargs)
+        env = make_parallel_env(config.env, **config.env_options)
         best = run_search(config, env, run_dir, writer)
         pair = slice_pair(env, best, config.device, config.slice_from)
         task = env.game.task

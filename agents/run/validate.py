@@ -84,7 +84,7 @@ def validate_run(run_dir: str | Path, everything: bool = False) -> list[Verdict]
     config = from_dict(RunConfig, load_yaml(run_dir / CONFIG_FILE),
                        where=str(run_dir / CONFIG_FILE))
     pairs = candidates(run_dir, everything)
-    env = make_parallel_env(config.env, **{"device": config.device, **config.env_kwargs})
+    env = make_parallel_env(config.env, **config.env_options)
     if env.config.inner_steps > 0:
         return [Verdict(c.round, "SKIP", "not replayable: with inner_steps > 0 the rewards "
                         "depend on the episode's history") for c in pairs]

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from gan_prune_env.checkpoint import read_checkpoint
 from gan_prune_env.config import to_dict
 from gan_prune_env.data import build_dataset, evaluation_split
 from gan_prune_env.data.images import check_image_files
@@ -25,7 +26,6 @@ from gan_prune_env.objective import (
 )
 from gan_prune_env.pruning import ChannelSpace, make_importance
 from gan_prune_env.supernet import load_supernet_generator
-from gan_prune_env.checkpoint import read_checkpoint
 from gan_prune_env.tasks import (
     FIRST_USE_TEACHERS, TaskConfig, check_teacher_fits, get_task, load_teacher, teacher_path,
 )
