@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -253,6 +254,66 @@ class TeacherTargets:
         return {**batch, "B": output, TEACHER_OUTPUT: output}
 
 
+INPUT_MIXES = ("none", "mixup", "cutmix")
+
+
+class InputMix:
+    """Batch transform: each generator input is mixed with another one of the batch, before
+    :class:`TeacherTargets` asks the teacher what the mixed input translates to.
+
+    "Function matching" (Beyer et al., *Knowledge distillation: a good teacher is patient and
+    consistent*, CVPR 2022): teacher and student see the same, freshly mixed input every step, so
+    the student matches the teacher's function on many more inputs than the training set holds;
+    only the teacher's outputs make this possible (a mixed input has no dataset target).
+    "mixup" blends whole inputs, ``lam * A + (1 - lam) * A[perm]``; "cutmix" pastes a box of
+    another input covering ``1 - lam`` of the area, which keeps a label map a label map.
+    ``lam ~ Beta(alpha, alpha)`` per image. A trainer extension: its random state is saved in
+    train states, so a resumed fine-tune draws what an uninterrupted one would.
+    """
+
+    def __init__(self, kind: str, alpha: float, seed: int) -> None:
+        if kind not in INPUT_MIXES[1:]:
+            raise ValueError(f"input mix must be one of {INPUT_MIXES[1:]}, got {kind!r}")
+        if not alpha > 0:
+            raise ValueError(f"input mix alpha must be > 0, got {alpha}")
+        self.kind, self.alpha = kind, float(alpha)
+        self.rng = np.random.default_rng(seed)
+
+    def __call__(self, batch: Batch) -> Batch:
+        inputs = batch["A"]
+        n = inputs.shape[0]
+        other = inputs[torch.from_numpy(self._partners(n)).to(inputs.device)]
+        lam = self.rng.beta(self.alpha, self.alpha, size=n)
+        if self.kind == "mixup":
+            weight = torch.as_tensor(lam, dtype=inputs.dtype, device=inputs.device)
+            weight = weight.view(n, *([1] * (inputs.dim() - 1)))
+            return {**batch, "A": weight * inputs + (1 - weight) * other}
+        mixed = inputs.clone()
+        height, width = inputs.shape[-2:]
+        for i in range(n):
+            side = float(np.sqrt(1.0 - lam[i]))
+            box_h, box_w = int(round(side * height)), int(round(side * width))
+            top = int(self.rng.integers(0, height - box_h + 1))
+            left = int(self.rng.integers(0, width - box_w + 1))
+            box = (i, slice(None), slice(top, top + box_h), slice(left, left + box_w))
+            mixed[box] = other[box]
+        return {**batch, "A": mixed}
+
+    def _partners(self, n: int) -> np.ndarray:
+        """A random cyclic pairing: each image mixes with another one (a batch of 1 with itself)."""
+        order = self.rng.permutation(n)
+        partners = np.empty(n, dtype=np.int64)
+        partners[order] = np.roll(order, -1)
+        return partners
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "alpha": self.alpha, "rng": self.rng.bit_generator.state}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        check_same_settings(state, {"kind": self.kind, "alpha": self.alpha}, "the input mix")
+        self.rng.bit_generator.state = state["rng"]
+
+
 class Distillation:
     """Generator regulariser pulling the student towards the frozen teacher on the student's
     own input ``batch["A"]`` (the main generator's input in both families):
@@ -338,6 +399,6 @@ class GeneratorEMA:
         self._handle.remove()
 
 
-__all__ = ["AUTO", "TEACHER_OUTPUT", "ActivationRecorder", "Distillation", "FeatureDistillation",
-           "GeneratorEMA", "TeacherTargets",
+__all__ = ["AUTO", "INPUT_MIXES", "TEACHER_OUTPUT", "ActivationRecorder", "Distillation",
+           "FeatureDistillation", "GeneratorEMA", "InputMix", "TeacherTargets",
            "auto_feature_layers", "resolve_feature_layers", "warmup_decay"]

@@ -29,9 +29,11 @@ from torch import nn
 
 from gan_prune_env.distillation import (
     AUTO,
+    INPUT_MIXES,
     Distillation,
     FeatureDistillation,
     GeneratorEMA,
+    InputMix,
     TeacherTargets,
     resolve_feature_layers,
 )
@@ -108,6 +110,13 @@ class FinetuneConfig:
     at 10% of G's MACs (``benchmarks/frontier.py``, 5 seeds, uniform architecture): FID
     176.8 +- 3.9 against 198.0 +- 2.4 with the data targets (paired -21.2 +- 5.6, lower on every
     seed; the teacher scores 169.2) and PSNR to the teacher +1.72 dB."""
+    input_mix: str = "none"
+    """Function matching (``gan_prune_env.distillation.InputMix``): "mixup" or "cutmix" mixes
+    each input with another of the batch before the teacher labels it, so the student learns the
+    teacher's function on inputs the dataset does not hold; "none" trains on the dataset's
+    inputs. Needs the teacher's outputs as targets (a mixed input has no dataset target)."""
+    input_mix_alpha: float = 1.0
+    """``lam ~ Beta(alpha, alpha)`` of the input mix (1: uniform)."""
     autocast: str | None = None
     """Mixed precision of the forward passes (``TeacherTrainConfig.autocast``): "bfloat16" on
     GPUs with bfloat16 tensor cores; None (float32) is the measured recipe."""
@@ -124,6 +133,10 @@ class FinetuneConfig:
         for name in ("lambda_distill", "lambda_density", "lr_decay_steps"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.input_mix not in INPUT_MIXES:
+            raise ValueError(f"input_mix must be one of {INPUT_MIXES}, got {self.input_mix!r}")
+        if not self.input_mix_alpha > 0:
+            raise ValueError(f"input_mix_alpha must be > 0, got {self.input_mix_alpha}")
         if self.targets not in TARGETS:
             raise ValueError(f"targets must be one of {TARGETS}, got {self.targets!r}")
         if self.autocast is not None and self.autocast not in AUTOCAST_DTYPES:
@@ -134,10 +147,16 @@ class FinetuneConfig:
         self.feature_layers = _check_feature_layers(self.feature_layers)
 
     def check_family(self, family: str) -> None:
-        """Teacher targets replace a paired target; an unpaired (CycleGAN) task has none."""
+        """Teacher targets replace a paired target; an unpaired (CycleGAN) task has none. Mixed
+        inputs need the teacher to label them."""
         if self.targets == "teacher" and family != "pix2pix":
             raise ConfigError(f"finetune targets='teacher' needs a paired (Pix2Pix) task, not "
                               f"a {family} one: use targets='auto' or 'data'")
+        if self.input_mix != "none" and self.resolved_targets(family) != "teacher":
+            raise ConfigError(f"finetune input_mix={self.input_mix!r} needs the teacher's outputs "
+                              f"as targets (a mixed input has no dataset target), but targets "
+                              f"resolve to 'data' for this {family} task: set "
+                              "input_mix='none', or targets='teacher' on a Pix2Pix task")
 
     def resolved_targets(self, family: str) -> str:
         """``targets`` with "auto" resolved for a task of ``family``."""
@@ -251,6 +270,10 @@ def finetune_pair(networks: dict[str, nn.Module], teacher: dict[str, nn.Module],
     ema = attach_ema(trainer, config.ema_decay)
     example = torch.zeros(1, *input_shape[main], device=device)
     features = attach_distillation(trainer, teacher[main], config, example, seed)
+    if config.input_mix != "none":
+        mix = InputMix(config.input_mix, config.input_mix_alpha, seed)
+        trainer.batch_transforms.append(mix)
+        trainer.extensions["input_mix"] = mix
     if config.resolved_targets(task.family) == "teacher":
         trainer.batch_transforms.append(TeacherTargets(teacher[main]))
     if config.lambda_density > 0:

@@ -18,6 +18,7 @@ from gan_prune_env.distillation import (
     Distillation,
     FeatureDistillation,
     GeneratorEMA,
+    InputMix,
     TEACHER_OUTPUT,
     TeacherTargets,
     warmup_decay,
@@ -269,8 +270,93 @@ def test_teacher_targets_need_a_paired_task():
     assert FinetuneConfig().resolved_targets("cyclegan") == "data"
 
 
-def test_interrupted_finetune_with_features_and_ema_resumes_bit_identically(tmp_path):
-    config = tiny_config(feature_layers="auto", ema_decay=0.9)
+# --- input mixing (function matching) -----------------------------------------------------------
+
+
+def two_constant_images(height: int = 8, width: int = 8) -> dict[str, torch.Tensor]:
+    """Image 0 is all zeros, image 1 all ones: where a mixed pixel came from is its value."""
+    a = torch.stack([torch.zeros(3, height, width), torch.ones(3, height, width)])
+    return {"A": a, "B": a.clone()}
+
+
+def test_mixup_blends_each_input_with_another_by_beta_weights():
+    batch = two_constant_images()
+    values = []
+    mix = InputMix("mixup", alpha=1.0, seed=0)
+    for _ in range(50):
+        mixed = mix(batch)["A"]
+        for image in mixed:  # one constant per image: lam * x + (1 - lam) * other
+            assert torch.allclose(image, image.flatten()[0].expand_as(image))
+            values.append(float(image.flatten()[0]))
+    assert torch.equal(batch["A"], two_constant_images()["A"])  # the caller's batch untouched
+    values = torch.tensor(values)
+    assert 0 <= values.min() and values.max() <= 1
+    # Beta(1, 1) weights, each image mixed with the other (a mix with itself would stay 0 or 1)
+    assert values.std() > 0.2 and ((values > 0.05) & (values < 0.95)).float().mean() > 0.8
+
+
+def test_cutmix_pastes_a_box_of_another_input_covering_one_minus_lambda():
+    batch = two_constant_images(16, 16)
+    mix = InputMix("cutmix", alpha=1.0, seed=0)
+    pasted = []
+    for _ in range(50):
+        mixed = mix(batch)["A"]
+        assert set(mixed.unique().tolist()) <= {0.0, 1.0}  # pixels are copied, never blended
+        changed = mixed[0, 0] != 0  # image 0 receives ones where a box from image 1 landed
+        rows, cols = changed.any(1).nonzero(), changed.any(0).nonzero()
+        if len(rows):  # the changed pixels form one full rectangle
+            box = changed[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+            assert box.all() and int(changed.sum()) == box.numel()
+        pasted.append(float(changed.float().mean()))
+    assert 0.35 < sum(pasted) / len(pasted) < 0.65  # E[1 - lam] = 0.5: always image 1's box
+
+
+def test_input_mix_draws_are_seeded_and_resume_from_their_state():
+    batch = two_constant_images()
+    first, second = InputMix("mixup", 1.0, seed=3), InputMix("mixup", 1.0, seed=3)
+    assert torch.equal(first(batch)["A"], second(batch)["A"])
+    state = copy.deepcopy(first.state_dict())
+    expected = first(batch)["A"]
+    resumed = InputMix("mixup", 1.0, seed=99)
+    resumed.load_state_dict(state)
+    assert torch.equal(resumed(batch)["A"], expected)
+    with pytest.raises(ConfigError, match="kind"):
+        InputMix("cutmix", 1.0, seed=3).load_state_dict(state)
+
+
+def test_the_teacher_labels_the_mixed_inputs_the_student_trains_on(tmp_path, monkeypatch):
+    from gan_prune_env.teacher.pix2pix import Pix2PixTrainer
+
+    seen = []
+    original = Pix2PixTrainer.train_step
+    monkeypatch.setattr(Pix2PixTrainer, "train_step",
+                        lambda self, batch: seen.append(batch) or original(self, batch))
+    pair = sliced_pair()
+    teacher = copy.deepcopy(pair["teacher"]["generator"]).eval()
+    finetune_pair(pair["networks"], pair["teacher"], pair["task"],
+                  tiny_config(steps=1, input_mix="mixup"), tmp_path, kept=pair["kept"],
+                  input_shape=pair["input_shape"], progress=False)
+    dataset = build_dataset(pair["task"].data, "train")
+    inputs = [dataset[i]["A"] for i in range(len(dataset))]
+    assert not any(torch.equal(seen[0]["A"][0], x) for x in inputs)  # mixed, not a dataset input
+    with torch.no_grad():
+        assert torch.equal(seen[0]["B"], teacher(seen[0]["A"]))
+
+
+def test_input_mix_needs_teacher_targets():
+    with pytest.raises(ValueError, match="input_mix"):
+        FinetuneConfig(input_mix="mix")
+    with pytest.raises(ValueError, match="input_mix_alpha"):
+        FinetuneConfig(input_mix="mixup", input_mix_alpha=0.0)
+    with pytest.raises(ConfigError, match="input_mix='none'"):
+        FinetuneConfig(input_mix="mixup", targets="data").check_family("pix2pix")
+    with pytest.raises(ConfigError, match="cyclegan"):
+        FinetuneConfig(input_mix="cutmix").check_family("cyclegan")
+    FinetuneConfig(input_mix="cutmix").check_family("pix2pix")
+
+
+def test_interrupted_finetune_with_features_ema_and_input_mix_resumes_bit_identically(tmp_path):
+    config = tiny_config(feature_layers="auto", ema_decay=0.9, input_mix="cutmix")
 
     def run(out: Path, until_step: int | None = None) -> dict:
         pair = sliced_pair()

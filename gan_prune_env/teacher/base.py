@@ -86,7 +86,8 @@ class GANTrainer:
 
     def prepare(self, batch: Batch) -> Batch:
         """``batch`` as the update sees it: after every transform in :attr:`batch_transforms`
-        (fine-tuning: the teacher's outputs as targets). Stateless, so resumption is unaffected."""
+        (fine-tuning: mixed inputs, the teacher's outputs as targets). A transform with random
+        state is also an extension, so resumption draws as an uninterrupted run would."""
         with self.forward_precision():
             for transform in self.batch_transforms:
                 batch = transform(batch)
