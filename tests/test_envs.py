@@ -30,6 +30,7 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 import gan_prune_env  # noqa: F401  (registers the ids)
 from gan_prune_env.checkpoint import CheckpointError, make_checkpoint, save_checkpoint
 from gan_prune_env.config import ConfigError
+from gan_prune_env.envs.config import EnvConfig
 from gan_prune_env.envs import (
     AGENTS, ActionError, EvaluationError, GANPruneParallelEnv, JointPruneEnv, SingleAgentPruneEnv,
     ratios_to_action,
@@ -599,12 +600,18 @@ def test_reset_restores_pretrained_weights():
     full = {a: game.spaces[a].num_channels for a in AGENTS}
     assert game.evaluate(full["generator"], full["discriminator"]) == game.reference_terms
 
-    frozen = parallel()  # frozen weights: a pruned round re-estimates G's BatchNorm statistics
+    # frozen weights, masks: a pruned round re-estimates the masked G's BatchNorm statistics
+    frozen = parallel(evaluation="masked")
     frozen.reset(seed=0)
     frozen.step(uniform_actions(frozen, 0.5))
     assert not _states_equal(frozen.game.generator.state_dict(), teacher["generator"])
     frozen.reset(seed=0)
     assert _states_equal(frozen.game.generator.state_dict(), teacher["generator"])
+    # sliced: the statistics are re-estimated on the sliced tensors; the modules stay the teacher's
+    sliced = parallel(evaluation="sliced")
+    sliced.reset(seed=0)
+    sliced.step(uniform_actions(sliced, 0.5))
+    assert _states_equal(sliced.game.generator.state_dict(), teacher["generator"])
 
 
 def test_frozen_evaluation_does_not_depend_on_history():
@@ -1075,3 +1082,136 @@ def test_widened_discriminator_judges_as_teacher():
     with torch.no_grad():
         torch.testing.assert_close(wide(pair_input(c, x, center_first=False)), d(x))
     assert ObjectiveConfig().k == 4
+
+
+# -- sliced evaluation ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("task", ["default", "default_cyclegan"])
+@pytest.mark.parametrize("inner", [{}, INNER])
+def test_sliced_and_masked_evaluation_pay_the_same_rewards(task, inner):
+    """``evaluation="sliced"`` runs each architecture at its true width; it must score what the
+    masked full network scores (to float rounding), round after round, with frozen weights
+    and with inner updates, with norm recalibration (Pix2Pix) and without norms to recalibrate
+    (CycleGAN's InstanceNorm)."""
+    envs = {mode: parallel(task=task, rounds=3, evaluation=mode, **inner)
+            for mode in ("sliced", "masked")}
+    assert envs["sliced"].game.slicers is not None and envs["masked"].game.slicers is None
+    for env in envs.values():
+        env.reset(seed=0)
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        actions = random_actions(envs["sliced"], rng)
+        results = {mode: env.step(actions) for mode, env in envs.items()}
+        for agent in AGENTS:
+            sliced, masked = (results[m][4][agent]["loss_terms"] for m in ("sliced", "masked"))
+            assert sliced.keys() == masked.keys()
+            for key in sliced:
+                assert sliced[key] == pytest.approx(masked[key], rel=1e-4, abs=1e-6), key
+            assert results["sliced"][1][agent] == pytest.approx(results["masked"][1][agent],
+                                                                rel=1e-4, abs=1e-6)
+    # what ``render`` shows is what was scored: the sliced G with its recalibrated norms
+    torch.testing.assert_close(envs["sliced"].game.student_outputs(2),
+                               envs["masked"].game.student_outputs(2), atol=1e-4, rtol=0)
+
+
+def test_evaluation_mode_is_checked():
+    with pytest.raises(ValueError, match="evaluation 'slice'"):
+        EnvConfig(evaluation="slice")
+
+
+# -- cache of evaluated pairs --------------------------------------------------------------------
+
+
+def test_a_pair_seen_again_is_answered_from_the_cache_with_the_same_outcome(monkeypatch):
+    env = parallel(rounds=4, cache_size=2)
+    uncached = parallel(rounds=4, cache_size=0)
+    evaluations = []
+    original = env.game.evaluate
+    monkeypatch.setattr(env.game, "evaluate",
+                        lambda g, d: evaluations.append((g.tolist(), d.tolist())) or original(g, d))
+    sequence = [(0.5, 1.0), (0.7, 0.6), (0.5, 1.0), (0.3, 0.3)]
+    for e in (env, uncached):
+        e.reset(seed=0)
+    hits = []
+    for g, d in sequence:
+        step = env.step(uniform_actions(env, g, d))
+        expected = uncached.step(uniform_actions(uncached, g, d))
+        assert_same(step[1], expected[1])
+        for agent in AGENTS:
+            assert step[4][agent]["loss_terms"] == expected[4][agent]["loss_terms"]
+        hits.append(step[4]["generator"]["cache_hit"])
+        assert not expected[4]["generator"]["cache_hit"]
+    assert hits == [False, False, True, False] and len(evaluations) == 3
+    assert env.game.cache_hit_rate == pytest.approx(1 / 4)
+    # bounded, least recently used out: the hit in round 3 kept (0.5, 1.0); (0.7, 0.6) left
+    assert env.reset()[1]["generator"]["cache_hit_rate"] == pytest.approx(1 / 4)
+    again = [env.step(uniform_actions(env, g, d))[4]["generator"]["cache_hit"]
+             for g, d in ((0.5, 1.0), (0.7, 0.6))]
+    assert again == [True, False] and evaluations[3:] == [evaluations[1]]
+    # a seeded reset starts afresh: the same seed and actions, the same infos
+    assert env.reset(seed=0)[1]["generator"]["cache_hit_rate"] == 0.0
+    assert not env.step(uniform_actions(env, 0.3, 0.3))[4]["generator"]["cache_hit"]
+
+
+def test_no_cache_with_inner_updates():
+    """Inner updates change the weights: the same pair scores differently later."""
+    env = parallel(rounds=2, cache_size=8, **INNER)
+    env.reset(seed=0)
+    infos = [env.step(uniform_actions(env, 0.5))[4] for _ in range(2)]
+    assert not any(info["generator"]["cache_hit"] for info in infos)
+    assert env.game.cache_hit_rate == 0.0
+    with pytest.raises(ValueError, match="cache_size"):
+        EnvConfig(cache_size=-1)
+
+
+# -- vector env ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("view", ["single", "joint"])
+def test_vector_entry_point_runs_episodes_over_one_game(view):
+    vector = gym.make_vec(P2P, num_envs=3, view=view, **SMALL)
+    assert vector.metadata["autoreset_mode"] == gym.vector.AutoresetMode.NEXT_STEP
+    games = {id(env.unwrapped.game) for env in vector.envs}
+    assert len(games) == 1  # one set of networks, pools and cache
+    single = make(P2P, view=view)
+    assert vector.single_observation_space == single.observation_space
+    assert vector.single_action_space == single.action_space
+    observations, infos = vector.reset(seed=0)
+    assert observations.shape == (3, *single.observation_space.shape)
+    # the same actions in every episode: the first scores the pair, the others look it up
+    action = np.stack([single.action_space.sample()] * 3)
+    _, rewards, terminated, _, infos = vector.step(action)
+    assert len(set(rewards.tolist())) == 1
+    hits = infos["generator"]["cache_hit"] if view == "joint" else infos["cache_hit"]
+    assert hits.tolist() == [False, True, True]
+    # each sub-env alone is the single env: same seed, same actions, same rewards
+    single.reset(seed=0)
+    assert single.step(action[0])[1] == pytest.approx(rewards[0])
+    _, _, terminated, _, _ = vector.step(action)  # round 2 of 2: every episode ends
+    assert terminated.all()
+    observations, rewards, terminated, _, infos = vector.step(action)  # NEXT_STEP autoreset
+    assert not rewards.any() and not terminated.any()
+    round_ = infos["generator"]["round"] if view == "joint" else infos["round"]
+    assert round_.tolist() == [0, 0, 0]
+    vector.close()
+
+
+def test_vector_env_refuses_what_episodes_cannot_share():
+    with pytest.raises(ValueError, match="inner_steps"):
+        gym.make_vec(P2P, num_envs=2, **SMALL, **INNER)
+    with pytest.raises(ValueError, match="num_envs"):
+        gym.make_vec(P2P, num_envs=0, **SMALL)
+    with pytest.raises(ConfigError, match="budgt_g"):
+        gym.make_vec(P2P, num_envs=2, budgt_g=0.3, **SMALL)
+
+
+def test_unseeded_resets_keep_the_cache_and_seeded_ones_clear_it():
+    env = make(P2P)
+    env.reset(seed=0)
+    action = env.action_space.sample()
+    assert not env.step(action)[4]["cache_hit"]
+    env.reset()  # a new episode of the same run: the pair is known
+    assert env.step(action)[4]["cache_hit"]
+    env.reset(seed=0)
+    assert not env.step(action)[4]["cache_hit"]

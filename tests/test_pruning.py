@@ -19,7 +19,7 @@ from gan_prune_env.models import (
     DiscriminatorConfig, GeneratorConfig, build_discriminator, build_generator,
 )
 from gan_prune_env.pruning import (
-    GROUP_FEATURE_NAMES, ChannelMasker, ChannelSpace, L1FilterImportance, RandomImportance,
+    GROUP_FEATURE_NAMES, ArchitectureSlicer, ChannelMasker, SlicingUnsupported, ChannelSpace, L1FilterImportance, RandomImportance,
     TorchPruningImportance, channels_for_ratio, count_macs, count_params, count_true_macs_profiler,
     make_importance, slice_by_indices, slice_model,
 )
@@ -297,6 +297,90 @@ def test_sliced_model_equals_masked_model_train_mode(cases, name, kind):
     with torch.no_grad():
         got = sliced(case.x)
     torch.testing.assert_close(got, expected, atol=ATOL, rtol=0)
+
+
+@pytest.mark.parametrize("kind", ARCHS)
+@pytest.mark.parametrize("name", CASE_NAMES)
+def test_architecture_slicer_computes_what_the_sliced_model_computes(cases, name, kind):
+    """The env's fast path: the same modules on sliced tensors are the physically sliced
+    network, bit for bit, without copying a module."""
+    case = cases[name]
+    counts = arch(case.space, kind)
+    slicer = ArchitectureSlicer(case.model, case.space)
+    tensors = slicer.tensors(counts)
+    with torch.no_grad():
+        expected = slice_model(case.model, case.space, counts).eval()(case.x)
+        got = slicer(tensors, case.x)
+    assert torch.equal(got, expected)
+    sliced = slice_model(case.model, case.space, counts).state_dict()
+    for key, tensor in tensors.items():  # every tensor has the sliced network's shape
+        assert tensor.shape == sliced[key].shape, key
+    if kind == "full":
+        assert not tensors  # nothing to cut
+
+
+@pytest.mark.parametrize("kind", ("min", 0, 1))
+@pytest.mark.parametrize("name", ("unet", "custom"))
+def test_architecture_slicer_recalibrates_on_its_own_tensors(cases, name, kind):
+    """Fresh statistics estimated on the sliced tensors equal those the masked network
+    estimates for its kept channels, and the model's own buffers do not move."""
+    case = cases[name]
+    counts = arch(case.space, kind)
+    model = copy.deepcopy(case.model)
+    before = copy.deepcopy(model.state_dict())
+    slicer = ArchitectureSlicer(model, case.space)
+    tensors = slicer.tensors(counts, fresh_statistics=True)
+    with torch.no_grad(), slicer.recalibrating():
+        slicer(tensors, case.x)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert not model.training
+
+    masked = copy.deepcopy(case.model)
+    norms = [m for m in masked.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    with ChannelMasker(masked, case.space) as masker, torch.no_grad():
+        masker.set_counts(counts)
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None
+        masked.eval()
+        for m in norms:
+            m.train()
+        masked(case.x)
+        masked.eval()
+        expected = masked(case.x)
+    with torch.no_grad():
+        got = slicer(tensors, case.x)
+    torch.testing.assert_close(got, expected, atol=ATOL, rtol=0)
+
+
+class PerChannelActivationNet(nn.Module):
+    """A per-channel PReLU after a pruned convolution: state the groups do not know about."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.act = nn.PReLU(8)
+        self.head = nn.Conv2d(8, 3, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.act(self.conv(x)))
+
+
+def test_architecture_slicer_refuses_a_model_it_cannot_cut_exactly(cases):
+    model = PerChannelActivationNet().eval()
+    with pytest.raises(SlicingUnsupported, match="'act' \\(PReLU\\)"):
+        ArchitectureSlicer(model, ChannelSpace(model, torch.randn(2, 3, 8, 8)))
+    case = cases["custom"]
+    slicer = ArchitectureSlicer(case.model, case.space)
+    with ChannelMasker(case.model, case.space) as masker:
+        slicer.check(masker, case.x)  # agrees with the masks
+        with torch.no_grad():  # a slicer whose cut misses a tensor: outputs differ
+            original = slicer._slice_module
+            slicer._slice_module = lambda name, out_idx, in_idx, fresh: {
+                k: v for k, v in original(name, out_idx, in_idx, fresh).items()
+                if not k.startswith("bn.")} if name != "bn" else {}
+            with pytest.raises(SlicingUnsupported):
+                slicer.check(masker, case.x)
 
 
 def test_slicing_a_model_with_an_attached_masker(cases):

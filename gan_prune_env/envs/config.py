@@ -13,6 +13,7 @@ COMPUTE_PENALTIES = ("one_sided", "two_sided")
 
 
 ON_ERROR = ("end", "raise")
+EVALUATIONS = ("sliced", "masked")
 
 
 @dataclass
@@ -46,6 +47,15 @@ class EnvConfig:
         min_keep: smallest keep ratio an action can ask for; action -1 maps to it.
         divisor: channel counts are multiples of it.
         importance: channel ranking, ``l1`` | ``group_l1`` | ``random``.
+        evaluation: how an architecture is run when it is scored: ``"sliced"`` cuts every
+            weight and norm tensor to the kept channels and calls the same modules on them (the
+            pruned network's cost; checked against the masks when the env is made, with a
+            fallback to them and a warning for a model it cannot cut exactly); ``"masked"``
+            zeroes the removed channels of the full network (the full network's cost). The two
+            score alike up to float rounding.
+        cache_size: architecture pairs whose scores the game keeps (most recent first) and
+            answers again without evaluating, with frozen weights only (``inner_steps`` 0: a
+            pair's score then depends on the pair alone); 0 turns the cache off.
         device: torch device of all computation.
         seed: selects the pool and evaluation images (not the episode randomness).
         on_error: what a round whose evaluation fails does (non-finite losses or rewards, out
@@ -79,6 +89,8 @@ class EnvConfig:
     min_keep: float = 0.05
     divisor: int = 1
     importance: str = "l1"
+    evaluation: str = "sliced"
+    cache_size: int = 4096
     device: str = "cpu"
     seed: int = 0
     on_error: str = "end"
@@ -116,6 +128,11 @@ class EnvConfig:
             raise ValueError(f"calibration_size must be >= 1, got {self.calibration_size}")
         if self.resolution is not None and self.resolution < 16:
             raise ValueError(f"resolution must be >= 16 pixels, got {self.resolution}")
+        if self.cache_size < 0:
+            raise ValueError(f"cache_size must be >= 0 (0 turns the cache off), got "
+                             f"{self.cache_size}")
+        if self.evaluation not in EVALUATIONS:
+            raise ValueError(f"evaluation {self.evaluation!r} is not one of {EVALUATIONS}")
         if self.on_error not in ON_ERROR:
             raise ValueError(f"on_error {self.on_error!r} is not one of {ON_ERROR}")
         if self.seed < 0:

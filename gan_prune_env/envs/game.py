@@ -16,8 +16,12 @@ from __future__ import annotations
 
 import copy
 import math
-from contextlib import contextmanager
+import warnings
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 import torch
@@ -26,7 +30,7 @@ from torch import nn
 from gan_prune_env.envs.config import EnvConfig
 from gan_prune_env.envs.preparation import PreparedTask, prepare_task
 from gan_prune_env.objective import TeacherPool
-from gan_prune_env.pruning import ChannelMasker
+from gan_prune_env.pruning import ArchitectureSlicer, ChannelMasker, SlicingUnsupported
 from gan_prune_env.tasks import TaskConfig
 
 AGENTS = ("generator", "discriminator")
@@ -87,6 +91,10 @@ class PruningGame:
         self.maskers = {"generator": ChannelMasker(self.generator, self.spaces["generator"]),
                         "discriminator": ChannelMasker(self.discriminator,
                                                        self.spaces["discriminator"])}
+        self.slicers = self._make_slicers() if config.evaluation == "sliced" else None
+        self._cache: OrderedDict[bytes, dict[str, float]] = OrderedDict()
+        self.clear_cache()
+        self.current_counts = {a: self.spaces[a].num_channels.copy() for a in AGENTS}
         self._pretrained = {name: copy.deepcopy(self.network(name).state_dict()) for name in AGENTS}
         self._dirty = False
         self._calibration_inputs = self.prepared.train_pool.inputs[: config.calibration_size]
@@ -97,6 +105,22 @@ class PruningGame:
         self.generator_rng = torch.Generator().manual_seed(config.seed)
 
     # -- construction ----------------------------------------------------------------------------
+    def _make_slicers(self) -> dict[str, ArchitectureSlicer] | None:
+        """Slicers of both networks, each checked against its masks; None (masks, with a
+        warning) for a model the slicer cannot cut exactly."""
+        try:
+            slicers = {a: ArchitectureSlicer(self.network(a), self.spaces[a]) for a in AGENTS}
+            for agent, slicer in slicers.items():
+                example = torch.zeros((2, *self.spaces[agent].input_shape), device=self.device)
+                example.normal_(generator=torch.Generator(self.device).manual_seed(0))
+                slicer.check(self.maskers[agent], example)
+        except SlicingUnsupported as err:
+            warnings.warn(f"evaluation='sliced' is not possible for this model ({err}); "
+                          "evaluating with masks at the full network's cost instead",
+                          stacklevel=3)
+            return None
+        return slicers
+
     def _check_budgets(self) -> None:
         for agent, budget in (("generator", self.config.budget_g),
                               ("discriminator", self.config.budget_d)):
@@ -173,14 +197,14 @@ class PruningGame:
             for masker in self.maskers.values():
                 masker.reset()
 
+    @torch.no_grad()
     def generator_outputs(self, counts_g: np.ndarray, count: int | None = None) -> torch.Tensor:
-        """The first ``count`` evaluation outputs of G masked to ``counts_g`` (snapshots of an
-        architecture); G is unmasked again afterwards."""
-        self.maskers["generator"].set_counts(counts_g)
-        try:
-            return self.student_outputs(count)
-        finally:
-            self.maskers["generator"].reset()
+        """The first ``count`` evaluation outputs of G at ``counts_g`` as they are scored
+        (recalibrated norms included): snapshots of an architecture."""
+        self.generator.eval()
+        generator = self._runnable("generator", self.spaces["generator"].check_counts(counts_g))
+        with self._unmasked_if_sliced():
+            return generator(self.eval_batch.inputs[:count])
 
     def network(self, agent: str) -> nn.Module:
         return self.generator if agent == "generator" else self.discriminator
@@ -222,34 +246,98 @@ class PruningGame:
             self._dirty = False
         for masker in self.maskers.values():
             masker.reset()
+        self.current_counts = {a: self.spaces[a].num_channels.copy() for a in AGENTS}
         if seed is not None:
             self.generator_rng = torch.Generator().manual_seed(int(seed))
+
+    def clear_cache(self) -> None:
+        """Forget every evaluated pair and the hit counts."""
+        self._cache.clear()
+        self._cache_hits = self._cache_lookups = 0
+        self.last_cache_hit = False
 
     def play_round(self, ratios: dict[str, np.ndarray]) -> RoundResult:
         """Apply both architectures, adapt weights if configured, evaluate and pay."""
         counts = {a: self.ratio_counts(a, ratios[a]) for a in AGENTS}
-        for agent in AGENTS:
-            self.maskers[agent].set_counts(counts[agent])
+        self.current_counts = counts
         if self.config.inner_steps:
+            for agent in AGENTS:
+                self.maskers[agent].set_counts(counts[agent])
             self._inner_updates()
-        terms = self.evaluate(counts["generator"], counts["discriminator"])
+        terms = self.score(counts["generator"], counts["discriminator"])
         compute = {a: self.spaces[a].macs_ratio(counts[a]) for a in AGENTS}
         reward_terms = self._reward_terms(terms, compute)
         rewards = {a: float(sum(reward_terms[a].values())) for a in AGENTS}
         kept = {a: counts[a] / self.spaces[a].num_channels for a in AGENTS}
         return RoundResult(counts, kept, compute, terms, rewards, reward_terms)
 
+    def score(self, counts_g: np.ndarray, counts_d: np.ndarray) -> dict[str, float]:
+        """:meth:`evaluate`, answered from the cache of evaluated pairs when it can be: with
+        frozen weights a pair's terms do not depend on what came before, so an architecture
+        pair seen again costs a lookup (``cache_size`` most recent pairs, none with inner
+        updates). ``last_cache_hit`` and ``cache_hit_rate`` say how it went."""
+        key = None
+        if self.config.cache_size and not self.config.inner_steps:
+            key = counts_g.tobytes() + counts_d.tobytes()
+            cached = self._cache.get(key)
+            self.last_cache_hit = cached is not None
+            self._cache_lookups += 1
+            if cached is not None:
+                self._cache_hits += 1
+                self._cache.move_to_end(key)
+                return dict(cached)
+        terms = self.evaluate(counts_g, counts_d)
+        if key is not None and all(math.isfinite(v) for v in terms.values()):
+            self._cache[key] = dict(terms)
+            if len(self._cache) > self.config.cache_size:
+                self._cache.popitem(last=False)
+        return terms
+
+    @property
+    def cache_hit_rate(self) -> float:
+        """Share of this game's lookups the cache answered (0 before any)."""
+        return self._cache_hits / self._cache_lookups if self._cache_lookups else 0.0
+
     @torch.no_grad()
     def evaluate(self, counts_g: np.ndarray, counts_d: np.ndarray) -> dict[str, float]:
-        """L_G and L_D terms of the masked pair on the fixed evaluation neighbourhoods."""
-        self.maskers["generator"].set_counts(counts_g)
-        self.maskers["discriminator"].set_counts(counts_d)
-        if self.config.recalibrate_norms:
-            self._recalibrate(counts_g)
+        """L_G and L_D terms of the pair on the fixed evaluation neighbourhoods (no cache)."""
         self.generator.eval()
         self.discriminator.eval()
+        generator = self._runnable("generator", counts_g)
+        discriminator = self._runnable("discriminator", counts_d)
         batch = self.eval_batch
-        return self.objective.evaluate(self.discriminator, batch, self.generator(batch.inputs))
+        with self._unmasked_if_sliced():
+            return self.objective.evaluate(discriminator, batch, generator(batch.inputs))
+
+    def _runnable(self, agent: str, counts: np.ndarray) -> Callable[[torch.Tensor], torch.Tensor]:
+        """``agent``'s network at ``counts`` as a callable, its norms recalibrated for a pruned
+        generator: the same modules on tensors sliced to the kept channels (``evaluation:
+        sliced``, the pruned network's cost) or the masked network (``masked``). Call it inside
+        :meth:`_unmasked_if_sliced`."""
+        recalibrate = agent == "generator" and self.config.recalibrate_norms
+        if self.slicers is None:
+            self.maskers[agent].set_counts(counts)
+            if recalibrate:
+                self._recalibrate(counts)
+            return self.network(agent)
+        slicer = self.slicers[agent]
+        if not np.any(counts < self.spaces[agent].num_channels):
+            return self.network(agent)
+        fresh = recalibrate and slicer.has_running_stats
+        tensors = slicer.tensors(counts, fresh_statistics=fresh)
+        if fresh:
+            with self._unmasked_if_sliced(), slicer.recalibrating():
+                slicer(tensors, self._calibration_inputs)
+        return partial(slicer, tensors)
+
+    @contextmanager
+    def _unmasked_if_sliced(self) -> Iterator[None]:
+        """Sliced tensors already are the architecture: the masks must pass everything."""
+        with ExitStack() as stack:
+            if self.slicers is not None:
+                for masker in self.maskers.values():
+                    stack.enter_context(masker.suspended())
+            yield
 
     def _recalibrate(self, counts_g: np.ndarray) -> None:
         """Adaptive BN for a *pruned* generator: fresh BatchNorm statistics measured on a fixed
@@ -270,10 +358,8 @@ class PruningGame:
             self.generator(self._calibration_inputs)
 
     def student_outputs(self, count: int | None = None) -> torch.Tensor:
-        """Outputs of the masked G on the evaluation inputs (for rendering)."""
-        with torch.no_grad():
-            self.generator.eval()
-            return self.generator(self.eval_batch.inputs[:count])
+        """Outputs of G at the current round's architecture (for rendering)."""
+        return self.generator_outputs(self.current_counts["generator"], count)
 
     def _inner_updates(self) -> None:
         """``inner_steps`` alternating D then G Adam updates on training neighbourhoods."""

@@ -34,6 +34,16 @@ class EvaluationError(RuntimeError):
     """A round's evaluation failed (see ``EnvConfig.on_error``)."""
 
 
+def check_shareable(config: EnvConfig) -> None:
+    """Episodes may share one game (networks, pools, cache) only with frozen weights: then a
+    round's outcome depends on its pair alone, not on the other episodes' rounds."""
+    if config.inner_steps:
+        raise ValueError(f"episodes cannot share a game with inner_steps={config.inner_steps} "
+                         "(inner updates change the shared weights): use inner_steps=0, or "
+                         "one env per episode (gymnasium.make_vec(..., "
+                         "vectorization_mode='sync'))")
+
+
 class GANPruneParallelEnv(ParallelEnv):
     """genG and genD prune a pretrained GAN together, seeing each other's feedback.
 
@@ -82,6 +92,7 @@ class GANPruneParallelEnv(ParallelEnv):
     | ``reward_terms["compute"]`` | D | ``-lambda_F * max(0, log(r_D / p_D))`` | [-lambda_F log(1/p_D), 0] | -1.39 (p_D 0.5) |
     | ``loss_terms`` | G: ``g_loss, g_adv, g_kde, g_rec``; D: ``d_loss, d_real, d_fake`` | the objective's terms this round | [0, inf) | ``reference_terms`` |
     | ``compute_ratio`` / ``budget`` | each | kept MACs / full MACs; p | (0, 1] | 1 / p |
+    | ``cache_hit`` / ``cache_hit_rate`` | each | whether this round's pair came from the cache of evaluated pairs; the share of this env's lookups it answered | bool; [0, 1] | — |
 
     The reward is the sum of the two terms. Deterministic: the same ``seed`` and actions give
     the same observations, rewards and infos (on CPU); with frozen weights (``inner_steps`` 0)
@@ -90,7 +101,9 @@ class GANPruneParallelEnv(ParallelEnv):
 
     ## Starting state
     ``reset`` restores the starting weights (the teacher's, or with ``supernet`` the
-    supernet's) and the full architecture; the observation shows keep ratios 1.
+    supernet's) and the full architecture; the observation shows keep ratios 1. A seeded reset
+    also empties the cache of evaluated pairs (``cache_size``), so the same seed and actions
+    give the same infos; an unseeded one keeps it.
 
     ## Episode end
     Terminated after ``rounds`` rounds (default 4); never truncated. A round whose evaluation
@@ -105,9 +118,11 @@ class GANPruneParallelEnv(ParallelEnv):
     ``resolution``), budgets and reward (``budget_g``, ``budget_d``, ``compute_weight``,
     ``compute_penalty``), the episode (``rounds``, ``inner_steps``, ``inner_batch``,
     ``inner_lr``), the objective's pools (``pool_size``, ``eval_size``, ``k``, ``objective``),
-    scoring (``recalibrate_norms``, ``calibration_size``), the action mapping (``min_keep``,
-    ``divisor``, ``importance``), ``device`` and ``seed``; plus ``render_mode`` (``ansi``,
-    ``rgb_array``).
+    scoring (``recalibrate_norms``, ``calibration_size``, ``evaluation``: sliced to the kept
+    channels or masked, ``cache_size``), the action mapping (``min_keep``, ``divisor``,
+    ``importance``), faults (``on_error``, ``error_reward``), ``device`` and ``seed``; plus
+    ``render_mode`` (``ansi``, ``rgb_array``). ``gymnasium.make_vec(id, num_envs)`` runs
+    ``num_envs`` episodes of a view over one shared game (frozen weights only).
 
     ## Version history
     * v0: initial release. Opt-in options added since (``supernet``) leave the default
@@ -116,22 +131,31 @@ class GANPruneParallelEnv(ParallelEnv):
       or ``inner_lr`` and an unusable ``device`` are errors; a ``divisor`` at least as wide as
       some channel group warns. Valid inputs behave as before. A failed round ends the
       episode (``on_error="end"``, the new default) where it used to raise out of ``step``.
+      Architectures are now scored sliced to their kept channels (``evaluation="sliced"``);
+      rewards differ from the masked scoring of before by float rounding only (at most 3e-7
+      over 60 random pairs of the default task), so the id stays v0; ``evaluation="masked"``
+      reproduces earlier records bit for bit. Added: the cache of evaluated pairs
+      (``cache_size``; infos ``cache_hit`` and ``cache_hit_rate``) and the vector entry point.
     """
 
     metadata = {"render_modes": list(RENDER_MODES), "name": "gan_prune_v0",
                 "is_parallelizable": True}
 
     def __init__(self, config: EnvConfig | dict | None = None, render_mode: str | None = None,
-                 **kwargs: Any) -> None:
+                 game: PruningGame | None = None, **kwargs: Any) -> None:
         if render_mode is not None and render_mode not in RENDER_MODES:
             raise ValueError(f"render_mode {render_mode!r} is not one of {RENDER_MODES}")
-        if config is None or isinstance(config, dict):
+        if game is not None:
+            if config is not None or kwargs:
+                raise TypeError("a shared game brings its own config: pass no other options")
+            config = game.config  # shared by several envs: see check_shareable
+        elif config is None or isinstance(config, dict):
             config = from_dict(EnvConfig, {**(config or {}), **kwargs}, where="env kwargs")
         elif kwargs:
             raise TypeError(f"pass either an EnvConfig or keyword options, not both: {kwargs}")
         self.config = config
         self.render_mode = render_mode
-        self.game = PruningGame(config)
+        self.game = PruningGame(config) if game is None else game
         self.possible_agents = list(AGENTS)
         self.agents: list[str] = []
         self._builders = {a: ObservationBuilder(self.game, a) for a in AGENTS}
@@ -160,6 +184,15 @@ class GANPruneParallelEnv(ParallelEnv):
     # -- API -------------------------------------------------------------------------------------
     def reset(self, seed: int | None = None, options: dict | None = None
               ) -> tuple[dict[str, np.ndarray], dict[str, dict]]:
+        return self._reset(seed, options, clear_cache=seed is not None)
+
+    def _reset(self, seed: int | None, options: dict | None, clear_cache: bool
+               ) -> tuple[dict[str, np.ndarray], dict[str, dict]]:
+        """``reset``; a reset the user seeded also empties the cache of evaluated pairs, so the
+        same seed and actions give the same infos (the views re-seed every episode themselves
+        and clear it only when their own caller seeded)."""
+        if clear_cache:
+            self.game.clear_cache()
         self.game.restore_pretrained(seed)
         self.agents = list(self.possible_agents)
         self._round = 0
@@ -167,7 +200,8 @@ class GANPruneParallelEnv(ParallelEnv):
         full = {a: np.ones(self.game.num_groups(a), dtype=np.float32) for a in AGENTS}
         compute = {a: 1.0 for a in AGENTS}
         self._observations = self._observe(full, compute, self.game.reference_terms)
-        infos = {a: {"round": 0, "compute_ratio": 1.0, "budget": self.game.budget(a), "error": ""}
+        infos = {a: {"round": 0, "compute_ratio": 1.0, "budget": self.game.budget(a),
+                     "cache_hit_rate": self.game.cache_hit_rate, "error": ""}
                  for a in self.agents}
         return dict(self._observations), infos
 
@@ -266,5 +300,7 @@ class GANPruneParallelEnv(ParallelEnv):
             "kept_channels": result.counts[agent].tolist(),
             "keep_ratios": result.ratios[agent].tolist(),
             "clipped_entries": clipped,
+            "cache_hit": self.game.last_cache_hit,
+            "cache_hit_rate": self.game.cache_hit_rate,
             "error": "",
         }

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import gymnasium as gym
@@ -16,7 +17,8 @@ import gymnasium as gym
 from gan_prune_env.config import from_dict
 from gan_prune_env.envs.config import EnvConfig
 from gan_prune_env.envs.preparation import resolve_task
-from gan_prune_env.envs.parallel import GANPruneParallelEnv
+from gan_prune_env.envs.game import PruningGame
+from gan_prune_env.envs.parallel import GANPruneParallelEnv, check_shareable
 from gan_prune_env.envs.views import JointPruneEnv, SingleAgentPruneEnv
 
 ENV_IDS = {"Pix2PixPrune-v0": ("pix2pix", "default"),
@@ -27,15 +29,48 @@ VIEWS = ("single", "joint")
 def make_prune_env(family: str, default_task: str, view: str = "single",
                    agent: str = "generator", peer_policy: Any = None,
                    reward_weights: tuple[float, float] = (1.0, 1.0),
-                   render_mode: str | None = None, **kwargs: Any) -> gym.Env:
-    """Entry point of both ids: build the view over a game of the given family."""
+                   render_mode: str | None = None, game: PruningGame | None = None,
+                   **kwargs: Any) -> gym.Env:
+    """Entry point of both ids: build the view over a game of the given family (a new one, or
+    ``game``, shared with other episodes)."""
     if view not in VIEWS:
         raise ValueError(f"view {view!r} is not one of {VIEWS}")
+    if game is None:
+        config = from_dict(EnvConfig, {"task": default_task, **kwargs}, where="env kwargs")
+        _check_family(config, family)
+        game = PruningGame(config)
+    elif kwargs:
+        raise TypeError(f"a shared game brings its own config: pass no other options {kwargs}")
+    if view == "joint":
+        return JointPruneEnv(reward_weights, render_mode=render_mode, game=game)
+    return SingleAgentPruneEnv(agent, peer_policy, render_mode=render_mode, game=game)
+
+
+def make_prune_vector_env(family: str, default_task: str, num_envs: int = 1,
+                          **kwargs: Any) -> gym.vector.SyncVectorEnv:
+    """Vector entry point of both ids (``gymnasium.make_vec(id, num_envs)``): ``num_envs``
+    episodes, in one process, over ONE game: the networks, pools and task are prepared once,
+    and the cache of evaluated pairs serves every episode (a pair one episode scored is a
+    lookup for the others). Gymnasium's ``SyncVectorEnv`` batches them and resets a finished
+    episode on the next step (``AutoresetMode.NEXT_STEP``). Frozen weights only
+    (``inner_steps`` 0); keywords as :func:`make_prune_env`, ``peer_policy`` excepted (each
+    episode would need its own): use ``view="joint"`` or the default peer."""
+    if not isinstance(num_envs, int) or num_envs < 1:
+        raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
+    if kwargs.pop("max_episode_steps", None) is not None:
+        raise ValueError("the episode length is the env's `rounds`, not max_episode_steps")
+    if "peer_policy" in kwargs:
+        raise ValueError("peer_policy is per episode: build the views yourself and give them to "
+                         "gymnasium.vector.SyncVectorEnv")
+    views = {key: kwargs.pop(key) for key in ("view", "agent", "reward_weights", "render_mode")
+             if key in kwargs}
     config = from_dict(EnvConfig, {"task": default_task, **kwargs}, where="env kwargs")
     _check_family(config, family)
-    if view == "joint":
-        return JointPruneEnv(reward_weights, render_mode=render_mode, config=config)
-    return SingleAgentPruneEnv(agent, peer_policy, render_mode=render_mode, config=config)
+    check_shareable(config)
+    game = PruningGame(config)
+    factories = [partial(make_prune_env, family, default_task, game=game, **views)
+                 for _ in range(num_envs)]
+    return gym.vector.SyncVectorEnv(factories, autoreset_mode=gym.vector.AutoresetMode.NEXT_STEP)
 
 
 def make_parallel_env(env_id: str, render_mode: str | None = None, **kwargs: Any
@@ -61,3 +96,11 @@ def make_pix2pix_env(**kwargs: Any) -> gym.Env:
 
 def make_cyclegan_env(**kwargs: Any) -> gym.Env:
     return make_prune_env("cyclegan", "default_cyclegan", **kwargs)
+
+
+def make_pix2pix_vector_env(num_envs: int = 1, **kwargs: Any) -> gym.vector.SyncVectorEnv:
+    return make_prune_vector_env("pix2pix", "default", num_envs, **kwargs)
+
+
+def make_cyclegan_vector_env(num_envs: int = 1, **kwargs: Any) -> gym.vector.SyncVectorEnv:
+    return make_prune_vector_env("cyclegan", "default_cyclegan", num_envs, **kwargs)

@@ -25,8 +25,9 @@ class _View(gym.Env):
 
     metadata = {"render_modes": list(RENDER_MODES), "render_fps": 4}
 
-    def __init__(self, render_mode: str | None = None, config=None, **kwargs: Any) -> None:
-        self.parallel = GANPruneParallelEnv(config, render_mode=render_mode, **kwargs)
+    def __init__(self, render_mode: str | None = None, config=None, game=None, **kwargs: Any
+                 ) -> None:
+        self.parallel = GANPruneParallelEnv(config, render_mode=render_mode, game=game, **kwargs)
         self.render_mode = render_mode
         self._observations: dict[str, np.ndarray] = {}
 
@@ -37,7 +38,8 @@ class _View(gym.Env):
     def _reset_parallel(self, seed: int | None, options: dict | None):
         super().reset(seed=seed)
         inner_seed = int(self.np_random.integers(2**31 - 1))
-        observations, infos = self.parallel.reset(seed=inner_seed, options=options)
+        observations, infos = self.parallel._reset(inner_seed, options,
+                                                   clear_cache=seed is not None)
         self._observations = observations
         return observations, infos
 
@@ -60,10 +62,10 @@ class SingleAgentPruneEnv(_View):
     peer's outcome is in ``info["peer"]``."""
 
     def __init__(self, agent: str = "generator", peer_policy: Any = None,
-                 render_mode: str | None = None, config=None, **kwargs: Any) -> None:
+                 render_mode: str | None = None, config=None, game=None, **kwargs: Any) -> None:
         if agent not in AGENTS:
             raise ValueError(f"agent {agent!r} is not one of {AGENTS}")
-        super().__init__(render_mode, config, **kwargs)
+        super().__init__(render_mode, config, game, **kwargs)
         self.agent, self.peer = agent, peer_of(agent)
         self.observation_space = self.parallel.observation_space(agent)
         self.action_space = self.parallel.action_space(agent)
@@ -89,8 +91,8 @@ class JointPruneEnv(_View):
     """One policy for both networks; reward ``w_G * r_G + w_D * r_D``."""
 
     def __init__(self, reward_weights: tuple[float, float] = (1.0, 1.0),
-                 render_mode: str | None = None, config=None, **kwargs: Any) -> None:
-        super().__init__(render_mode, config, **kwargs)
+                 render_mode: str | None = None, config=None, game=None, **kwargs: Any) -> None:
+        super().__init__(render_mode, config, game, **kwargs)
         self.reward_weights = tuple(float(w) for w in reward_weights)
         if len(self.reward_weights) != 2:
             raise ValueError(f"reward_weights needs two values (G, D), got {reward_weights}")

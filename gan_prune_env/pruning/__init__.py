@@ -9,13 +9,14 @@ from gan_prune_env.pruning.macs import (
     count_macs, count_params, count_true_macs_profiler, layer_macs, layer_params,
 )
 from gan_prune_env.pruning.masking import ChannelMasker
+from gan_prune_env.pruning.sliced import ArchitectureSlicer, SlicingUnsupported
 from gan_prune_env.pruning.slicing import slice_by_indices, slice_model
 from gan_prune_env.pruning.space import GROUP_FEATURE_NAMES, ChannelSpace
 
 __all__ = [
-    "GROUP_FEATURE_NAMES", "ChannelGroup", "ChannelMasker", "ChannelSpace", "Importance",
+    "GROUP_FEATURE_NAMES", "ArchitectureSlicer", "ChannelGroup", "ChannelMasker", "ChannelSpace", "Importance",
     "L1FilterImportance", "LayerInfo", "RandomImportance", "TorchPruningImportance",
     "channels_for_ratio", "count_macs", "count_params", "count_true_macs_profiler",
-    "discover_groups", "layer_macs", "layer_params", "make_importance", "slice_by_indices",
-    "slice_model", "trace_layers",
+    "discover_groups", "layer_macs", "layer_params", "make_importance", "SlicingUnsupported",
+    "slice_by_indices", "slice_model", "trace_layers",
 ]

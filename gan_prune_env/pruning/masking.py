@@ -9,7 +9,8 @@ the environment's step loop needs. Gates may be soft and carry gradients (relaxe
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -88,6 +89,16 @@ class ChannelMasker:
             for g, in_idx, root_idx in terms:
                 mask = mask.index_put((in_idx,), gates[g][root_idx])
             self._masks[name] = mask.to(self._device)
+
+    @contextmanager
+    def suspended(self) -> Iterator[None]:
+        """The hooks pass everything through inside (e.g. for a call on already-sliced
+        tensors); the architecture is back on exit."""
+        masks, self._masks = self._masks, {name: None for name in self._consumers}
+        try:
+            yield
+        finally:
+            self._masks = masks
 
     def reset(self) -> None:
         """Back to the full network."""
