@@ -8,18 +8,33 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from typing import Any
 
 from agents.base import Candidate, PruningAgent, SearchTracker, run_rounds
 from agents.baselines import RandomSearchAgent, UniformAgent
 from agents.mggc import MGGCAgent
 from agents.sb3_agent import SB3Agent
 
+
+
+def _rllib_ppo(*args: Any, **kwargs: Any) -> PruningAgent:
+    """RLlib PPO, imported on use: the ``[rllib]`` extra is optional."""
+    try:
+        from agents.rllib_agent import RLlibPPOAgent
+    except ImportError as err:
+        raise ImportError(f"agent 'rllib_ppo' needs RLlib: pip install -e '.[rllib]' ({err})"
+                          ) from err
+    return RLlibPPOAgent(*args, **kwargs)
+
+
 AGENT_CLASSES: dict[str, Callable[..., PruningAgent]] = {
     "uniform": UniformAgent,
     "random": RandomSearchAgent,
     "ppo": functools.partial(SB3Agent, algo="ppo"),
     "sac": functools.partial(SB3Agent, algo="sac"),
+    "tqc": functools.partial(SB3Agent, algo="tqc"),
     "mggc": MGGCAgent,
+    "rllib_ppo": _rllib_ppo,
 }
 
 __all__ = [

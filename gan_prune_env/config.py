@@ -21,6 +21,12 @@ class ConfigError(ValueError):
     """A configuration key or value is invalid."""
 
 
+class UnknownKeyError(ConfigError, TypeError):
+    """A key the configuration does not have. Also a ``TypeError``, as Python raises for an
+    unexpected keyword argument: code that probes optional keywords of ``gymnasium.make``
+    (TorchRL's ``GymEnv`` tries ``frameskip``) catches that and retries without it."""
+
+
 def _check_value(value: Any, annotation: Any, where: str) -> Any:
     """Coerce ``value`` to ``annotation`` where that is unambiguous; raise ConfigError otherwise."""
     origin = typing.get_origin(annotation)
@@ -87,8 +93,9 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, *, where: str | None = 
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise ConfigError(
-            f"{where}: unknown key(s) {unknown}; valid keys are {sorted(fields)}"
+        named = ", ".join(f"unexpected keyword argument {key!r}" for key in unknown)
+        raise UnknownKeyError(
+            f"{where}: unknown key(s) {unknown} ({named}); valid keys are {sorted(fields)}"
         )
     hints = typing.get_type_hints(cls)
     kwargs = {

@@ -7,6 +7,7 @@ import importlib.util
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from conftest import BENCHMARKS, benchmark_script
@@ -234,3 +235,33 @@ def test_published_plan_is_exactly_the_committed_frontier(compare, task):
     assert planned == {(r["method"], r["budget"], r["seed"]) for r in records}
     custom = frontier.parse_args(["run", "--methods", "uniform", "--budgets", "0.1"])[0]
     assert frontier.cell_groups(custom, task) == ((("uniform",), (0.1,), (0, 1, 2)),)
+
+
+def _leaderboard_record(method: str, seed: int, reward: float, within: bool = True) -> dict:
+    return {"key": f"default|0.1|{method}|{seed}", "method": method, "seed": seed,
+            "rounds": 1000, "finetune_steps": 600, "commit": "c" * 40, "teacher_sha1": "t" * 40,
+            "best": {"within_budget": within, "rewards": {"generator": reward}},
+            "timing_s": {"search": 60.0 + seed}, "quality": {"fid": 180.0 + seed,
+                                                             "psnr_teacher": 22.0}}
+
+
+def test_leaderboard_ranks_by_the_interquartile_mean_of_the_best_feasible_reward(compare,
+                                                                                  tmp_path):
+    pytest.importorskip("rliable", reason="the [bench] extra is not installed")
+    leaderboard = _script("leaderboard")
+    # IQM of 8 runs: the mean of the middle 4, whatever the outliers
+    iqm = leaderboard.interquartile_mean({"a": np.array([-9, -3, -2, -2, -1, -1, 0, 5.0])},
+                                         reps=200)
+    assert iqm["a"][0] == pytest.approx(np.mean([-2, -2, -1, -1]))
+    assert iqm["a"][1] <= iqm["a"][0] <= iqm["a"][2]
+    path = tmp_path / "leaderboard_1000.jsonl"
+    records = [_leaderboard_record("uniform", s, -1.0) for s in range(5)]
+    records += [_leaderboard_record("random", s, -0.5 - 0.01 * s) for s in range(5)]
+    # mggc found higher rewards, but never a pair within budget: it ranks last
+    records += [_leaderboard_record("mggc", s, 0.0, within=False) for s in range(5)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    report = leaderboard.make_report(tmp_path).read_text()
+    order = [line.split("|")[1].strip() for line in report.splitlines()
+             if line.startswith("| ") and "algorithm" not in line]
+    assert order == ["random search", "uniform L1-norm", "MGGC (ours)"]
+    assert "| 0/5 |" in report and (tmp_path / "leaderboard.png").stat().st_size > 0

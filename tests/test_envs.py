@@ -1215,3 +1215,54 @@ def test_unseeded_resets_keep_the_cache_and_seeded_ones_clear_it():
     assert env.step(action)[4]["cache_hit"]
     env.reset(seed=0)
     assert not env.step(action)[4]["cache_hit"]
+
+
+# -- numeric infos -------------------------------------------------------------------------------
+
+
+def _info_signature(info: dict) -> dict:
+    """Key -> (kind, shape): what a tensor-based library builds its info spec from."""
+    signature = {}
+    for key, value in info.items():
+        array = np.asarray(value)
+        assert array.dtype.kind in "biuf", f"{key}: {value!r} is not numeric"
+        signature[key] = (array.dtype.kind, array.shape)
+    return signature
+
+
+@pytest.mark.parametrize("view", ["parallel", "single", "joint"])
+def test_numeric_infos_have_the_same_numeric_keys_and_shapes_at_reset_and_every_step(view):
+    env = parallel(info_format="numeric", rounds=3) if view == "parallel" else \
+        make(view=view, info_format="numeric", rounds=3)
+    per_agent = view == "parallel"
+    _, infos = env.reset(seed=0)
+    reference = ({a: _info_signature(infos[a]) for a in AGENTS} if per_agent
+                 else _info_signature(infos))
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        if per_agent:
+            step = env.step(random_actions(env, rng, low=-2, high=2))  # some entries clipped
+            assert {a: _info_signature(step[4][a]) for a in AGENTS} == reference
+        else:
+            step = env.step(rng.uniform(-2, 2, env.action_space.shape).astype(np.float32))
+            assert _info_signature(step[4]) == reference
+    if per_agent:
+        info = step[4]["generator"]
+        assert info["clipped"].any() and not info["failed"]
+        assert info["reward_loss"] + info["reward_compute"] == pytest.approx(step[1]["generator"])
+        assert info["kept_channels"].tolist() == env.game.current_counts["generator"].tolist()
+
+
+def test_a_failed_round_keeps_the_numeric_info_shape(monkeypatch):
+    env = parallel(info_format="numeric")
+    _, infos = env.reset(seed=0)
+    reference = {a: _info_signature(infos[a]) for a in AGENTS}
+
+    def broken(*_):
+        raise RuntimeError("CUDA out of memory (simulated)")
+
+    monkeypatch.setattr(env.game, "evaluate", broken)
+    _, rewards, terminated, _, infos = env.step(uniform_actions(env, 0.4))
+    assert all(terminated.values()) and {a: _info_signature(infos[a]) for a in AGENTS} == reference
+    assert infos["generator"]["failed"] and "out of memory" in env.last_error
+    assert infos["generator"]["reward_loss"] == rewards["generator"] == env.config.error_reward

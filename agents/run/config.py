@@ -5,12 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from agents import AGENT_CLASSES
 from gan_prune_env import ENV_ENTRY_POINTS
 from gan_prune_env.devices import check_device
 from gan_prune_env.envs.registration import ENV_IDS
 from gan_prune_env.finetune import FinetuneConfig
 
-ALGOS = ("mggc", "ppo", "sac", "uniform", "random")
+ALGOS = tuple(AGENT_CLASSES)  # the one registry of search algorithms
 DEFAULT_ROUNDS: dict[str | None, int] = {"uniform": 1, None: 400}
 
 

@@ -14,6 +14,7 @@ COMPUTE_PENALTIES = ("one_sided", "two_sided")
 
 ON_ERROR = ("end", "raise")
 EVALUATIONS = ("sliced", "masked")
+INFO_FORMATS = ("rich", "numeric")
 
 
 @dataclass
@@ -65,6 +66,11 @@ class EnvConfig:
             raise either way.
         error_reward: reward of both agents in a round that failed (``on_error="end"``); the
             default is below any reward a finite round pays at the default settings.
+        info_format: ``"rich"`` infos (nested reward and loss terms, the error message, the
+            clipped entries as a list) or ``"numeric"``: a flat dict of numbers and fixed-shape
+            arrays with the same keys at ``reset`` and every ``step`` (what TorchRL's
+            ``PettingZooWrapper`` and other tensor-based libraries need; the error message is
+            then ``env.last_error``).
         objective: options of the local-density objective.
     """
 
@@ -95,6 +101,7 @@ class EnvConfig:
     seed: int = 0
     on_error: str = "end"
     error_reward: float = -10.0
+    info_format: str = "rich"
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
 
     def __post_init__(self) -> None:
@@ -131,6 +138,8 @@ class EnvConfig:
         if self.cache_size < 0:
             raise ValueError(f"cache_size must be >= 0 (0 turns the cache off), got "
                              f"{self.cache_size}")
+        if self.info_format not in INFO_FORMATS:
+            raise ValueError(f"info_format {self.info_format!r} is not one of {INFO_FORMATS}")
         if self.evaluation not in EVALUATIONS:
             raise ValueError(f"evaluation {self.evaluation!r} is not one of {EVALUATIONS}")
         if self.on_error not in ON_ERROR:

@@ -28,6 +28,8 @@ from gan_prune_env.envs.observations import ObservationBuilder
 from gan_prune_env.envs.rendering import ansi_summary, image_grid
 
 RENDER_MODES = ("ansi", "rgb_array")
+LOSS_TERMS = {"generator": ("g_loss", "g_adv", "g_kde", "g_rec"),
+              "discriminator": ("d_loss", "d_real", "d_fake")}
 
 
 class EvaluationError(RuntimeError):
@@ -94,6 +96,13 @@ class GANPruneParallelEnv(ParallelEnv):
     | ``compute_ratio`` / ``budget`` | each | kept MACs / full MACs; p | (0, 1] | 1 / p |
     | ``cache_hit`` / ``cache_hit_rate`` | each | whether this round's pair came from the cache of evaluated pairs; the share of this env's lookups it answered | bool; [0, 1] | — |
 
+    With ``info_format="numeric"`` every info is flat, with the same keys at ``reset`` and every
+    ``step`` (numbers and arrays of fixed shape, for tensor-based libraries such as TorchRL):
+    ``round``, ``reward_loss``, ``reward_compute``, the agent's loss terms, ``compute_ratio``,
+    ``budget``, ``within_budget``, ``kept_channels`` and ``keep_ratios`` (n_groups each),
+    ``clipped`` (n_groups booleans), ``cache_hit``, ``cache_hit_rate`` and ``failed`` (the
+    cause is ``env.last_error``); at ``reset`` they describe the unpruned pair.
+
     The reward is the sum of the two terms. Deterministic: the same ``seed`` and actions give
     the same observations, rewards and infos (on CPU); with frozen weights (``inner_steps`` 0)
     a pair's reward does not depend on the episode's history, which
@@ -135,7 +144,8 @@ class GANPruneParallelEnv(ParallelEnv):
       rewards differ from the masked scoring of before by float rounding only (at most 3e-7
       over 60 random pairs of the default task), so the id stays v0; ``evaluation="masked"``
       reproduces earlier records bit for bit. Added: the cache of evaluated pairs
-      (``cache_size``; infos ``cache_hit`` and ``cache_hit_rate``) and the vector entry point.
+      (``cache_size``; infos ``cache_hit`` and ``cache_hit_rate``), the vector entry point
+      and ``info_format="numeric"`` (the default infos are unchanged).
     """
 
     metadata = {"render_modes": list(RENDER_MODES), "name": "gan_prune_v0",
@@ -167,6 +177,8 @@ class GANPruneParallelEnv(ParallelEnv):
         self._round = 0
         self._last: RoundResult | None = None
         self._observations: dict[str, np.ndarray] = {}
+        self._numeric: dict[str, dict[str, Any]] = {}
+        self.last_error = ""  # the cause of the last failed round (also in rich infos)
 
     # -- spaces ---------------------------------------------------------------------------------
     # The same object on every call, as PettingZoo requires. (Not ``functools.lru_cache`` on the
@@ -197,9 +209,13 @@ class GANPruneParallelEnv(ParallelEnv):
         self.agents = list(self.possible_agents)
         self._round = 0
         self._last = None
+        self.last_error = ""
         full = {a: np.ones(self.game.num_groups(a), dtype=np.float32) for a in AGENTS}
         compute = {a: 1.0 for a in AGENTS}
         self._observations = self._observe(full, compute, self.game.reference_terms)
+        if self.config.info_format == "numeric":
+            self._numeric = {a: self._numeric_info(a, None, []) for a in AGENTS}
+            return dict(self._observations), {a: dict(self._numeric[a]) for a in AGENTS}
         infos = {a: {"round": 0, "compute_ratio": 1.0, "budget": self.game.budget(a),
                      "cache_hit_rate": self.game.cache_hit_rate, "error": ""}
                  for a in self.agents}
@@ -231,7 +247,11 @@ class GANPruneParallelEnv(ParallelEnv):
         done = self._round >= self.config.rounds
         kept = {a: result.ratios[a].astype(np.float32) for a in AGENTS}
         self._observations = self._observe(kept, result.compute_ratio, result.terms)
-        infos = {a: self._info(a, result, clipped[a]) for a in AGENTS}
+        if self.config.info_format == "numeric":
+            self._numeric = {a: self._numeric_info(a, result, clipped[a]) for a in AGENTS}
+            infos = {a: dict(self._numeric[a]) for a in AGENTS}
+        else:
+            infos = {a: self._info(a, result, clipped[a]) for a in AGENTS}
         rewards = {a: float(result.rewards[a]) for a in AGENTS}
         terminations = {a: done for a in AGENTS}
         truncations = {a: False for a in AGENTS}
@@ -276,18 +296,50 @@ class GANPruneParallelEnv(ParallelEnv):
         """The step that ends an episode whose round failed: observations unchanged."""
         self._round += 1
         self.agents = []
-        message = str(err)
+        self.last_error = str(err)
+        if self.config.info_format == "numeric":  # the last round's numbers, marked failed
+            infos = {a: {**self._numeric[a], "round": self._round, "failed": True,
+                         "reward_loss": float(self.config.error_reward),
+                         "reward_compute": 0.0, "cache_hit": False} for a in AGENTS}
+        else:
+            infos = {a: {"round": self._round, "error": self.last_error} for a in AGENTS}
         return (dict(self._observations),
                 {a: float(self.config.error_reward) for a in AGENTS},
-                {a: True for a in AGENTS}, {a: False for a in AGENTS},
-                {a: {"round": self._round, "error": message} for a in AGENTS})
+                {a: True for a in AGENTS}, {a: False for a in AGENTS}, infos)
 
     def _observe(self, ratios, compute, terms) -> dict[str, np.ndarray]:
         return {a: self._builders[a].build(ratios, compute, terms, self._round) for a in AGENTS}
 
+    def _numeric_info(self, agent: str, result: RoundResult | None, clipped: list[int]
+                      ) -> dict[str, Any]:
+        """``info_format="numeric"``: the same keys, numbers and fixed-shape arrays in every
+        step; before the first round (``result`` None) the unpruned pair's values."""
+        groups, budget = self.game.num_groups(agent), self.game.budget(agent)
+        counts = self.game.spaces[agent].num_channels if result is None else result.counts[agent]
+        terms = self.game.reference_terms if result is None else result.terms
+        compute = 1.0 if result is None else result.compute_ratio[agent]
+        rewards = {"loss": 0.0, "compute": 0.0} if result is None else result.reward_terms[agent]
+        mask = np.zeros(groups, dtype=bool)
+        mask[list(clipped)] = True
+        return {
+            "round": self._round,
+            "reward_loss": float(rewards["loss"]),
+            "reward_compute": float(rewards["compute"]),
+            **{k: float(terms[k]) for k in LOSS_TERMS[agent]},
+            "compute_ratio": float(compute),
+            "budget": float(budget),
+            "within_budget": bool(compute <= budget + 1e-9),
+            "kept_channels": np.asarray(counts, dtype=np.int64).copy(),
+            "keep_ratios": (np.asarray(counts) / self.game.spaces[agent].num_channels
+                            ).astype(np.float32),
+            "clipped": mask,
+            "cache_hit": bool(result is not None and self.game.last_cache_hit),
+            "cache_hit_rate": float(self.game.cache_hit_rate),
+            "failed": False,
+        }
+
     def _info(self, agent: str, result: RoundResult, clipped: list[int]) -> dict[str, Any]:
-        terms_keys = ("g_loss", "g_adv", "g_kde", "g_rec") if agent == "generator" else \
-            ("d_loss", "d_real", "d_fake")
+        terms_keys = LOSS_TERMS[agent]
         return {
             "round": self._round,
             "reward_terms": dict(result.reward_terms[agent]),

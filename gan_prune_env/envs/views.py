@@ -35,6 +35,10 @@ class _View(gym.Env):
     def game(self):
         return self.parallel.game
 
+    @property
+    def numeric_info(self) -> bool:
+        return self.parallel.config.info_format == "numeric"
+
     def _reset_parallel(self, seed: int | None, options: dict | None):
         super().reset(seed=seed)
         inner_seed = int(self.np_random.integers(2**31 - 1))
@@ -77,14 +81,24 @@ class SingleAgentPruneEnv(_View):
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         observations, infos = self._reset_parallel(seed, options)
+        if self.numeric_info:
+            return observations[self.agent], self._with_peer(infos, 0.0)
         return observations[self.agent], infos[self.agent]
 
     def step(self, action):
         peer_action = self.peer_policy(self._observations[self.peer])
         observations, rewards, terminated, truncated, infos = self._step_parallel(
             {self.agent: action, self.peer: peer_action})
-        info = dict(infos[self.agent], peer={**infos[self.peer], "reward": rewards[self.peer]})
+        if self.numeric_info:
+            info = self._with_peer(infos, rewards[self.peer])
+        else:
+            info = dict(infos[self.agent], peer={**infos[self.peer], "reward": rewards[self.peer]})
         return observations[self.agent], rewards[self.agent], terminated, truncated, info
+
+    def _with_peer(self, infos: dict[str, dict], peer_reward: float) -> dict[str, Any]:
+        """Numeric infos stay flat: the peer's keys (and reward) prefixed with ``peer_``."""
+        peer = {**infos[self.peer], "reward": float(peer_reward)}
+        return {**infos[self.agent], **{f"peer_{k}": v for k, v in peer.items()}}
 
 
 class JointPruneEnv(_View):
@@ -115,13 +129,22 @@ class JointPruneEnv(_View):
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         _, infos = self._reset_parallel(seed, options)
-        return self._joint_obs(), {"generator": infos["generator"],
-                                   "discriminator": infos["discriminator"]}
+        return self._joint_obs(), self._joint_info(infos, None)
 
     def step(self, action):
         _, rewards, terminated, truncated, infos = self._step_parallel(self.split_action(action))
         reward = float(self.reward_weights[0] * rewards["generator"]
                        + self.reward_weights[1] * rewards["discriminator"])
-        info = {"generator": {**infos["generator"], "reward": rewards["generator"]},
-                "discriminator": {**infos["discriminator"], "reward": rewards["discriminator"]}}
-        return self._joint_obs(), reward, terminated, truncated, info
+        return self._joint_obs(), reward, terminated, truncated, self._joint_info(infos, rewards)
+
+    def _joint_info(self, infos: dict[str, dict], rewards: dict[str, float] | None
+                    ) -> dict[str, Any]:
+        """Both agents' infos with their rewards (none at reset): nested by agent, or flat
+        with the agent's name as prefix for numeric infos (reward 0 at reset)."""
+        if self.numeric_info:
+            return {f"{a}_{k}": v for a in AGENTS
+                    for k, v in {**infos[a], "reward": 0.0 if rewards is None
+                                 else float(rewards[a])}.items()}
+        if rewards is None:
+            return {a: infos[a] for a in AGENTS}
+        return {a: {**infos[a], "reward": rewards[a]} for a in AGENTS}
