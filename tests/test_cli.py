@@ -368,3 +368,12 @@ def test_an_unreadable_newest_search_save_falls_back_to_the_previous_one(tmp_pat
         run_search(config, env, tmp_path / "run", writer)
     writer.close()
     assert load_agent_state(tracker)["history"] == straight
+
+
+def test_the_pipeline_refuses_to_run_under_torchrun(tmp_path: Path, capsys, monkeypatch) -> None:
+    """Every rank would search and write the same run folder: refused before any work."""
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    config = tiny_config(tmp_path, "uniform")
+    assert main(["-conf", str(config), "-f", str(tmp_path / "logs")]) == 2
+    assert "torchrun" in capsys.readouterr().err
+    assert not (tmp_path / "logs").exists() or not any((tmp_path / "logs").iterdir())

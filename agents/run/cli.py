@@ -7,6 +7,7 @@ a run folder holds the config used, so ``-i RUN_DIR`` continues an interrupted r
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -141,6 +142,11 @@ def check_before_work(config: RunConfig, log_folder: Path) -> None:
     from gan_prune_env.envs import EnvConfig, check_task_inputs
     from gan_prune_env.evaluation import find_inception_weights
 
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ValueError("train_agents.py runs in one process (its search, files and exports "
+                         "are not split across ranks): start it without torchrun. Teachers and "
+                         "supernets train data-parallel: torchrun --nproc_per_node N -m "
+                         "gan_prune_env.train_teacher (or gan_prune_env.supernet) ...")
     env_config = from_dict(EnvConfig, config.env_options, where="env_kwargs")
     build_agent(config)
     check_task_inputs(env_config)

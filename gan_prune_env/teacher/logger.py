@@ -39,3 +39,16 @@ class TrainLogger:
 
     def close(self) -> None:
         self.writer.close()
+
+
+class NullLogger:
+    """What ranks other than 0 log to in a distributed run: nothing."""
+
+    def scalars(self, step: int, values: dict[str, float], prefix: str = "loss") -> None:
+        pass
+
+    def images(self, step: int, trainer: GANTrainer) -> None:
+        pass
+
+    def close(self) -> None:
+        pass

@@ -24,12 +24,13 @@ from gan_prune_env.checkpoint import (
 )
 from gan_prune_env.config import ConfigError, to_dict
 from gan_prune_env.data import build_dataset, evaluation_split
+from gan_prune_env.distributed import Distributed, current
 from gan_prune_env.teacher.base import GANTrainer
 from gan_prune_env.teacher.batches import batch_stream, steps_per_epoch
 from gan_prune_env.teacher.config import OPERATIONAL_KEYS, TeacherTrainConfig
 from gan_prune_env.teacher.cyclegan import CycleGANTrainer
 from gan_prune_env.teacher.evaluate import mean_l1
-from gan_prune_env.teacher.logger import TrainLogger
+from gan_prune_env.teacher.logger import NullLogger, TrainLogger
 from gan_prune_env.teacher.pix2pix import Pix2PixTrainer
 from gan_prune_env.teacher.rng import capture_rng_state, restore_rng_state, seed_everything
 from gan_prune_env.teacher.state import TrainStateStore
@@ -113,32 +114,46 @@ def _write_teacher(path: Path, trainer: GANTrainer, config: TeacherTrainConfig, 
 
 def _train_steps(trainer: GANTrainer, config: TeacherTrainConfig, batches: Iterator[dict],
                  steps: range, total: int, store: TrainStateStore, logger: TrainLogger,
-                 seconds_before: float, checkpoint_extra: dict[str, Any], desc: str) -> float:
+                 seconds_before: float, checkpoint_extra: dict[str, Any], desc: str,
+                 ranks: Distributed) -> float:
     """Run global steps ``steps``, logging, previewing and saving train states on schedule (and
-    always after the last one). Returns the run's training time so far, in seconds."""
+    always after the last one). Returns the run's training time so far, in seconds. Each rank
+    trains on its rows of the global batch; rank 0 alone logs and saves."""
     began = time.perf_counter()
     trainer.train()
     trainer.autocast = config.autocast
     with tqdm(total=total, initial=steps.start, desc=desc,
-              disable=not config.progress, dynamic_ncols=True) as bar:
+              disable=not (config.progress and ranks.is_main), dynamic_ncols=True) as bar:
         for step in steps:
             lr = config.lr_at(step, total)
             trainer.set_lr(lr)
-            losses = trainer.train_step(trainer.prepare(_to_device(next(batches), config.device)))
+            batch = _to_device(ranks.shard(next(batches)), config.device)
+            losses = trainer.train_step(trainer.prepare(batch))
             done = step + 1
             bar.update(1)
             if done % config.log_every == 0:
+                losses = ranks.mean(losses)  # the whole global batch's losses
                 logger.scalars(done, losses)
                 logger.scalars(done, {"lr": lr}, prefix="train")
                 bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items()}, refresh=False)
             if config.image_every and done % config.image_every == 0:
                 logger.images(done, trainer)
             if done % config.save_every == 0 or done == steps.stop:
-                seconds = seconds_before + time.perf_counter() - began
-                state = _train_state(trainer, config, done, seconds)
-                store.save(done, _checkpoint("train_state", trainer, config, train_state=state,
-                                             **checkpoint_extra))
+                if ranks.is_main:
+                    seconds = seconds_before + time.perf_counter() - began
+                    state = _train_state(trainer, config, done, seconds)
+                    store.save(done, _checkpoint("train_state", trainer, config,
+                                                 train_state=state, **checkpoint_extra))
+                ranks.barrier()
     return seconds_before + time.perf_counter() - began
+
+
+def _latest_state(store: TrainStateStore, ranks: Distributed) -> dict[str, Any] | None:
+    """The newest readable train state, read by rank 0 first (it sets unreadable files aside),
+    then by the others."""
+    saved = store.latest() if ranks.is_main else None
+    ranks.barrier()
+    return saved if ranks.is_main else store.latest()
 
 
 def train_teacher(
@@ -174,26 +189,37 @@ def train_teacher(
                               "another output folder")
     if config.num_threads is not None:
         torch.set_num_threads(config.num_threads)
+    ranks = current(config.device)
+    ranks.check_batch(config.batch_size)
     dataset = build_dataset(config.data, "train")
     total = config.total_steps(steps_per_epoch(dataset, config.batch_size))
     seed_everything(config.seed)
     trainer = trainer if trainer is not None else build_trainer(config)
-    saved = store.latest() if resume else None
+    saved = _latest_state(store, ranks) if resume else None
     state = _restore(trainer, saved, config) if saved is not None else {}
+    ranks.broadcast_from_main(trainer.networks.values())
     start = state.get("step", 0)
     stop = total if until_step is None else max(start, min(until_step, total))
 
-    logger = TrainLogger(config.log_dir or out_dir / "tensorboard", start_step=start,
-                         preview=_preview_batch(config))
+    logger = (TrainLogger(config.log_dir or out_dir / "tensorboard", start_step=start,
+                          preview=_preview_batch(config)) if ranks.is_main else NullLogger())
     batches = batch_stream(dataset, config.batch_size, config.seed, start, config.num_workers)
+    hooks = ranks.average_gradients_before_steps(trainer.optimizers.values())
     try:
         what = "fine-tuning" if final_file is None else Path(final_file).stem  # teacher, supernet
         desc = f"{config.family} {what}"
         seconds = _train_steps(trainer, config, batches, range(start, stop), total, store, logger,
-                               state.get("train_seconds", 0.0), dict(checkpoint_extra or {}), desc)
+                               state.get("train_seconds", 0.0), dict(checkpoint_extra or {}), desc,
+                               ranks)
         if stop < total or final_file is None:
             return store.path(stop)
-        return _write_teacher(out_dir / final_file, trainer, config, total, seconds, logger,
-                              dict(final_metadata or {}))
+        path = out_dir / final_file
+        if ranks.is_main:
+            _write_teacher(path, trainer, config, total, seconds, logger,
+                           dict(final_metadata or {}))
+        ranks.barrier()
+        return path
     finally:
+        for hook in hooks:
+            hook.remove()
         logger.close()

@@ -1,0 +1,149 @@
+"""Data-parallel training with torchrun: 2 CPU processes (gloo) train what 1 process trains.
+
+Each run is a real ``torchrun --nproc_per_node N -m gan_prune_env.train_teacher`` on a tiny
+Pix2Pix task whose networks treat samples independently (InstanceNorm, no dropout), so the
+2-process run must end with the single process's weights up to float rounding.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from gan_prune_env.checkpoint import load_discriminator, load_generator, read_checkpoint
+from gan_prune_env.distributed import Distributed
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = {
+    "family": "pix2pix",
+    "generator": {"arch": "unet_auto", "ngf": 4, "image_size": 32, "norm": "instance"},
+    "discriminator": {"input_nc": 6, "ndf": 4, "norm": "instance"},
+    "data": {"crop_size": 32, "load_size": 32, "procedural_size": 16, "max_items": 16},
+    "n_steps": 6, "batch_size": 4, "log_every": 1, "image_every": 3, "save_every": 3,
+    "preview_images": 2, "progress": False, "num_threads": 1,
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def train(tmp_path: Path, name: str, processes: int, *overrides: str) -> Path:
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(TINY))
+    out = tmp_path / name
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes),
+               "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
+               "-m", "gan_prune_env.train_teacher", "--config", str(config), "--out", str(out),
+               "--resume", *[arg for item in overrides for arg in ("--set", item)]]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300,
+                            cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out
+
+
+def assert_same_networks(a: Path, b: Path) -> None:
+    """Same weights and the same functions, up to float rounding.
+
+    Biases of convolutions that feed an InstanceNorm are left out of the weight comparison: the
+    norm subtracts them, so their gradient is float noise around 0, which Adam's normalisation
+    turns into steps of ``lr`` in either direction (they differ by ~1e-3 between any two
+    summation orders, and change nothing the networks compute). The outputs check that."""
+    left, right = read_checkpoint(a), read_checkpoint(b)
+    for name in ("generator", "discriminator"):
+        for key, tensor in left[name].items():
+            if not key.endswith(".bias"):
+                torch.testing.assert_close(tensor, right[name][key], atol=2e-5, rtol=1e-4,
+                                           msg=f"{name}.{key}")
+    images = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        outputs = [load_generator(path).eval()(images) for path in (a, b)]
+        verdicts = [load_discriminator(path).eval()(torch.cat([images, out], 1))
+                    for path, out in zip((a, b), outputs)]
+    torch.testing.assert_close(outputs[0], outputs[1], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(verdicts[0], verdicts[1], atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_train_what_one_process_trains(tmp_path):
+    single = train(tmp_path, "single", 1)
+    double = train(tmp_path, "double", 2)
+    assert_same_networks(single / "teacher.pt", double / "teacher.pt")
+    # rank 0 alone wrote: one TensorBoard event file, the kept train states, the teacher
+    assert len(list((double / "tensorboard").glob("events.*"))) == 1
+    assert sorted(p.name for p in (double / "checkpoints").iterdir()) == [
+        "train_state_00000003.pt", "train_state_00000006.pt"]
+    # the 2-process run is not the 1-process run at the per-rank batch: the global batch counts
+    half = train(tmp_path, "half_batch", 1, "batch_size:2")
+    with pytest.raises(AssertionError):
+        assert_same_networks(half / "teacher.pt", double / "teacher.pt")
+
+
+@pytest.mark.slow
+def test_a_stopped_two_process_run_resumes_to_the_same_weights(tmp_path):
+    """Stopped after its step-3 train state (what a killed rank leaves at worst: states are
+    written atomically), restarted, it ends where an uninterrupted run ends."""
+    straight = train(tmp_path, "straight", 2, "lr_decay_steps:0")
+    stopped = train(tmp_path, "stopped", 2, "lr_decay_steps:0", "n_steps:3")
+    train(tmp_path, "stopped", 2, "lr_decay_steps:0")
+    assert_same_networks(straight / "teacher.pt", stopped / "teacher.pt")
+
+
+def test_a_global_batch_must_divide_by_the_processes():
+    ranks = Distributed(rank=1, world_size=2, local_rank=1)
+    assert ranks.check_batch(8) == 4
+    with pytest.raises(ValueError, match="multiple of 2"):
+        ranks.check_batch(5)
+    batch = {"A": torch.arange(8).view(4, 2), "path": ["a", "b", "c", "d"]}
+    assert ranks.shard(batch)["A"].tolist() == [[4, 5], [6, 7]]
+    assert ranks.device("cuda") == "cuda:1" and ranks.device("cpu") == "cpu"
+
+
+class _Rank1Of2(Distributed):
+    """Rank 1 of 2 with the collectives switched off: what one rank does on its own."""
+
+    def barrier(self) -> None:
+        pass
+
+    def mean(self, values):
+        return values
+
+    def broadcast_from_main(self, networks) -> None:
+        pass
+
+    def average_gradients_before_steps(self, optimizers):
+        return []
+
+
+def test_a_rank_trains_on_its_rows_of_the_global_batch_and_writes_nothing(tmp_path,
+                                                                           monkeypatch):
+    from gan_prune_env.config import from_dict
+    from gan_prune_env.teacher import loop
+    from gan_prune_env.teacher.config import TeacherTrainConfig
+    from gan_prune_env.teacher.pix2pix import Pix2PixTrainer
+
+    config = from_dict(TeacherTrainConfig, {**TINY, "n_steps": 2})
+    seen: list[torch.Tensor] = []
+    original = Pix2PixTrainer.train_step
+    monkeypatch.setattr(Pix2PixTrainer, "train_step",
+                        lambda self, batch: seen.append(batch["A"]) or original(self, batch))
+    loop.train_teacher(config, tmp_path / "single")
+    full = list(seen)
+    seen.clear()
+    monkeypatch.setattr(loop, "current", lambda device: _Rank1Of2(1, 2, 1))
+    out = tmp_path / "rank1"
+    loop.train_teacher(config, out)
+    assert [batch.shape[0] for batch in seen] == [2, 2]
+    for mine, whole in zip(seen, full):
+        assert torch.equal(mine, whole[2:4])
+    assert not out.exists() or not any(out.rglob("*.pt")) and not any(out.rglob("events.*"))
