@@ -123,6 +123,9 @@ class RandomSearchConfig:
             rescaling; ``low=None`` means the env's ``min_keep``.
         fit_budget: rescale each sample onto its network's budget (see module docstring).
         bisection_steps: iterations of the multiplier search.
+        workers: Ray actors that score the samples in parallel, each with its own env (frozen
+            weights only); 1 scores them in this process. The samples do not depend on the
+            scores, so the search records exactly what the serial one records.
     """
 
     seed: int = 0
@@ -130,11 +133,14 @@ class RandomSearchConfig:
     high: float = 1.0
     fit_budget: bool = True
     bisection_steps: int = 30
+    workers: int = 1
 
     def __post_init__(self) -> None:
         low = 0.0 if self.low is None else self.low
         if not 0 <= low < self.high <= 1:
             raise ValueError(f"need 0 < low < high <= 1, got low={self.low}, high={self.high}")
+        if self.workers < 1:
+            raise ValueError(f"workers must be >= 1, got {self.workers}")
 
 
 class RandomSearchAgent(_StateFileAgent):
@@ -160,7 +166,13 @@ class RandomSearchAgent(_StateFileAgent):
     def learn(self, env: GANPruneParallelEnv, rounds: int, tracker: SearchTracker) -> None:
         self._game = env.game
         start = len(tracker.history)
-        run_rounds(env, self.act, rounds, tracker, seed=self.config.seed)
+        if self.config.workers > 1:
+            from agents.parallel import score_in_parallel
+
+            samples = [self.act({}) for _ in range(rounds)]
+            score_in_parallel(env.config, samples, tracker, self.config.workers)
+        else:
+            run_rounds(env, self.act, rounds, tracker, seed=self.config.seed)
         best = SearchTracker(history=tracker.history[start:] + ([self.best] if self.best else []))
         self.best = best.best
         self.best_actions = (candidate_actions(self.best, env.config.min_keep)

@@ -179,3 +179,32 @@ def test_rllib_ppo_agent_records_exactly_its_rounds_and_saves(tmp_path):
         agent.close()
         import ray
         ray.shutdown()
+
+
+# -- Ray: parallel scoring -----------------------------------------------------------------------
+
+
+def test_random_search_on_two_ray_actors_records_what_the_serial_search_records():
+    _skip_without("ray", "rllib")
+    import ray
+
+    from agents import AGENT_CLASSES
+    from agents.base import SearchTracker
+
+    env = make_parallel_env("Pix2PixPrune-v0", cache_size=0, **SMALL)
+    trackers = {}
+    try:
+        for workers in (1, 2):
+            trackers[workers] = SearchTracker()
+            agent = AGENT_CLASSES["random"]({"seed": 3, "workers": workers})
+            agent.learn(env, 10, trackers[workers])
+    finally:
+        ray.shutdown()
+    serial, parallel = (trackers[w].history for w in (1, 2))
+    assert len(serial) == len(parallel) == 10
+    for a, b in zip(serial, parallel):
+        assert a.kept_channels == b.kept_channels and a.rewards == b.rewards
+    assert len({tuple(c.kept_channels["generator"]) for c in serial}) > 1  # distinct samples
+    with pytest.raises(ValueError, match="inner_steps"):
+        AGENT_CLASSES["random"]({"workers": 2}).learn(
+            make_parallel_env("Pix2PixPrune-v0", inner_steps=1, **SMALL), 2, SearchTracker())
