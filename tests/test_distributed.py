@@ -147,3 +147,28 @@ def test_a_rank_trains_on_its_rows_of_the_global_batch_and_writes_nothing(tmp_pa
     for mine, whole in zip(seen, full):
         assert torch.equal(mine, whole[2:4])
     assert not out.exists() or not any(out.rglob("*.pt")) and not any(out.rglob("events.*"))
+
+
+def _average_on_rank(rank: int, init_file: str, results: str) -> None:
+    """Rank ``rank`` of 2: its gradient is rank + 1; one SGD step of lr 1 after the hook."""
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    try:
+        weight = torch.nn.Parameter(torch.zeros(3))
+        optimizer = torch.optim.SGD([weight], lr=1.0)
+        Distributed(rank=rank, world_size=2).average_gradients_before_steps([optimizer])
+        weight.grad = torch.full((3,), float(rank + 1))
+        optimizer.step()
+        Path(results, f"rank{rank}.txt").write_text(str(weight.tolist()))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_gradients_are_averaged_over_the_ranks_before_the_step(tmp_path):
+    """With SGD (unlike Adam, which is blind to a constant gradient scale) a sum instead of a
+    mean, or no all-reduce at all, would move the weights elsewhere."""
+    torch.multiprocessing.spawn(_average_on_rank, args=(str(tmp_path / "init"), str(tmp_path)),
+                                nprocs=2, join=True)
+    for rank in (0, 1):
+        assert (tmp_path / f"rank{rank}.txt").read_text() == str([-1.5] * 3)
