@@ -127,8 +127,8 @@ class GANPruneParallelEnv(ParallelEnv):
     ``resolution``), budgets and reward (``budget_g``, ``budget_d``, ``compute_weight``,
     ``compute_penalty``), the episode (``rounds``, ``inner_steps``, ``inner_batch``,
     ``inner_lr``), the objective's pools (``pool_size``, ``eval_size``, ``k``, ``objective``),
-    scoring (``recalibrate_norms``, ``calibration_size``, ``evaluation``: sliced to the kept
-    channels or masked, ``cache_size``), the action mapping (``min_keep``, ``divisor``,
+    scoring (``recalibrate_norms``, ``calibration_size``, ``evaluation``: masked or sliced to
+    the kept channels, ``cache_size``), the action mapping (``min_keep``, ``divisor``,
     ``importance``), faults (``on_error``, ``error_reward``), ``device`` and ``seed``; plus
     ``render_mode`` (``ansi``, ``rgb_array``). ``gymnasium.make_vec(id, num_envs)`` runs
     ``num_envs`` episodes of a view over one shared game (frozen weights only).
@@ -140,12 +140,11 @@ class GANPruneParallelEnv(ParallelEnv):
       or ``inner_lr`` and an unusable ``device`` are errors; a ``divisor`` at least as wide as
       some channel group warns. Valid inputs behave as before. A failed round ends the
       episode (``on_error="end"``, the new default) where it used to raise out of ``step``.
-      Architectures are now scored sliced to their kept channels (``evaluation="sliced"``);
-      rewards differ from the masked scoring of before by float rounding only (at most 3e-7
-      over 60 random pairs of the default task), so the id stays v0; ``evaluation="masked"``
-      reproduces earlier records bit for bit. Added: the cache of evaluated pairs
-      (``cache_size``; infos ``cache_hit`` and ``cache_hit_rate``), the vector entry point
-      and ``info_format="numeric"`` (the default infos are unchanged).
+      Added since, leaving the default behaviour and rewards unchanged: scoring sliced to the
+      kept channels (``evaluation="sliced"``; rewards within 3e-7 of the masked ones over 60
+      random pairs of the default task), the cache of evaluated pairs (``cache_size``; infos
+      ``cache_hit`` and ``cache_hit_rate``: a cached pair pays exactly what it paid), the
+      vector entry point and ``info_format="numeric"``.
     """
 
     metadata = {"render_modes": list(RENDER_MODES), "name": "gan_prune_v0",
