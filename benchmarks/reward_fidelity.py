@@ -108,6 +108,7 @@ from compare.spec import (
     DEFAULT_OUT, ENV_ID, ROOT, TASKS, check_choices, rel_path, supernet_command,
 )
 from compare.store import append_record, read_records
+from gan_prune_env.config import to_dict
 from gan_prune_env.finetune import FinetuneConfig
 
 RESULTS = "reward_fidelity.jsonl"
@@ -264,7 +265,6 @@ def _jsonable(value: Any) -> Any:
 
 
 def env_protocol(env) -> dict[str, Any]:
-    from gan_prune_env.config import to_dict
 
     return _jsonable({k: v for k, v in to_dict(env.config).items() if k not in _ENV_PATHS})
 
@@ -393,7 +393,6 @@ def run_architecture(spec: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     from agents.base import Candidate
-    from gan_prune_env.config import to_dict
     from gan_prune_env.envs import make_parallel_env
     from gan_prune_env.tasks import teacher_path
 
@@ -496,6 +495,28 @@ def plan(args: argparse.Namespace) -> list[dict[str, Any]]:
     return cells
 
 
+def same_protocol(recorded: Any, asked: Any, defaults: dict[str, Any] | None = None) -> bool:
+    """``recorded == asked``, where an option the record lacks counts as its default: an
+    option added after the record was written, whose default keeps the behaviour it had (the
+    env's ``evaluation``, the recipe's ``input_mix``). Any other difference is a protocol
+    change."""
+    if defaults is None or not isinstance(recorded, dict) or not isinstance(asked, dict):
+        return recorded == asked
+    if set(recorded) - set(asked):
+        return False
+    return all(recorded[k] == v if k in recorded else defaults.get(k, _MISSING) == v
+               for k, v in asked.items())
+
+
+_MISSING = object()
+
+
+def _env_defaults() -> dict[str, Any]:
+    from gan_prune_env.envs import EnvConfig
+
+    return _jsonable(to_dict(EnvConfig()))
+
+
 def _protocol_error(key: str, what: str, recorded: Any, asked: Any) -> SystemExit:
     return SystemExit(f"error: {key} was run with {what} {recorded}, this run asks for {asked}; "
                       "use another --results file to compare protocols")
@@ -507,12 +528,12 @@ def missing_parts(cell: dict[str, Any], record: dict[str, Any] | None) -> dict[s
     if record is None:
         return cell
     key = cell["key"]
-    for what, recorded, asked in (
-            ("the architecture", record["arch"]["kept_channels"], cell["kept_channels"]),
-            ("env options", record["env"], cell["env"]),
-            ("teacher SHA-1", record["teacher_sha1"], cell["teacher_sha1"]),
-            ("fine-tuning seed", record["seed"], cell["seed"])):
-        if recorded != asked:
+    for what, recorded, asked, defaults in (
+            ("the architecture", record["arch"]["kept_channels"], cell["kept_channels"], None),
+            ("env options", record["env"], cell["env"], _env_defaults()),
+            ("teacher SHA-1", record["teacher_sha1"], cell["teacher_sha1"], None),
+            ("fine-tuning seed", record["seed"], cell["seed"], None)):
+        if not same_protocol(recorded, asked, defaults):
             raise _protocol_error(key, what, recorded, asked)
     for mode, options in cell["modes"].items():
         done = record["scores"].get(mode)
@@ -526,7 +547,7 @@ def missing_parts(cell: dict[str, Any], record: dict[str, Any] | None) -> dict[s
             raise _protocol_error(key, f"eval_images (at {steps} steps)", done["eval_images"],
                                   cell["eval_images"])
         recipe = _jsonable(_recipe_dict(steps))
-        if done["finetune"] != recipe:
+        if not same_protocol(done["finetune"], recipe, _jsonable(to_dict(FinetuneConfig()))):
             raise _protocol_error(key, f"the fine-tuning recipe (at {steps} steps)",
                                   done["finetune"], recipe)
     modes = {m: o for m, o in cell["modes"].items() if m not in record["scores"]}
@@ -537,7 +558,6 @@ def missing_parts(cell: dict[str, Any], record: dict[str, Any] | None) -> dict[s
 
 
 def _recipe_dict(steps: int) -> dict[str, Any]:
-    from gan_prune_env.config import to_dict
 
     return to_dict(recipe_config(steps))
 

@@ -225,3 +225,15 @@ def test_run_resume_and_report(rf, env, tmp_path, capsys):
     assert scored["reward"] == pytest.approx(rewards["generator"])
     assert scored["reward"] != merged["default|0.1|0|0"]["scores"]["frozen"]["reward"]
     assert len(scored["options"]["sha1"]) == 40
+
+
+def test_an_option_added_after_a_record_counts_as_its_default(rf):
+    """Records written before the env grew ``evaluation`` (or the recipe ``input_mix``) still
+    match a run that leaves them at their defaults, and no other difference passes."""
+    recorded = {"budget_g": 0.1, "objective": {"k": 4}}
+    defaults = {"budget_g": 0.25, "evaluation": "masked", "objective": {"k": 4}}
+    assert rf.same_protocol(recorded, {**recorded, "evaluation": "masked"}, defaults)
+    assert not rf.same_protocol(recorded, {**recorded, "evaluation": "sliced"}, defaults)
+    assert not rf.same_protocol(recorded, {**recorded, "budget_g": 0.2}, defaults)
+    assert not rf.same_protocol({**recorded, "gone": 1}, recorded, defaults)
+    assert not rf.same_protocol(recorded, {**recorded, "new": 1}, defaults)  # no default known
