@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +20,7 @@ import torch
 from pettingzoo.utils.wrappers import BaseParallelWrapper
 
 from agents.base import PruningAgent, SearchTracker, make_config
-from agents.sb3_agent import existing_save, replace_dir_atomic
+from gan_prune_env.atomic import complete_folder, write_folder_atomically
 from gan_prune_env.config import from_dict, to_dict
 from gan_prune_env.envs import AGENTS, EnvConfig, GANPruneParallelEnv
 
@@ -159,22 +157,17 @@ class RLlibPPOAgent(PruningAgent):
         """The RLlib checkpoint and ``state.json`` in a folder swapped in atomically."""
         if self.algo is None:
             raise RuntimeError("nothing to save: the agent has not learned yet")
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
-        try:
-            self.algo.save_to_path(str((tmp / "algorithm").resolve()))
-            state = {"agent": self.name, "config": to_dict(self.config),
-                     "env_config": self._env_config}
-            (tmp / "state.json").write_text(json.dumps(state, indent=2))
-            replace_dir_atomic(tmp, path)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+        write_folder_atomically(path, self._write_save)
+
+    def _write_save(self, folder: Path) -> None:
+        self.algo.save_to_path(str((folder / "algorithm").resolve()))
+        state = {"agent": self.name, "config": to_dict(self.config),
+                 "env_config": self._env_config}
+        (folder / "state.json").write_text(json.dumps(state, indent=2))
 
     def load(self, path: str | Path) -> None:
         """Restores on the next ``learn`` (RLlib needs the env to rebuild the algorithm)."""
-        folder = existing_save(Path(path))
+        folder = complete_folder(path, "state.json", "RLlibPPOAgent save")
         state = json.loads((folder / "state.json").read_text())
         self.close()
         self.config = from_dict(RLlibConfig, state["config"], where=str(folder / "state.json"))

@@ -29,9 +29,6 @@ import importlib
 import inspect
 import json
 import math
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -47,6 +44,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 
 from agents.base import PruningAgent, SearchTracker
 from agents.baselines import make_config
+from gan_prune_env.atomic import complete_folder, write_folder_atomically
 from gan_prune_env.config import from_dict, to_dict
 from gan_prune_env.envs import (
     AGENTS, EnvConfig, GANPruneParallelEnv, JointPruneEnv, SingleAgentPruneEnv,
@@ -224,26 +222,6 @@ class TrackerCallback(BaseCallback):
         return self.recorded < self.max_rounds
 
 
-def replace_dir_atomic(tmp: Path, path: Path) -> None:
-    """Move the finished folder ``tmp`` to ``path``. A directory cannot be atomically replaced by
-    ``os.replace``, so the old save is first renamed to ``<path>.old``; at any instant one of the
-    two names holds a complete save, and ``existing_save`` finds it."""
-    backup = path.with_name(path.name + ".old")
-    if path.exists():
-        shutil.rmtree(backup, ignore_errors=True)
-        os.replace(path, backup)
-    os.replace(tmp, path)
-    shutil.rmtree(backup, ignore_errors=True)
-
-
-def existing_save(path: Path) -> Path:
-    """``path``, or its backup if a save was interrupted between the two renames."""
-    for candidate in (path, path.with_name(path.name + ".old")):
-        if (candidate / "state.json").is_file():
-            return candidate
-    raise FileNotFoundError(f"no SB3Agent save at {path}")
-
-
 # -- the agent -------------------------------------------------------------------------------------
 class SB3Agent(PruningAgent):
     """genG and genD as SB3 models (alternating single-agent views, or one joint model)."""
@@ -361,24 +339,19 @@ class SB3Agent(PruningAgent):
     def save(self, path: str | Path) -> None:
         """A folder with one SB3 zip per model and ``state.json``, built in a temporary sibling
         folder and swapped in only once complete."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
-        try:
-            for key, model in self.models.items():
-                model.save(tmp / f"{key}.zip")
-                if self._has_replay_buffer(model):
-                    model.save_replay_buffer(tmp / f"{key}{REPLAY_SUFFIX}")
-            state = {"agent": self.name, "config": to_dict(self.config), "turn": self.turn,
-                     "split": self.split, "models": sorted(self.models)}
-            (tmp / "state.json").write_text(json.dumps(state, indent=2))
-            replace_dir_atomic(tmp, path)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+        write_folder_atomically(path, self._write_save)
+
+    def _write_save(self, folder: Path) -> None:
+        for key, model in self.models.items():
+            model.save(folder / f"{key}.zip")
+            if self._has_replay_buffer(model):
+                model.save_replay_buffer(folder / f"{key}{REPLAY_SUFFIX}")
+        state = {"agent": self.name, "config": to_dict(self.config), "turn": self.turn,
+                 "split": self.split, "models": sorted(self.models)}
+        (folder / "state.json").write_text(json.dumps(state, indent=2))
 
     def load(self, path: str | Path) -> None:
-        folder = existing_save(Path(path))
+        folder = complete_folder(path, "state.json", "SB3Agent save")
         state = json.loads((folder / "state.json").read_text())
         self._configure(from_dict(SB3Config, state["config"], where=str(folder / "state.json")))
         self.turn, self.split = state["turn"], state["split"]

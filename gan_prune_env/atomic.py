@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -70,3 +71,35 @@ def exclusive_lock(path: str | os.PathLike) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def write_folder_atomically(path: str | os.PathLike, write: Callable[[Path], object]) -> Path:
+    """Build a folder with ``write(tmp)`` in a temporary sibling and move it to ``path`` only
+    once complete. A directory cannot be replaced atomically, so an existing ``path`` is first
+    renamed to ``<path>.old``: at any instant one of the two names holds a complete folder, and
+    :func:`complete_folder` finds it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    try:
+        write(tmp)
+        backup = path.with_name(path.name + ".old")
+        if path.exists():
+            shutil.rmtree(backup, ignore_errors=True)
+            os.replace(path, backup)
+        os.replace(tmp, path)
+        shutil.rmtree(backup, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def complete_folder(path: str | os.PathLike, marker: str, what: str) -> Path:
+    """``path``, or its ``.old`` backup when a :func:`write_folder_atomically` was interrupted
+    between its two renames; a complete folder holds ``marker`` (its last-written file)."""
+    path = Path(path)
+    for candidate in (path, path.with_name(path.name + ".old")):
+        if (candidate / marker).is_file():
+            return candidate
+    raise FileNotFoundError(f"no {what} at {path}")

@@ -240,10 +240,9 @@ def test_teacher_targets_replace_the_dataset_target_and_feed_distillation_once()
     assert torch.allclose(terms["G_distill"], (fake - expected).abs().mean())
 
 
-@pytest.mark.parametrize(("targets", "from_teacher"),
-                         [("data", False), ("teacher", True), ("auto", True)])
-def test_finetune_trains_on_the_targets_it_is_asked_for(tmp_path, monkeypatch, targets,
-                                                        from_teacher):
+def first_batch_and_teacher_output(tmp_path, monkeypatch, **config) -> tuple[dict, torch.Tensor]:
+    """The batch the Pix2Pix trainer's first step of a one-step fine-tune receives, and the
+    (untrained) teacher's output for that batch's input."""
     from gan_prune_env.teacher.pix2pix import Pix2PixTrainer
 
     seen = []
@@ -252,12 +251,19 @@ def test_finetune_trains_on_the_targets_it_is_asked_for(tmp_path, monkeypatch, t
                         lambda self, batch: seen.append(batch) or original(self, batch))
     pair = sliced_pair()
     teacher = copy.deepcopy(pair["teacher"]["generator"]).eval()
-    finetune_pair(pair["networks"], pair["teacher"], pair["task"],
-                  tiny_config(steps=1, targets=targets), tmp_path, kept=pair["kept"],
-                  input_shape=pair["input_shape"], progress=False)
+    finetune_pair(pair["networks"], pair["teacher"], pair["task"], tiny_config(steps=1, **config),
+                  tmp_path, kept=pair["kept"], input_shape=pair["input_shape"], progress=False)
     with torch.no_grad():
-        teacher_output = teacher(seen[0]["A"])
-    assert torch.equal(seen[0]["B"], teacher_output) == from_teacher
+        return seen[0], teacher(seen[0]["A"])
+
+
+@pytest.mark.parametrize(("targets", "from_teacher"),
+                         [("data", False), ("teacher", True), ("auto", True)])
+def test_finetune_trains_on_the_targets_it_is_asked_for(tmp_path, monkeypatch, targets,
+                                                        from_teacher):
+    batch, teacher_output = first_batch_and_teacher_output(tmp_path, monkeypatch,
+                                                           targets=targets)
+    assert torch.equal(batch["B"], teacher_output) == from_teacher
 
 
 def test_teacher_targets_need_a_paired_task():
@@ -325,22 +331,12 @@ def test_input_mix_draws_are_seeded_and_resume_from_their_state():
 
 
 def test_the_teacher_labels_the_mixed_inputs_the_student_trains_on(tmp_path, monkeypatch):
-    from gan_prune_env.teacher.pix2pix import Pix2PixTrainer
-
-    seen = []
-    original = Pix2PixTrainer.train_step
-    monkeypatch.setattr(Pix2PixTrainer, "train_step",
-                        lambda self, batch: seen.append(batch) or original(self, batch))
-    pair = sliced_pair()
-    teacher = copy.deepcopy(pair["teacher"]["generator"]).eval()
-    finetune_pair(pair["networks"], pair["teacher"], pair["task"],
-                  tiny_config(steps=1, input_mix="mixup"), tmp_path, kept=pair["kept"],
-                  input_shape=pair["input_shape"], progress=False)
-    dataset = build_dataset(pair["task"].data, "train")
+    batch, teacher_output = first_batch_and_teacher_output(tmp_path, monkeypatch,
+                                                           input_mix="mixup")
+    dataset = build_dataset(tiny_task().data, "train")
     inputs = [dataset[i]["A"] for i in range(len(dataset))]
-    assert not any(torch.equal(seen[0]["A"][0], x) for x in inputs)  # mixed, not a dataset input
-    with torch.no_grad():
-        assert torch.equal(seen[0]["B"], teacher(seen[0]["A"]))
+    assert not any(torch.equal(batch["A"][0], x) for x in inputs)  # mixed, not a dataset input
+    assert torch.equal(batch["B"], teacher_output)
 
 
 def test_input_mix_needs_teacher_targets():
