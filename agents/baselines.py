@@ -124,8 +124,9 @@ class RandomSearchConfig:
         fit_budget: rescale each sample onto its network's budget (see module docstring).
         bisection_steps: iterations of the multiplier search.
         workers: Ray actors that score the samples in parallel, each with its own env (frozen
-            weights only); 1 scores them in this process. The samples do not depend on the
-            scores, so the search records exactly what the serial one records.
+            weights only; extra ``[rllib]``); None scores them in this process. The samples
+            do not depend on the scores, so the search records exactly what the serial one
+            records.
     """
 
     seed: int = 0
@@ -133,14 +134,15 @@ class RandomSearchConfig:
     high: float = 1.0
     fit_budget: bool = True
     bisection_steps: int = 30
-    workers: int = 1
+    workers: int | None = None
 
     def __post_init__(self) -> None:
         low = 0.0 if self.low is None else self.low
         if not 0 <= low < self.high <= 1:
             raise ValueError(f"need 0 < low < high <= 1, got low={self.low}, high={self.high}")
-        if self.workers < 1:
-            raise ValueError(f"workers must be >= 1, got {self.workers}")
+        if self.workers is not None and self.workers < 1:
+            raise ValueError(f"workers must be >= 1 (or None: this process), got "
+                             f"{self.workers}")
 
 
 class RandomSearchAgent(_StateFileAgent):
@@ -166,7 +168,7 @@ class RandomSearchAgent(_StateFileAgent):
     def learn(self, env: GANPruneParallelEnv, rounds: int, tracker: SearchTracker) -> None:
         self._game = env.game
         start = len(tracker.history)
-        if self.config.workers > 1:
+        if self.config.workers is not None:
             from agents.parallel import score_in_parallel
 
             samples = [self.act({}) for _ in range(rounds)]

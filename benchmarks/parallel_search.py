@@ -53,7 +53,7 @@ def startup_seconds(workers: int) -> float:
     return seconds
 
 
-def search(workers: int, rounds: int) -> tuple[float, SearchTracker]:
+def search(workers: int | None, rounds: int) -> tuple[float, SearchTracker]:
     env = make_parallel_env("Pix2PixPrune-v0", **ENV)
     agent = AGENT_CLASSES["random"]({"seed": 0, "workers": workers})
     tracker = SearchTracker()
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     torch.set_num_threads(1)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     load_before = round(os.getloadavg()[0], 2)
-    serial_s, serial = search(1, args.rounds)
+    serial_s, serial = search(None, args.rounds)
     rows = [{"setting": "serial (this process, 1 thread)", "workers": 0, "wall_s": serial_s,
              "startup_s": 0.0, "ms_per_pair": 1000 * serial_s / args.rounds, "same": True}]
     for workers in (1, 2):

@@ -194,13 +194,13 @@ def test_random_search_on_two_ray_actors_records_what_the_serial_search_records(
     env = make_parallel_env("Pix2PixPrune-v0", cache_size=0, **SMALL)
     trackers = {}
     try:
-        for workers in (1, 2):
+        for workers in (None, 2):
             trackers[workers] = SearchTracker()
             agent = AGENT_CLASSES["random"]({"seed": 3, "workers": workers})
             agent.learn(env, 10, trackers[workers])
     finally:
         ray.shutdown()
-    serial, parallel = (trackers[w].history for w in (1, 2))
+    serial, parallel = (trackers[w].history for w in (None, 2))
     assert len(serial) == len(parallel) == 10
     for a, b in zip(serial, parallel):
         assert a.kept_channels == b.kept_channels and a.rewards == b.rewards
