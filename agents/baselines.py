@@ -157,6 +157,7 @@ class RandomSearchAgent(_StateFileAgent):
         self.best: Candidate | None = None
         self.best_actions: Actions | None = None
         self._game: PruningGame | None = None
+        self._scorer = None  # agents.parallel.ParallelScorer when workers is set
 
     def act(self, observations: dict[str, np.ndarray], deterministic: bool = False) -> Actions:
         if deterministic and self.best_actions is not None:
@@ -169,16 +170,29 @@ class RandomSearchAgent(_StateFileAgent):
         self._game = env.game
         start = len(tracker.history)
         if self.config.workers is not None:
-            from agents.parallel import score_in_parallel
-
             samples = [self.act({}) for _ in range(rounds)]
-            score_in_parallel(env.config, samples, tracker, self.config.workers)
+            self._parallel_scorer(env).score(samples, tracker)
         else:
             run_rounds(env, self.act, rounds, tracker, seed=self.config.seed)
         best = SearchTracker(history=tracker.history[start:] + ([self.best] if self.best else []))
         self.best = best.best
         self.best_actions = (candidate_actions(self.best, env.config.min_keep)
                              if self.best else None)
+
+    def _parallel_scorer(self, env: GANPruneParallelEnv):
+        """The Ray actors of ``env``'s config, started on first use and kept until ``close``."""
+        from agents.parallel import ParallelScorer
+
+        if self._scorer is not None and self._scorer.env_config != to_dict(env.config):
+            self.close()
+        if self._scorer is None:
+            self._scorer = ParallelScorer(env.config, self.config.workers)
+        return self._scorer
+
+    def close(self) -> None:
+        if self._scorer is not None:
+            self._scorer.close()
+            self._scorer = None
 
     def _sample(self, game: PruningGame, agent: str) -> np.ndarray:
         low = game.config.min_keep if self.config.low is None else self.config.low

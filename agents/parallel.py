@@ -2,7 +2,7 @@
 
 A search whose next sample does not depend on the scores so far (random search, a fixed list
 of candidates, a benchmark's architectures) can score its samples anywhere: with frozen weights
-a pair's score depends on the pair alone. ``score_in_parallel`` sends chunks of samples to
+a pair's score depends on the pair alone. ``ParallelScorer`` sends chunks of samples to
 ``workers`` Ray actors (one env each, one torch thread each) and records the results in the
 samples' order, so the tracker holds exactly what a serial search records. Needs the
 ``[rllib]`` extra (Ray).
@@ -43,25 +43,38 @@ class EnvScorer:
         return results
 
 
-def score_in_parallel(env_config: EnvConfig, samples: list[Actions], tracker: SearchTracker,
-                      workers: int, chunk: int = 16) -> None:
-    """Score ``samples`` on ``workers`` Ray actors and record them into ``tracker`` in order."""
-    import ray
+class ParallelScorer:
+    """``workers`` Ray actors, each with an env of ``env_config``, kept until :meth:`close` so
+    that a search called in chunks (the pipeline checkpoints every ``save_freq`` rounds) pays
+    their start-up once."""
 
-    check_shareable(env_config)  # frozen weights: a pair's score is the pair's alone
-    if not ray.is_initialized():
-        ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
-    actor = ray.remote(num_cpus=1)(EnvScorer)
-    scorers = [actor.remote(to_dict(env_config)) for _ in range(workers)]
-    try:
+    def __init__(self, env_config: EnvConfig, workers: int) -> None:
+        import ray
+
+        check_shareable(env_config)  # frozen weights: a pair's score is the pair's alone
+        if not ray.is_initialized():
+            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+        self.env_config = to_dict(env_config)
+        actor = ray.remote(num_cpus=1)(EnvScorer)
+        self.scorers = [actor.remote(self.env_config) for _ in range(workers)]
+
+    def score(self, samples: list[Actions], tracker: SearchTracker, chunk: int = 16) -> None:
+        """Score ``samples`` and record them into ``tracker`` in their order."""
+        import ray
+
         chunks = [samples[i: i + chunk] for i in range(0, len(samples), chunk)]
-        futures = [scorers[i % workers].score.remote(part) for i, part in enumerate(chunks)]
+        futures = [self.scorers[i % len(self.scorers)].score.remote(part)
+                   for i, part in enumerate(chunks)]
         for part in ray.get(futures):  # in submission order: the samples' order
             for infos, rewards in part:
                 tracker.record(infos, rewards)
-    finally:
-        for scorer in scorers:
+
+    def close(self) -> None:
+        import ray
+
+        for scorer in self.scorers:
             ray.kill(scorer)
+        self.scorers = []
 
 
-__all__ = ["EnvScorer", "score_in_parallel"]
+__all__ = ["EnvScorer", "ParallelScorer"]

@@ -59,7 +59,9 @@ def search(workers: int | None, rounds: int) -> tuple[float, SearchTracker]:
     tracker = SearchTracker()
     began = time.perf_counter()
     agent.learn(env, rounds, tracker)
-    return time.perf_counter() - began, tracker
+    seconds = time.perf_counter() - began
+    agent.close()
+    return seconds, tracker
 
 
 def same_search(a: SearchTracker, b: SearchTracker) -> bool:

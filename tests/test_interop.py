@@ -197,7 +197,9 @@ def test_random_search_on_two_ray_actors_records_what_the_serial_search_records(
         for workers in (None, 2):
             trackers[workers] = SearchTracker()
             agent = AGENT_CLASSES["random"]({"seed": 3, "workers": workers})
-            agent.learn(env, 10, trackers[workers])
+            agent.learn(env, 6, trackers[workers])  # in two calls: the actors are kept between
+            agent.learn(env, 4, trackers[workers])
+            agent.close()
     finally:
         ray.shutdown()
     serial, parallel = (trackers[w].history for w in (None, 2))

@@ -59,6 +59,12 @@ class ArchitectureSlicer:
                 raise SlicingUnsupported(f"layer {name!r} is a grouped convolution")
         self._norms = [m for m in model.modules() if isinstance(m, _NORMS)
                        and m.track_running_stats]
+        self._sliceable = sorted({*self._out_group, *self._in_terms})
+        # norms outside every group, whose statistics a recalibration still starts afresh
+        self._ungrouped_norms = [(f"{name}." if name else "", module)
+                                 for name, module in self._modules.items()
+                                 if isinstance(module, _NORMS) and module.track_running_stats
+                                 and name not in self._out_group]
 
     @property
     def has_running_stats(self) -> bool:
@@ -73,19 +79,16 @@ class ArchitectureSlicer:
         kept = {g.index: g.keep_indices(int(n)) for g, n in zip(self.space.groups, counts)
                 if int(n) < g.num_channels}
         result: dict[str, torch.Tensor] = {}
-        for name in {*self._out_group, *self._in_terms}:
+        for name in self._sliceable:
             out_idx = self._out_indices(name, kept)
             in_idx = self._in_indices(name, kept)
             if out_idx is None and in_idx is None and not fresh_statistics:
                 continue
             result.update(self._slice_module(name, out_idx, in_idx, fresh_statistics))
         if fresh_statistics:
-            for module_name, module in self._modules.items():
-                if isinstance(module, _NORMS) and module.track_running_stats:
-                    prefix = f"{module_name}." if module_name else ""
-                    if f"{prefix}running_mean" not in result:
-                        result.update(self._fresh_statistics(prefix, module.num_features,
-                                                             module.running_mean))
+            for prefix, module in self._ungrouped_norms:
+                result.update(self._fresh_statistics(prefix, module.num_features,
+                                                     module.running_mean))
         return result
 
     def _out_indices(self, name: str, kept: dict[int, torch.Tensor]) -> torch.Tensor | None:
