@@ -198,7 +198,9 @@ def test_random_search_on_two_ray_actors_records_what_the_serial_search_records(
             trackers[workers] = SearchTracker()
             agent = AGENT_CLASSES["random"]({"seed": 3, "workers": workers})
             agent.learn(env, 6, trackers[workers])  # in two calls: the actors are kept between
+            scorer = agent._scorer
             agent.learn(env, 4, trackers[workers])
+            assert agent._scorer is scorer
             agent.close()
     finally:
         ray.shutdown()

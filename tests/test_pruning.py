@@ -697,3 +697,30 @@ def test_describe(cases):
     rows = space.describe(counts)
     assert [r["kept"] for r in rows] == counts.tolist()
     assert all(0 < r["ratio"] <= 1 for r in rows)
+
+
+def test_recalibration_starts_afresh_also_for_norms_outside_every_group():
+    """A BatchNorm on the network's output channels belongs to no group (the output is never
+    pruned), yet the masked recalibration re-estimates it: the sliced one must too."""
+    from gan_prune_env.envs.game import recalibrating
+
+    model = randomise(nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                                    nn.Conv2d(8, 3, 3, padding=1), nn.BatchNorm2d(3)), 2).eval()
+    x = torch.randn(4, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    space = ChannelSpace(model, x)
+    counts = np.array([3])
+    slicer = ArchitectureSlicer(model, space)
+    assert [prefix for prefix, _ in slicer._ungrouped_norms] == ["4."]
+    tensors = slicer.tensors(counts, fresh_statistics=True)
+    before = copy.deepcopy(model.state_dict())
+    with torch.no_grad(), slicer.recalibrating():
+        slicer(tensors, x)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    masked = copy.deepcopy(model)
+    with ChannelMasker(masked, space) as masker, torch.no_grad():
+        masker.set_counts(counts)
+        with recalibrating(masked):
+            masked(x)
+        expected = masked(x)
+    with torch.no_grad():
+        torch.testing.assert_close(slicer(tensors, x), expected, atol=ATOL, rtol=0)
