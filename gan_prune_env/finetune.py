@@ -20,7 +20,7 @@ bit-identical to an uninterrupted one.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,7 @@ from gan_prune_env.distillation import (
 from gan_prune_env.config import ConfigError
 from gan_prune_env.losses import l1_loss
 from gan_prune_env.objective import LocalDensityObjective, TeacherPool
+from gan_prune_env.pruning import gradual_architectures, relative_indices, slice_by_indices
 from gan_prune_env.tasks import TaskConfig
 from gan_prune_env.teacher.base import Batch, GANTrainer
 from gan_prune_env.teacher.config import AUTOCAST_DTYPES, TeacherTrainConfig
@@ -117,6 +118,13 @@ class FinetuneConfig:
     inputs. Needs the teacher's outputs as targets (a mixed input has no dataset target)."""
     input_mix_alpha: float = 1.0
     """``lam ~ Beta(alpha, alpha)`` of the input mix (1: uniform)."""
+    prune_stages: int = 1
+    """Gradual pruning (``gan_prune_env.pruning.gradual``): with N > 1 the fine-tune starts from
+    the teacher sliced to a wider architecture and narrows to the found one in N stages of
+    ``steps / N`` steps each (geometric steps in width; each stage keeps the channels of the
+    next), training between cuts; the learning rate decays in the last stage only. 1 slices
+    once, as the search found it. Needs the teacher's weights as the starting point (not a
+    scratch student nor a supernet slice)."""
     autocast: str | None = None
     """Mixed precision of the forward passes (``TeacherTrainConfig.autocast``): "bfloat16" on
     GPUs with bfloat16 tensor cores; None (float32) is the measured recipe."""
@@ -127,6 +135,9 @@ class FinetuneConfig:
     def __post_init__(self) -> None:
         if self.steps < 0 or self.batch_size < 1 or self.density_centers < 1:
             raise ValueError("steps must be >= 0, batch_size and density_centers >= 1")
+        if self.prune_stages < 1 or self.prune_stages > max(self.steps, 1):
+            raise ValueError(f"prune_stages must be in [1, steps] (1 = one-shot slicing), got "
+                             f"{self.prune_stages} for {self.steps} steps")
         for name in ("lr", "lambda_task", "lambda_feature"):
             if getattr(self, name) is not None and getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
@@ -253,23 +264,87 @@ def finetune_pair(networks: dict[str, nn.Module], teacher: dict[str, nn.Module],
                   objective: LocalDensityObjective | None = None,
                   pool: TeacherPool | None = None,
                   until_step: int | None = None) -> dict[str, nn.Module]:
-    """Train ``networks`` in place (resuming from ``out_dir``) and return them.
+    """Train ``networks`` (resuming from ``out_dir``) and return them.
 
     ``kept``/``input_shape`` are stored in every train-state checkpoint so each one can be
     rebuilt on its own with ``gan_prune_env.checkpoint.load_generator``. ``until_step`` stops
     after that global step (time-sliced jobs, tests of resumption). Once the run is complete,
     with ``ema_decay`` the main generator receives the EMA weights (the train states keep the
     raw ones, which training continues from); the networks leave without hooks.
+
+    With ``prune_stages`` > 1 the networks ``kept`` names are rebuilt from ``teacher`` in
+    stages (``out_dir/stage_<s>``), ending sliced to ``kept``, and replace their entries of
+    ``networks``; the other networks are trained in place. Otherwise ``networks`` are trained
+    in place.
     """
     if config.steps == 0:
         return networks
     config.check_family(task.family)
+    args = dict(task=task, input_shape=input_shape, seed=seed, device=device,
+                progress=progress, objective=objective, pool=pool)
+    if config.prune_stages == 1:
+        _train_stage(networks, teacher, config, out_dir, kept=kept, until_step=until_step,
+                     **args)
+        return networks
+    plans = _stage_architectures(teacher, kept, input_shape, config.prune_stages, device)
+    staged = dict(networks)
+    staged.update({name: slice_by_indices(teacher[name], _example(input_shape, name, device),
+                                          plans[0][name]) for name in kept})
+    first_step = 0
+    for stage, (plan, stage_config) in enumerate(zip(plans, _stage_configs(config)), 1):
+        if stage > 1:
+            for name in kept:
+                slice_by_indices(staged[name], _example(input_shape, name, device),
+                                 relative_indices(plans[stage - 2][name], plan[name]),
+                                 inplace=True)
+        local_until = None if until_step is None else until_step - first_step
+        _train_stage(staged, teacher, stage_config, Path(out_dir) / f"stage_{stage}", kept=plan,
+                     until_step=local_until, **args)
+        first_step += stage_config.steps
+        if until_step is not None and until_step < first_step:
+            return networks  # stopped inside this stage: nothing final to hand back yet
+    networks.update(staged)
+    return networks
+
+
+def _example(input_shape: dict[str, Any], name: str, device: str) -> torch.Tensor:
+    return torch.zeros(1, *input_shape[name], device=device)
+
+
+def _stage_architectures(teacher: dict[str, nn.Module], kept: dict[str, Any],
+                         input_shape: dict[str, Any], stages: int, device: str
+                         ) -> list[dict[str, Any]]:
+    """Per stage, the kept channels of every sliced network (``gradual_architectures``)."""
+    per_network = {name: gradual_architectures(teacher[name], _example(input_shape, name, device),
+                                               kept[name], stages)
+                   for name in kept}
+    return [{name: plans[stage] for name, plans in per_network.items()}
+            for stage in range(stages)]
+
+
+def _stage_configs(config: FinetuneConfig) -> list[FinetuneConfig]:
+    """``config.steps`` split evenly (the last stage takes the remainder); the learning rate
+    stays constant until the last stage, which decays it as the one-shot recipe would."""
+    stages = config.prune_stages
+    steps = [config.steps // stages] * stages
+    steps[-1] += config.steps - sum(steps)
+    return [replace(config, steps=n, prune_stages=1,
+                    lr_decay_steps=min(config.lr_decay_steps, n) if i == stages - 1 else 0)
+            for i, n in enumerate(steps)]
+
+
+def _train_stage(networks: dict[str, nn.Module], teacher: dict[str, nn.Module], config:
+                 FinetuneConfig, out_dir: str | Path, *, task: TaskConfig, kept: dict[str, Any],
+                 input_shape: dict[str, Any], seed: int, device: str, progress: bool,
+                 objective: LocalDensityObjective | None, pool: TeacherPool | None,
+                 until_step: int | None) -> None:
+    """Train ``networks`` in place with ``config`` (one slicing), resuming from ``out_dir``."""
     recipe = train_config(task, config, seed, device, progress)
     trainer = build_finetune_trainer(networks, recipe)
     main = trainer.main_generator
     ema = attach_ema(trainer, config.ema_decay)
-    example = torch.zeros(1, *input_shape[main], device=device)
-    features = attach_distillation(trainer, teacher[main], config, example, seed)
+    features = attach_distillation(trainer, teacher[main], config,
+                                   _example(input_shape, main, device), seed)
     if config.input_mix != "none":
         mix = InputMix(config.input_mix, config.input_mix_alpha, seed)
         trainer.batch_transforms.append(mix)
@@ -291,7 +366,6 @@ def finetune_pair(networks: dict[str, nn.Module], teacher: dict[str, nn.Module],
                 extension.remove()
     if ema is not None and (until_step is None or until_step >= recipe.n_steps):
         ema.copy_to(networks[main])
-    return networks
 
 
 __all__ = ["DensityTerm", "Distillation", "FinetuneConfig", "attach_distillation", "attach_ema",

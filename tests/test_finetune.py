@@ -32,7 +32,9 @@ from gan_prune_env.finetune import (
     train_config,
 )
 from gan_prune_env.models import DiscriminatorConfig, GeneratorConfig, build_generator
-from gan_prune_env.pruning import ChannelSpace, slice_by_indices
+from gan_prune_env.pruning import (
+    ChannelSpace, gradual_architectures, relative_indices, slice_by_indices,
+)
 from gan_prune_env.tasks import TaskConfig
 from gan_prune_env.teacher.base import build_networks
 
@@ -425,6 +427,81 @@ def test_autocast_runs_the_forward_passes_in_bfloat16_and_keeps_float32_weights(
                    for net in pair["networks"].values() for p in net.parameters())
     with pytest.raises(ValueError, match="autocast 'float16' is not one of"):
         FinetuneConfig(autocast="float16")
+
+
+# --- gradual pruning ---------------------------------------------------------------------------
+
+
+def test_gradual_finetune_narrows_the_teacher_in_stages_each_from_the_last(tmp_path, monkeypatch):
+    """With prune_stages 3: stage 1 starts from the teacher sliced to the widest architecture,
+    each later stage from the previous stage's trained networks cut to the next one, and the
+    pair ends at the found architecture; steps split evenly and only the last stage decays the
+    learning rate."""
+    import gan_prune_env.finetune as finetune
+
+    pair = sliced_pair()
+    main = "generator"
+    plans = gradual_architectures(pair["teacher"][main], torch.zeros(1, 3, SIZE, SIZE),
+                                  pair["kept"][main], 3)
+    assert len(plans[0]["model.model.0"]) > len(plans[2]["model.model.0"])  # not vacuous
+    stages: list[dict] = []
+    train = finetune._train_stage
+
+    def recording(networks, teacher, config, out_dir, **kwargs):
+        stages.append({"kept": kwargs["kept"], "config": config,
+                       "start": copy.deepcopy(networks[main]).state_dict()})
+        train(networks, teacher, config, out_dir, **kwargs)
+        stages[-1]["end"] = copy.deepcopy(networks[main])
+
+    monkeypatch.setattr(finetune, "_train_stage", recording)
+    finetune_pair(pair["networks"], pair["teacher"], pair["task"],
+                  tiny_config(steps=7, prune_stages=3, lr_decay_steps=4, ema_decay=0.9),
+                  tmp_path, kept=pair["kept"], input_shape=pair["input_shape"], progress=False)
+    example = torch.zeros(1, 3, SIZE, SIZE)
+    assert [s["kept"][main] for s in stages] == plans
+    assert [(s["config"].steps, s["config"].lr_decay_steps) for s in stages] == \
+        [(2, 0), (2, 0), (3, 3)]
+    assert state_equal(stages[0]["start"],
+                       slice_by_indices(pair["teacher"][main], example, plans[0]).state_dict())
+    for before, after, (wide, narrow) in zip(stages, stages[1:], zip(plans, plans[1:])):
+        cut = slice_by_indices(before["end"], example, relative_indices(wide, narrow))
+        assert state_equal(after["start"], cut.state_dict())
+    assert state_equal(pair["networks"][main].state_dict(), stages[-1]["end"].state_dict())
+    assert {s["start"]["model.model.0.weight"].shape[0] for s in stages} == \
+        {len(p["model.model.0"]) for p in plans}
+    final = read_checkpoint(tmp_path / "stage_3" / "checkpoints" / "train_state_00000003.pt")
+    assert final["kept"] == pair["kept"]
+
+
+def test_interrupted_gradual_finetune_resumes_bit_identically(tmp_path):
+    config = tiny_config(steps=6, prune_stages=2, feature_layers="auto", ema_decay=0.9)
+
+    def run(out: Path, until_step: int | None = None) -> dict:
+        pair = sliced_pair()
+        finetune_pair(pair["networks"], pair["teacher"], pair["task"], config, out,
+                      kept=pair["kept"], input_shape=pair["input_shape"], progress=False,
+                      until_step=until_step)
+        return pair
+
+    straight = run(tmp_path / "straight")
+    run(tmp_path / "resumed", until_step=2)  # inside the first stage
+    assert not (tmp_path / "resumed" / "stage_2").exists()
+    run(tmp_path / "resumed", until_step=4)  # inside the second
+    resumed = run(tmp_path / "resumed")
+    for name, net in straight["networks"].items():
+        assert state_equal(net.state_dict(), resumed["networks"][name].state_dict()), name
+
+
+def test_gradual_pruning_is_checked():
+    with pytest.raises(ValueError, match="prune_stages"):
+        FinetuneConfig(steps=2, prune_stages=3)
+    with pytest.raises(ValueError, match="prune_stages"):
+        FinetuneConfig(prune_stages=0)
+    from agents.run.config import RunConfig
+
+    with pytest.raises(ValueError, match="prune_stages"):
+        RunConfig(slice_from="supernet", env_kwargs={"supernet": "sn.pt"},
+                  finetune=FinetuneConfig(prune_stages=2))
 
 
 # --- configuration ------------------------------------------------------------------------------

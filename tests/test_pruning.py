@@ -21,7 +21,7 @@ from gan_prune_env.models import (
 from gan_prune_env.pruning import (
     GROUP_FEATURE_NAMES, ArchitectureSlicer, ChannelMasker, SlicingUnsupported, ChannelSpace, L1FilterImportance, RandomImportance,
     TorchPruningImportance, channels_for_ratio, count_macs, count_params, count_true_macs_profiler,
-    make_importance, slice_by_indices, slice_model,
+    gradual_architectures, make_importance, relative_indices, slice_by_indices, slice_model,
 )
 
 ATOL = 1e-5
@@ -724,3 +724,59 @@ def test_recalibration_starts_afresh_also_for_norms_outside_every_group():
         expected = masked(x)
     with torch.no_grad():
         torch.testing.assert_close(slicer(tensors, x), expected, atol=ATOL, rtol=0)
+
+
+# -- gradual pruning ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", CASE_NAMES)
+def test_gradual_architectures_narrow_in_nested_stages_to_the_final_one(cases, name):
+    """Each stage holds the next; the last is the final architecture; widths fall by the same
+    ratio from stage to stage; the channels a stage adds are the best ranked of those the
+    final architecture drops (a random final architecture, so "the final's own top-k" is not
+    what makes the check pass)."""
+    case = cases[name]
+    counts = np.maximum(1, case.space.num_channels // 4)
+    rng = np.random.default_rng(0)
+    final = {g.name: sorted(rng.choice(g.num_channels, int(n), replace=False).tolist())
+             for g, n in zip(case.space.groups, counts)}
+    plans = gradual_architectures(case.model, case.x, final, stages=3)
+    assert len(plans) == 3 and plans[-1] == final
+    for wider, narrower in zip(plans, plans[1:]):
+        for group, keep in narrower.items():
+            assert set(keep) <= set(wider[group]) and len(keep) <= len(wider[group])
+    for g, n in zip(case.space.groups, counts):
+        widths = [len(plan[g.name]) for plan in plans]
+        expected = [round(g.num_channels * (n / g.num_channels) ** (s / 3)) for s in (1, 2, 3)]
+        assert widths == expected, g.name
+        added = [c for c in plans[0][g.name] if c not in final[g.name]]
+        dropped_ranked = [c for c in g.ranking.tolist() if c not in final[g.name]]
+        assert sorted(added) == sorted(dropped_ranked[:len(added)]), g.name
+    assert any(len(plans[0][g]) > len(final[g]) for g in final)  # not vacuous
+
+
+def test_one_stage_is_the_final_architecture_and_unknown_groups_are_refused(cases):
+    case = cases["unet"]
+    final = case.space.keep_indices(arch(case.space, 0))
+    assert gradual_architectures(case.model, case.x, final, stages=1) == [final]
+    with pytest.raises(KeyError, match="no_such_layer"):
+        gradual_architectures(case.model, case.x, {"no_such_layer": [0]}, stages=2)
+    with pytest.raises(ValueError, match="stages"):
+        gradual_architectures(case.model, case.x, final, stages=0)
+
+
+@pytest.mark.parametrize("name", CASE_NAMES)
+def test_slicing_a_slice_by_relative_indices_equals_slicing_the_full_model(cases, name):
+    """The stage-to-stage cut: a network sliced to a wide architecture, cut again by
+    ``relative_indices``, computes what the full network sliced straight to the narrow one
+    does."""
+    case = cases[name]
+    final = case.space.keep_indices(np.maximum(1, case.space.num_channels // 3))
+    wide, narrow = gradual_architectures(case.model, case.x, final, stages=2)
+    twice = slice_by_indices(slice_by_indices(case.model, case.x, wide), case.x,
+                             relative_indices(wide, narrow))
+    once = slice_by_indices(case.model, case.x, narrow)
+    with torch.no_grad():
+        torch.testing.assert_close(twice(case.x), once(case.x), atol=ATOL, rtol=0)
+    with pytest.raises(ValueError, match="not kept by the wider"):
+        relative_indices(narrow, wide)

@@ -100,3 +100,6 @@ class RunConfig:
         if self.slice_from == "supernet" and not self.env_kwargs.get("supernet"):
             raise ValueError("slice_from: supernet needs env_kwargs.supernet (a file from "
                              "python -m gan_prune_env.supernet)")
+        if self.slice_from == "supernet" and self.finetune.prune_stages > 1:
+            raise ValueError("finetune.prune_stages > 1 narrows the teacher's weights in stages; "
+                             "with slice_from: supernet set prune_stages: 1")

@@ -125,6 +125,10 @@ def run_cell(spec: dict[str, Any]) -> dict[str, Any]:
     torch.set_num_threads(spec.get("threads", 1))
     started = time.time()
     method, seed = METHODS[spec["method"]], spec["seed"]
+    ft_config = recipe_config(spec["finetune_steps"], method_recipe(method, spec))
+    if ft_config.prune_stages > 1 and (method.reinit or method.slice_from != "teacher"):
+        raise ValueError(f"{spec['method']}: prune_stages > 1 narrows the teacher's weights in "
+                         "stages; it does not apply to a scratch student or a supernet slice")
     torch.manual_seed(seed)
     np.random.seed(seed)
     kwargs = env_kwargs(spec)
@@ -146,7 +150,6 @@ def run_cell(spec: dict[str, Any]) -> dict[str, Any]:
     pair = slice_pair(env, best, "cpu", method.slice_from)
     if method.reinit:
         reinitialize(pair, seed)
-    ft_config = recipe_config(spec["finetune_steps"], method_recipe(method, spec))
     finetune_s = finetune_sliced(pair, env, ft_config, spec["work_dir"], seed)
 
     t0 = time.perf_counter()

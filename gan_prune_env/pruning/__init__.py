@@ -1,5 +1,6 @@
 """Channel groups, importance, masking, physical slicing and MACs accounting."""
 
+from gan_prune_env.pruning.gradual import gradual_architectures, relative_indices
 from gan_prune_env.pruning.groups import ChannelGroup, channels_for_ratio, discover_groups
 from gan_prune_env.pruning.importance import (
     Importance, L1FilterImportance, RandomImportance, TorchPruningImportance, make_importance,
@@ -17,6 +18,7 @@ __all__ = [
     "GROUP_FEATURE_NAMES", "ArchitectureSlicer", "ChannelGroup", "ChannelMasker", "ChannelSpace", "Importance",
     "L1FilterImportance", "LayerInfo", "RandomImportance", "TorchPruningImportance",
     "channels_for_ratio", "count_macs", "count_params", "count_true_macs_profiler",
-    "discover_groups", "layer_macs", "layer_params", "make_importance", "SlicingUnsupported",
+    "discover_groups", "gradual_architectures", "layer_macs", "layer_params", "make_importance",
+    "relative_indices", "SlicingUnsupported",
     "slice_by_indices", "slice_model", "trace_layers",
 ]
