@@ -120,11 +120,16 @@ class FinetuneConfig:
     """``lam ~ Beta(alpha, alpha)`` of the input mix (1: uniform)."""
     prune_stages: int = 1
     """Gradual pruning (``gan_prune_env.pruning.gradual``): with N > 1 the fine-tune starts from
-    the teacher sliced to a wider architecture and narrows to the found one in N stages of
-    ``steps / N`` steps each (geometric steps in width; each stage keeps the channels of the
-    next), training between cuts; the learning rate decays in the last stage only. 1 slices
-    once, as the search found it. Needs the teacher's weights as the starting point (not a
-    scratch student nor a supernet slice)."""
+    the teacher sliced to a wider architecture and narrows to the found one in N stages
+    (geometric steps in width; each stage keeps the channels of the next), training between
+    cuts; the learning rate decays in the last stage only. 1 slices once, as the search found
+    it. Needs the teacher's weights as the starting point (not a scratch student nor a
+    supernet slice)."""
+    prune_stage_share: float = 0.2
+    """With ``prune_stages`` > 1, the share of ``steps`` the N - 1 narrowing stages take
+    together (split evenly); the last stage, at the found architecture, trains the rest. An
+    even split of 3000 steps over 3 stages (share 2/3) left the found architecture 1000 steps
+    and cost 37 FID points at 5% of G's MACs (seed 0)."""
     autocast: str | None = None
     """Mixed precision of the forward passes (``TeacherTrainConfig.autocast``): "bfloat16" on
     GPUs with bfloat16 tensor cores; None (float32) is the measured recipe."""
@@ -135,9 +140,16 @@ class FinetuneConfig:
     def __post_init__(self) -> None:
         if self.steps < 0 or self.batch_size < 1 or self.density_centers < 1:
             raise ValueError("steps must be >= 0, batch_size and density_centers >= 1")
-        if self.prune_stages < 1 or self.prune_stages > max(self.steps, 1):
-            raise ValueError(f"prune_stages must be in [1, steps] (1 = one-shot slicing), got "
-                             f"{self.prune_stages} for {self.steps} steps")
+        if self.prune_stages < 1:
+            raise ValueError(f"prune_stages must be >= 1 (1 = one-shot slicing), got "
+                             f"{self.prune_stages}")
+        if not 0 < self.prune_stage_share < 1:
+            raise ValueError(f"prune_stage_share must be in (0, 1), got {self.prune_stage_share}")
+        narrowing = round(self.steps * self.prune_stage_share)
+        if self.prune_stages > 1 and self.steps and narrowing < self.prune_stages - 1:
+            raise ValueError(f"prune_stages {self.prune_stages} needs at least one step per "
+                             f"narrowing stage, but prune_stage_share {self.prune_stage_share} "
+                             f"of {self.steps} steps gives them {narrowing}")
         for name in ("lr", "lambda_task", "lambda_feature"):
             if getattr(self, name) is not None and getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
@@ -323,11 +335,12 @@ def _stage_architectures(teacher: dict[str, nn.Module], kept: dict[str, Any],
 
 
 def _stage_configs(config: FinetuneConfig) -> list[FinetuneConfig]:
-    """``config.steps`` split evenly (the last stage takes the remainder); the learning rate
-    stays constant until the last stage, which decays it as the one-shot recipe would."""
+    """The narrowing stages share ``prune_stage_share`` of the steps evenly, the last stage
+    trains the rest; the learning rate stays constant until the last stage, which decays it
+    as the one-shot recipe would."""
     stages = config.prune_stages
-    steps = [config.steps // stages] * stages
-    steps[-1] += config.steps - sum(steps)
+    per_stage = round(config.steps * config.prune_stage_share) // (stages - 1)
+    steps = [per_stage] * (stages - 1) + [config.steps - per_stage * (stages - 1)]
     return [replace(config, steps=n, prune_stages=1,
                     lr_decay_steps=min(config.lr_decay_steps, n) if i == stages - 1 else 0)
             for i, n in enumerate(steps)]

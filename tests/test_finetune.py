@@ -28,6 +28,7 @@ from gan_prune_env.finetune import (
     FinetuneConfig,
     attach_distillation,
     build_finetune_trainer,
+    _stage_configs,
     finetune_pair,
     train_config,
 )
@@ -455,12 +456,13 @@ def test_gradual_finetune_narrows_the_teacher_in_stages_each_from_the_last(tmp_p
 
     monkeypatch.setattr(finetune, "_train_stage", recording)
     finetune_pair(pair["networks"], pair["teacher"], pair["task"],
-                  tiny_config(steps=7, prune_stages=3, lr_decay_steps=4, ema_decay=0.9),
+                  tiny_config(steps=9, prune_stages=3, prune_stage_share=0.5, lr_decay_steps=4,
+                              ema_decay=0.9),
                   tmp_path, kept=pair["kept"], input_shape=pair["input_shape"], progress=False)
     example = torch.zeros(1, 3, SIZE, SIZE)
     assert [s["kept"][main] for s in stages] == plans
     assert [(s["config"].steps, s["config"].lr_decay_steps) for s in stages] == \
-        [(2, 0), (2, 0), (3, 3)]
+        [(2, 0), (2, 0), (5, 4)]
     assert state_equal(stages[0]["start"],
                        slice_by_indices(pair["teacher"][main], example, plans[0]).state_dict())
     for before, after, (wide, narrow) in zip(stages, stages[1:], zip(plans, plans[1:])):
@@ -469,12 +471,13 @@ def test_gradual_finetune_narrows_the_teacher_in_stages_each_from_the_last(tmp_p
     assert state_equal(pair["networks"][main].state_dict(), stages[-1]["end"].state_dict())
     assert {s["start"]["model.model.0.weight"].shape[0] for s in stages} == \
         {len(p["model.model.0"]) for p in plans}
-    final = read_checkpoint(tmp_path / "stage_3" / "checkpoints" / "train_state_00000003.pt")
+    final = read_checkpoint(tmp_path / "stage_3" / "checkpoints" / "train_state_00000005.pt")
     assert final["kept"] == pair["kept"]
 
 
 def test_interrupted_gradual_finetune_resumes_bit_identically(tmp_path):
-    config = tiny_config(steps=6, prune_stages=2, feature_layers="auto", ema_decay=0.9)
+    config = tiny_config(steps=6, prune_stages=2, prune_stage_share=0.5, feature_layers="auto",
+                         ema_decay=0.9)
 
     def run(out: Path, until_step: int | None = None) -> dict:
         pair = sliced_pair()
@@ -493,8 +496,11 @@ def test_interrupted_gradual_finetune_resumes_bit_identically(tmp_path):
 
 
 def test_gradual_pruning_is_checked():
-    with pytest.raises(ValueError, match="prune_stages"):
-        FinetuneConfig(steps=2, prune_stages=3)
+    with pytest.raises(ValueError, match="prune_stage_share 0.2 of 5 steps gives them 1"):
+        FinetuneConfig(steps=5, prune_stages=3)
+    with pytest.raises(ValueError, match="prune_stage_share"):
+        FinetuneConfig(prune_stage_share=1.0)
+    assert [c.steps for c in _stage_configs(FinetuneConfig(prune_stages=3))] == [300, 300, 2400]
     with pytest.raises(ValueError, match="prune_stages"):
         FinetuneConfig(prune_stages=0)
     from agents.run.config import RunConfig
