@@ -377,3 +377,26 @@ def test_the_pipeline_refuses_to_run_under_torchrun(tmp_path: Path, capsys, monk
     assert main(["-conf", str(config), "-f", str(tmp_path / "logs")]) == 2
     assert "torchrun" in capsys.readouterr().err
     assert not (tmp_path / "logs").exists() or not any((tmp_path / "logs").iterdir())
+
+
+@pytest.mark.slow
+def test_finetune_processes_fine_tunes_on_ranks_and_the_run_goes_on(tmp_path: Path) -> None:
+    """--finetune-processes 2: torchrun trains the found pair on 2 gloo processes, the
+    pipeline resumes the finished fine-tune (its train state says 2 processes) and its
+    pruned checkpoint holds the fine-tune's averaged generator; a batch the processes do not
+    divide is refused before any work."""
+    from gan_prune_env.checkpoint import read_checkpoint
+
+    config = tiny_config(tmp_path, "uniform")
+    logs = tmp_path / "logs"
+    assert main(["-conf", str(config), "-f", str(logs), "--finetune-processes", "2"]) == 0
+    run = run_dir_of(logs, "uniform")
+    states = sorted((run / "finetune").glob("*/checkpoints/train_state_*.pt"))
+    final = read_checkpoint(states[-1])
+    assert final["train_state"]["step"] == 3 and final["train_state"]["processes"] == 2
+    averaged = final["train_state"]["trainer"]["extensions"]["ema"]["averaged"]
+    pruned = read_checkpoint(run / "pruned.pt")["generator"]
+    for key, tensor in pruned.items():
+        torch.testing.assert_close(tensor, averaged[f"module.{key}"], rtol=0, atol=0)
+    assert main(["-conf", str(config), "-f", str(tmp_path / "odd"),
+                 "--finetune-processes", "3"]) == 2

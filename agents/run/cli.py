@@ -50,6 +50,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--eval-freq", type=int, default=None, help="rounds between snapshots")
     p.add_argument("--save-freq", type=int, default=None, help="rounds between checkpoints")
     p.add_argument("--finetune-steps", type=int, default=None, help="fine-tuning steps")
+    p.add_argument("--finetune-processes", type=int, default=None, metavar="N",
+                   help="fine-tune data-parallel on N processes (torchrun; default 1)")
     p.add_argument("-i", "--trained-agent", default=None,
                    help="run folder (or a file in it) to resume")
     p.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda")
@@ -74,6 +76,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         out["env_kwargs"] = parse_key_values(args.env_kwargs)
     if args.finetune_steps is not None:
         out["finetune"] = {"steps": args.finetune_steps}
+    if args.finetune_processes is not None:
+        out["finetune_processes"] = args.finetune_processes
     if args.device is not None:
         out["device"] = args.device
     if args.progress is not None:
@@ -143,9 +147,9 @@ def check_before_work(config: RunConfig, log_folder: Path) -> None:
     from gan_prune_env.evaluation import find_inception_weights
 
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise ValueError("train_agents.py runs in one process (its search, files and exports "
-                         "are not split across ranks): start it without torchrun. Teachers and "
-                         "supernets train data-parallel: torchrun --nproc_per_node N -m "
+        raise ValueError("train_agents.py starts its own processes: run it without torchrun "
+                         "and pass --finetune-processes N to fine-tune data-parallel. Teachers "
+                         "and supernets: torchrun --nproc_per_node N -m "
                          "gan_prune_env.train_teacher (or gan_prune_env.supernet) ...")
     env_config = from_dict(EnvConfig, config.env_options, where="env_kwargs")
     build_agent(config)

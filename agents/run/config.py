@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from agents import AGENT_CLASSES
+from agents.run.run_folder import CONFIG_FILE
 from gan_prune_env import ENV_ENTRY_POINTS
+from gan_prune_env.config import from_dict, load_yaml
 from gan_prune_env.devices import check_device
 from gan_prune_env.envs.registration import ENV_IDS
 from gan_prune_env.finetune import FinetuneConfig
@@ -80,6 +83,10 @@ class RunConfig:
     ``uniform`` against ``uniform_supernet``): from the supernet, FID +9.4 +- 5.4 after the
     recipe, worse on every seed; so the supernet scores architectures and the teacher's weights
     start the fine-tune."""
+    finetune_processes: int = 1
+    """Processes the fine-tune runs on, data-parallel (``agents.run.finetune_ranks``: torchrun,
+    ``gloo`` on CPU, ``nccl`` with one GPU each on CUDA); the global batch
+    (``finetune.batch_size``) must divide by it. The search and the rest stay in one process."""
     onnx: bool = True
     torchscript: bool = True
     device: str = "cpu"
@@ -100,6 +107,15 @@ class RunConfig:
         if self.slice_from == "supernet" and not self.env_kwargs.get("supernet"):
             raise ValueError("slice_from: supernet needs env_kwargs.supernet (a file from "
                              "python -m gan_prune_env.supernet)")
+        if self.finetune_processes < 1 or self.finetune.batch_size % self.finetune_processes:
+            raise ValueError(f"finetune_processes must be >= 1 and divide finetune.batch_size "
+                             f"({self.finetune.batch_size}), got {self.finetune_processes}")
         if self.slice_from == "supernet" and self.finetune.prune_stages > 1:
             raise ValueError("finetune.prune_stages > 1 narrows the teacher's weights in stages; "
                              "with slice_from: supernet set prune_stages: 1")
+
+
+def load_run_config(run_dir: str | Path) -> RunConfig:
+    """The config a run folder recorded when it was created (``config.yaml``)."""
+    path = Path(run_dir) / CONFIG_FILE
+    return from_dict(RunConfig, load_yaml(path), where=str(path))

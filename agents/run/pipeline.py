@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from agents.run.artifacts import (
     MAIN, compute_table, recalibrated_generator, save_pruned, slice_pair,
 )
 from agents.run.config import RunConfig
+from agents.run.finetune_ranks import finetune_run_pair, launch as launch_finetune_ranks
 from agents.run.search import run_search
 from agents.run.tensorboard import add_image_grid
 from gan_prune_env.atomic import write_atomically
@@ -21,7 +21,6 @@ from gan_prune_env.data import build_dataset, evaluation_split
 from gan_prune_env.envs import make_parallel_env
 from gan_prune_env.evaluation import evaluate_generator, load_fid_inception
 from gan_prune_env.export import export_generator
-from gan_prune_env.finetune import finetune_pair
 from gan_prune_env.latency import measure_latencies
 
 RESULTS_FILE = "results.json"
@@ -43,13 +42,10 @@ def run_pipeline(config: RunConfig, run_dir: Path, tensorboard_dir: str | None =
         best = run_search(config, env, run_dir, writer)
         pair = slice_pair(env, best, config.device, config.slice_from)
         task = env.game.task
-        # Keyed by architecture: a resumed search that finds a better pair fine-tunes afresh.
-        finetune_dir = run_dir / "finetune" / architecture_key(pair.kept)
         unfinetuned = _supernet_slice_quality(config, env, best, inception)
-        finetune_pair(pair.networks, pair.teacher, task, config.finetune, finetune_dir,
-                      kept=pair.kept, input_shape=pair.input_shape, seed=config.search.seed,
-                      device=config.device, progress=config.progress,
-                      objective=env.game.objective, pool=env.game.train_pool)
+        if config.finetune_processes > 1:  # then the call below resumes the finished fine-tune
+            launch_finetune_ranks(run_dir, config.finetune_processes)
+        finetune_run_pair(config, env, pair, run_dir, config.device, config.progress)
         save_pruned(pair, task, run_dir / "pruned.pt",
                     metadata={"best": best.rewards, "algo": config.search.algo})
         results = _evaluate(config, pair, task, run_dir, writer, inception)
@@ -70,11 +66,6 @@ def run_pipeline(config: RunConfig, run_dir: Path, tensorboard_dir: str | None =
 
 def _write_text(path: Path, text: str) -> None:
     write_atomically(path, lambda handle: handle.write(text.encode()))
-
-
-def architecture_key(kept: dict[str, Any]) -> str:
-    """Short stable digest of the kept channels of every sliced network."""
-    return hashlib.sha1(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def _quality(config: RunConfig, task, generator: torch.nn.Module, teacher: torch.nn.Module,

@@ -18,6 +18,7 @@ from agents.run.config import RunConfig
 from agents.run.run_folder import SEARCH_DIR
 from agents.run.tensorboard import SearchLogger, add_image_grid, architecture_markdown
 from gan_prune_env.checkpoint import CheckpointError, save_checkpoint
+from gan_prune_env.config import ConfigError
 from gan_prune_env.envs import AGENTS, GANPruneParallelEnv
 
 TRACKER_FILE = "tracker.pt"
@@ -70,6 +71,17 @@ def run_search(config: RunConfig, env: GANPruneParallelEnv, run_dir: Path,
     (run_dir / BEST_FILE).write_text(json.dumps(
         {**asdict(best), "group_names": names}, indent=2))
     return best
+
+
+def read_best(run_dir: Path) -> Candidate:
+    """The pair a finished search found (``best_architecture.json``)."""
+    path = run_dir / BEST_FILE
+    if not path.is_file():
+        raise ConfigError(f"{path} not found: the run's search has not finished (resume it with "
+                          f"python train_agents.py -i {run_dir})")
+    data = json.loads(path.read_text())
+    data.pop("group_names", None)
+    return Candidate(**data)
 
 
 def _generation(folder: Path, previous: bool) -> tuple[Path, Path]:

@@ -11,7 +11,6 @@ Exit status 0 when every pair passes, 1 otherwise, 2 on bad input.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from dataclasses import dataclass
@@ -20,10 +19,10 @@ from pathlib import Path
 import numpy as np
 
 from agents.base import Candidate, SearchTracker, load_agent_state
-from agents.run.config import RunConfig
-from agents.run.run_folder import CONFIG_FILE, SEARCH_DIR, find_run_folder
-from agents.run.search import BEST_FILE, TRACKER_FILE
-from gan_prune_env.config import ConfigError, from_dict, load_yaml
+from agents.run.config import load_run_config
+from agents.run.run_folder import SEARCH_DIR, find_run_folder
+from agents.run.search import TRACKER_FILE, read_best
+from gan_prune_env.config import ConfigError
 from gan_prune_env.envs import AGENTS, GANPruneParallelEnv, make_parallel_env, ratios_to_action
 
 REWARD_TOLERANCE = 1e-5
@@ -70,19 +69,12 @@ def candidates(run_dir: Path, everything: bool) -> list[Candidate]:
         tracker = SearchTracker()
         tracker.load_state_dict(load_agent_state(run_dir / SEARCH_DIR / TRACKER_FILE))
         return [c for c in tracker.history if not c.error]
-    path = run_dir / BEST_FILE
-    if not path.is_file():
-        raise ConfigError(f"{path} not found: the run's search has not finished (resume it with "
-                          f"python train_agents.py -i {run_dir})")
-    data = json.loads(path.read_text())
-    data.pop("group_names", None)
-    return [Candidate(**data)]
+    return [read_best(run_dir)]
 
 
 def validate_run(run_dir: str | Path, everything: bool = False) -> list[Verdict]:
     run_dir = find_run_folder(run_dir)
-    config = from_dict(RunConfig, load_yaml(run_dir / CONFIG_FILE),
-                       where=str(run_dir / CONFIG_FILE))
+    config = load_run_config(run_dir)
     pairs = candidates(run_dir, everything)
     env = make_parallel_env(config.env, **config.env_options)
     if env.config.inner_steps > 0:

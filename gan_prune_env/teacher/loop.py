@@ -54,10 +54,11 @@ def _check_resumable(saved: dict[str, Any], config: TeacherTrainConfig, where: s
 
 
 def _train_state(trainer: GANTrainer, config: TeacherTrainConfig, step: int,
-                 seconds: float) -> dict[str, Any]:
+                 seconds: float, processes: int) -> dict[str, Any]:
     return {
         "step": step,
         "train_seconds": seconds,
+        "processes": processes,  # provenance: the data-parallel processes of the last segment
         "optimizers": {name: opt.state_dict() for name, opt in trainer.optimizers.items()},
         "trainer": trainer.extra_state(),
         "rng": capture_rng_state(),
@@ -141,7 +142,7 @@ def _train_steps(trainer: GANTrainer, config: TeacherTrainConfig, batches: Itera
             if done % config.save_every == 0 or done == steps.stop:
                 if ranks.is_main:
                     seconds = seconds_before + time.perf_counter() - began
-                    state = _train_state(trainer, config, done, seconds)
+                    state = _train_state(trainer, config, done, seconds, ranks.world_size)
                     store.save(done, _checkpoint("train_state", trainer, config,
                                                  train_state=state, **checkpoint_extra))
                 ranks.barrier()

@@ -1,0 +1,81 @@
+"""A run's fine-tune on several processes: ``RunConfig.finetune_processes`` > 1.
+
+The search, slicing, evaluation and exports of ``train_agents.py`` run in one process; only the
+fine-tune is data-parallel (``gan_prune_env.distributed``). The pipeline starts
+``torchrun --nproc_per_node N -m agents.run.finetune_ranks RUN_DIR`` and waits: every rank
+rebuilds the found pair from the run folder (its ``config.yaml`` and ``best_architecture.json``)
+and trains its rows of each global batch, rank 0 writing the train states. The pipeline then
+resumes the finished fine-tune in its own process, which loads the final weights, and goes on.
+A killed fine-tune resumes from its newest train state, on any number of processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from agents.run.artifacts import PrunedPair, slice_pair
+from agents.run.config import RunConfig, load_run_config
+from agents.run.run_folder import FINETUNE_DIR
+from agents.run.search import read_best
+from gan_prune_env.envs import GANPruneParallelEnv, make_parallel_env
+from gan_prune_env.finetune import finetune_pair
+
+
+def finetune_dir(run_dir: Path, kept: dict[str, Any]) -> Path:
+    """The fine-tune's folder, keyed by architecture: a resumed search that finds a better pair
+    fine-tunes afresh."""
+    digest = hashlib.sha1(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:12]
+    return run_dir / FINETUNE_DIR / digest
+
+
+def finetune_run_pair(config: RunConfig, env: GANPruneParallelEnv, pair: PrunedPair,
+                      run_dir: Path, device: str, progress: bool) -> None:
+    """The run's fine-tune of ``pair`` (in place), resuming from its folder: the one call the
+    pipeline and every rank make."""
+    finetune_pair(pair.networks, pair.teacher, env.game.task, config.finetune,
+                  finetune_dir(run_dir, pair.kept), kept=pair.kept, input_shape=pair.input_shape,
+                  seed=config.search.seed, device=device, progress=progress,
+                  objective=env.game.objective, pool=env.game.train_pool)
+
+
+def launch(run_dir: Path, processes: int) -> None:
+    """Fine-tune the run's pair on ``processes`` local processes (torchrun) and wait."""
+    with socket.socket() as sock:  # a free port: two runs on one machine must not collide
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes),
+               "--master_addr", "127.0.0.1", "--master_port", str(port),
+               "-m", "agents.run.finetune_ranks", str(run_dir)]
+    result = subprocess.run(command, env={**os.environ, "OMP_NUM_THREADS":
+                                          os.environ.get("OMP_NUM_THREADS", "1")})
+    if result.returncode != 0:
+        raise RuntimeError(f"the fine-tune on {processes} processes failed (exit status "
+                           f"{result.returncode}; its output is above). Resume the run with "
+                           f"python train_agents.py -i {run_dir}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    from gan_prune_env.distributed import current
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("run", type=Path, help="run folder whose search has finished")
+    run_dir = parser.parse_args(argv).run
+    config = load_run_config(run_dir)
+    ranks = current(config.device)
+    device = ranks.device(config.device)
+    env = make_parallel_env(config.env, **{**config.env_options, "device": device})
+    pair = slice_pair(env, read_best(run_dir), device, config.slice_from)
+    finetune_run_pair(config, env, pair, run_dir, device, config.progress and ranks.is_main)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
