@@ -124,7 +124,10 @@ class FinetuneConfig:
     (geometric steps in width; each stage keeps the channels of the next), training between
     cuts; the learning rate decays in the last stage only. 1 slices once, as the search found
     it. Needs the teacher's weights as the starting point (not a scratch student nor a
-    supernet slice)."""
+    supernet slice). Measured on the default task (uniform architecture, teacher targets, 3
+    stages, 3 seeds, paired with one-shot slicing): at 5% of G's MACs FID +7.3 +- 7.9 (higher on
+    2 of 3 seeds), PSNR to the teacher -0.08 dB; at 2.5% FID +3.3 +- 8.6 (2 of 3) and PSNR to
+    the teacher +0.75 +- 0.25 dB on every seed. Not better by FID, so off."""
     prune_stage_share: float = 0.2
     """With ``prune_stages`` > 1, the share of ``steps`` the N - 1 narrowing stages take
     together (split evenly); the last stage, at the found architecture, trains the rest. An
