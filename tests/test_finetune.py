@@ -78,6 +78,16 @@ def sliced_pair(family: str = "pix2pix") -> dict:
             "input_shape": {main: [3, SIZE, SIZE]}}
 
 
+def finetune_fresh_pair(config: FinetuneConfig, out: Path, until_step: int | None = None
+                        ) -> dict:
+    """A new ``sliced_pair`` fine-tuned with ``config`` in ``out`` (resuming what is there)."""
+    pair = sliced_pair()
+    finetune_pair(pair["networks"], pair["teacher"], pair["task"], config, out,
+                  kept=pair["kept"], input_shape=pair["input_shape"], progress=False,
+                  until_step=until_step)
+    return pair
+
+
 def batch_of(task: TaskConfig, size: int = 2) -> dict[str, torch.Tensor]:
     dataset = build_dataset(task.data, "train")
     items = [dataset[i] for i in range(size)]
@@ -356,18 +366,10 @@ def test_input_mix_needs_teacher_targets():
 
 def test_interrupted_finetune_with_features_ema_and_input_mix_resumes_bit_identically(tmp_path):
     config = tiny_config(feature_layers="auto", ema_decay=0.9, input_mix="cutmix")
-
-    def run(out: Path, until_step: int | None = None) -> dict:
-        pair = sliced_pair()
-        finetune_pair(pair["networks"], pair["teacher"], pair["task"], config, out,
-                      kept=pair["kept"], input_shape=pair["input_shape"], progress=False,
-                      until_step=until_step)
-        return pair
-
-    straight = run(tmp_path / "straight")
-    run(tmp_path / "resumed", until_step=3)
+    straight = finetune_fresh_pair(config, tmp_path / "straight")
+    finetune_fresh_pair(config, tmp_path / "resumed", until_step=3)
     assert (tmp_path / "resumed" / "checkpoints" / "train_state_00000003.pt").exists()
-    resumed = run(tmp_path / "resumed")
+    resumed = finetune_fresh_pair(config, tmp_path / "resumed")
     for name, net in straight["networks"].items():
         assert state_equal(net.state_dict(), resumed["networks"][name].state_dict()), name
 
@@ -478,19 +480,11 @@ def test_gradual_finetune_narrows_the_teacher_in_stages_each_from_the_last(tmp_p
 def test_interrupted_gradual_finetune_resumes_bit_identically(tmp_path):
     config = tiny_config(steps=6, prune_stages=2, prune_stage_share=0.5, feature_layers="auto",
                          ema_decay=0.9)
-
-    def run(out: Path, until_step: int | None = None) -> dict:
-        pair = sliced_pair()
-        finetune_pair(pair["networks"], pair["teacher"], pair["task"], config, out,
-                      kept=pair["kept"], input_shape=pair["input_shape"], progress=False,
-                      until_step=until_step)
-        return pair
-
-    straight = run(tmp_path / "straight")
-    run(tmp_path / "resumed", until_step=2)  # inside the first stage
+    straight = finetune_fresh_pair(config, tmp_path / "straight")
+    finetune_fresh_pair(config, tmp_path / "resumed", until_step=2)  # inside the first stage
     assert not (tmp_path / "resumed" / "stage_2").exists()
-    run(tmp_path / "resumed", until_step=4)  # inside the second
-    resumed = run(tmp_path / "resumed")
+    finetune_fresh_pair(config, tmp_path / "resumed", until_step=4)  # inside the second
+    resumed = finetune_fresh_pair(config, tmp_path / "resumed")
     for name, net in straight["networks"].items():
         assert state_equal(net.state_dict(), resumed["networks"][name].state_dict()), name
 
