@@ -237,3 +237,22 @@ def test_an_option_added_after_a_record_counts_as_its_default(rf):
     assert not rf.same_protocol(recorded, {**recorded, "budget_g": 0.2}, defaults)
     assert not rf.same_protocol({**recorded, "gone": 1}, recorded, defaults)
     assert not rf.same_protocol(recorded, {**recorded, "new": 1}, defaults)  # no default known
+
+
+def test_balance_is_zero_for_the_uniform_architecture_and_falls_with_lopsidedness(rf, env):
+    """The ``balance`` predictor: -log(max/min kept fraction) of G's groups."""
+    from types import SimpleNamespace
+
+    full = env.game.spaces["generator"].num_channels
+    lopsided = full // 2
+    lopsided[0] = max(1, full[0] // 8)
+
+    def balance(kept) -> float:
+        arch = SimpleNamespace(env=env, candidate=SimpleNamespace(
+            kept_channels={"generator": [int(k) for k in kept]}))
+        return rf.score_balance(arch, {})["reward"]
+
+    assert balance(full // 2) == pytest.approx(0.0)
+    assert balance(lopsided) == pytest.approx(-math.log((full[1] // 2 / full[1])
+                                                        / (lopsided[0] / full[0])))
+    assert balance(lopsided) < balance(full // 2)
