@@ -223,7 +223,7 @@ def test_a_finished_run_leaves_the_scratch_of_a_concurrent_run_alone(compare, tm
     assert not work.exists()  # an empty scratch folder is tidied away
 
 
-@pytest.mark.parametrize("task", ["default", "default_wide"])
+@pytest.mark.parametrize("task", ["default", "default_wide", "facades"])
 def test_published_plan_is_exactly_the_committed_frontier(compare, task):
     """``frontier.py run --published`` regenerates the committed frontier: its cells are the
     committed records' (method, budget, seed) triples, no more and no fewer."""
