@@ -79,8 +79,9 @@ PUBLISHED: dict[str, tuple[tuple[tuple[str, ...], tuple[float, ...], tuple[int, 
 }
 """Per task, the (methods, budgets, seeds) groups of the published frontier: ``run --published``
 runs (or resumes) exactly these cells. Facades: one seed of the recipe's two baselines so far (a
-cell takes over an hour of one core at 128 px); ``--methods``/``--seeds`` run the rest. The supernet methods need the task's supernet
-(``compare.spec``); ``default_wide`` needs its teacher (``TEACHER_COMMANDS``)."""
+cell takes over an hour of one core at 128 px); ``--methods``/``--seeds`` run the rest. The
+supernet methods need the task's supernet (``compare.spec``); ``default_wide`` needs its teacher
+(``TEACHER_COMMANDS``)."""
 REPORT = "frontier.md"
 PAIRED_AGAINST = {"scratch": "the thin student from scratch",
                   "uniform": "uniform pruning",

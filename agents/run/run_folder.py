@@ -25,8 +25,8 @@ SEARCH_DIR, FINETUNE_DIR = "search", "finetune"
 
 DISPLAY_ONLY = ("progress",)
 """Keys a resume may change freely: they do not touch any result."""
-AFTER_SEARCH = ("finetune", "finetune_processes", "evaluation", "onnx", "torchscript", "slice_from", "device",
-                "search.save_freq", "search.eval_freq")
+AFTER_SEARCH = ("finetune", "finetune_processes", "evaluation", "onnx", "torchscript",
+                "slice_from", "device", "search.save_freq", "search.eval_freq")
 """Keys (or key prefixes) whose change leaves the saved search valid: a fork keeps it."""
 
 
