@@ -82,7 +82,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from compare.cells import run_pending
+from compare.cells import add_ray_argument, run_pending
 from gan_prune_env.finetune import FinetuneConfig
 from compare.report import make_report
 from compare.spec import (
@@ -156,7 +156,7 @@ def command_run(args: argparse.Namespace) -> int:
     began = time.perf_counter()
     succeeded = run_pending(todo, args.workers, data_root,
                             lambda record: _finish(results, record, began), _cell_name,
-                            args.work_dir)
+                            args.work_dir, ray_address=args.ray)
     if not args.no_report and read_records(results):
         make_report(results, out)
     return 0 if succeeded else 1
@@ -300,6 +300,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     run.add_argument("--latency-runs", type=int, default=None, help="default 30")
     run.add_argument("--workers", type=int, default=1,
                      help="cells run in parallel processes (1 torch thread each)")
+    add_ray_argument(run)
     run.add_argument("--quick", action="store_true",
                      help="smoke preset: default task, 25%%, uniform+mggc, seed 0, 8 rounds, "
                           "4 fine-tuning steps, 16 test images (explicit flags win)")

@@ -106,7 +106,8 @@ import numpy as np
 
 import compare_methods
 from compare.cells import (
-    env_kwargs, evaluate_sliced, file_sha1, finetune_sliced, git_commit, recipe_config, run_pending,
+    add_ray_argument, env_kwargs, evaluate_sliced, file_sha1, finetune_sliced, git_commit,
+    recipe_config, run_pending,
 )
 from compare.spec import (
     DEFAULT_OUT, ENV_ID, ROOT, TASKS, check_choices, rel_path, supernet_command,
@@ -616,7 +617,7 @@ def command_run(args: argparse.Namespace) -> int:
               f"{_progress(record)}", flush=True)
 
     succeeded = run_pending(todo, args.workers, data_root, on_record, lambda c: c["key"],
-                            args.work_dir, run_architecture)
+                            args.work_dir, run_architecture, ray_address=args.ray)
     if not args.no_report and read_records(results):
         make_report(results, out)
     return 0 if succeeded else 1
@@ -931,6 +932,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                      help="run only the first --check-archs architectures (needs --check-steps)")
     run.add_argument("--workers", type=int, default=1,
                      help="architectures in parallel processes (1 torch thread each)")
+    add_ray_argument(run)
     run.add_argument("--out", default=str(DEFAULT_OUT),
                      help=f"report folder (default {rel_path(DEFAULT_OUT)})")
     run.add_argument("--results", default=None, help=f"JSONL file (default OUT/{RESULTS})")

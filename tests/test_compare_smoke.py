@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -221,6 +222,39 @@ def test_a_finished_run_leaves_the_scratch_of_a_concurrent_run_alone(compare, tm
     (work / "ft_other_run").rmdir()
     assert run_pending([], 1, None, print, str, work)
     assert not work.exists()  # an empty scratch folder is tidied away
+
+
+def describe_worker(cell: dict) -> dict:
+    """A cell function for the Ray test: says where and how it ran, or fails when asked to."""
+    import torch
+
+    if cell["fail"]:
+        raise RuntimeError("this cell fails")
+    return {"key": cell["key"], "pid": os.getpid(), "threads": torch.get_num_threads(),
+            "data": os.environ.get("GAN_PRUNE_DATA")}
+
+
+def test_cells_run_as_ray_tasks_and_a_failing_one_is_reported(compare, tmp_path):
+    """``--ray``: each cell a Ray task set up as a pool worker (one torch thread, the data
+    root), records handed over as tasks finish, a failing task reported and the rest kept."""
+    pytest.importorskip("ray", reason="the [rllib] extra is not installed")
+    import ray
+
+    from compare.cells import run_cells
+
+    assert compare.parse_args(["run", "--ray"]).ray == "local"
+    assert compare.parse_args(["run", "--ray", "auto"]).ray == "auto"
+    assert compare.parse_args(["run"]).ray is None
+    cells = [{"key": f"c{i}", "fail": i == 1} for i in range(3)]
+    records: list[dict] = []
+    failed = run_cells(cells, 2, str(tmp_path), records.append, lambda c: c["key"],
+                       describe_worker, ray_address="local")
+    assert failed == ["c1"]
+    assert sorted(r["key"] for r in records) == ["c0", "c2"]
+    for record in records:
+        assert record["pid"] != os.getpid()  # in a Ray worker, not here
+        assert record["threads"] == 1 and record["data"] == str(tmp_path)
+    assert not ray.is_initialized()  # Ray started for the run is shut down after it
 
 
 @pytest.mark.parametrize("task", ["default", "default_wide", "facades"])

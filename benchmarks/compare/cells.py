@@ -236,17 +236,25 @@ def worker_init(data_root: str | None) -> None:
 def run_cells(cells: list[dict[str, Any]], workers: int, data_root: str | None,
               on_record: Callable[[dict[str, Any]], None],
               name: Callable[[dict[str, Any]], str],
-              cell_fn: Callable[[dict[str, Any]], dict[str, Any]] = run_cell) -> list[str]:
+              cell_fn: Callable[[dict[str, Any]], dict[str, Any]] = run_cell,
+              ray_address: str | None = None) -> list[str]:
     """Run ``cells`` (:func:`run_cell` specs, or those of ``cell_fn``: a module-level function,
     so that worker processes can import it) in ``workers`` processes of one torch thread each,
     handing every finished record to ``on_record`` at once (so results are appended as cells
-    finish); a failing cell is reported and skipped. Returns the names of the failed cells."""
+    finish); a failing cell is reported and skipped. Returns the names of the failed cells.
+
+    With ``ray_address`` the cells are Ray tasks instead (:func:`run_cells_on_ray`): ``"local"``
+    starts Ray on this machine with ``workers`` CPUs, anything else is handed to ``ray.init``
+    (``"auto"``: the cluster this machine belongs to)."""
     failed: list[str] = []
 
     def failure(cell: dict[str, Any]) -> None:
         print(f"cell {name(cell)} FAILED:\n{traceback.format_exc()}", file=sys.stderr, flush=True)
         failed.append(name(cell))
 
+    if ray_address is not None:
+        run_cells_on_ray(cells, workers, data_root, on_record, failure, cell_fn, ray_address)
+        return failed
     if workers <= 1:
         worker_init(data_root)
         for cell in cells:
@@ -266,16 +274,73 @@ def run_cells(cells: list[dict[str, Any]], workers: int, data_root: str | None,
     return failed
 
 
+def _ray_cell(cell_fn: Callable[[dict[str, Any]], dict[str, Any]], cell: dict[str, Any],
+              data_root: str | None) -> dict[str, Any]:
+    """One cell inside a Ray worker, set up as a pool worker is (one torch thread, the data)."""
+    worker_init(data_root)
+    return cell_fn(cell)
+
+
+def run_cells_on_ray(cells: list[dict[str, Any]], workers: int, data_root: str | None,
+                     on_record: Callable[[dict[str, Any]], None],
+                     failure: Callable[[dict[str, Any]], None],
+                     cell_fn: Callable[[dict[str, Any]], dict[str, Any]],
+                     address: str) -> None:
+    """Each cell a Ray task of one CPU, records handed to ``on_record`` as tasks finish.
+
+    Why Ray and not the process pool: the cells of a benchmark are independent and long (a
+    fine-tune each), so a cluster runs as many at once as it has CPUs; the same command runs on
+    one machine (``address="local"``, ``workers`` CPUs) or on every node of a running cluster
+    (``"auto"``). The workers import the cell function by name and read the teachers, data and
+    scratch folder by path: on several nodes the checkout, ``$GAN_PRUNE_DATA`` and the output
+    folder must be at the same paths on each (a shared file system), as for ``torchrun``.
+    Ray's own start-up is the cost (seconds), against minutes a cell.
+    """
+    import ray
+
+    started_here = not ray.is_initialized()
+    if started_here:
+        # the workers import the cell function as this process does: with its module path
+        runtime_env = {"env_vars": {"PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}}
+        options = ({"num_cpus": workers} if address == "local" else {"address": address})
+        ray.init(include_dashboard=False, log_to_driver=False, runtime_env=runtime_env,
+                 **options)
+    task = ray.remote(num_cpus=1, max_retries=0)(_ray_cell)
+    pending = {task.remote(cell_fn, cell, data_root): cell for cell in cells}
+    try:
+        while pending:
+            (done,), _ = ray.wait(list(pending), num_returns=1)
+            cell = pending.pop(done)
+            try:
+                on_record(ray.get(done))
+            except Exception:  # a failed task re-raises here: report it, go on
+                failure(cell)
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def add_ray_argument(parser) -> None:
+    """The ``--ray [ADDRESS]`` flag of the scripts whose cells :func:`run_cells` runs."""
+    parser.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                        help="run the cells as Ray tasks (one CPU each) instead of a process "
+                             "pool: alone, on this machine with --workers CPUs; with an address "
+                             "(e.g. auto), on that running cluster, whose nodes share the "
+                             "checkout, data and output paths (needs the [rllib] extra's ray)")
+
+
 def run_pending(todo: list[dict[str, Any]], workers: int, data_root: str | None,
                 on_record: Callable[[dict[str, Any]], None],
                 name: Callable[[dict[str, Any]], str], work_dir: str | Path,
-                cell_fn: Callable[[dict[str, Any]], dict[str, Any]] = run_cell) -> bool:
+                cell_fn: Callable[[dict[str, Any]], dict[str, Any]] = run_cell,
+                ray_address: str | None = None) -> bool:
     """:func:`run_cells` on what is left, then remove the scratch ``work_dir`` if it is empty,
     print the wall time and the failed cells (not recorded, so a rerun retries them). True when
     none failed. Each fine-tune deletes its own folder in ``work_dir``; what is left there
     belongs to another run sharing the folder (or to a killed one) and is not touched."""
     began = time.perf_counter()
-    failed = run_cells(todo, workers, data_root, on_record, name, cell_fn) if todo else []
+    failed = (run_cells(todo, workers, data_root, on_record, name, cell_fn, ray_address)
+              if todo else [])
     with contextlib.suppress(OSError):  # absent, or not empty: in use by another run
         Path(work_dir).rmdir()
     print(f"run finished in {time.perf_counter() - began:.0f} s wall", flush=True)
