@@ -182,10 +182,10 @@ def _cell_name(cell: dict[str, Any]) -> str:
 
 def _finish(results: Path, record: dict[str, Any], began: float) -> None:
     append_record(results, record)
-    t = record["timing_s"]
+    t, compute = record["timing_s"], record["compute"]
+    ratio = compute["generator/pruned"]["macs"] / compute["generator/teacher"]["macs"]
     print(f"[{time.perf_counter() - began:6.0f} s] {record['key']}: PSNR "
-          f"{record['quality']['psnr']:.2f}, G MACs ratio "
-          f"{record['compute']['generator/pruned']['macs'] / record['compute']['generator/teacher']['macs']:.3f}"
+          f"{record['quality']['psnr']:.2f}, G MACs ratio {ratio:.3f}"
           f" (search {t['search']:.0f} s, fine-tune {t['finetune']:.0f} s, eval "
           f"{t['evaluate']:.0f} s)", flush=True)
 
@@ -314,7 +314,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                      help="folder holding facades/ (default $GAN_PRUNE_DATA)")
     run.add_argument("--out", default=None,
                      help=f"report folder (default {rel_path(DEFAULT_OUT)}; with --quick "
-                          f"{rel_path(QUICK_OUT)}, so a smoke run never mixes into the real results)")
+                          f"{rel_path(QUICK_OUT)}, so a smoke run never mixes into the real "
+                          "results)")
     run.add_argument("--results", default=None, help=f"JSONL file (default OUT/{RESULTS_FILE})")
     run.add_argument("--work-dir", default=None, help="scratch folder for fine-tuning states")
     run.add_argument("--no-report", action="store_true", help="skip the report at the end")

@@ -359,8 +359,9 @@ def score_distill(arch: Architecture, options: dict[str, Any]) -> dict[str, floa
 def score_balance(arch: Architecture, options: dict[str, Any]) -> dict[str, float]:
     """How evenly G's groups keep their channels, ``-log(max_g f_g / min_g f_g)`` over the kept
     fractions ``f_g`` (near 0 for the uniform architecture, whose counts are rounded; lower the
-    more lopsided; no network runs). Chosen after seeing the 16 architectures of arch seed 0 (of 7 architecture
-    statistics tried there, the only one ranking their final FID above +0.5: +0.62). On fresh
+    more lopsided; no network runs). Chosen after seeing the 16 architectures of arch seed 0
+    (of 7 architecture statistics tried there, the only one ranking their final FID above
+    +0.5: +0.62). On fresh
     architectures (arch seed 1, 10 of 13) it ranks FID at +0.19 [-0.61, +0.85]: a selection
     effect, not a predictor."""
     space = arch.env.game.spaces["generator"]
