@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from compare.cells import git_commit
+from compare.cells import cpu_name, git_commit
 from gan_prune_env.models import GeneratorConfig, build_generator
 from gan_prune_env.pruning import ChannelSpace, count_params, slice_model
 
@@ -252,7 +252,7 @@ def main(argv: list[str] | None = None) -> dict:
     meta = {
         "quick": args.quick, "repeats": repeats, "warmup": warmup, "threads": args.threads,
         "batch": 1, "seed": args.seed, "torch": torch.__version__,
-        "python": platform.python_version(), "cpu": _cpu_name(), "cpu_count": os.cpu_count(),
+        "python": platform.python_version(), "cpu": cpu_name(), "cpu_count": os.cpu_count(),
         "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
         "wall_s": time.perf_counter() - start,
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -265,16 +265,6 @@ def main(argv: list[str] | None = None) -> dict:
     plot(rows, args.out / "latency_vs_macs.png")
     print((args.out / "latency_vs_macs.md").read_text())
     return result
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 if __name__ == "__main__":

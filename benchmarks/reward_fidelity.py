@@ -93,7 +93,6 @@ import datetime as _dt
 import json
 import math
 import os
-import platform
 import sys
 import time
 from collections import defaultdict
@@ -107,7 +106,7 @@ import numpy as np
 import compare_methods
 from compare.cells import (
     add_ray_argument, env_kwargs, evaluate_sliced, file_sha1, finetune_sliced, git_commit,
-    recipe_config, run_pending,
+    host_info, recipe_config, run_pending,
 )
 from compare.spec import (
     DEFAULT_OUT, ENV_ID, ROOT, TASKS, check_choices, rel_path, supernet_command,
@@ -460,8 +459,7 @@ def run_architecture(spec: dict[str, Any]) -> dict[str, Any]:
         "timing_s": {"total": time.time() - started},
         "started_at": _dt.datetime.fromtimestamp(started).isoformat(timespec="seconds"),
         "finished_at": _dt.datetime.now().isoformat(timespec="seconds"),
-        "host": {"python": platform.python_version(), "torch": torch.__version__,
-                 "machine": platform.machine(), "cpus": os.cpu_count(), "load_avg_1m": load},
+        "host": host_info(load_avg_1m=load),
         "commit": git_commit(), "teacher_sha1": file_sha1(teacher_path(task)),
     }
 

@@ -197,8 +197,7 @@ def run_cell(spec: dict[str, Any]) -> dict[str, Any]:
                      "total": time.time() - started},
         "started_at": _dt.datetime.fromtimestamp(started).isoformat(timespec="seconds"),
         "finished_at": _dt.datetime.now().isoformat(timespec="seconds"),
-        "host": {"python": platform.python_version(), "torch": torch.__version__,
-                 "machine": platform.machine(), "cpus": os.cpu_count()},
+        "host": host_info(),
         "commit": git_commit(), "teacher_sha1": file_sha1(teacher_path(task)),
         **({"supernet_sha1": file_sha1(Path(kwargs["supernet"]))} if "supernet" in kwargs
            else {}),
@@ -215,6 +214,26 @@ def git_commit() -> str:
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return head + ("+dirty" if dirty else "")
+
+
+def cpu_name() -> str:
+    """The processor's model name: CPU results differ in the last digits between processor
+    models (their math kernels differ), so a record says which it ran on."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def host_info(**extra: Any) -> dict[str, Any]:
+    """Where a record was measured (versions, processor, cores), with ``extra`` entries."""
+    import torch
+
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "machine": platform.machine(), "cpu": cpu_name(), "cpus": os.cpu_count(), **extra}
 
 
 def file_sha1(path: str | Path) -> str:
