@@ -19,19 +19,23 @@ Rank 0 alone writes TensorBoard, train states and the final file; every rank res
 same train state. Results equal the single-process run at the same global batch up to float
 rounding when the networks treat samples independently (InstanceNorm, no dropout). BatchNorm
 normalises each rank's rows with their own statistics (as the reference code's DataParallel
-did), so BatchNorm networks differ slightly from the single-process run.
+did), so BatchNorm networks differ slightly from the single-process run, unless
+``sync_batchnorm`` (:meth:`Distributed.synchronised_batchnorm`, GPUs only) normalises with the
+whole global batch's statistics.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 RANK_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
 
@@ -119,6 +123,41 @@ class Distributed:
     def barrier(self) -> None:
         if self.enabled:
             dist.barrier()
+
+    @contextmanager
+    def synchronised_batchnorm(self, networks: Iterable[nn.Module], device: str
+                               ) -> Iterator[None]:
+        """Inside, every BatchNorm of ``networks`` is a ``SyncBatchNorm`` sharing its parameters
+        and buffers, so in training the ranks normalise with the statistics of the whole global
+        batch, as one process at that batch does; outside, the original modules are back
+        (checkpoints, slicing and exports see plain BatchNorm). In one process there is nothing
+        to synchronise and nothing changes. PyTorch's ``SyncBatchNorm`` runs on GPUs only, so
+        CPU ranks are refused here, before a step is taken, rather than inside the first one.
+        """
+        if not self.enabled:
+            yield
+            return
+        if not device.startswith("cuda"):
+            raise ValueError(f"sync_batchnorm needs CUDA devices, not {device!r}: PyTorch's "
+                             "SyncBatchNorm refuses CPU tensors. On CPU leave it off (each "
+                             "rank then normalises its own rows of the global batch)")
+        swapped = [(parent, name, child) for network in networks
+                   for parent in network.modules() for name, child in parent.named_children()
+                   if isinstance(child, _BatchNorm) and not isinstance(child, nn.SyncBatchNorm)]
+        hooked = [name for _, name, child in swapped
+                  if child._forward_hooks or child._forward_pre_hooks]
+        if hooked:
+            raise ValueError(f"BatchNorm layers {hooked} carry forward hooks, which a "
+                             "SyncBatchNorm in their place would not run: attach them to other "
+                             "layers or leave sync_batchnorm off")
+        for parent, name, child in swapped:
+            # the converted layer holds the very parameters and buffers of ``child``
+            setattr(parent, name, nn.SyncBatchNorm.convert_sync_batchnorm(child))
+        try:
+            yield
+        finally:
+            for parent, name, child in swapped:
+                setattr(parent, name, child)
 
 
 SINGLE = Distributed()

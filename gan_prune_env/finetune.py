@@ -136,6 +136,9 @@ class FinetuneConfig:
     autocast: str | None = None
     """Mixed precision of the forward passes (``TeacherTrainConfig.autocast``): "bfloat16" on
     GPUs with bfloat16 tensor cores; None (float32) is the measured recipe."""
+    sync_batchnorm: bool = False
+    """BatchNorm statistics over all processes' rows when fine-tuning on several GPUs
+    (``TeacherTrainConfig.sync_batchnorm``); no effect in one process."""
     save_every: int = 200
     log_every: int = 20
     image_every: int = 100
@@ -222,7 +225,7 @@ def train_config(task: TaskConfig, config: FinetuneConfig, seed: int, device: st
         lr_decay_steps=min(config.lr_decay_steps, config.steps), seed=seed,
         log_every=config.log_every, image_every=config.image_every,
         save_every=config.save_every, device=device, autocast=config.autocast,
-        progress=progress, **weights)
+        sync_batchnorm=config.sync_batchnorm, progress=progress, **weights)
 
 
 def build_finetune_trainer(networks: dict[str, nn.Module], recipe: TeacherTrainConfig

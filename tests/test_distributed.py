@@ -172,3 +172,62 @@ def test_gradients_are_averaged_over_the_ranks_before_the_step(tmp_path):
                                 nprocs=2, join=True)
     for rank in (0, 1):
         assert (tmp_path / f"rank{rank}.txt").read_text() == str([-1.5] * 3)
+
+
+def _batchnorm_net() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4),
+                               torch.nn.Sequential(torch.nn.Conv2d(4, 4, 1),
+                                                   torch.nn.BatchNorm2d(4)))
+
+
+def test_sync_batchnorm_swaps_in_layers_sharing_the_weights_and_swaps_them_back():
+    """Inside, SyncBatchNorm layers holding the very parameters and buffers of the BatchNorms
+    (the optimiser and the checkpoints keep seeing them); outside, the original layers."""
+    net = _batchnorm_net()
+    originals = [net[1], net[2][1]]
+    images = torch.randn(4, 3, 8, 8)
+    expected = net(images)  # train mode: batch statistics, running ones updated
+    with Distributed(rank=0, world_size=2).synchronised_batchnorm([net], "cuda"):
+        inside = [net[1], net[2][1]]
+        assert all(isinstance(m, torch.nn.SyncBatchNorm) for m in inside)
+        for sync, bn in zip(inside, originals):
+            assert sync.weight is bn.weight and sync.bias is bn.bias
+            assert sync.running_mean is bn.running_mean and sync.running_var is bn.running_var
+        # no process group here: a SyncBatchNorm then normalises as a BatchNorm does
+        torch.testing.assert_close(net(images), expected)
+    assert [net[1], net[2][1]] == originals
+    assert int(originals[0].num_batches_tracked) == 2  # both passes counted on the one buffer
+    with Distributed().synchronised_batchnorm([net], "cpu"):  # one process: nothing to swap
+        assert [net[1], net[2][1]] == originals
+
+
+def test_sync_batchnorm_is_refused_on_cpu_ranks_and_over_hooked_norms():
+    net = _batchnorm_net()
+    ranks = Distributed(rank=0, world_size=2)
+    with pytest.raises(ValueError, match="CUDA devices"):
+        with ranks.synchronised_batchnorm([net], "cpu"):
+            pass
+    net[1].register_forward_hook(lambda *args: None)
+    with pytest.raises(ValueError, match=r"\['1'\] carry forward hooks"):
+        with ranks.synchronised_batchnorm([net], "cuda"):
+            pass
+    assert isinstance(net[1], torch.nn.BatchNorm2d)
+
+
+def test_training_with_sync_batchnorm_on_cpu_ranks_stops_before_the_first_step(tmp_path,
+                                                                               monkeypatch):
+    from gan_prune_env.config import from_dict
+    from gan_prune_env.finetune import FinetuneConfig, train_config
+    from gan_prune_env.tasks import get_task
+    from gan_prune_env.teacher import loop
+    from gan_prune_env.teacher.config import TeacherTrainConfig
+    from gan_prune_env.teacher.pix2pix import Pix2PixTrainer
+
+    assert train_config(get_task("default"), FinetuneConfig(sync_batchnorm=True), 0, "cpu",
+                        False).sync_batchnorm
+    config = from_dict(TeacherTrainConfig, {**TINY, "n_steps": 2, "sync_batchnorm": True})
+    monkeypatch.setattr(loop, "current", lambda device: _Rank1Of2(1, 2, 1))
+    monkeypatch.setattr(Pix2PixTrainer, "train_step", lambda self, batch: pytest.fail("trained"))
+    with pytest.raises(ValueError, match="sync_batchnorm needs CUDA"):
+        loop.train_teacher(config, tmp_path / "rank1")

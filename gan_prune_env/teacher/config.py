@@ -17,7 +17,7 @@ DEFAULT_GAN_MODE = {"pix2pix": "vanilla", "cyclegan": "lsgan"}
 OPERATIONAL_KEYS = frozenset({
     "n_steps", "epochs", "log_dir", "log_every", "image_every",
     "preview_images", "save_every", "keep_train_states", "weights_dtype", "num_workers",
-    "num_threads", "device", "progress",
+    "num_threads", "device", "progress", "sync_batchnorm",
 })
 """Keys that may change between an interrupted run and its resumption; all others may not."""
 
@@ -90,6 +90,11 @@ class TeacherTrainConfig:
     num_threads: int | None = None
     """CPU threads of torch for this process (None keeps torch's default). On a machine shared
     with other jobs, 1 can be many times faster than oversubscribed threads."""
+    sync_batchnorm: bool = False
+    """With several processes (``torchrun``), BatchNorm statistics over the whole global batch
+    (PyTorch's ``SyncBatchNorm``) instead of each rank's rows, so N ranks train a BatchNorm
+    network as one process at the same global batch does. CUDA devices only; no effect in one
+    process; InstanceNorm networks do not need it."""
     device: str = "cpu"
     autocast: str | None = None
     """Mixed precision: ``"bfloat16"`` runs the forward passes under ``torch.autocast`` (weights,

@@ -9,6 +9,7 @@ and resumed run ends with the same weights as an uninterrupted one.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -209,9 +210,12 @@ def train_teacher(
     try:
         what = "fine-tuning" if final_file is None else Path(final_file).stem  # teacher, supernet
         desc = f"{config.family} {what}"
-        seconds = _train_steps(trainer, config, batches, range(start, stop), total, store, logger,
-                               state.get("train_seconds", 0.0), dict(checkpoint_extra or {}), desc,
-                               ranks)
+        norms = (ranks.synchronised_batchnorm(trainer.networks.values(), config.device)
+                 if config.sync_batchnorm else contextlib.nullcontext())
+        with norms:
+            seconds = _train_steps(trainer, config, batches, range(start, stop), total, store,
+                                   logger, state.get("train_seconds", 0.0),
+                                   dict(checkpoint_extra or {}), desc, ranks)
         if stop < total or final_file is None:
             return store.path(stop)
         path = out_dir / final_file
