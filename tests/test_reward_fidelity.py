@@ -256,3 +256,48 @@ def test_balance_is_zero_for_the_uniform_architecture_and_falls_with_lopsidednes
     assert balance(lopsided) == pytest.approx(-math.log((full[1] // 2 / full[1])
                                                         / (lopsided[0] / full[0])))
     assert balance(lopsided) < balance(full // 2)
+
+
+# -- the learned predictor (benchmarks/reward_predictor.py) -------------------------------------
+def _synthetic_records(path: Path, arch_seed: int, count: int, fid_of, seed: int) -> None:
+    """Reward-fidelity records of ``count`` architectures (index 0 uniform) whose final FID is
+    ``fid_of(log kept fractions relative to uniform)``."""
+    rng = np.random.default_rng(seed)
+    uniform = np.array([4, 9, 18, 36, 36, 18, 9, 4])
+    lines = []
+    for index in range(count):
+        kept = uniform if index == 0 else rng.integers(1, 2 * uniform + 1)
+        lines.append(json.dumps({
+            "key": f"default|0.1|{arch_seed}|{index}", "task": "default", "budget": 0.1,
+            "arch_seed": arch_seed, "index": index,
+            "arch": {"origin": "uniform" if index == 0 else "random",
+                     "kept_channels": {"generator": [int(k) for k in kept]}},
+            "scores": {"frozen": {"reward": float(rng.normal())}},
+            "finals": {"3000": {"quality": {"fid": float(fid_of(np.log(kept / uniform)))}}},
+            "commit": "c" * 40, "teacher_sha1": "t" * 40}))
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_the_learned_predictor_ranks_fresh_architectures_it_can_learn(tmp_path):
+    """FID made a linear function of the kept fractions: a fit on one arch seed must rank
+    another's at nearly +1 (a flipped sign scores -1), the uniform architecture both sets share
+    is left out of the test set, and a mode missing from the records is an error."""
+    def fid_of(log_fractions):  # narrow outer layers and a narrow bottleneck hurt
+        return 180 - 6 * log_fractions[0] - 6 * log_fractions[-1] - 4 * log_fractions[3]
+
+    _synthetic_records(tmp_path / "train.jsonl", 0, 16, fid_of, seed=0)
+    _synthetic_records(tmp_path / "test.jsonl", 1, 10, fid_of, seed=1)
+    with benchmark_script("reward_predictor") as predictor:
+        argv = ["--train", str(tmp_path / "train.jsonl"), "--test", str(tmp_path / "test.jsonl"),
+                "--out", str(tmp_path / "out")]
+        assert predictor.main(argv) == 0
+        result = json.loads((tmp_path / "out" / "reward_predictor.json").read_text())
+        assert result["test"]["n"] == 9  # the uniform architecture is not fresh
+        assert result["test"]["spearman"] > 0.9 and result["train"]["spearman"] > 0.9
+        assert "| fresh architectures (test set) | 9 |" in (
+            tmp_path / "out" / "reward_predictor.md").read_text()
+        with pytest.raises(SystemExit, match="distill_k"):
+            predictor.main([*argv, "--modes", "distill_k"])
+        with pytest.raises(SystemExit, match="another --arch-seed"):
+            predictor.main(["--train", str(tmp_path / "train.jsonl"), "--test",
+                            str(tmp_path / "train.jsonl"), "--out", str(tmp_path / "out")])
