@@ -39,6 +39,7 @@ from gan_prune_env.distillation import (
 )
 from gan_prune_env.config import ConfigError
 from gan_prune_env.losses import l1_loss
+from gan_prune_env.models.factory import reinitialize
 from gan_prune_env.objective import LocalDensityObjective, TeacherPool
 from gan_prune_env.pruning import gradual_architectures, relative_indices, slice_by_indices
 from gan_prune_env.tasks import TaskConfig
@@ -64,6 +65,7 @@ def _check_feature_layers(layers: Sequence[str] | str) -> tuple[str, ...] | str:
 
 
 TARGETS = ("auto", "data", "teacher")
+DISCRIMINATOR_INITS = ("teacher", "fresh")
 
 
 @dataclass
@@ -133,6 +135,12 @@ class FinetuneConfig:
     together (split evenly); the last stage, at the found architecture, trains the rest. An
     even split of 3000 steps over 3 stages (share 2/3) left the found architecture 1000 steps
     and cost 37 FID points at 5% of G's MACs (seed 0)."""
+    discriminator_init: str = "teacher"
+    """Where the discriminators start: "teacher", the teacher's pruned to the found
+    architecture (GAN Compression reuses the teacher's D), or "fresh", re-initialised (the
+    reference init, seeds ``seed + 1``, ...; fresh BatchNorm statistics) while the generator
+    keeps the teacher's weights: a weak D early on pulls less towards texture and more towards
+    the teacher's pixels. Not with ``prune_stages`` > 1."""
     autocast: str | None = None
     """Mixed precision of the forward passes (``TeacherTrainConfig.autocast``): "bfloat16" on
     GPUs with bfloat16 tensor cores; None (float32) is the measured recipe."""
@@ -149,6 +157,12 @@ class FinetuneConfig:
         if self.prune_stages < 1:
             raise ValueError(f"prune_stages must be >= 1 (1 = one-shot slicing), got "
                              f"{self.prune_stages}")
+        if self.discriminator_init not in DISCRIMINATOR_INITS:
+            raise ValueError(f"discriminator_init {self.discriminator_init!r} is not one of "
+                             f"{DISCRIMINATOR_INITS}")
+        if self.discriminator_init == "fresh" and self.prune_stages > 1:
+            raise ValueError("discriminator_init 'fresh' and prune_stages > 1 do not go "
+                             "together: the stages rebuild D from the teacher; use one")
         if not 0 < self.prune_stage_share < 1:
             raise ValueError(f"prune_stage_share must be in (0, 1), got {self.prune_stage_share}")
         narrowing = round(self.steps * self.prune_stage_share)
@@ -298,6 +312,9 @@ def finetune_pair(networks: dict[str, nn.Module], teacher: dict[str, nn.Module],
     if config.steps == 0:
         return networks
     config.check_family(task.family)
+    if config.discriminator_init == "fresh":  # on resume the train state then overwrites it
+        for offset, name in enumerate(sorted(n for n in networks if n.startswith("discrim"))):
+            reinitialize(networks[name], seed=seed + 1 + offset)
     args = dict(task=task, input_shape=input_shape, seed=seed, device=device,
                 progress=progress, objective=objective, pool=pool)
     if config.prune_stages == 1:

@@ -15,7 +15,7 @@ from gan_prune_env.checkpoint import (
 )
 from gan_prune_env.envs import GANPruneParallelEnv
 from gan_prune_env.envs.game import recalibrating
-from gan_prune_env.models.factory import init_weights
+from gan_prune_env.models.factory import reinitialize as reinitialize_network
 from gan_prune_env.pruning import ChannelSpace, count_macs, count_params, slice_by_indices
 from gan_prune_env.tasks import TaskConfig, teacher_path
 
@@ -102,10 +102,7 @@ def reinitialize(pair: PrunedPair, seed: int) -> PrunedPair:
     BatchNorm statistics are reset. The baseline a user would reach for instead of pruning:
     the same MACs, distilled with the same recipe, without the teacher's weights."""
     for offset, name in enumerate(MAIN[pair.family]):
-        network = init_weights(pair.networks[name], seed=seed + offset)
-        for module in network.modules():
-            if isinstance(module, nn.modules.batchnorm._BatchNorm):
-                module.reset_running_stats()
+        reinitialize_network(pair.networks[name], seed=seed + offset)
     return pair
 
 

@@ -8,6 +8,7 @@ from gan_prune_env.models.factory import (
     build_discriminator,
     build_generator,
     init_weights,
+    reinitialize,
     unet_depth,
 )
 from gan_prune_env.models.patchgan import NLayerDiscriminator
@@ -18,5 +19,5 @@ __all__ = [
     "DISCRIMINATOR_ARCHS", "GENERATOR_ARCHS", "DiscriminatorConfig", "GeneratorConfig",
     "NLayerDiscriminator", "ResnetBlock", "ResnetGenerator", "UnetGenerator",
     "UnetSkipConnectionBlock", "build_discriminator", "build_generator", "init_weights",
-    "unet_depth",
+    "reinitialize", "unet_depth",
 ]

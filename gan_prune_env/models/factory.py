@@ -88,6 +88,16 @@ def init_weights(net: nn.Module, gain: float = 0.02, seed: int | None = None) ->
     return net
 
 
+def reinitialize(net: nn.Module, seed: int) -> nn.Module:
+    """Fresh weights (:func:`init_weights`, seeded) and fresh BatchNorm statistics: the network
+    as if built untrained at its (possibly pruned) width."""
+    init_weights(net, seed=seed)
+    for module in net.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.reset_running_stats()
+    return net
+
+
 def build_generator(config: GeneratorConfig, seed: int | None = None) -> nn.Module:
     """Construct and initialise the generator described by ``config``."""
     norm_layer = get_norm_layer(config.norm)
