@@ -23,9 +23,9 @@ anyway costs nothing more to evaluate; whether it generalises is what this measu
 ceiling is the labels' own agreement: two fine-tuning seeds rank the 16 architectures' FID at
 +0.79.
 
-Outputs (``--out``): ``reward_predictor.json`` (weights, the picked strength, the scores, the
-commits and teacher SHA-1 of the records) and ``reward_predictor.md`` and ``.png`` (predicted
-against final FID on the test set). Seconds on one core::
+Outputs (``--out``): ``reward_predictor.json`` (weights, the picked strength, the scores, this
+run's commit, the commits and teacher SHA-1 of the records) and ``reward_predictor.md`` and
+``.png`` (predicted against final FID on the test set). Seconds on one core::
 
     python benchmarks/reward_predictor.py \\
         --train benchmarks/results/teacher_targets/reward_fidelity.jsonl \\
@@ -46,6 +46,7 @@ from typing import Any
 
 import numpy as np
 
+from compare.cells import git_commit
 from compare.store import read_records
 from reward_fidelity import fidelity, merge_records
 
@@ -200,8 +201,9 @@ def write_report(result: dict[str, Any], out: Path) -> None:
         lines.append(f"| {label} | {stats['n']} | {_interval(stats, 'spearman')} | "
                      f"{_interval(stats, 'kendall')} |")
     lines += ["", f"Training files: {', '.join(result['train_files'])}; test file(s): "
-              f"{', '.join(result['test_files'])}. Commits {result['commits']}; teacher "
-              f"SHA-1 {result['teacher_sha1']}.", ""]
+              f"{', '.join(result['test_files'])}. Fitted at commit {result['commit'][:12]}; "
+              f"the records' commits {result['commits']}; teacher SHA-1 "
+              f"{result['teacher_sha1']}.", ""]
     (out / "reward_predictor.md").write_text("\n".join(lines) + "\n")
     _plot(result, out / "reward_predictor.png")
     print((out / "reward_predictor.md").read_text())
@@ -243,7 +245,8 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("error: the test files hold architectures of the training files "
                          "(same keys): use another --arch-seed for the test set")
     result = evaluate(train, unseen(test, train), uniform_counts(args.train))
-    result.update(modes=list(modes), train_files=[str(p) for p in args.train],
+    result.update(commit=git_commit(), modes=list(modes),
+                  train_files=[str(p) for p in args.train],
                   test_files=[str(p) for p in args.test],
                   commits=sorted(set(train.provenance["commits"] + test.provenance["commits"])),
                   teacher_sha1=sorted(set(train.provenance["teacher_sha1"]
