@@ -140,7 +140,10 @@ class FinetuneConfig:
     architecture (GAN Compression reuses the teacher's D), or "fresh", re-initialised (the
     reference init, seeds ``seed + 1``, ...; fresh BatchNorm statistics) while the generator
     keeps the teacher's weights: a weak D early on pulls less towards texture and more towards
-    the teacher's pixels. Not with ``prune_stages`` > 1."""
+    the teacher's pixels. Not with ``prune_stages`` > 1. Measured on the default task
+    (uniform architecture, teacher targets, 3 seeds, paired with "teacher"): FID higher on
+    every seed at every budget (+7.7 at 10%, +14.8 at 5%, +17.4 at 2.5%); PSNR to the
+    teacher +0.88 dB at 2.5% (every seed), +0.29 at 5%, -0.28 at 10%. So "teacher"."""
     autocast: str | None = None
     """Mixed precision of the forward passes (``TeacherTrainConfig.autocast``): "bfloat16" on
     GPUs with bfloat16 tensor cores; None (float32) is the measured recipe."""
