@@ -62,6 +62,7 @@ class Architectures:
     kept: np.ndarray  # (n, groups)
     rewards: dict[str, np.ndarray]
     fid: np.ndarray
+    origins: list[str]
     provenance: dict[str, list[str]]
 
 
@@ -93,17 +94,17 @@ def load(paths: list[Path], modes: tuple[str, ...], steps: str = FINAL_STEPS) ->
         kept=np.array([first[k]["arch"]["kept_channels"]["generator"] for k in keys], float),
         rewards={m: np.array([first[k]["scores"][m]["reward"] for k in keys]) for m in modes},
         fid=np.array([np.mean(fids[k]) for k in keys]),
+        origins=[first[k]["arch"]["origin"] for k in keys],
         provenance={"commits": sorted({first[k]["commit"][:12] for k in keys}),
                     "teacher_sha1": sorted({first[k]["teacher_sha1"] for k in keys})})
 
 
-def uniform_counts(paths: list[Path]) -> np.ndarray:
+def uniform_counts(archs: Architectures) -> np.ndarray:
     """The uniform architecture's kept channels (every arch seed's index 0 is uniform)."""
-    for path in paths:
-        for record in read_records(path):
-            if record["arch"]["origin"] == "uniform":
-                return np.array(record["arch"]["kept_channels"]["generator"], float)
-    raise SystemExit("error: no uniform architecture in the training files")
+    uniform = [row for row, origin in zip(archs.kept, archs.origins) if origin == "uniform"]
+    if not uniform:
+        raise SystemExit("error: no uniform architecture in the training files")
+    return uniform[0]
 
 
 def features(archs: Architectures, uniform: np.ndarray) -> np.ndarray:
@@ -119,7 +120,8 @@ def unseen(test: Architectures, train: Architectures) -> Architectures:
     keep = [i for i, row in enumerate(test.kept) if tuple(row) not in seen]
     return Architectures(keys=[test.keys[i] for i in keep], kept=test.kept[keep],
                          rewards={m: v[keep] for m, v in test.rewards.items()},
-                         fid=test.fid[keep], provenance=test.provenance)
+                         fid=test.fid[keep], origins=[test.origins[i] for i in keep],
+                         provenance=test.provenance)
 
 
 @dataclass
@@ -244,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     if set(train.keys) & set(test.keys):
         raise SystemExit("error: the test files hold architectures of the training files "
                          "(same keys): use another --arch-seed for the test set")
-    result = evaluate(train, unseen(test, train), uniform_counts(args.train))
+    result = evaluate(train, unseen(test, train), uniform_counts(train))
     result.update(commit=git_commit(), modes=list(modes),
                   train_files=[str(p) for p in args.train],
                   test_files=[str(p) for p in args.test],

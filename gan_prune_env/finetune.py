@@ -38,6 +38,7 @@ from gan_prune_env.distillation import (
     resolve_feature_layers,
 )
 from gan_prune_env.config import ConfigError
+from gan_prune_env.families import network_names
 from gan_prune_env.losses import l1_loss
 from gan_prune_env.models.factory import reinitialize
 from gan_prune_env.objective import LocalDensityObjective, TeacherPool
@@ -316,7 +317,7 @@ def finetune_pair(networks: dict[str, nn.Module], teacher: dict[str, nn.Module],
         return networks
     config.check_family(task.family)
     if config.discriminator_init == "fresh":  # on resume the train state then overwrites it
-        for offset, name in enumerate(sorted(n for n in networks if n.startswith("discrim"))):
+        for offset, name in enumerate(network_names(task.family, "discriminator")):
             reinitialize(networks[name], seed=seed + 1 + offset)
     args = dict(task=task, input_shape=input_shape, seed=seed, device=device,
                 progress=progress, objective=objective, pool=pool)
