@@ -1,6 +1,7 @@
 """Data-parallel training with torchrun: 2 CPU processes (gloo) train what 1 process trains.
 
-Each run is a real ``torchrun --nproc_per_node N -m gan_prune_env.train_teacher`` on a tiny
+Each run is a real ``torchrun --nproc_per_node N -m gan_prune_env.train_teacher`` (or ``-m
+gan_prune_env.supernet``) on a tiny
 Pix2Pix task whose networks treat samples independently (InstanceNorm, no dropout), so the
 2-process run must end with the single process's weights up to float rounding.
 """
@@ -37,18 +38,27 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def train(tmp_path: Path, name: str, processes: int, *overrides: str) -> Path:
-    config = tmp_path / "tiny.yaml"
-    config.write_text(yaml.safe_dump(TINY))
-    out = tmp_path / name
+def torchrun(processes: int, module: str, *args: str) -> None:
+    """``torchrun --nproc_per_node processes -m module args`` on gloo, one thread a rank."""
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes),
-               "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
-               "-m", "gan_prune_env.train_teacher", "--config", str(config), "--out", str(out),
-               "--resume", *[arg for item in overrides for arg in ("--set", item)]]
+               "--master_addr", "127.0.0.1", "--master_port", str(_free_port()), "-m", module,
+               *args]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300,
                             cwd=ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+def settings(overrides: tuple[str, ...]) -> list[str]:
+    return [arg for item in overrides for arg in ("--set", item)]
+
+
+def train(tmp_path: Path, name: str, processes: int, *overrides: str) -> Path:
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(TINY))
+    out = tmp_path / name
+    torchrun(processes, "gan_prune_env.train_teacher", "--config", str(config), "--out",
+             str(out), "--resume", *settings(overrides))
     return out
 
 
@@ -97,6 +107,46 @@ def test_a_stopped_two_process_run_resumes_to_the_same_weights(tmp_path):
     stopped = train(tmp_path, "stopped", 2, "lr_decay_steps:0", "n_steps:3")
     train(tmp_path, "stopped", 2, "lr_decay_steps:0")
     assert_same_networks(straight / "teacher.pt", stopped / "teacher.pt")
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_train_the_supernet_one_process_trains(tmp_path):
+    """The supernet trains through the same loop: every rank draws the same sandwich of
+    sub-networks and trains on its rows, so 2 processes end where 1 ends, sub-networks too."""
+    from gan_prune_env.pruning import ChannelMasker
+    from gan_prune_env.supernet import SandwichSampler, SupernetConfig, _space
+    from gan_prune_env.tasks import get_task
+
+    teacher = train(tmp_path, "teacher", 1, "n_steps:2") / "teacher.pt"
+    task_file = tmp_path / "task.yaml"
+    task_file.write_text(yaml.safe_dump({
+        "name": "tiny", "family": "pix2pix", "image_size": 32, "teacher_checkpoint": str(teacher),
+        **{key: TINY[key] for key in ("data", "generator", "discriminator")}}))
+    recipe = ("steps:6", "batch_size:4", "lr_decay_steps:2", "save_every:3", "image_every:0",
+              "min_keep:0.25")
+    files = []
+    for processes in (1, 2):
+        out = tmp_path / f"supernet_{processes}"
+        torchrun(processes, "gan_prune_env.supernet", "--task", str(task_file), "--out",
+                 str(out), "--resume", *settings(recipe))
+        files.append(out / "supernet.pt")
+    assert len(list((tmp_path / "supernet_2" / "tensorboard").glob("events.*"))) == 1
+    task = get_task(task_file)
+    images = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    outputs = []
+    for path in files:
+        supernet = load_generator(path).eval()
+        space = _space(supernet, task, "l1", 1, "cpu")
+        smallest = SandwichSampler(space, SupernetConfig(min_keep=0.25), "").smallest()
+        with torch.no_grad(), ChannelMasker(supernet, space) as masker:
+            full = supernet(images)
+            masker.set_counts(smallest)
+            outputs.append((full, supernet(images)))
+    with torch.no_grad():
+        moved = (outputs[0][0] - load_generator(teacher).eval()(images)).abs().max()
+    assert moved > 1e-3  # the supernet did train
+    for one, two in zip(*outputs):
+        torch.testing.assert_close(one, two, atol=1e-4, rtol=1e-4)
 
 
 def test_a_global_batch_must_divide_by_the_processes():
