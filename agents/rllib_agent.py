@@ -1,16 +1,20 @@
 """RLlib's multi-agent PPO (new API stack) as a pruning agent: one policy for genG, one for genD.
 
-RLlib steps its own copy of the env, built from ``env.config`` through PettingZoo's Parallel API
-(``ParallelPettingZooEnv``), on the local env runner (``num_env_runners=0``: the 2-core default;
-the search's evaluations stay in this process). Every round it plays is recorded into the
-search's ``SearchTracker`` by a thin wrapper, so the best pair is chosen exactly as for every
-other agent. Needs the ``[rllib]`` extra.
+RLlib steps its own copies of the env, built from ``env.config`` through PettingZoo's Parallel
+API (``ParallelPettingZooEnv``): on the local env runner (``num_env_runners=0``, the 2-core
+default) or on ``num_env_runners`` Ray actors, each preparing the task once and scoring its
+own rounds in parallel. Every round any of them plays is numbered and sent to the search's
+:class:`RoundLog` (a Ray actor); after each training iteration the agent records the new rounds
+into the search's ``SearchTracker`` in a fixed order (by env runner, then by step), so the best
+pair is chosen exactly as for every other agent. Needs the ``[rllib]`` extra.
 """
 
 from __future__ import annotations
 
+import collections
 import itertools
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,35 +29,55 @@ from gan_prune_env.config import from_dict, to_dict
 from gan_prune_env.envs import AGENTS, EnvConfig, GANPruneParallelEnv
 
 ENV_NAME = "gan_prune_parallel"
-_TRACKERS: dict[str, tuple[SearchTracker, int]] = {}
-"""Where the recording wrapper of a search writes: (tracker, rounds to record), by search key.
-The env runner is local, so the wrapper and the agent share this process."""
 _KEYS = itertools.count()
 
 
-class RecordingEnv(BaseParallelWrapper):
-    """Records every step (up to the search's round count) into the search's tracker."""
+class RoundLog:
+    """The rounds the env runners played since the last :meth:`drain` (a Ray actor of no
+    CPU: it only holds records)."""
 
-    def __init__(self, env: GANPruneParallelEnv, key: str) -> None:
+    def __init__(self) -> None:
+        self.rounds: list[tuple[int, int, dict, dict]] = []
+
+    def append(self, runner: int, step: int, infos: dict, rewards: dict) -> None:
+        self.rounds.append((runner, step, infos, rewards))
+
+    def drain(self) -> list[tuple[int, int, dict, dict]]:
+        rounds, self.rounds = self.rounds, []
+        return rounds
+
+
+class RecordingEnv(BaseParallelWrapper):
+    """Sends every step, numbered, to the search's :class:`RoundLog`. The call waits for the
+    log, so a sampling call of RLlib returns only once its rounds are all logged."""
+
+    def __init__(self, env: GANPruneParallelEnv, log: Any, runner: int) -> None:
         super().__init__(env)
-        self.key = key
+        self.log = log
+        self.runner = runner
+        self.steps = 0
 
     def step(self, actions):
+        import ray
+
         observations, rewards, terminations, truncations, infos = super().step(actions)
-        tracker, rounds = _TRACKERS.get(self.key, (None, 0))
-        if tracker is not None and len(tracker.history) < rounds:
-            tracker.record(infos, rewards)
+        ray.get(self.log.append.remote(self.runner, self.steps, infos, rewards))
+        self.steps += 1
         return observations, rewards, terminations, truncations, infos
 
 
 def make_rllib_env(env_config: dict[str, Any]):
-    """The env creator RLlib calls: our parallel env, recorded, in RLlib's PettingZoo wrapper."""
+    """The env creator RLlib calls on each env runner (``env_config`` is RLlib's
+    ``EnvContext``; its ``worker_index`` is 0 on the local runner): our parallel env, logging
+    its rounds, in RLlib's PettingZoo wrapper."""
+    import ray
     from ray.rllib.env.wrappers.pettingzoo_env import ParallelPettingZooEnv
 
     settings = dict(env_config)
-    key = settings.pop("search_key")
+    log = ray.get_actor(settings.pop("round_log"))
+    runner = int(getattr(env_config, "worker_index", 0) or 0)
     return ParallelPettingZooEnv(RecordingEnv(GANPruneParallelEnv(from_dict(
-        EnvConfig, settings, where="RLlib env_config")), key))
+        EnvConfig, settings, where="RLlib env_config")), log, runner))
 
 
 @dataclass
@@ -64,6 +88,10 @@ class RLlibConfig:
         train_batch_size: env steps per training iteration (both agents act in each).
         minibatch_size, num_epochs: PPO's SGD over each batch.
         gamma: discount; an episode is ``rounds`` steps.
+        num_env_runners: Ray actors that step copies of the env in parallel, one CPU each
+            (RLlib's env runners); 0 steps it in this process. On 2 cores a runner gains nothing
+            (``docs/SCALING.md``); on a machine with more cores or GPUs the scoring spreads over
+            them. Runners sample at once, so the rounds a seed plays depend on this count.
     """
 
     seed: int = 0
@@ -72,8 +100,11 @@ class RLlibConfig:
     minibatch_size: int = 32
     num_epochs: int = 4
     gamma: float = 0.99
+    num_env_runners: int = 0
 
     def __post_init__(self) -> None:
+        if self.num_env_runners < 0:
+            raise ValueError(f"num_env_runners must be >= 0, got {self.num_env_runners}")
         if min(self.train_batch_size, self.minibatch_size, self.num_epochs) < 1:
             raise ValueError("train_batch_size, minibatch_size and num_epochs must be >= 1")
         if not self.lr > 0:
@@ -90,7 +121,9 @@ class RLlibPPOAgent(PruningAgent):
         self.algo = None
         self._env_config: dict[str, Any] | None = None
         self._restore_from: Path | None = None
-        self._key = f"search-{next(_KEYS)}"
+        self._log = None
+        self.rounds_by_runner: collections.Counter[int] = collections.Counter()
+        """Rounds recorded from each env runner (0: this process): how the search spread."""
 
     # -- building ------------------------------------------------------------------------------
     def _build(self, env_config: dict[str, Any]) -> None:
@@ -101,16 +134,24 @@ class RLlibPPOAgent(PruningAgent):
         if self.algo is not None and env_config == self._env_config:
             return
         self.close()
-        if not ray.is_initialized():
-            ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
-        register_env(ENV_NAME, make_rllib_env)
         cfg = self.config
+        if not ray.is_initialized():
+            ray.init(num_cpus=max(1, cfg.num_env_runners), include_dashboard=False,
+                     log_to_driver=False)
+        cpus = ray.cluster_resources().get("CPU", 0)
+        if cfg.num_env_runners > cpus:
+            raise ValueError(f"num_env_runners={cfg.num_env_runners} needs as many CPUs, and the "
+                             f"running Ray has {cpus:g}: lower num_env_runners or start Ray "
+                             "with more CPUs")
+        register_env(ENV_NAME, make_rllib_env)
+        log_name = f"gan_prune_round_log_{os.getpid()}_{next(_KEYS)}"  # unique per build
+        self._log = ray.remote(num_cpus=0)(RoundLog).options(name=log_name).remote()
         algo_config = (
             PPOConfig()
-            .environment(ENV_NAME, env_config={**env_config, "search_key": self._key})
+            .environment(ENV_NAME, env_config={**env_config, "round_log": log_name})
             .multi_agent(policies=set(AGENTS),
                          policy_mapping_fn=lambda agent_id, *args, **kwargs: agent_id)
-            .env_runners(num_env_runners=0)
+            .env_runners(num_env_runners=cfg.num_env_runners, num_cpus_per_env_runner=1)
             .training(lr=cfg.lr, gamma=cfg.gamma, train_batch_size_per_learner=cfg.train_batch_size,
                       minibatch_size=cfg.minibatch_size, num_epochs=cfg.num_epochs)
             .debugging(seed=cfg.seed))
@@ -137,20 +178,21 @@ class RLlibPPOAgent(PruningAgent):
         return actions
 
     def learn(self, env: GANPruneParallelEnv, rounds: int, tracker: SearchTracker) -> None:
-        """Train RLlib PPO on its own copy of ``env.config`` until ``rounds`` rounds have been
+        """Train RLlib PPO on its own copies of ``env.config`` until ``rounds`` rounds have been
         recorded (RLlib collects whole batches: the rounds after the last recorded one are
         played for its update but not recorded)."""
+        import ray
+
         self._build(to_dict(env.config))
         target = len(tracker.history) + rounds
-        _TRACKERS[self._key] = (tracker, target)
-        try:
-            while len(tracker.history) < target:
-                before = len(tracker.history)
-                self.algo.train()
-                if len(tracker.history) == before:
-                    raise RuntimeError("an RLlib training iteration played no round")
-        finally:
-            _TRACKERS.pop(self._key, None)
+        while len(tracker.history) < target:
+            self.algo.train()
+            played = sorted(ray.get(self._log.drain.remote()), key=lambda r: r[:2])
+            if not played:
+                raise RuntimeError("an RLlib training iteration played no round")
+            for runner, _, infos, rewards in played[: target - len(tracker.history)]:
+                tracker.record(infos, rewards)
+                self.rounds_by_runner[runner] += 1
 
     # -- persistence ---------------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
@@ -179,6 +221,11 @@ class RLlibPPOAgent(PruningAgent):
             self.algo.stop()
             self.algo = None
             self._env_config = None
+        if self._log is not None:
+            import ray
+
+            ray.kill(self._log)
+            self._log = None
 
 
-__all__ = ["RLlibConfig", "RLlibPPOAgent", "RecordingEnv", "make_rllib_env"]
+__all__ = ["RLlibConfig", "RLlibPPOAgent", "RecordingEnv", "RoundLog", "make_rllib_env"]

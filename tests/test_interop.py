@@ -31,6 +31,16 @@ def _skip_without(module: str, extra: str):
                                               f"(pip install -e '.[{extra}]')")
 
 
+@pytest.fixture(scope="module")
+def ray_session():
+    """One local Ray of 2 CPUs for all the Ray tests of this module: a start costs tens of
+    seconds on a loaded 2-core machine."""
+    ray = _skip_without("ray", "rllib")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
 # -- TorchRL -------------------------------------------------------------------------------------
 
 
@@ -116,31 +126,26 @@ def _rllib_env(config: dict):
     return ParallelPettingZooEnv(make_parallel_env("Pix2PixPrune-v0", **config))
 
 
-def test_rllib_multi_agent_ppo_trains_on_the_new_api_stack():
+def test_rllib_multi_agent_ppo_trains_on_the_new_api_stack(ray_session):
     """Two policies (genG and genD, different spaces) through ``ParallelPettingZooEnv``."""
     _skip_without("ray.rllib", "rllib")
-    import ray
     from ray.rllib.algorithms.ppo import PPOConfig
     from ray.tune.registry import register_env
 
     register_env("gan_prune_pix2pix", _rllib_env)
-    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+    config = (PPOConfig()
+              .environment("gan_prune_pix2pix", env_config=SMALL)
+              .multi_agent(policies={"generator", "discriminator"},
+                           policy_mapping_fn=lambda agent_id, *args, **kwargs: agent_id)
+              .env_runners(num_env_runners=0)
+              .training(train_batch_size_per_learner=16, minibatch_size=8, num_epochs=1)
+              .debugging(seed=0))
+    assert config.enable_rl_module_and_learner  # the new API stack
+    algo = config.build_algo()
     try:
-        config = (PPOConfig()
-                  .environment("gan_prune_pix2pix", env_config=SMALL)
-                  .multi_agent(policies={"generator", "discriminator"},
-                               policy_mapping_fn=lambda agent_id, *args, **kwargs: agent_id)
-                  .env_runners(num_env_runners=0)
-                  .training(train_batch_size_per_learner=16, minibatch_size=8, num_epochs=1)
-                  .debugging(seed=0))
-        assert config.enable_rl_module_and_learner  # the new API stack
-        algo = config.build_algo()
-        try:
-            results = [algo.train() for _ in range(2)]
-        finally:
-            algo.stop()
+        results = [algo.train() for _ in range(2)]
     finally:
-        ray.shutdown()
+        algo.stop()
     learners = results[-1]["learners"]
     assert {"generator", "discriminator"} <= set(learners)
     for agent in ("generator", "discriminator"):
@@ -149,7 +154,7 @@ def test_rllib_multi_agent_ppo_trains_on_the_new_api_stack():
     assert np.isfinite(returns) and returns < 0  # rewards are <= 0 with the default budgets
 
 
-def test_rllib_ppo_agent_records_exactly_its_rounds_and_saves(tmp_path):
+def test_rllib_ppo_agent_records_exactly_its_rounds_and_saves(tmp_path, ray_session):
     """The leaderboard's RLlib row: our agent interface around RLlib PPO."""
     _skip_without("ray.rllib", "rllib")
     from agents import AGENT_CLASSES
@@ -162,6 +167,7 @@ def test_rllib_ppo_agent_records_exactly_its_rounds_and_saves(tmp_path):
     try:
         agent.learn(env, 20, tracker)  # RLlib collects 32 steps; 20 are recorded
         assert len(tracker.history) == 20 and tracker.best is not None
+        assert agent.rounds_by_runner == {0: 20}  # the local env runner, in this process
         observations, _ = env.reset(seed=0)
         actions = agent.act(observations, deterministic=True)
         for name in ("generator", "discriminator"):
@@ -177,33 +183,45 @@ def test_rllib_ppo_agent_records_exactly_its_rounds_and_saves(tmp_path):
             again.close()
     finally:
         agent.close()
-        import ray
-        ray.shutdown()
+
+
+def test_rllib_ppo_agent_plays_its_rounds_on_remote_env_runners(ray_session):
+    """``num_env_runners: 2``: two Ray actors, each with its own env, play the rounds; the
+    search records exactly its rounds, from both, as it does from the local runner."""
+    _skip_without("ray.rllib", "rllib")
+    from agents import AGENT_CLASSES
+    from agents.base import SearchTracker
+
+    env = make_parallel_env("Pix2PixPrune-v0", **SMALL)
+    agent = AGENT_CLASSES["rllib_ppo"]({"seed": 0, "train_batch_size": 16, "minibatch_size": 8,
+                                        "num_epochs": 1, "num_env_runners": 2})
+    tracker = SearchTracker()
+    try:
+        agent.learn(env, 12, tracker)  # one iteration: 16 steps over the runners, 12 recorded
+        assert len(tracker.history) == 12 and tracker.best is not None
+        assert set(agent.rounds_by_runner) == {1, 2}  # both runners played recorded rounds
+        assert [c.round for c in tracker.history] == list(range(12))
+    finally:
+        agent.close()
 
 
 # -- Ray: parallel scoring -----------------------------------------------------------------------
 
 
-def test_random_search_on_two_ray_actors_records_what_the_serial_search_records():
-    _skip_without("ray", "rllib")
-    import ray
-
+def test_random_search_on_two_ray_actors_records_what_the_serial_search_records(ray_session):
     from agents import AGENT_CLASSES
     from agents.base import SearchTracker
 
     env = make_parallel_env("Pix2PixPrune-v0", cache_size=0, **SMALL)
     trackers = {}
-    try:
-        for workers in (None, 2):
-            trackers[workers] = SearchTracker()
-            agent = AGENT_CLASSES["random"]({"seed": 3, "workers": workers})
-            agent.learn(env, 6, trackers[workers])  # in two calls: the actors are kept between
-            scorer = agent._scorer
-            agent.learn(env, 4, trackers[workers])
-            assert agent._scorer is scorer
-            agent.close()
-    finally:
-        ray.shutdown()
+    for workers in (None, 2):
+        trackers[workers] = SearchTracker()
+        agent = AGENT_CLASSES["random"]({"seed": 3, "workers": workers})
+        agent.learn(env, 6, trackers[workers])  # in two calls: the actors are kept between
+        scorer = agent._scorer
+        agent.learn(env, 4, trackers[workers])
+        assert agent._scorer is scorer
+        agent.close()
     serial, parallel = (trackers[w].history for w in (None, 2))
     assert len(serial) == len(parallel) == 10
     for a, b in zip(serial, parallel):
