@@ -52,6 +52,17 @@ def trace_layers(model: nn.Module, example_input: torch.Tensor) -> dict[str, Lay
     for name, module in model.named_modules():
         if isinstance(module, PRUNABLE_LAYERS):
             handles.append(module.register_forward_hook(make_hook(name, module)))
+    trace_once(model, example_input, handles)
+    if not infos:
+        raise ValueError("model has no Conv2d/ConvTranspose2d/Linear layer to prune")
+    return infos
+
+
+def trace_once(model: nn.Module, example_input: torch.Tensor,
+               handles: list[torch.utils.hooks.RemovableHandle]) -> None:
+    """One forward pass of ``model`` in eval mode without gradients, for the hooks behind
+    ``handles`` to read shapes off; the model's mode comes back and the hooks are removed,
+    whatever happens."""
     was_training = model.training
     try:
         model.eval()
@@ -61,9 +72,6 @@ def trace_layers(model: nn.Module, example_input: torch.Tensor) -> dict[str, Lay
         model.train(was_training)
         for handle in handles:
             handle.remove()
-    if not infos:
-        raise ValueError("model has no Conv2d/ConvTranspose2d/Linear layer to prune")
-    return infos
 
 
 def output_layer_names(layers: dict[str, LayerInfo]) -> list[str]:

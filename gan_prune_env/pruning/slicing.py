@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from gan_prune_env.pruning.groups import build_dependency_graph
+from gan_prune_env.pruning.layers import trace_once
 from gan_prune_env.pruning.space import ChannelSpace
 
 
@@ -55,16 +56,7 @@ def _sync_stateless_norms(model: nn.Module, example_input: torch.Tensor) -> None
     def hook(module, args):
         module.num_features = args[0].shape[1]
 
-    handles = [m.register_forward_pre_hook(hook) for m in norms]
-    was_training = model.training
-    try:
-        model.eval()
-        with torch.no_grad():
-            model(example_input)
-    finally:
-        model.train(was_training)
-        for handle in handles:
-            handle.remove()
+    trace_once(model, example_input, [m.register_forward_pre_hook(hook) for m in norms])
 
 
 def slice_model(
