@@ -164,6 +164,14 @@ def test_supernet_command_rejects_a_misspelt_key(tmp_path, capsys):
     assert "unknown key(s) ['stepz']" in capsys.readouterr().err
 
 
+def test_supernet_command_refuses_an_out_folder_it_cannot_write_before_training(tmp_path,
+                                                                               capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    assert supernet_main(["--task", "default", "--out", str(blocker / "run")]) == 2
+    assert "is a file; give a folder" in capsys.readouterr().err
+
+
 # --- the env's supernet option ------------------------------------------------------------------
 
 

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from gan_prune_env.atomic import check_writable_folder
 from gan_prune_env.checkpoint import CheckpointError
 from gan_prune_env.config import ConfigError, from_dict, load_yaml, parse_key_values
 from gan_prune_env.supernet import SupernetConfig, train_supernet
@@ -46,11 +47,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         config = build_config(args.config, args.overrides)
+        check_writable_folder(args.out, "--out")
         task = get_task(args.task)
         if args.teacher is not None:
             task = dataclasses.replace(task, teacher_checkpoint=args.teacher)
         path = train_supernet(task, config, args.out, resume=args.resume, device=args.device)
-    except (ConfigError, CheckpointError, FileExistsError, FileNotFoundError) as err:
+    except (ConfigError, CheckpointError, ValueError, FileExistsError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(path)
