@@ -89,9 +89,10 @@ class RLlibConfig:
         minibatch_size, num_epochs: PPO's SGD over each batch.
         gamma: discount; an episode is ``rounds`` steps.
         num_env_runners: Ray actors that step copies of the env in parallel, one CPU each
-            (RLlib's env runners); 0 steps it in this process. On 2 cores a runner gains nothing
-            (``docs/SCALING.md``); on a machine with more cores or GPUs the scoring spreads over
-            them. Runners sample at once, so the rounds a seed plays depend on this count.
+            (RLlib's env runners); 0 steps it in this process. They pay where CPUs are free
+            (2 Ray actors scored a random search 1.49x faster than one process on 2 idle
+            cores, ``docs/SCALING.md``; here the learner shares them). Runners sample at once,
+            so the rounds a seed plays depend on this count.
     """
 
     seed: int = 0
