@@ -75,10 +75,10 @@ PUBLISHED: dict[str, tuple[tuple[tuple[str, ...], tuple[float, ...], tuple[int, 
         (TEACHER_TARGET_BASELINES, (0.025,), (0, 1, 2)),
         (TEACHER_TARGET_BASELINES, (0.25,), (0, 1)),
     ),
-    "facades": ((TEACHER_TARGET_BASELINES, (0.1,), (0,)),),
+    "facades": ((TEACHER_TARGET_BASELINES, (0.1,), (0, 1, 2)),),
 }
 """Per task, the (methods, budgets, seeds) groups of the published frontier: ``run --published``
-runs (or resumes) exactly these cells. Facades: one seed of the recipe's two baselines so far (a
+runs (or resumes) exactly these cells. Facades: the recipe's two baselines at 10%, seeds 0-2 (a
 cell takes over an hour of one core at 128 px); ``--methods``/``--seeds`` run the rest. The
 supernet methods need the task's supernet (``compare.spec``); ``default_wide`` needs its teacher
 (``TEACHER_COMMANDS``)."""
