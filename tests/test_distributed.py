@@ -1,9 +1,9 @@
 """Data-parallel training with torchrun: 2 CPU processes (gloo) train what 1 process trains.
 
 Each run is a real ``torchrun --nproc_per_node N -m gan_prune_env.train_teacher`` (or ``-m
-gan_prune_env.supernet``) on a tiny
-Pix2Pix task whose networks treat samples independently (InstanceNorm, no dropout), so the
-2-process run must end with the single process's weights up to float rounding.
+gan_prune_env.supernet``) on a tiny Pix2Pix task whose networks treat samples independently
+(InstanceNorm, no dropout), so the 2-process run must end with the single process's weights up
+to float rounding.
 """
 
 from __future__ import annotations
