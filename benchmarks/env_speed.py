@@ -68,6 +68,7 @@ import torch
 
 import gan_prune_env  # noqa: F401  (registers the ids)
 from compare.cells import file_sha1, git_commit
+from compare.plots import save_figure, subplots
 from gan_prune_env.tasks import DATA_ENV, get_task, teacher_path
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
@@ -410,13 +411,8 @@ def write_markdown(path: Path, report: dict[str, Any]) -> None:
 
 
 def plot(path: Path, report: dict[str, Any]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     settings = report["settings"]
-    fig, (ax, bx) = plt.subplots(1, 2, figsize=(12, 4.5), gridspec_kw={"width_ratios": [3, 2]})
+    fig, (ax, bx) = subplots(1, 2, figsize=(12, 4.5), gridspec_kw={"width_ratios": [3, 2]})
     labels = [s["name"].replace(", ", ",\n") + (f"\n({s['note']})" if s["note"] == UNTRAINED_LABEL
                                                 else "") for s in settings]
     medians = [s["steps_per_s_median"] for s in settings]
@@ -446,9 +442,7 @@ def plot(path: Path, report: dict[str, Any]) -> None:
     bx.set_xlim(0, max(values) * 1.45)
     bx.set_xlabel("ms per step (under cProfile)")
     bx.set_title("Frozen default step, by group")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 # -- main ----------------------------------------------------------------------------------------

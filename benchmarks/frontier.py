@@ -55,6 +55,7 @@ from typing import Any
 import numpy as np
 
 import compare_methods
+from compare.plots import save_figure, subplots
 from compare.spec import DEFAULT_OUT, METHODS, TASKS
 from compare.store import read_records
 
@@ -224,13 +225,9 @@ def _paired(cells: dict[tuple[str, float], dict[int, dict]], methods: list[str],
 
 
 def _plot(task, cells, methods, budgets, teacher_macs, teacher_fid, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib import ticker
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = subplots(1, 2, figsize=(11, 4))
     for ax, (metric, label) in zip(axes, (("fid", "FID (lower is better)"),
                                           ("psnr_teacher", "PSNR to teacher (dB)"))):
         for method in methods:
@@ -259,9 +256,7 @@ def _plot(task, cells, methods, budgets, teacher_macs, teacher_fid, path: Path) 
         ax.set_ylabel(label)
     axes[0].legend(fontsize=7)
     fig.suptitle(f"Compression frontier, task {task}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def make_report(out: Path) -> Path:

@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from compare.cells import cpu_name, git_commit
+from compare.plots import save_figure, subplots
 from gan_prune_env.models import GeneratorConfig, build_generator
 from gan_prune_env.pruning import ChannelSpace, count_params, slice_model
 
@@ -180,13 +181,9 @@ def write_markdown(rows: list[dict], meta: dict, path: Path) -> None:
 
 
 def plot(rows: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import matplotlib.ticker  # noqa: F401 - used as matplotlib.ticker
 
-    fig, ax = plt.subplots(figsize=(6.4, 5.2), dpi=120)
+    fig, ax = subplots(figsize=(6.4, 5.2), dpi=120)
     archs = list(dict.fromkeys(r["arch"] for r in rows))
     top = max(max(r["macs_reduction"] for r in rows), max(r["speedup"] for r in rows)) * 1.15
     ax.plot([1, top], [1, top], "k--", lw=1, label="ideal (speed-up = MACs reduction)")
@@ -216,9 +213,7 @@ def plot(rows: list[dict], path: Path) -> None:
     ax.set_title("Sliced generators: latency vs MACs (labels: keep ratio)", fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8, loc="upper left")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    save_figure(fig, path, dpi="figure")
 
 
 def main(argv: list[str] | None = None) -> dict:

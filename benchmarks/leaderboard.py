@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 
 import compare_methods
+from compare.plots import save_figure, subplots
 from compare.spec import DEFAULT_OUT, METHODS
 from compare.store import read_records
 
@@ -157,12 +158,7 @@ def make_report(out: Path) -> Path:
 
 
 def _plot(plotted: dict[int, dict[str, tuple[float, float, float]]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(plotted), figsize=(5 * len(plotted), 3.5), squeeze=False)
+    fig, axes = subplots(1, len(plotted), figsize=(5 * len(plotted), 3.5), squeeze=False)
     for ax, (rounds, iqm) in zip(axes[0], sorted(plotted.items())):
         rows = sorted(iqm, key=lambda r: iqm[r][0])
         values = [iqm[r][0] for r in rows]
@@ -171,9 +167,7 @@ def _plot(plotted: dict[int, dict[str, tuple[float, float, float]]], path: Path)
         ax.set_yticks(range(len(rows)), [METHODS[r].label for r in rows], fontsize=8)
         ax.set_xlabel("best within-budget G reward (IQM, 95% CI)")
         ax.set_title(f"{rounds} env rounds")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

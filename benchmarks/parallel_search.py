@@ -28,6 +28,7 @@ import gan_prune_env  # noqa: F401  (registers the ids)
 from agents import AGENT_CLASSES
 from agents.base import SearchTracker
 from compare.cells import file_sha1, git_commit
+from compare.plots import save_figure, subplots
 from gan_prune_env.envs import make_parallel_env
 from gan_prune_env.tasks import teacher_path
 
@@ -122,21 +123,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 def _plot(rows: list[dict[str, Any]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 2.8))
+    fig, ax = subplots(figsize=(6, 2.8))
     labels = [r["setting"] for r in rows]
     ax.barh(labels, [r["wall_s"] - r["startup_s"] for r in rows], label="scoring")
     ax.barh(labels, [r["startup_s"] for r in rows],
             left=[r["wall_s"] - r["startup_s"] for r in rows], label="actor start-up")
     ax.set_xlabel("wall time (s)")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 if __name__ == "__main__":

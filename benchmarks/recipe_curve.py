@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from compare.cells import run_cells
+from compare.plots import save_figure, subplots
 from compare.spec import DEFAULT_OUT, check_choices
 from compare.store import append_record, read_records
 
@@ -175,13 +176,9 @@ def make_report(out: Path) -> Path:
 
 
 def _plot(groups, steps, variants, teacher_quality, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib import ticker
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = subplots(1, 2, figsize=(11, 4))
     for ax, (metric, label, _, scale) in zip(axes, METRICS[:3:2]):
         for start, style in zip(STARTS, ("-", "--")):
             for variant in variants:
@@ -206,9 +203,7 @@ def _plot(groups, steps, variants, teacher_quality, path: Path) -> None:
         ax.xaxis.set_minor_formatter(ticker.NullFormatter())
         ax.set_xticks(steps)
     axes[0].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -111,6 +111,7 @@ from compare.cells import (
 from compare.spec import (
     DEFAULT_OUT, ENV_ID, ROOT, TASKS, check_choices, rel_path, supernet_command,
 )
+from compare.plots import save_figure, subplots
 from compare.store import append_record, read_records
 from gan_prune_env.config import to_dict
 from gan_prune_env.finetune import FinetuneConfig
@@ -269,7 +270,6 @@ def _jsonable(value: Any) -> Any:
 
 
 def env_protocol(env) -> dict[str, Any]:
-
     return _jsonable({k: v for k, v in to_dict(env.config).items() if k not in _ENV_PATHS})
 
 
@@ -577,7 +577,6 @@ def missing_parts(cell: dict[str, Any], record: dict[str, Any] | None) -> dict[s
 
 
 def _recipe_dict(steps: int) -> dict[str, Any]:
-
     return to_dict(recipe_config(steps))
 
 
@@ -864,14 +863,9 @@ def make_report(results: Path, out: Path, replicas: list[Path] | None = None) ->
 
 
 def _plot(groups: dict[tuple[str, float], tuple[list, dict]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     modes = list(dict.fromkeys(m for _, stats in groups.values() for m in stats["fidelity"]))
-    fig, axes = plt.subplots(1, max(len(modes), 1), figsize=(5 * max(len(modes), 1), 4),
-                             squeeze=False)
+    fig, axes = subplots(1, max(len(modes), 1), figsize=(5 * max(len(modes), 1), 4),
+                         squeeze=False)
     for ax, mode in zip(axes[0], modes):
         for (task, budget), (archs, stats) in groups.items():
             scored = [r for r in archs if mode in r["scores"]]
@@ -892,9 +886,7 @@ def _plot(groups: dict[tuple[str, float], tuple[list, dict]], path: Path) -> Non
         ax.legend(fontsize=7)
     fig.suptitle("Reward vs final FID per architecture (star: the uniform pair); "
                  "Spearman fidelity > 0 = the reward ranks as fine-tuning does", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -47,6 +47,7 @@ from typing import Any
 import numpy as np
 
 from compare.cells import git_commit
+from compare.plots import save_figure, subplots
 from compare.store import read_records
 from reward_fidelity import fidelity, merge_records
 
@@ -212,19 +213,12 @@ def write_report(result: dict[str, Any], out: Path) -> None:
 
 
 def _plot(result: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(4.5, 4))
+    fig, ax = subplots(figsize=(4.5, 4))
     ax.scatter(result["test_predicted_fid"], result["test_fid"])
     ax.set_xlabel("predicted FID (ridge, fitted on the training set)")
     ax.set_ylabel("final FID after fine-tuning")
     ax.set_title(f"fresh architectures: Spearman {result['test']['spearman']:+.2f}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from compare.cells import file_sha1, fid_inception, git_commit
+from compare.plots import save_figure, subplots
 from compare.spec import DEFAULT_OUT, ENV_ID, ENV_SEED, default_supernet, rel_path
 from compare.store import read_records
 
@@ -111,12 +112,7 @@ def report(data: dict[str, Any], tuned: dict, out: Path, task: str) -> Path:
 
 
 def _plot(data: dict[str, Any], tuned: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    fig, axes = subplots(1, 2, figsize=(10, 4))
     for ax, (metric, label, _) in zip(axes, METRICS[:2]):
         for source, marker in zip(SOURCES, ("o", "s")):
             budgets = data["budgets"]
@@ -130,9 +126,7 @@ def _plot(data: dict[str, Any], tuned: dict, path: Path) -> None:
         ax.set_xlabel("G budget (kept MACs)")
         ax.set_ylabel(label)
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from compare.cells import file_sha1, fid_inception, git_commit
+from compare.plots import save_figure, subplots
 from compare.spec import DEFAULT_OUT, rel_path
 
 METRICS = (("fid", "FID", "{:.1f}", 1.0), ("kid", "KID x1e3", "{:.1f}", 1e3),
@@ -103,21 +104,15 @@ def report(record: dict[str, Any], md: Path, png: Path) -> None:
         lines.append(f"| {step} | " + " | ".join(cells) + " |")
     md.write_text("\n".join(lines) + "\n")
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     xs = [int(s) for s in steps]
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    fig, axes = subplots(1, 2, figsize=(9, 3.5))
     for ax, (key, label, _, scale) in zip(axes, METRICS[::2]):
         ax.plot(xs, [steps[s][key] * scale for s in steps], marker="o")
         ax.set_xlabel("teacher training step")
         ax.set_ylabel(label)
     fig.suptitle(f"{record['task']} teacher, {record['eval_images']} test images")
-    fig.tight_layout()
-    fig.savefig(png, dpi=120)
-    plt.close(fig)
+    save_figure(fig, png)
     print(f"wrote {md} and {png}")
 
 

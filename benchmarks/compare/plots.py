@@ -4,10 +4,31 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from .spec import TASKS, ordered
+
+
+def subplots(*args: Any, **kwargs: Any) -> tuple[Any, Any]:
+    """``matplotlib.pyplot.subplots`` on the off-screen Agg backend: benchmarks run headless,
+    and import matplotlib only when they draw, so a run that writes no plot never needs it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(*args, **kwargs)
+
+
+def save_figure(fig: Any, path: str | Path, dpi: float | str = 120) -> None:
+    """Lay out ``fig``, write it to ``path`` and free it (pyplot keeps every open figure)."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
 
 
 MARKERS = {"uniform": "s", "random": "^", "ppo": "v", "mggc": "o", "mggc_no_peer": "P",
@@ -20,16 +41,11 @@ COLORS = {"uniform": "tab:gray", "random": "tab:olive", "ppo": "tab:purple", "mg
 
 
 def plot_quality(records, stats, path: Path, methods: list[str]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     tasks = ordered({r["task"] for r in records}, TASKS)
     panels = [("psnr", "PSNR to ground truth (dB)"), ("psnr_teacher", "PSNR to teacher (dB)"),
               ("proxy_fd", "proxy FD (lower is better)")]
-    fig, axes = plt.subplots(len(tasks), len(panels), figsize=(5.2 * len(panels),
-                                                              4.2 * len(tasks)), squeeze=False)
+    fig, axes = subplots(len(tasks), len(panels), figsize=(5.2 * len(panels),
+                                                          4.2 * len(tasks)), squeeze=False)
     for row, task in enumerate(tasks):
         teacher = next(r for r in records if r["task"] == task)
         t_macs = teacher["compute"]["generator/teacher"]["macs"] / 1e6
@@ -77,9 +93,7 @@ def plot_quality(records, stats, path: Path, methods: list[str]) -> None:
     fig.suptitle("Quality vs generator MACs after equal search + fine-tuning: marker = mean "
                  "over seeds, bars = min–max over seeds, dots = single seeds; grey lines: "
                  "budgets", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def _smooth(values: np.ndarray, window: int) -> np.ndarray:
@@ -91,19 +105,14 @@ def _smooth(values: np.ndarray, window: int) -> np.ndarray:
 
 
 def plot_dynamics(records, path: Path, methods=("mggc", "mggc_g_alone")) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     keys = sorted({(r["task"], r["budget"]) for r in records if r["method"] in methods},
                   key=lambda k: (TASKS.index(k[0]) if k[0] in TASKS else 9, -k[1]))
     panels = [("g_norm", "L_G / L_G,ref (genG's loss)"),
               ("g_rec", "L1 to teacher (g_rec, D-independent)"),
               ("d_loss", "L_D (judge's loss); dashed: L_D,ref"),
               ("compute_generator", "G kept-MACs ratio")]
-    fig, axes = plt.subplots(max(len(keys), 1), len(panels),
-                             figsize=(4.6 * len(panels), 3.3 * max(len(keys), 1)), squeeze=False)
+    fig, axes = subplots(max(len(keys), 1), len(panels),
+                         figsize=(4.6 * len(panels), 3.3 * max(len(keys), 1)), squeeze=False)
     for row, (task, budget) in enumerate(keys):
         for method in methods:
             recs = [r for r in records if (r["task"], r["budget"], r["method"]) ==
@@ -136,6 +145,4 @@ def plot_dynamics(records, path: Path, methods=("mggc", "mggc_g_alone")) -> None
         axes[row][0].legend(fontsize=8)
     fig.suptitle("Search dynamics: mean over seeds (line), min–max over seeds (band); each "
                  "seed smoothed by a moving average of n/25 rounds", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
