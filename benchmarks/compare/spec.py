@@ -67,7 +67,6 @@ class Method:
     the ``*_teacher_targets`` methods use the teacher's outputs."""
 
 
-
 METHODS: dict[str, Method] = {
     "scratch": Method("uniform", label="thin student from scratch", reinit=True),
     "uniform": Method("uniform", label="uniform L1-norm"),
