@@ -152,6 +152,12 @@ class FinetuneConfig:
     (uniform architecture, teacher targets, 3 seeds, paired with "teacher"): FID higher on
     every seed at every budget (+7.7 at 10%, +14.8 at 5%, +17.4 at 2.5%); PSNR to the
     teacher +0.88 dB at 2.5% (every seed), +0.29 at 5%, -0.28 at 10%. So "teacher"."""
+    adversarial_warmup_steps: int = 0
+    """The generator's adversarial term ramps up linearly from 0 over these first steps
+    (``TeacherTrainConfig.adversarial_warmup_steps``; with ``prune_stages`` > 1, over the first
+    stage's), while distillation and the discriminator train at full strength: the sliced
+    generator first recovers the teacher's images, then the inherited discriminator adds
+    texture. 0: no warm-up."""
     autocast: str | None = None
     """Mixed precision of the forward passes (``TeacherTrainConfig.autocast``): "bfloat16" on
     GPUs with bfloat16 tensor cores; None (float32) is the measured recipe."""
@@ -247,7 +253,8 @@ def train_config(task: TaskConfig, config: FinetuneConfig, seed: int, device: st
         family=task.family, data=task.data, generator=task.generator,
         discriminator=task.discriminator, n_steps=max(config.steps, 1),
         batch_size=config.batch_size, lr=config.lr,
-        lr_decay_steps=min(config.lr_decay_steps, config.steps), seed=seed,
+        lr_decay_steps=min(config.lr_decay_steps, config.steps),
+        adversarial_warmup_steps=config.adversarial_warmup_steps, seed=seed,
         log_every=config.log_every, image_every=config.image_every,
         save_every=config.save_every, device=device, autocast=config.autocast,
         sync_batchnorm=config.sync_batchnorm, progress=progress, **weights)
@@ -371,12 +378,13 @@ def _stage_architectures(teacher: dict[str, nn.Module], kept: dict[str, Any],
 def _stage_configs(config: FinetuneConfig) -> list[FinetuneConfig]:
     """The narrowing stages share ``prune_stage_share`` of the steps evenly, the last stage
     trains the rest; the learning rate stays constant until the last stage, which decays it
-    as the one-shot recipe would."""
+    as the one-shot recipe would; an adversarial warm-up runs in the first stage."""
     stages = config.prune_stages
     per_stage = round(config.steps * config.prune_stage_share) // (stages - 1)
     steps = [per_stage] * (stages - 1) + [config.steps - per_stage * (stages - 1)]
     return [replace(config, steps=n, prune_stages=1,
-                    lr_decay_steps=min(config.lr_decay_steps, n) if i == stages - 1 else 0)
+                    lr_decay_steps=min(config.lr_decay_steps, n) if i == stages - 1 else 0,
+                    adversarial_warmup_steps=config.adversarial_warmup_steps if i == 0 else 0)
             for i, n in enumerate(steps)]
 
 

@@ -74,6 +74,9 @@ class GANTrainer:
         self.batch_transforms: list[BatchTransform] = []  # applied in order before each step
         self.extensions: dict[str, Extension] = {}  # saved in train states under these names
         self.autocast: str | None = None  # TeacherTrainConfig.autocast, set by the loop
+        self.adversarial_weight = 1.0
+        """Multiplies the generators' adversarial terms; the loop sets it every step
+        (``TeacherTrainConfig.adversarial_weight_at``)."""
 
     def forward_precision(self) -> contextlib.AbstractContextManager:
         """The context of every forward pass of an update: ``torch.autocast`` in the dtype of

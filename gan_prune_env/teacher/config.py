@@ -69,6 +69,10 @@ class TeacherTrainConfig:
     lambda_l1: float = 100.0
     lambda_cycle: float = 10.0
     lambda_identity: float = 0.5
+    adversarial_warmup_steps: int = 0
+    """The generators' adversarial terms are weighted ``min(1, step / adversarial_warmup_steps)``
+    (0-based step): they ramp up linearly from 0 while every other term and the discriminators
+    train at full strength from the start; 0 weights them 1 throughout (the reference)."""
     pool_size: int = 50
     """CycleGAN image-pool size; 0 feeds the discriminators the current fakes only."""
     seed: int = 0
@@ -117,7 +121,7 @@ class TeacherTrainConfig:
         for name in ("n_steps", "batch_size", "log_every", "save_every", "keep_train_states"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("lr_decay_steps", "pool_size", "image_every", "num_workers",
+        for name in ("lr_decay_steps", "adversarial_warmup_steps", "pool_size", "image_every", "num_workers",
                      "preview_images", "seed"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
@@ -143,3 +147,10 @@ class TeacherTrainConfig:
         if self.lr_decay_steps == 0 or step < decay_start:
             return self.lr
         return self.lr * (1.0 - (step - decay_start + 1) / (self.lr_decay_steps + 1))
+
+    def adversarial_weight_at(self, step: int) -> float:
+        """Weight of the generators' adversarial terms at 0-based ``step``: a linear ramp from 0
+        over ``adversarial_warmup_steps``, then 1."""
+        if self.adversarial_warmup_steps == 0:
+            return 1.0
+        return min(1.0, step / self.adversarial_warmup_steps)

@@ -81,7 +81,7 @@ class CycleGANTrainer(GANTrainer):
                 "cycle_A": l1_loss(g_ba(fake_b), real_a),
                 "cycle_B": l1_loss(g_ab(fake_a), real_b),
             }
-            total = (losses["G_AB"] + losses["G_BA"]
+            total = (self.adversarial_weight * (losses["G_AB"] + losses["G_BA"])
                      + self.lambda_cycle * (losses["cycle_A"] + losses["cycle_B"]))
             if self.lambda_identity > 0:
                 losses["idt_AB"] = l1_loss(g_ab(real_b), real_b)

@@ -129,6 +129,7 @@ def _train_steps(trainer: GANTrainer, config: TeacherTrainConfig, batches: Itera
         for step in steps:
             lr = config.lr_at(step, total)
             trainer.set_lr(lr)
+            trainer.adversarial_weight = config.adversarial_weight_at(step)
             batch = _to_device(ranks.shard(next(batches)), config.device)
             losses = trainer.train_step(trainer.prepare(batch))
             done = step + 1
@@ -136,7 +137,8 @@ def _train_steps(trainer: GANTrainer, config: TeacherTrainConfig, batches: Itera
             if done % config.log_every == 0:
                 losses = ranks.mean(losses)  # the whole global batch's losses
                 logger.scalars(done, losses)
-                logger.scalars(done, {"lr": lr}, prefix="train")
+                logger.scalars(done, {"lr": lr, "adversarial_weight": trainer.adversarial_weight},
+                               prefix="train")
                 bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items()}, refresh=False)
             if config.image_every and done % config.image_every == 0:
                 logger.images(done, trainer)

@@ -13,7 +13,8 @@ from gan_prune_env.teacher.config import TeacherTrainConfig
 
 class Pix2PixTrainer(GANTrainer):
     """``D`` sees ``cat(input, image)`` (6 channels). Per step, as in the reference: first the
-    discriminator update, then the generator update with ``GAN + lambda_l1 * L1``.
+    discriminator update, then the generator update with ``w * GAN + lambda_l1 * L1`` (``w``: the
+trainer's ``adversarial_weight``, 1 unless a warm-up is running).
 
     Loss names: ``D_real``, ``D_fake``, ``G_GAN``, ``G_L1`` (the L1 term before weighting).
     """
@@ -62,7 +63,7 @@ class Pix2PixTrainer(GANTrainer):
             g_gan = gan_loss(discriminator(torch.cat([real_a, fake_b], 1)), True, self.gan_mode)
             g_l1 = l1_loss(fake_b, real_b)
             extra, extra_terms = self.regularization(batch, fake_b)
-        (g_gan + self.lambda_l1 * g_l1 + extra).backward()
+        (self.adversarial_weight * g_gan + self.lambda_l1 * g_l1 + extra).backward()
         self.optimizers["generator"].step()
         set_requires_grad([discriminator], True)
 
