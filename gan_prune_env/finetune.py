@@ -171,6 +171,9 @@ class FinetuneConfig:
     def __post_init__(self) -> None:
         if self.steps < 0 or self.batch_size < 1 or self.density_centers < 1:
             raise ValueError("steps must be >= 0, batch_size and density_centers >= 1")
+        if self.adversarial_warmup_steps < 0:
+            raise ValueError(f"adversarial_warmup_steps must be >= 0 (0: no warm-up), got "
+                             f"{self.adversarial_warmup_steps}")
         if self.prune_stages < 1:
             raise ValueError(f"prune_stages must be >= 1 (1 = one-shot slicing), got "
                              f"{self.prune_stages}")

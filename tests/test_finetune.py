@@ -495,6 +495,8 @@ def test_gradual_pruning_is_checked():
     with pytest.raises(ValueError, match="prune_stage_share"):
         FinetuneConfig(prune_stage_share=1.0)
     assert [c.steps for c in _stage_configs(FinetuneConfig(prune_stages=3))] == [300, 300, 2400]
+    staged = _stage_configs(FinetuneConfig(prune_stages=3, adversarial_warmup_steps=100))
+    assert [c.adversarial_warmup_steps for c in staged] == [100, 0, 0]  # the first stage's
     with pytest.raises(ValueError, match="prune_stages"):
         FinetuneConfig(prune_stages=0)
     from agents.run.config import RunConfig
@@ -510,7 +512,7 @@ def test_gradual_pruning_is_checked():
 @pytest.mark.parametrize("field, value", [
     ("feature_layers", "aut"), ("feature_layers", ["model.model.1", "model.model.1"]),
     ("feature_layers", [""]), ("lambda_feature", 0.0), ("ema_decay", 1.0), ("ema_decay", -0.1),
-    ("lambda_distill", -1.0),
+    ("lambda_distill", -1.0), ("adversarial_warmup_steps", -1),
 ])
 def test_invalid_values_raise_naming_the_field(field, value):
     with pytest.raises(ValueError, match=field):
@@ -539,7 +541,7 @@ def test_the_recipe_is_defined_once():
 
 @pytest.mark.parametrize(("task_name", "field", "reference"),
                          [("default", "lambda_l1", 100.0), ("default_cyclegan", "lambda_cycle", 10.0)])
-def test_the_task_loss_keeps_the_family_reference_weight(task_name, field, reference):
+def test_the_task_loss_weight_and_the_warmup_reach_the_trainer_config(task_name, field, reference):
     from gan_prune_env.finetune import train_config
     from gan_prune_env.tasks import get_task
 
@@ -547,6 +549,8 @@ def test_the_task_loss_keeps_the_family_reference_weight(task_name, field, refer
     assert getattr(train_config(task, FinetuneConfig(), 0, "cpu", False), field) == reference
     assert getattr(train_config(task, FinetuneConfig(lambda_task=3.0), 0, "cpu", False),
                    field) == 3.0
+    warm = train_config(task, FinetuneConfig(adversarial_warmup_steps=7), 0, "cpu", False)
+    assert warm.adversarial_warmup_steps == 7  # the trainer's loop ramps the GAN terms
 
 
 def test_a_fresh_discriminator_starts_from_the_reference_init_and_resumes_bit_identically(

@@ -6,6 +6,7 @@ import hashlib
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -19,9 +20,12 @@ from gan_prune_env.checkpoint import CheckpointError, read_checkpoint
 from gan_prune_env.config import ConfigError, to_dict
 from gan_prune_env.data import DataConfig, build_dataset
 from gan_prune_env.losses import GANLoss, gan_loss
+from gan_prune_env.families import network_names
 from gan_prune_env.models import DiscriminatorConfig, GeneratorConfig, build_generator
+from gan_prune_env.models.factory import reinitialize
 from gan_prune_env.tasks import TaskConfig, get_task, load_teacher, teacher_train_config
 from gan_prune_env.teacher import ImagePool, TeacherTrainConfig, mean_l1, train_teacher
+from gan_prune_env.teacher.loop import build_trainer
 from gan_prune_env.train_teacher import main
 
 
@@ -174,6 +178,30 @@ def test_same_seed_same_weights_other_seed_differs(tmp_path):
     assert_same_weights(a, b)
     with pytest.raises(AssertionError):
         assert_same_weights(a, c)
+
+
+def _generators_after_first_step(config: TeacherTrainConfig, out: Path,
+                                 discriminator_seed: int) -> dict[str, torch.Tensor]:
+    """The generators' weights after one training step of ``config`` against discriminators
+    re-initialised from ``discriminator_seed`` (the generators start as ``config`` builds them)."""
+    trainer = build_trainer(config)
+    for offset, name in enumerate(network_names(config.family, "discriminator")):
+        reinitialize(trainer.networks[name], seed=discriminator_seed + offset)
+    train_teacher(config, out, trainer=trainer)
+    return {k: v for k, v in weights(out / "teacher.pt").items() if k.startswith("generator")}
+
+
+@pytest.mark.parametrize("family", ["pix2pix", "cyclegan"])
+def test_adversarial_warmup_starts_the_generators_deaf_to_the_discriminators(tmp_path, family):
+    """With a warm-up, the generators' first update ignores which discriminator they face (the
+    GAN terms weigh 0 at step 0); without one it does not. Then the weight ramps to 1."""
+    warm = tiny_config(family, n_steps=1, adversarial_warmup_steps=4, image_every=0)
+    assert [warm.adversarial_weight_at(s) for s in (0, 2, 4, 9)] == [0.0, 0.5, 1.0, 1.0]
+    assert tiny_config(family).adversarial_weight_at(0) == 1.0
+    for config, same in ((warm, True), (replace(warm, adversarial_warmup_steps=0), False)):
+        runs = [_generators_after_first_step(config, tmp_path / f"{same}_{seed}", seed)
+                for seed in (100, 200)]
+        assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0]) is same
 
 
 def test_resume_refuses_a_changed_recipe(tmp_path):
