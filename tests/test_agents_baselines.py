@@ -223,6 +223,13 @@ def test_the_thin_student_has_the_architecture_but_not_the_weights(env):
         assert all(torch.equal(fresh[k], again.networks[name].state_dict()[k]) for k in fresh)
         means = [v for k, v in fresh.items() if k.endswith("running_mean")]
         assert all(torch.count_nonzero(m) == 0 for m in means)  # statistics reset too
+    # GAN Compression's student: a fresh G (the same as above) against the teacher's D
+    g_only = reinitialize(slice_pair(env, best, "cpu"), seed=3, roles=("generator",))
+    for name, same_as in (("generator", student), ("discriminator", pruned)):
+        expected, got = same_as.networks[name].state_dict(), g_only.networks[name].state_dict()
+        assert all(torch.equal(v, expected[k]) for k, v in got.items())
+    with pytest.raises(ValueError, match="generators"):
+        reinitialize(pruned, seed=3, roles=("generators",))
 
 
 def test_a_search_goes_on_past_failed_rounds_and_never_picks_one(monkeypatch):

@@ -96,13 +96,20 @@ def recalibrated_generator(pair: PrunedPair, env: GANPruneParallelEnv) -> nn.Mod
     return generator
 
 
-def reinitialize(pair: PrunedPair, seed: int) -> PrunedPair:
+def reinitialize(pair: PrunedPair, seed: int,
+                 roles: tuple[str, ...] = ("generator", "discriminator")) -> PrunedPair:
     """Turn ``pair`` into the thin student of the same architecture trained from scratch: the
-    main G and D get fresh weights (the reference init, seeds ``seed`` and ``seed + 1``) and
-    BatchNorm statistics are reset. The baseline a user would reach for instead of pruning:
-    the same MACs, distilled with the same recipe, without the teacher's weights."""
-    for offset, name in enumerate(MAIN[pair.family]):
-        reinitialize_network(pair.networks[name], seed=seed + offset)
+    main G and D (or those of ``roles``) get fresh weights (the reference init, seeds ``seed``
+    and ``seed + 1``, whichever roles are asked for) and fresh BatchNorm statistics. The
+    baseline a user would reach for instead of pruning: the same MACs, distilled with the same
+    recipe, without the teacher's weights; ``roles=("generator",)`` keeps the teacher's
+    discriminator, as GAN Compression trains its students."""
+    unknown = set(roles) - {"generator", "discriminator"}
+    if unknown:
+        raise ValueError(f"roles {sorted(unknown)} are not 'generator' or 'discriminator'")
+    for offset, (role, name) in enumerate(zip(("generator", "discriminator"), MAIN[pair.family])):
+        if role in roles:
+            reinitialize_network(pair.networks[name], seed=seed + offset)
     return pair
 
 

@@ -149,7 +149,7 @@ def run_cell(spec: dict[str, Any]) -> dict[str, Any]:
 
     pair = slice_pair(env, best, "cpu", method.slice_from)
     if method.reinit:
-        reinitialize(pair, seed)
+        reinitialize(pair, seed, method.reinit)
     finetune_s = finetune_sliced(pair, env, ft_config, spec["work_dir"], seed)
 
     t0 = time.perf_counter()

@@ -50,6 +50,7 @@ FINETUNE_CADENCE = {"save_every": 100_000, "log_every": 50, "image_every": 0}
 
 DATA_TARGETS = {"targets": "data"}
 TEACHER_TARGETS = {"targets": "teacher"}
+SCRATCH = ("generator", "discriminator")  # the from-scratch student: both networks fresh
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,9 @@ class Method:
     params: dict[str, Any] = field(default_factory=dict)
     env: dict[str, Any] = field(default_factory=dict)
     label: str = ""
-    reinit: bool = False  # fresh weights for the found architecture: the from-scratch student
+    reinit: tuple[str, ...] = ()
+    """Roles ("generator", "discriminator") whose networks get fresh weights after slicing: the
+    thin student from scratch (``agents.run.artifacts.reinitialize``)."""
     supernet: bool = False  # the env scores architectures with the task's supernet
     slice_from: str = "teacher"  # weights the found G is sliced from ("teacher", "supernet")
     recipe: dict[str, Any] = field(default_factory=lambda: dict(DATA_TARGETS))
@@ -68,14 +71,17 @@ class Method:
 
 
 METHODS: dict[str, Method] = {
-    "scratch": Method("uniform", label="thin student from scratch", reinit=True),
+    "scratch": Method("uniform", label="thin student from scratch", reinit=SCRATCH),
     "uniform": Method("uniform", label="uniform L1-norm"),
     "uniform_full_d": Method("uniform", env={"budget_d": 1.0},
                              label="uniform L1-norm, the teacher's full D"),
     "uniform_supernet": Method("uniform", supernet=True, slice_from="supernet",
                                label="uniform, sliced from the supernet"),
-    "scratch_teacher_targets": Method("uniform", reinit=True, recipe=TEACHER_TARGETS,
+    "scratch_teacher_targets": Method("uniform", reinit=SCRATCH, recipe=TEACHER_TARGETS,
                                       label="thin student from scratch, teacher targets"),
+    "scratch_g_teacher_targets": Method(
+        "uniform", reinit=("generator",), recipe=TEACHER_TARGETS,
+        label="thin G from scratch with the teacher's D, teacher targets"),
     "uniform_teacher_targets": Method("uniform", recipe=TEACHER_TARGETS,
                                       label="uniform L1-norm, teacher targets"),
     "random": Method("random", label="random search"),
