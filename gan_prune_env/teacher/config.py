@@ -121,8 +121,8 @@ class TeacherTrainConfig:
         for name in ("n_steps", "batch_size", "log_every", "save_every", "keep_train_states"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("lr_decay_steps", "adversarial_warmup_steps", "pool_size", "image_every", "num_workers",
-                     "preview_images", "seed"):
+        for name in ("lr_decay_steps", "adversarial_warmup_steps", "pool_size", "image_every",
+                     "num_workers", "preview_images", "seed"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         for name in ("epochs", "num_threads"):
