@@ -11,7 +11,10 @@ kept MACs at 25%, 10%, 5% and 2.5% of the teacher, for
 * ``uniform_teacher_targets``, ``scratch_teacher_targets``, ``random_teacher_targets``,
   ``mggc_teacher_targets``: the same with the recipe's teacher targets
   (``FinetuneConfig.targets``). The four methods above keep the dataset's targets, the recipe
-  their committed records were run with.
+  their committed records were run with;
+* ``scratch_g_teacher_targets``: the thin G from scratch trained against the teacher's pruned
+  D (the recipe's ``discriminator_init: teacher``), as GAN Compression trains its students;
+  ``scratch*`` re-initialise D too.
 
 Every cell is a comparison cell (``compare_methods.py``: the same search -> slice -> fine-tune
 -> evaluate path, the project's one fine-tuning recipe, the same steps for every method), stored
@@ -70,6 +73,7 @@ PUBLISHED: dict[str, tuple[tuple[tuple[str, ...], tuple[float, ...], tuple[int, 
         (FRONTIER_METHODS + TEACHER_TARGET_BASELINES + ("random_sn_reward", "mggc_sn_reward"),
          (0.1,), (3, 4)),
         (SEARCHES_AT_10, (0.1,), (0, 1, 2)),
+        (("scratch_g_teacher_targets",), (0.1, 0.05, 0.025), (0, 1, 2)),
     ),
     "default_wide": (
         (("scratch", "uniform") + TEACHER_TARGET_BASELINES, (0.1, 0.05), (0, 1, 2)),
@@ -87,7 +91,8 @@ REPORT = "frontier.md"
 PAIRED_AGAINST = {"scratch": "the thin student from scratch",
                   "uniform": "uniform pruning",
                   "scratch_teacher_targets": "the thin student from scratch, teacher targets",
-                  "uniform_teacher_targets": "uniform pruning, teacher targets"}
+                  "uniform_teacher_targets": "uniform pruning, teacher targets",
+                  "scratch_g_teacher_targets": "the thin G from scratch with the teacher's D"}
 """The baselines every other method is paired with, by seed, where both were run."""
 TEACHER_LEVEL = 0.05
 COLUMNS = (("fid", "FID", "{:.1f}", 1.0), ("kid", "KID x1e3", "{:.1f}", 1e3),
