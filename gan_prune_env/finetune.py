@@ -157,7 +157,10 @@ class FinetuneConfig:
     (``TeacherTrainConfig.adversarial_warmup_steps``; with ``prune_stages`` > 1, over the first
     stage's), while distillation and the discriminator train at full strength: the sliced
     generator first recovers the teacher's images, then the inherited discriminator adds
-    texture. 0: no warm-up."""
+    texture. 0: no warm-up. Measured on the default task (uniform architecture, teacher
+    targets, 1500 steps, 3 seeds, paired with no warm-up): at 5% of G's MACs FID -0.1 +- 10.6
+    and PSNR to the teacher -0.01 dB; at 2.5% FID -4.5 +- 7.6 and +0.29 +- 0.40 dB, within
+    the seed spread. So 0."""
     autocast: str | None = None
     """Mixed precision of the forward passes (``TeacherTrainConfig.autocast``): "bfloat16" on
     GPUs with bfloat16 tensor cores; None (float32) is the measured recipe."""
