@@ -107,6 +107,7 @@ def plan_cells(args: argparse.Namespace) -> list[dict[str, Any]]:
                         "eval_images": args.eval_images, "latency_runs": args.latency_runs,
                         "teacher": args.teachers.get(task),
                         "supernet": args.supernets.get(task), "recipe": args.recipe,
+                        "env": args.env,
                         "work_dir": str(args.work_dir), "threads": 1})
     return cells
 
@@ -116,7 +117,7 @@ def _check_protocol(done: dict[str, dict], cell: dict[str, Any]) -> bool:
     record = done.get(cell_key(cell["task"], cell["budget"], cell["method"], cell["seed"]))
     if record is None:
         return False
-    for key in ("rounds", "finetune_steps", "eval_images", "recipe"):
+    for key in ("rounds", "finetune_steps", "eval_images", "recipe", "env"):
         if record.get(key, {}) != cell[key]:
             raise SystemExit(
                 f"error: {record['key']} was run with {key}={record[key]}, this run asks for "
@@ -141,6 +142,7 @@ def command_run(args: argparse.Namespace) -> int:
     if args.rounds < 1 or args.finetune_steps < 0:
         raise SystemExit("error: --rounds must be >= 1 and --finetune-steps >= 0")
     args.recipe = recipe_overrides(args.recipe)
+    args.env = env_overrides(args.env, args.methods)
     out = Path(args.out) if args.out else (QUICK_OUT if args.quick else DEFAULT_OUT)
     results = Path(args.results) if args.results else out / RESULTS_FILE
     args.work_dir = Path(args.work_dir) if args.work_dir else out / ".compare_work"
@@ -173,6 +175,34 @@ def recipe_overrides(items: list[str] | None) -> dict[str, Any]:
         from_dict(FinetuneConfig, overrides, where="--recipe")
     except (ConfigError, ValueError, TypeError) as err:
         raise SystemExit(f"error: {err}") from err
+    return overrides
+
+
+CELL_ENV_KEYS = ("task", "budget_g", "seed", "device", "teacher", "supernet")
+"""Env settings every cell sets itself (its task, budget and the comparison's protocol)."""
+
+
+def env_overrides(items: list[str] | None, methods: list[str]) -> dict[str, Any]:
+    """``key:value`` changes to every cell's env (``EnvConfig``), e.g. ``budget_d:0.1``, checked
+    now: a misspelt key, a bad value, a key the cell sets itself or one a chosen method fixes
+    (``uniform_full_d``'s ``budget_d``) stops the run before any cell starts."""
+    from gan_prune_env.config import ConfigError, from_dict, parse_key_values
+    from gan_prune_env.envs import EnvConfig
+
+    try:
+        overrides = parse_key_values(items)
+        from_dict(EnvConfig, overrides, where="--env")
+    except (ConfigError, ValueError, TypeError) as err:
+        raise SystemExit(f"error: {err}") from err
+    reserved = sorted(set(overrides) & set(CELL_ENV_KEYS))
+    if reserved:
+        raise SystemExit(f"error: --env cannot set {reserved}: every cell sets them (use "
+                         "--tasks, --budgets, --teacher, --supernet)")
+    for method in methods:
+        fixed = sorted(set(overrides) & set(METHODS[method].env))
+        if fixed:
+            raise SystemExit(f"error: method {method} sets {fixed} itself; drop it from --env "
+                             "or from --methods")
     return overrides
 
 
@@ -297,6 +327,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     run.add_argument("--recipe", nargs="+", default=None, metavar="KEY:VALUE",
                      help="fine-tuning recipe changes (FinetuneConfig fields), e.g. "
                           "feature_layers:auto ema_decay:0.999; default: the project's recipe")
+    run.add_argument("--env", nargs="+", default=None, metavar="KEY:VALUE",
+                     help="env changes for every cell (EnvConfig fields), e.g. budget_d:0.1; "
+                          "default: the env's defaults")
     run.add_argument("--latency-runs", type=int, default=None, help="default 30")
     run.add_argument("--workers", type=int, default=1,
                      help="cells run in parallel processes (1 torch thread each)")

@@ -83,6 +83,18 @@ def test_run_report_and_resume(compare, tmp_path, capsys):
         compare.main([*argv, "--recipe", "ema_decay:0.9"])
     with pytest.raises(SystemExit, match="ema_decy"):  # a misspelt recipe key, before any work
         compare.main([*argv, "--recipe", "ema_decy:0.9"])
+    with pytest.raises(SystemExit, match="env"):  # another env, too
+        compare.main([*argv, "--env", "budget_d:0.3"])
+    for bad, named in (("budget_dd:0.3", "budget_dd"), ("budget_d:2", "budget_d"),
+                       ("budget_g:0.3", "budget_g")):  # misspelt, out of range, the cell's own
+        with pytest.raises(SystemExit, match=named):
+            compare.main([*argv, "--env", bad])
+    with pytest.raises(SystemExit, match="uniform_full_d sets"):  # a method's own setting
+        compare.main([*argv, "--methods", "uniform_full_d", "--env", "budget_d:0.3"])
+    from compare.cells import env_kwargs
+
+    cell = {"task": "default", "budget": 0.1, "method": "uniform", "env": {"budget_d": 0.3}}
+    assert env_kwargs(cell)["budget_d"] == 0.3 and env_kwargs(cell)["budget_g"] == 0.1
 
     # the frontier report reads the same records: table, teacher level, margins over scratch
     frontier = _script("frontier")

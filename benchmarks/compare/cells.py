@@ -45,6 +45,7 @@ def env_kwargs(spec: dict[str, Any]) -> dict[str, Any]:
     if method.supernet:
         kwargs["supernet"] = spec["supernet"]
     kwargs.update(method.env)
+    kwargs.update(spec.get("env") or {})  # --env: checked not to clash with the method's
     return kwargs
 
 
@@ -176,7 +177,7 @@ def run_cell(spec: dict[str, Any]) -> dict[str, Any]:
         "key": cell_key(spec["task"], spec["budget"], spec["method"], seed),
         "task": spec["task"], "budget": spec["budget"], "method": spec["method"], "seed": seed,
         "rounds": spec["rounds"], "finetune_steps": spec["finetune_steps"],
-        "eval_images": n_images, "recipe": spec.get("recipe", {}),
+        "eval_images": n_images, "recipe": spec.get("recipe", {}), "env": spec.get("env", {}),
         "config": {"agent": method.agent, "agent_params": method.params, "env": kwargs,
                    # L_G_ref when the env had to take it from the uniform pair (L1-only reward)
                    "g_reference_patched": (env.game.reference_terms["g_loss"]
