@@ -73,7 +73,7 @@ PUBLISHED: dict[str, tuple[tuple[tuple[str, ...], tuple[float, ...], tuple[int, 
         (FRONTIER_METHODS + TEACHER_TARGET_BASELINES + ("random_sn_reward", "mggc_sn_reward"),
          (0.1,), (3, 4)),
         (SEARCHES_AT_10, (0.1,), (0, 1, 2)),
-        (("scratch_g_teacher_targets",), (0.1, 0.05, 0.025), (0, 1, 2)),
+        (("scratch_g_teacher_targets",), BUDGETS, (0, 1, 2)),
     ),
     "default_wide": (
         (("scratch", "uniform") + TEACHER_TARGET_BASELINES, (0.1, 0.05), (0, 1, 2)),
