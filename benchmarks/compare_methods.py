@@ -47,7 +47,9 @@ Tasks (``--tasks``): ``default`` (procedural label->photo 64x64, the shipped tea
 and ``facades`` (labels->photo 128x128, ``unet_128`` ngf 32 / PatchGAN ndf 64, a teacher trained
 by the ``teacher`` sub-command). Teachers are looked up in ``runs/`` (``--teacher TASK=PATH``
 overrides). Budgets (``--budgets``) are the env's ``budget_g`` (kept-MACs ratio
-of the generator); ``budget_d`` stays at the env default (0.5). The env's data-selection seed is
+of the generator); ``budget_d`` stays at the env default (0.5) unless a method fixes it or
+``--env budget_d:VALUE`` changes it for every cell (``--env`` takes any ``EnvConfig`` field but
+the cell's own task, budget, seed and device). The env's data-selection seed is
 fixed (0) so that every cell sees the same task; ``--seeds`` seed the agent, the global RNGs and
 the fine-tuning.
 
