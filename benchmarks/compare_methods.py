@@ -166,18 +166,23 @@ def command_run(args: argparse.Namespace) -> int:
     return 0 if succeeded else 1
 
 
-def recipe_overrides(items: list[str] | None) -> dict[str, Any]:
-    """``key:value`` changes to the fine-tuning recipe (``FinetuneConfig``), checked now: a
-    misspelt key or a bad value stops the run before any cell starts."""
+def _checked_key_values(items: list[str] | None, config_class: type, flag: str
+                        ) -> dict[str, Any]:
+    """``key:value`` items as a dict, checked against ``config_class`` now: a misspelt key or a
+    bad value stops the run before any cell starts."""
     from gan_prune_env.config import ConfigError, from_dict, parse_key_values
-    from gan_prune_env.finetune import FinetuneConfig
 
     try:
         overrides = parse_key_values(items)
-        from_dict(FinetuneConfig, overrides, where="--recipe")
+        from_dict(config_class, overrides, where=flag)
     except (ConfigError, ValueError, TypeError) as err:
         raise SystemExit(f"error: {err}") from err
     return overrides
+
+
+def recipe_overrides(items: list[str] | None) -> dict[str, Any]:
+    """``key:value`` changes to the fine-tuning recipe (``FinetuneConfig``), checked now."""
+    return _checked_key_values(items, FinetuneConfig, "--recipe")
 
 
 CELL_ENV_KEYS = ("task", "budget_g", "seed", "device", "teacher", "supernet")
@@ -188,14 +193,9 @@ def env_overrides(items: list[str] | None, methods: list[str]) -> dict[str, Any]
     """``key:value`` changes to every cell's env (``EnvConfig``), e.g. ``budget_d:0.1``, checked
     now: a misspelt key, a bad value, a key the cell sets itself or one a chosen method fixes
     (``uniform_full_d``'s ``budget_d``) stops the run before any cell starts."""
-    from gan_prune_env.config import ConfigError, from_dict, parse_key_values
     from gan_prune_env.envs import EnvConfig
 
-    try:
-        overrides = parse_key_values(items)
-        from_dict(EnvConfig, overrides, where="--env")
-    except (ConfigError, ValueError, TypeError) as err:
-        raise SystemExit(f"error: {err}") from err
+    overrides = _checked_key_values(items, EnvConfig, "--env")
     reserved = sorted(set(overrides) & set(CELL_ENV_KEYS))
     if reserved:
         raise SystemExit(f"error: --env cannot set {reserved}: every cell sets them (use "

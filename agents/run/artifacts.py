@@ -15,6 +15,7 @@ from gan_prune_env.checkpoint import (
 )
 from gan_prune_env.envs import GANPruneParallelEnv
 from gan_prune_env.envs.game import recalibrating
+from gan_prune_env.families import ROLES
 from gan_prune_env.models.factory import reinitialize as reinitialize_network
 from gan_prune_env.pruning import ChannelSpace, count_macs, count_params, slice_by_indices
 from gan_prune_env.tasks import TaskConfig, teacher_path
@@ -96,18 +97,17 @@ def recalibrated_generator(pair: PrunedPair, env: GANPruneParallelEnv) -> nn.Mod
     return generator
 
 
-def reinitialize(pair: PrunedPair, seed: int,
-                 roles: tuple[str, ...] = ("generator", "discriminator")) -> PrunedPair:
+def reinitialize(pair: PrunedPair, seed: int, roles: tuple[str, ...] = ROLES) -> PrunedPair:
     """Turn ``pair`` into the thin student of the same architecture trained from scratch: the
     main G and D (or those of ``roles``) get fresh weights (the reference init, seeds ``seed``
     and ``seed + 1``, whichever roles are asked for) and fresh BatchNorm statistics. The
     baseline a user would reach for instead of pruning: the same MACs, distilled with the same
     recipe, without the teacher's weights; ``roles=("generator",)`` keeps the teacher's
     discriminator, as GAN Compression trains its students."""
-    unknown = set(roles) - {"generator", "discriminator"}
+    unknown = set(roles) - set(ROLES)
     if unknown:
-        raise ValueError(f"roles {sorted(unknown)} are not 'generator' or 'discriminator'")
-    for offset, (role, name) in enumerate(zip(("generator", "discriminator"), MAIN[pair.family])):
+        raise ValueError(f"roles {sorted(unknown)} are not among {ROLES}")
+    for offset, (role, name) in enumerate(zip(ROLES, MAIN[pair.family])):
         if role in roles:
             reinitialize_network(pair.networks[name], seed=seed + offset)
     return pair
