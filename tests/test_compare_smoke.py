@@ -312,3 +312,47 @@ def test_leaderboard_ranks_by_the_interquartile_mean_of_the_best_feasible_reward
              if line.startswith("| ") and "algorithm" not in line]
     assert order == ["random search", "uniform L1-norm", "MGGC (ours)"]
     assert "| 0/5 |" in report and (tmp_path / "leaderboard.png").stat().st_size > 0
+
+
+def _tradeoff_record(method: str, seed: int, fid: float, psnr_teacher: float,
+                     **changes) -> dict:
+    return {"task": "default", "method": method, "budget": 0.05, "seed": seed,
+            "finetune_steps": 3000, "teacher_sha1": "e9751b24ff" + "0" * 30,
+            "quality": {"fid": fid, "psnr_teacher": psnr_teacher}, **changes}
+
+
+def test_tradeoff_says_which_variants_beat_which_on_both_axes(tmp_path):
+    with benchmark_script("tradeoff") as tradeoff:  # registered: it defines a dataclass
+        _check_tradeoff_report(tradeoff, tmp_path)
+
+
+def _check_tradeoff_report(tradeoff, tmp_path: Path) -> None:
+    frontier, variant = tmp_path / "frontier_default.jsonl", tmp_path / "cutmix.jsonl"
+    records = [_tradeoff_record("uniform_teacher_targets", s, 187.0 + s, 20.6) for s in (0, 1)]
+    records += [_tradeoff_record("scratch_teacher_targets", s, 210.0, 20.9 + s / 10)
+                for s in (0, 1)]
+    frontier.write_text("".join(json.dumps(r) + "\n" for r in records))
+    cutmix = {"recipe": {"input_mix": "cutmix"}}
+    variant.write_text("".join(json.dumps(r) + "\n" for r in [
+        # lower FID and higher PSNR-T than the scratch recipe: better on both
+        _tradeoff_record("uniform_teacher_targets", 0, 189.0, 21.2, **cutmix),
+        # a rerun of a frontier cell: the frontier's record is kept
+        _tradeoff_record("uniform_teacher_targets", 0, 999.0, 0.0),
+        _tradeoff_record("scratch_teacher_targets", 0, 204.0, 21.0, **cutmix),
+        # a method of neither family is left out
+        _tradeoff_record("mggc_teacher_targets", 0, 150.0, 30.0)]))
+    report = tradeoff.make_report("default", [0.05], [frontier, variant], tmp_path).read_text()
+    rows = {tuple(c.strip() for c in line.split("|")[1:3]): line.split("|")
+            for line in report.splitlines() if line.startswith("| pruning")
+            or line.startswith("| scratch")}
+    assert set(rows) == {("pruning", "recipe"), ("pruning", "input_mix: cutmix"),
+                         ("scratch", "recipe"), ("scratch", "input_mix: cutmix")}
+    assert rows[("pruning", "recipe")][4].strip() == "187.5 ± 0.7"  # 999 rerun not averaged
+    beats_cutmix_pruning = rows[("pruning", "input_mix: cutmix")][6]
+    assert "scratch (recipe)" in beats_cutmix_pruning
+    assert "scratch (input_mix: cutmix)" in beats_cutmix_pruning
+    # the pruning recipe loses PSNR-T to both scratch points: it beats neither on both axes
+    assert rows[("pruning", "recipe")][6].strip() == "—"
+    assert rows[("scratch", "recipe")][7].strip() == "pruning (input_mix: cutmix)"
+    assert "better on both axes than every other point: input_mix: cutmix" in report
+    assert (tmp_path / "tradeoff_default.png").stat().st_size > 0
