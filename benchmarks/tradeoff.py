@@ -10,8 +10,8 @@ families on the plane, so the question becomes: is some pruning point better on 
 *every* scratch point, and does any scratch point beat a pruning point on both?
 
 It reads comparison cells (``compare_methods.py`` records) from the frontier's results file and
-the variant files under ``teacher_targets/`` (any file whose records are comparison cells;
-other records are skipped), labels each by its recipe and env changes and fine-tuning steps,
+the variant files under ``teacher_targets/`` (``VARIANT_FILES``; records of other methods,
+tasks or budgets are skipped), labels each by its recipe and env changes and fine-tuning steps,
 and writes ``tradeoff_<task>.md`` and ``tradeoff_<task>.png``::
 
     python benchmarks/tradeoff.py --task default --budgets 0.05 0.025
@@ -41,6 +41,12 @@ FAMILIES = {"uniform_teacher_targets": "pruning",
             "scratch_teacher_targets": "scratch",
             "scratch_g_teacher_targets": "scratch G, teacher's D"}
 RECIPE_STEPS = 3000  # the recipe's FinetuneConfig().steps: variants at other lengths say so
+#: the variant files read by default (under ``teacher_targets/``), listed rather than globbed:
+#: ``prune_stages_3_equal_split.jsonl`` predates ``prune_stage_share`` and its records carry the
+#: same recipe label as ``prune_stages_3.jsonl`` although they split the steps otherwise
+VARIANT_FILES = ("adversarial_warmup.jsonl", "budget_d_0.1.jsonl", "budget_d_0.1_cutmix.jsonl",
+                 "discriminator_fresh.jsonl", "input_mix_cutmix.jsonl", "prune_stages_3.jsonl",
+                 "steps_6000.jsonl")
 
 
 @dataclass(frozen=True)
@@ -82,9 +88,20 @@ def collect(files: list[Path], task: str, budgets: list[float]
                    and r.get("method") in FAMILIES and r.get("budget") in budgets]
         for record in records:
             key = (record["budget"], FAMILIES[record["method"]], variant_label(record))
-            cells[key].setdefault(record["seed"], record)
+            kept = cells[key].setdefault(record["seed"], record)
+            if kept is not record and kept["quality"]["fid"] != record["quality"]["fid"]:
+                print(f"warning: {path.name} repeats cell {key} seed {record['seed']} with "
+                      "another result; kept the first file's", file=sys.stderr)
         used += [path] if records else []
     return cells, used
+
+
+def _std(values: np.ndarray) -> float:
+    return float(values.std(ddof=1)) if len(values) > 1 else 0.0
+
+
+def _name(point: Point) -> str:
+    return f"{point.family} ({point.variant})"
 
 
 def points(cells: dict[tuple[float, str, str], dict[int, dict]], budget: float) -> list[Point]:
@@ -94,9 +111,8 @@ def points(cells: dict[tuple[float, str, str], dict[int, dict]], budget: float) 
             continue
         fid = np.array([r["quality"]["fid"] for r in by_seed.values()], dtype=float)
         psnr = np.array([r["quality"]["psnr_teacher"] for r in by_seed.values()], dtype=float)
-        std = (lambda a: float(a.std(ddof=1)) if len(a) > 1 else 0.0)
-        out.append(Point(family, variant, tuple(sorted(by_seed)), float(fid.mean()), std(fid),
-                         float(psnr.mean()), std(psnr)))
+        out.append(Point(family, variant, tuple(sorted(by_seed)), float(fid.mean()), _std(fid),
+                         float(psnr.mean()), _std(psnr)))
     return sorted(out, key=lambda p: p.fid)
 
 
@@ -105,10 +121,9 @@ def budget_section(budget: float, pts: list[Point]) -> list[str]:
              "| family | variant | seeds | FID | PSNR to teacher (dB) | better on both (means) "
              "than | worse on both than |",
              "|---|---|---|---|---|---|---|"]
-    name = (lambda p: f"{p.family} ({p.variant})")
     for p in pts:
-        beats = [name(q) for q in pts if q.family != p.family and p.dominates(q)]
-        beaten = [name(q) for q in pts if q.family != p.family and q.dominates(p)]
+        beats = [_name(q) for q in pts if q.family != p.family and p.dominates(q)]
+        beaten = [_name(q) for q in pts if q.family != p.family and q.dominates(p)]
         lines.append(f"| {p.family} | {p.variant} | {len(p.seeds)} | {p.fid:.1f} ± "
                      f"{p.fid_std:.1f} | {p.psnr_teacher:.2f} ± {p.psnr_teacher_std:.2f} | "
                      f"{'; '.join(beats) or '—'} | {'; '.join(beaten) or '—'} |")
@@ -163,8 +178,8 @@ def make_report(task: str, budgets: list[float], files: list[Path], out: Path) -
 
 
 def default_files(out: Path, task: str) -> list[Path]:
-    """The frontier's results of ``task`` first, then every variant file."""
-    return [out / f"frontier_{task}.jsonl", *sorted((out / "teacher_targets").glob("*.jsonl"))]
+    """The frontier's results of ``task`` first, then the variant files."""
+    return [out / f"frontier_{task}.jsonl", *(out / "teacher_targets" / f for f in VARIANT_FILES)]
 
 
 def main(argv: list[str] | None = None) -> int:

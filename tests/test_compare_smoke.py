@@ -321,9 +321,10 @@ def _tradeoff_record(method: str, seed: int, fid: float, psnr_teacher: float,
             "quality": {"fid": fid, "psnr_teacher": psnr_teacher}, **changes}
 
 
-def test_tradeoff_says_which_variants_beat_which_on_both_axes(tmp_path):
+def test_tradeoff_says_which_variants_beat_which_on_both_axes(tmp_path, capsys):
     with benchmark_script("tradeoff") as tradeoff:  # registered: it defines a dataclass
         _check_tradeoff_report(tradeoff, tmp_path)
+    assert "cutmix.jsonl repeats cell (0.05, 'pruning', 'recipe') seed 0" in capsys.readouterr().err
 
 
 def _check_tradeoff_report(tradeoff, tmp_path: Path) -> None:
