@@ -163,8 +163,9 @@ def make_report(task: str, budgets: list[float], files: list[Path], out: Path) -
         raise SystemExit(f"error: no cells of task {task!r} at budgets {budgets} in {files}")
     teachers = sorted({r["teacher_sha1"][:10] for group in cells.values()
                        for r in group.values()})
+    commit = git_commit()
     lines = [f"# Perception-distortion trade-off, task `{task}`\n",
-             f"Written at commit {git_commit()[:12]} from "
+             f"Written at commit {commit[:12]}{'+dirty' * commit.endswith('+dirty')} from "
              f"{', '.join(f'`{p.name}`' for p in used)}; teacher SHA-1 {', '.join(teachers)}. "
              "Mean ± sample std over seeds; every variant fine-tunes the uniform architecture; "
              "dominance on the means.\n"]
