@@ -573,6 +573,32 @@ def test_keeping_k_channels_keeps_the_k_largest_l1_filters(cases, name):
             assert torch.equal(g.keep_indices(k), expected), (g.name, k)
 
 
+def test_norm_scale_keeps_the_channels_with_the_largest_norm_gammas(cases):
+    """Network slimming: a group keeps the channels whose affine norms scale them most; a group
+    without one falls back to the producers' L1."""
+    case = cases["unet"]
+    model = copy.deepcopy(case.model)  # the fixture's model is shared
+    space = ChannelSpace(model, case.x, importance=make_importance("norm_scale"))
+    with_norm = [g for g in space.groups if g.norm_layers]
+    assert with_norm and len(with_norm) < space.num_groups  # both kinds are exercised
+    for norm in model.modules():  # trained-looking gammas, unlike the init's ones
+        if isinstance(norm, nn.BatchNorm2d):
+            norm.weight.data = torch.randn(norm.num_features, generator=torch.Generator()
+                                           .manual_seed(norm.num_features)) * 2
+    space = ChannelSpace(model, case.x, importance=make_importance("norm_scale"))
+    for g in space.groups:
+        expected = sum((model.get_submodule(n).weight.detach().double().abs()
+                        for n in g.norm_layers), torch.zeros(g.num_channels, dtype=torch.float64))
+        if not g.norm_layers:
+            expected = _producer_l1(model, g)
+        k = max(1, g.num_channels // 3)
+        assert torch.equal(g.keep_indices(k), torch.topk(expected, k).indices.sort().values), \
+            g.name
+    l1_space = ChannelSpace(model, case.x)
+    assert any(not torch.equal(a.ranking, b.ranking) for a, b in zip(space.groups,
+                                                                    l1_space.groups))
+
+
 def test_sliced_root_weights_are_the_kept_filters(cases):
     case = cases["unet"]
     counts = arch(case.space, 3)

@@ -40,6 +40,31 @@ class L1FilterImportance:
         return scores
 
 
+class NormScaleImportance:
+    """Network slimming (Liu et al. 2017): ``|gamma|`` of the affine norms that normalise the
+    group's channels, summed over them. After a norm the producing filter's scale is divided
+    out, so its L1 norm says little about what the channel passes on; ``gamma`` sets that
+    scale. A group with no affine norm (an output layer, a non-affine InstanceNorm) is ranked by
+    ``fallback`` (default: L1 of the producing filters)."""
+
+    def __init__(self, fallback: Importance | None = None) -> None:
+        self.fallback = fallback or L1FilterImportance()
+
+    def __call__(self, group: tp.dependency.Group, num_channels: int) -> torch.Tensor:
+        scores = torch.zeros(num_channels, dtype=torch.float64)
+        found = False
+        for item in group:
+            module = item.dep.target.module
+            if not isinstance(module, nn.modules.batchnorm._NormBase) or module.weight is None:
+                continue
+            found = True
+            gamma = module.weight.detach().double().abs().cpu()
+            idxs = torch.as_tensor(list(item.idxs), dtype=torch.long)
+            roots = torch.as_tensor(list(item.root_idxs), dtype=torch.long)
+            scores.index_add_(0, roots, gamma[idxs])
+        return scores if found else self.fallback(group, num_channels)
+
+
 class TorchPruningImportance:
     """Adapter for any Torch-Pruning importance, e.g. ``tp.importance.GroupMagnitudeImportance``
     (which also counts the consumers' input weights and the norms)."""
@@ -65,11 +90,13 @@ class RandomImportance:
         return torch.rand(num_channels, generator=self.generator, dtype=torch.float64)
 
 
-IMPORTANCES = {"l1": L1FilterImportance, "group_l1": TorchPruningImportance, "random": RandomImportance}
+IMPORTANCES = {"l1": L1FilterImportance, "norm_scale": NormScaleImportance,
+               "group_l1": TorchPruningImportance, "random": RandomImportance}
 
 
 def make_importance(name: str) -> Importance:
-    """Importance by config name: ``l1`` (default), ``group_l1`` (Torch-Pruning), ``random``."""
+    """Importance by config name: ``l1`` (default), ``norm_scale`` (network slimming),
+    ``group_l1`` (Torch-Pruning), ``random``."""
     if name not in IMPORTANCES:
         raise ValueError(f"unknown importance {name!r}; expected one of {sorted(IMPORTANCES)}")
     return IMPORTANCES[name]()
