@@ -3,7 +3,8 @@
 from gan_prune_env.pruning.gradual import gradual_architectures, relative_indices
 from gan_prune_env.pruning.groups import ChannelGroup, channels_for_ratio, discover_groups
 from gan_prune_env.pruning.importance import (
-    Importance, L1FilterImportance, RandomImportance, TorchPruningImportance, make_importance,
+    Importance, L1FilterImportance, NormScaleImportance, RandomImportance, TorchPruningImportance,
+    make_importance,
 )
 from gan_prune_env.pruning.layers import LayerInfo, trace_layers
 from gan_prune_env.pruning.macs import (
@@ -16,7 +17,8 @@ from gan_prune_env.pruning.space import GROUP_FEATURE_NAMES, ChannelSpace
 
 __all__ = [
     "GROUP_FEATURE_NAMES", "ArchitectureSlicer", "ChannelGroup", "ChannelMasker", "ChannelSpace", "Importance",
-    "L1FilterImportance", "LayerInfo", "RandomImportance", "TorchPruningImportance",
+    "L1FilterImportance", "LayerInfo", "NormScaleImportance", "RandomImportance",
+    "TorchPruningImportance",
     "channels_for_ratio", "count_macs", "count_params", "count_true_macs_profiler",
     "discover_groups", "gradual_architectures", "layer_macs", "layer_params", "make_importance",
     "relative_indices", "SlicingUnsupported",
