@@ -19,6 +19,7 @@ bit-identical to an uninterrupted one.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -152,6 +153,15 @@ class FinetuneConfig:
     (uniform architecture, teacher targets, 3 seeds, paired with "teacher"): FID higher on
     every seed at every budget (+7.7 at 10%, +14.8 at 5%, +17.4 at 2.5%); PSNR to the
     teacher +0.88 dB at 2.5% (every seed), +0.29 at 5%, -0.28 at 10%. So "teacher"."""
+    generator_inherit: float = 1.0
+    """Share of the inherited weights in the generators' starting point: each parameter starts
+    at ``s * inherited + (1 - s) * fresh``, ``fresh`` the reference init the scratch student
+    gets (seed ``seed``, ``seed + 1``, ... per generator); the norms' running statistics stay
+    the inherited ones (training replaces them). 1 starts from the pruned teacher; 0 from the
+    scratch student's G, which with the teacher's D is GAN Compression's student setup; in
+    between it is shrink-and-perturb (Ash & Adams 2020): the teacher's function, shrunk towards
+    a fresh init so that training can move it further, a bridge between the two ends of the
+    frontier. Not with ``prune_stages`` > 1 (the stages rebuild G from the teacher)."""
     adversarial_warmup_steps: int = 0
     """The generator's adversarial term ramps up linearly from 0 over these first steps
     (``TeacherTrainConfig.adversarial_warmup_steps``; with ``prune_stages`` > 1, over the first
@@ -186,6 +196,12 @@ class FinetuneConfig:
         if self.discriminator_init == "fresh" and self.prune_stages > 1:
             raise ValueError("discriminator_init 'fresh' and prune_stages > 1 do not go "
                              "together: the stages rebuild D from the teacher; use one")
+        if not 0.0 <= self.generator_inherit <= 1.0:
+            raise ValueError(f"generator_inherit must be in [0, 1] (1 = the teacher's weights), "
+                             f"got {self.generator_inherit}")
+        if self.generator_inherit < 1.0 and self.prune_stages > 1:
+            raise ValueError("generator_inherit < 1 and prune_stages > 1 do not go together: "
+                             "the stages rebuild G from the teacher; use one")
         if not 0 < self.prune_stage_share < 1:
             raise ValueError(f"prune_stage_share must be in (0, 1), got {self.prune_stage_share}")
         narrowing = round(self.steps * self.prune_stage_share)
@@ -339,6 +355,9 @@ def finetune_pair(networks: dict[str, nn.Module], teacher: dict[str, nn.Module],
     if config.discriminator_init == "fresh":  # on resume the train state then overwrites it
         for offset, name in enumerate(network_names(task.family, "discriminator")):
             reinitialize(networks[name], seed=seed + 1 + offset)
+    if config.generator_inherit < 1.0:  # on resume the train state then overwrites it
+        for offset, name in enumerate(network_names(task.family, "generator")):
+            shrink_towards_fresh(networks[name], config.generator_inherit, seed=seed + offset)
     args = dict(task=task, input_shape=input_shape, seed=seed, device=device,
                 progress=progress, objective=objective, pool=pool)
     if config.prune_stages == 1:
@@ -364,6 +383,18 @@ def finetune_pair(networks: dict[str, nn.Module], teacher: dict[str, nn.Module],
             return networks  # stopped inside this stage: nothing final to hand back yet
     networks.update(staged)
     return networks
+
+
+@torch.no_grad()
+def shrink_towards_fresh(network: nn.Module, inherit: float, seed: int) -> nn.Module:
+    """Every parameter of ``network`` becomes ``inherit * itself + (1 - inherit) * fresh``, with
+    ``fresh`` the reference init at ``seed`` (:func:`reinitialize`): shrink-and-perturb. At 0 the
+    parameters are exactly the fresh init, at 1 they are left alone. Modifies and returns
+    ``network``."""
+    fresh = reinitialize(copy.deepcopy(network), seed=seed)
+    for param, start in zip(network.parameters(), fresh.parameters(), strict=True):
+        param.mul_(inherit).add_(start, alpha=1.0 - inherit)
+    return network
 
 
 def _example(input_shape: dict[str, Any], name: str, device: str) -> torch.Tensor:

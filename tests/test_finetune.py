@@ -588,3 +588,49 @@ def test_a_fresh_discriminator_starts_from_the_reference_init_and_resumes_bit_id
         FinetuneConfig(discriminator_init="fresh", prune_stages=3)
     with pytest.raises(ValueError, match="discriminator_init"):
         FinetuneConfig(discriminator_init="random")
+
+
+def test_generator_inherit_interpolates_between_the_teacher_slice_and_the_scratch_init(tmp_path):
+    """``generator_inherit``: 0 starts G exactly at the scratch student's init (seed ``seed``),
+    1 at the teacher's slice, 0.25 a quarter of the way from the fresh init to the slice; D is
+    untouched either way, and the start survives a resume like the fresh D's."""
+    from gan_prune_env.models import reinitialize
+
+    def start_of(inherit: float, out: Path) -> dict[str, nn.Module]:
+        pair = sliced_pair()
+        finetune_pair(pair["networks"], pair["teacher"], pair["task"],
+                      tiny_config(steps=1, lr=1e-12, generator_inherit=inherit), out,
+                      kept=pair["kept"], input_shape=pair["input_shape"], seed=5,
+                      progress=False)
+        return pair["networks"]
+
+    def params(net: nn.Module) -> list[torch.Tensor]:
+        return [p.detach() for p in net.parameters()]
+
+    teacher_slice = sliced_pair()["networks"]
+    fresh = reinitialize(copy.deepcopy(teacher_slice["generator"]), seed=5)
+    for inherit, expected in ((0.0, params(fresh)), (1.0, params(teacher_slice["generator"])),
+                              (0.25, [0.25 * t + 0.75 * f for t, f in
+                                      zip(params(teacher_slice["generator"]), params(fresh))])):
+        started = start_of(inherit, tmp_path / str(inherit))
+        for got, want in zip(params(started["generator"]), expected, strict=True):
+            assert torch.allclose(got, want, atol=1e-6), inherit
+        for got, want in zip(params(started["discriminator"]),
+                             params(teacher_slice["discriminator"]), strict=True):
+            assert torch.allclose(got, want, atol=1e-6), inherit
+    config = tiny_config(generator_inherit=0.5)
+    straight, resumed = sliced_pair(), sliced_pair()
+    for pair, out, until in ((straight, "straight", None), (resumed, "resumed", 2)):
+        finetune_pair(pair["networks"], pair["teacher"], pair["task"], config, tmp_path / out,
+                      kept=pair["kept"], input_shape=pair["input_shape"], seed=5,
+                      progress=False, until_step=until)
+    resumed = sliced_pair()
+    finetune_pair(resumed["networks"], resumed["teacher"], resumed["task"], config,
+                  tmp_path / "resumed", kept=resumed["kept"], input_shape=resumed["input_shape"],
+                  seed=5, progress=False)
+    for name, net in straight["networks"].items():
+        assert state_equal(net.state_dict(), resumed["networks"][name].state_dict()), name
+    with pytest.raises(ValueError, match="generator_inherit"):
+        FinetuneConfig(generator_inherit=1.5)
+    with pytest.raises(ValueError, match="prune_stages"):
+        FinetuneConfig(generator_inherit=0.5, prune_stages=3)
