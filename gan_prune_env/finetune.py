@@ -84,6 +84,9 @@ class FinetuneConfig:
     PSNR to the teacher."""
     batch_size: int = 8
     lr: float = 2e-4
+    """Pix2pix's rate. Measured on the default task at 10% of G's MACs (teacher targets, 3
+    seeds, paired): 1e-4 costs 10.9 FID and 0.80 dB of PSNR to the teacher on every seed; 4e-4
+    is no better (+4.0 +- 9.3 FID, -0.20 dB)."""
     lr_decay_steps: int = 1500
     """Linear decay to 0 over the last half of the steps, as the reference pix2pix schedule."""
     lambda_task: float | None = None
