@@ -164,7 +164,10 @@ class FinetuneConfig:
     scratch student's G, which with the teacher's D is GAN Compression's student setup; in
     between it is shrink-and-perturb (Ash & Adams 2020): the teacher's function, shrunk towards
     a fresh init so that training can move it further, a bridge between the two ends of the
-    frontier. Not with ``prune_stages`` > 1 (the stages rebuild G from the teacher)."""
+    frontier. Not with ``prune_stages`` > 1 (the stages rebuild G from the teacher). Measured
+    on the default task (uniform architecture, teacher targets, 3 seeds, paired with 1): 0.8
+    gives +0.18 dB of PSNR to the teacher on every seed at 5% of G's MACs (FID +1.1 +- 9.6), no
+    change at 2.5%, and FID +3.7 on every seed at 10%; 0.5 at 5% +0.08 dB. So 1."""
     adversarial_warmup_steps: int = 0
     """The generator's adversarial term ramps up linearly from 0 over these first steps
     (``TeacherTrainConfig.adversarial_warmup_steps``; with ``prune_stages`` > 1, over the first
