@@ -85,10 +85,10 @@ PUBLISHED: dict[str, tuple[tuple[tuple[str, ...], tuple[float, ...], tuple[int, 
 }
 """Per task, the (methods, budgets, seeds) groups of the published frontier: ``run --published``
 runs (or resumes) exactly these cells. Default: the two teacher-target baselines have 5 seeds
-at 25% and 10%, where the headline's "largest cut at teacher level" is decided. Facades: the recipe's two baselines at 10%, seeds 0-2 (a
-cell takes over an hour of one core at 128 px); ``--methods``/``--seeds`` run the rest. The
-supernet methods need the task's supernet (``compare.spec``); ``default_wide`` needs its teacher
-(``TEACHER_COMMANDS``)."""
+at 25% and 10%, where the headline's "largest cut at teacher level" is decided. Facades: the
+recipe's two baselines at 10%, seeds 0-2 (a cell takes over an hour of one core at 128 px);
+``--methods``/``--seeds`` run the rest. The supernet methods need the task's supernet
+(``compare.spec``); ``default_wide`` needs its teacher (``TEACHER_COMMANDS``)."""
 REPORT = "frontier.md"
 PAIRED_AGAINST = {"scratch": "the thin student from scratch",
                   "uniform": "uniform pruning",
