@@ -167,7 +167,9 @@ class FinetuneConfig:
     frontier. Not with ``prune_stages`` > 1 (the stages rebuild G from the teacher). Measured
     on the default task (uniform architecture, teacher targets, 3 seeds, paired with 1): 0.8
     gives +0.18 dB of PSNR to the teacher on every seed at 5% of G's MACs (FID +1.1 +- 9.6), no
-    change at 2.5%, and FID +3.7 on every seed at 10%; 0.5 at 5% +0.08 dB. So 1."""
+    change at 2.5%, and FID +3.7 on every seed at 10%; 0.5 at 5% +0.08 dB. With
+    ``input_mix: cutmix`` it costs no FID and gives +0.64-0.67 dB at 25%, 10% and 5% on every
+    seed, the best pair measured; 1 until the frontier is re-run with the pair."""
     adversarial_warmup_steps: int = 0
     """The generator's adversarial term ramps up linearly from 0 over these first steps
     (``TeacherTrainConfig.adversarial_warmup_steps``; with ``prune_stages`` > 1, over the first
