@@ -29,10 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from compare.cells import git_commit
 from compare.plots import save_figure, subplots
+from compare.report import Stat
 from compare.spec import DEFAULT_OUT, TASKS
 from compare.store import read_records
 
@@ -99,10 +98,6 @@ def collect(files: list[Path], task: str, budgets: list[float]
     return cells, used
 
 
-def _std(values: np.ndarray) -> float:
-    return float(values.std(ddof=1)) if len(values) > 1 else 0.0
-
-
 def _name(point: Point) -> str:
     return f"{point.family} ({point.variant})"
 
@@ -112,10 +107,10 @@ def points(cells: dict[tuple[float, str, str], dict[int, dict]], budget: float) 
     for (b, family, variant), by_seed in cells.items():
         if b != budget:
             continue
-        fid = np.array([r["quality"]["fid"] for r in by_seed.values()], dtype=float)
-        psnr = np.array([r["quality"]["psnr_teacher"] for r in by_seed.values()], dtype=float)
-        out.append(Point(family, variant, tuple(sorted(by_seed)), float(fid.mean()), _std(fid),
-                         float(psnr.mean()), _std(psnr)))
+        fid = Stat.of([r["quality"]["fid"] for r in by_seed.values()])
+        psnr = Stat.of([r["quality"]["psnr_teacher"] for r in by_seed.values()])
+        out.append(Point(family, variant, tuple(sorted(by_seed)), fid.mean, fid.std, psnr.mean,
+                         psnr.std))
     return sorted(out, key=lambda p: p.fid)
 
 
@@ -191,7 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--task", default="default", choices=TASKS)
     parser.add_argument("--budgets", nargs="+", type=float, default=[0.05, 0.025])
     parser.add_argument("--files", nargs="+", type=Path, default=None,
-                        help="results files (default: the frontier's, then teacher_targets/*)")
+                        help="results files (default: the frontier's, then VARIANT_FILES under "
+                             "teacher_targets/)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)
     make_report(args.task, args.budgets, args.files or default_files(args.out, args.task),
