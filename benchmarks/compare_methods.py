@@ -84,7 +84,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from compare.cells import add_ray_argument, run_pending
+from compare.cells import (add_ray_argument, effective_recipe, method_recipe, recipe_config,
+                           recipe_dict, run_pending)
 from gan_prune_env.finetune import FinetuneConfig
 from compare.report import make_report
 from compare.spec import (
@@ -115,16 +116,29 @@ def plan_cells(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def _check_protocol(done: dict[str, dict], cell: dict[str, Any]) -> bool:
-    """True when the cell is finished; a finished cell of another protocol is an error."""
+    """True when the cell is finished; a finished cell of another protocol (search rounds,
+    steps, images, env options, or the fine-tuning recipe it actually ran, ``effective_recipe``:
+    the method's and the run's changes on the defaults of its day) is an error."""
     record = done.get(cell_key(cell["task"], cell["budget"], cell["method"], cell["seed"]))
     if record is None:
         return False
-    for key in ("rounds", "finetune_steps", "eval_images", "recipe", "env"):
+    for key in ("rounds", "finetune_steps", "eval_images", "env"):
         if record.get(key, {}) != cell[key]:
-            raise SystemExit(
-                f"error: {record['key']} was run with {key}={record[key]}, this run asks for "
-                f"{cell[key]}; use another --results file to compare protocols")
+            raise _protocol_error(record["key"], key, record[key], cell[key])
+    ran = effective_recipe(record["config"]["finetune"], cell["task"])
+    asked = effective_recipe(recipe_dict(recipe_config(
+        cell["finetune_steps"], method_recipe(METHODS[cell["method"]], cell))), cell["task"])
+    changed = sorted(k for k in ran.keys() | asked.keys() if ran.get(k) != asked.get(k))
+    if changed:
+        raise _protocol_error(record["key"], "the recipe", {k: ran.get(k) for k in changed},
+                              {k: asked.get(k) for k in changed})
     return True
+
+
+def _protocol_error(key: str, what: str, recorded: Any, asked: Any) -> SystemExit:
+    return SystemExit(f"error: {key} was run with {what} {recorded}, this run asks for {asked}; "
+                      "use another --results file to compare protocols, or --recipe to ask "
+                      "for the recipe it ran")
 
 
 def command_run(args: argparse.Namespace) -> int:

@@ -59,7 +59,8 @@ import numpy as np
 
 import compare_methods
 from compare.plots import save_figure, subplots
-from compare.spec import DEFAULT_OUT, METHODS, TASKS
+from compare.cells import recipe_changes
+from compare.spec import DEFAULT_OUT, METHODS, RECIPE_BEFORE_CUTMIX, TASKS
 from compare.store import read_records
 
 BUDGETS = (0.25, 0.1, 0.05, 0.025)
@@ -89,6 +90,11 @@ at 25% and 10%, where the headline's "largest cut at teacher level" is decided. 
 recipe's two baselines at 10%, seeds 0-2 (a cell takes over an hour of one core at 128 px);
 ``--methods``/``--seeds`` run the rest. The supernet methods need the task's supernet
 (``compare.spec``); ``default_wide`` needs its teacher (``TEACHER_COMMANDS``)."""
+PUBLISHED_RECIPE: dict[str, dict[str, Any]] = {"default_wide": RECIPE_BEFORE_CUTMIX,
+                                               "facades": RECIPE_BEFORE_CUTMIX}
+"""Per task, the ``--recipe`` changes its published cells ran with: the wide-teacher and facades
+cells predate cutmix and the shrunk start (an hour or more a cell on 2 cores), so they keep the
+recipe before them until they are re-run; the default task's run today's."""
 REPORT = "frontier.md"
 PAIRED_AGAINST = {"scratch": "the thin student from scratch",
                   "uniform": "uniform pruning",
@@ -115,17 +121,34 @@ def cell_groups(args: argparse.Namespace, task: str
     return ((tuple(args.methods), tuple(args.budgets), tuple(args.seeds)),)
 
 
+def published_recipe(args: argparse.Namespace, task: str, passthrough: list[str]) -> list[str]:
+    """The ``--recipe`` arguments of the task's published cells (``PUBLISHED_RECIPE``), with
+    ``--published`` only; asking for another recipe on top of them is an error."""
+    changes = PUBLISHED_RECIPE.get(task) if args.published else None
+    if not changes:
+        return []
+    if "--recipe" in passthrough:
+        raise SystemExit(f"error: the published {task} cells ran with --recipe "
+                         f"{_recipe_args(changes)}; run other recipes without --published")
+    return ["--recipe", *_recipe_args(changes)]
+
+
+def _recipe_args(changes: dict[str, Any]) -> list[str]:
+    return [f"{k}:{v}" for k, v in changes.items()]
+
+
 def command_run(args: argparse.Namespace, passthrough: list[str]) -> int:
     """``compare_methods.py run`` per task and cell group, into the frontier's own results
     files."""
     out = Path(args.out)
     code = 0
     for task in args.tasks:
+        recipe = published_recipe(args, task, passthrough)
         for methods, budgets, seeds in cell_groups(args, task):
             argv = ["run", "--tasks", task, "--budgets", *map(str, budgets),
                     "--methods", *methods, "--seeds", *map(str, seeds),
                     "--workers", str(args.workers), "--results", str(results_file(out, task)),
-                    "--out", str(out), "--no-report", *passthrough]
+                    "--out", str(out), "--no-report", *recipe, *passthrough]
             code |= compare_methods.main(argv)
     make_report(out)
     return code
@@ -162,11 +185,11 @@ def task_section(task: str, records: list[dict[str, Any]], out: Path) -> list[st
              f"{teacher_fid_std:.1f} (bootstrap), KID x1e3 {tq.get('kid', math.nan) * 1e3:.1f}, "
              f"PSNR {tq['psnr']:.2f} dB. Seeds {sorted({r['seed'] for r in records})}; search "
              f"rounds {sorted({r['rounds'] for r in records})}; fine-tuning steps "
-             f"{sorted({r['finetune_steps'] for r in records})}, recipe changes "
-             f"{sorted({str(r.get('recipe', {})) for r in records})}; "
+             f"{sorted({r['finetune_steps'] for r in records})}; "
              f"{first['eval_images']} test images; commits "
              f"{sorted({r.get('commit', '?')[:12] for r in records})}; teacher SHA-1 "
              f"{first.get('teacher_sha1', '?')}.\n"]
+    lines.append(_recipe_note(cells, methods))
     header = ["method", "seeds", "G MACs kept", "x fewer"] + [h for _, h, _, _ in COLUMNS]
     lines += ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
     for budget in budgets:
@@ -203,6 +226,21 @@ def task_section(task: str, records: list[dict[str, Any]], out: Path) -> list[st
     _plot(task, cells, methods, budgets, tc["macs"], teacher_fid, out / f"frontier_{task}.png")
     lines.append(f"![frontier {task}](frontier_{task}.png)\n")
     return lines
+
+
+def _recipe_note(cells: dict[tuple[str, float], dict[int, dict]], methods: list[str]) -> str:
+    """Which recipe the rows ran: today's (``FinetuneConfig`` defaults with each method's own
+    changes, ``compare.spec.METHODS``), or in which fields a method's cells differ from it."""
+    changed: dict[str, set[str]] = defaultdict(set)
+    for (method, _), group in cells.items():
+        for record in group.values():
+            changes = recipe_changes(record)
+            if changes:
+                changed[method].add(", ".join(f"{k} {v}" for k, v in sorted(changes.items())))
+    if not changed:
+        return "Every cell ran today's recipe (with its method's own changes).\n"
+    others = "; ".join(f"{m}: {' / '.join(sorted(changed[m]))}" for m in methods if m in changed)
+    return (f"Recipe: today's (with each method's own changes), except {others}.\n")
 
 
 def _paired(cells: dict[tuple[str, float], dict[int, dict]], methods: list[str],

@@ -105,8 +105,8 @@ import numpy as np
 
 import compare_methods
 from compare.cells import (
-    add_ray_argument, env_kwargs, evaluate_sliced, file_sha1, finetune_sliced, git_commit,
-    host_info, recipe_config, run_pending,
+    add_ray_argument, effective_recipe, env_kwargs, evaluate_sliced, file_sha1, finetune_sliced,
+    git_commit, host_info, recipe_config, recipe_dict, run_pending,
 )
 from compare.spec import (
     DEFAULT_OUT, ENV_ID, ROOT, TASKS, check_choices, rel_path, supernet_command,
@@ -444,7 +444,7 @@ def run_architecture(spec: dict[str, Any]) -> dict[str, Any]:
         quality, teacher_quality = evaluate_sliced(pair, spec["task"], task,
                                                    spec["eval_images"])
         finals[str(steps)] = {"steps": steps, "eval_images": spec["eval_images"],
-                              "finetune": _jsonable(to_dict(config)), "quality": quality,
+                              "finetune": recipe_dict(config), "quality": quality,
                               "teacher_quality": teacher_quality,
                               "timing_s": {"finetune": finetune_s,
                                            "evaluate": time.perf_counter() - t0}}
@@ -517,8 +517,7 @@ def plan(args: argparse.Namespace) -> list[dict[str, Any]]:
 def same_protocol(recorded: Any, asked: Any, defaults: dict[str, Any] | None = None) -> bool:
     """``recorded == asked``, where an option the record lacks counts as its default: an
     option added after the record was written, whose default keeps the behaviour it had (the
-    env's ``evaluation``, the recipe's ``input_mix``). Any other difference is a protocol
-    change."""
+    env's ``evaluation``). Any other difference is a protocol change."""
     if defaults is None or not isinstance(recorded, dict) or not isinstance(asked, dict):
         return recorded == asked
     if set(recorded) - set(asked):
@@ -565,8 +564,9 @@ def missing_parts(cell: dict[str, Any], record: dict[str, Any] | None) -> dict[s
         if done["eval_images"] != cell["eval_images"]:
             raise _protocol_error(key, f"eval_images (at {steps} steps)", done["eval_images"],
                                   cell["eval_images"])
-        recipe = _jsonable(_recipe_dict(steps))
-        if not same_protocol(done["finetune"], recipe, _jsonable(to_dict(FinetuneConfig()))):
+        recipe = recipe_dict(recipe_config(steps))
+        if effective_recipe(done["finetune"], cell["task"]) != \
+                effective_recipe(recipe, cell["task"]):
             raise _protocol_error(key, f"the fine-tuning recipe (at {steps} steps)",
                                   done["finetune"], recipe)
     modes = {m: o for m, o in cell["modes"].items() if m not in record["scores"]}
@@ -574,10 +574,6 @@ def missing_parts(cell: dict[str, Any], record: dict[str, Any] | None) -> dict[s
     if not modes and not lengths:
         return None
     return {**cell, "modes": modes, "final_steps": lengths}
-
-
-def _recipe_dict(steps: int) -> dict[str, Any]:
-    return to_dict(recipe_config(steps))
 
 
 def command_run(args: argparse.Namespace) -> int:

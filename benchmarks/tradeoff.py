@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from compare.cells import git_commit
+from compare.cells import git_commit, recipe_changes
 from compare.plots import save_figure, subplots
 from compare.report import Stat
 from compare.spec import DEFAULT_OUT, TASKS
@@ -70,8 +70,9 @@ class Point:
 
 
 def variant_label(record: dict[str, Any]) -> str:
-    """``recipe`` or the record's changes to it: recipe keys, env keys, fine-tuning steps."""
-    changes = [f"{k}: {v}" for k, v in sorted((record.get("recipe") or {}).items())]
+    """``recipe`` or the record's changes to it: the fields in which the recipe it ran differs
+    from its method's today (``recipe_changes``), env keys, fine-tuning steps."""
+    changes = [f"{k}: {v}" for k, v in sorted(recipe_changes(record).items())]
     changes += [f"env {k}: {v}" for k, v in sorted((record.get("env") or {}).items())]
     if record.get("finetune_steps", RECIPE_STEPS) != RECIPE_STEPS:
         changes.append(f"{record['finetune_steps']} steps")

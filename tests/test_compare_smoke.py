@@ -284,6 +284,57 @@ def test_published_plan_is_exactly_the_committed_frontier(compare, task):
     assert frontier.cell_groups(custom, task) == ((("uniform",), (0.1,), (0, 1, 2)),)
 
 
+@pytest.mark.parametrize("task", ["default", "default_wide", "facades"])
+def test_every_committed_frontier_cell_ran_the_recipe_its_published_run_asks_for(compare, task):
+    """Resuming the published frontier finds every committed cell finished under the recipe it
+    would ask for (today's defaults, the method's changes, ``PUBLISHED_RECIPE``), so a change
+    of the recipe's defaults cannot leave the frontier's cells silently of another recipe."""
+    frontier = _script("frontier")
+    records = frontier.read_records(BENCHMARKS / "results" / f"frontier_{task}.jsonl")
+    args = frontier.parse_args(["run", "--tasks", task, "--published"])[0]
+    recipe = compare.recipe_overrides(frontier.published_recipe(args, task, [])[1:]) or None
+    for record in records:
+        cell = {**{k: record[k] for k in ("task", "budget", "method", "seed", "rounds",
+                                          "finetune_steps", "eval_images")},
+                "env": record.get("env", {}), "recipe": recipe}
+        assert compare._check_protocol({record["key"]: record}, cell), record["key"]
+
+
+def test_a_cell_is_finished_only_under_the_recipe_it_ran(compare):
+    """The recipe check compares what a cell ran (fields added after its record at the values
+    it ran with, "auto" resolved) with what the run asks for, not the ``--recipe`` words."""
+    from compare.cells import RECIPE_BEFORE_FIELD, method_recipe, recipe_config, recipe_dict
+
+    def record(method: str, recipe: dict | None, drop: tuple[str, ...] = ()) -> dict:
+        cell = {"recipe": recipe}
+        ran = recipe_dict(recipe_config(3000, method_recipe(compare.METHODS[method], cell)))
+        return {"key": f"default|0.1|{method}|0", "rounds": 200, "finetune_steps": 3000,
+                "eval_images": 100, "env": {}, "recipe": recipe or {},
+                "config": {"finetune": {k: v for k, v in ran.items() if k not in drop}}}
+
+    def finished(done: dict, method: str, recipe: dict | None) -> bool:
+        cell = {"task": "default", "budget": 0.1, "method": method, "seed": 0, "rounds": 200,
+                "finetune_steps": 3000, "eval_images": 100, "env": {}, "recipe": recipe}
+        return compare._check_protocol({done["key"]: done}, cell)
+
+    mixed = {"input_mix": "cutmix"}  # what "auto" means with the teacher's targets
+    assert finished(record("uniform_teacher_targets", mixed), "uniform_teacher_targets", None)
+    assert finished(record("uniform_teacher_targets", None), "uniform_teacher_targets", mixed)
+    before = {"input_mix": "none", "generator_inherit": 1.0}
+    # a record from before input_mix and generator_inherit existed ran without them
+    old = record("uniform_teacher_targets", before, drop=tuple(RECIPE_BEFORE_FIELD)[1:])
+    assert finished(old, "uniform_teacher_targets", before)
+    with pytest.raises(SystemExit, match="generator_inherit"):
+        finished(old, "uniform_teacher_targets", None)
+    with pytest.raises(SystemExit, match="input_mix"):
+        finished(old, "uniform_teacher_targets", {"generator_inherit": 1.0})
+    # ... and the dataset's targets: the data-target methods pin that recipe
+    oldest = record("uniform", None, drop=tuple(RECIPE_BEFORE_FIELD))
+    assert finished(oldest, "uniform", None)
+    with pytest.raises(SystemExit, match="targets"):
+        finished(oldest, "uniform", {"targets": "teacher", **before})
+
+
 def _leaderboard_record(method: str, seed: int, reward: float, within: bool = True) -> dict:
     return {"key": f"default|0.1|{method}|{seed}", "method": method, "seed": seed,
             "rounds": 1000, "finetune_steps": 600, "commit": "c" * 40, "teacher_sha1": "t" * 40,
@@ -315,49 +366,58 @@ def test_leaderboard_ranks_by_the_interquartile_mean_of_the_best_feasible_reward
 
 
 def _tradeoff_record(method: str, seed: int, fid: float, psnr_teacher: float,
-                     **changes) -> dict:
+                     recipe: dict | None = None) -> dict:
+    """A comparison record of ``method`` that ran its recipe with the ``recipe`` changes."""
+    from compare.cells import method_recipe, recipe_config, recipe_dict
+    from compare.spec import METHODS
+
+    ran = recipe_config(3000, method_recipe(METHODS[method], {"recipe": recipe}))
     return {"task": "default", "method": method, "budget": 0.05, "seed": seed,
             "finetune_steps": 3000, "teacher_sha1": "e9751b24ff" + "0" * 30,
-            "quality": {"fid": fid, "psnr_teacher": psnr_teacher}, **changes}
+            "recipe": recipe or {}, "config": {"finetune": recipe_dict(ran)},
+            "quality": {"fid": fid, "psnr_teacher": psnr_teacher}}
 
 
 def test_tradeoff_says_which_variants_beat_which_on_both_axes(tmp_path, capsys):
     with benchmark_script("tradeoff") as tradeoff:  # registered: it defines a dataclass
         _check_tradeoff_report(tradeoff, tmp_path)
-    assert "cutmix.jsonl repeats cell (0.05, 'pruning', 'recipe') seed 0" in capsys.readouterr().err
+    assert "unmixed.jsonl repeats cell (0.05, 'pruning', 'recipe') seed 0" in \
+        capsys.readouterr().err
 
 
 def _check_tradeoff_report(tradeoff, tmp_path: Path) -> None:
-    frontier, variant = tmp_path / "frontier_default.jsonl", tmp_path / "cutmix.jsonl"
+    frontier, variant = tmp_path / "frontier_default.jsonl", tmp_path / "unmixed.jsonl"
     records = [_tradeoff_record("uniform_teacher_targets", s, 187.0 + s, 20.6) for s in (0, 1)]
     records += [_tradeoff_record("scratch_teacher_targets", s, 210.0, 20.9 + s / 10)
                 for s in (0, 1)]
     # the pruning recipe beats this one on both axes, but not every point
     records.append(_tradeoff_record("scratch_g_teacher_targets", 0, 215.0, 20.0))
     frontier.write_text("".join(json.dumps(r) + "\n" for r in records))
-    cutmix = {"recipe": {"input_mix": "cutmix"}}
+    # labelled by what the cells ran against their method's recipe of today, not by the run's
+    # --recipe: a --recipe that restates a default is no variant
+    unmixed = {"input_mix": "none"}
     variant.write_text("".join(json.dumps(r) + "\n" for r in [
         # lower FID and higher PSNR-T than the scratch recipe: better on both
-        _tradeoff_record("uniform_teacher_targets", 0, 189.0, 21.2, **cutmix),
+        _tradeoff_record("uniform_teacher_targets", 0, 189.0, 21.2, unmixed),
         # a rerun of a frontier cell: the frontier's record is kept
-        _tradeoff_record("uniform_teacher_targets", 0, 999.0, 0.0),
-        _tradeoff_record("scratch_teacher_targets", 0, 204.0, 21.0, **cutmix),
+        _tradeoff_record("uniform_teacher_targets", 0, 999.0, 0.0, {"input_mix": "auto"}),
+        _tradeoff_record("scratch_teacher_targets", 0, 204.0, 21.0, unmixed),
         # a method of neither family is left out
         _tradeoff_record("mggc_teacher_targets", 0, 150.0, 30.0)]))
     report = tradeoff.make_report("default", [0.05], [frontier, variant], tmp_path).read_text()
     rows = {tuple(c.strip() for c in line.split("|")[1:3]): line.split("|")
             for line in report.splitlines() if line.startswith("| pruning")
             or line.startswith("| scratch")}
-    assert set(rows) == {("pruning", "recipe"), ("pruning", "input_mix: cutmix"),
-                         ("scratch", "recipe"), ("scratch", "input_mix: cutmix"),
+    assert set(rows) == {("pruning", "recipe"), ("pruning", "input_mix: none"),
+                         ("scratch", "recipe"), ("scratch", "input_mix: none"),
                          ("scratch G, teacher's D", "recipe")}
     assert rows[("pruning", "recipe")][4].strip() == "187.5 ± 0.7"  # 999 rerun not averaged
-    beats_cutmix_pruning = rows[("pruning", "input_mix: cutmix")][6]
+    beats_cutmix_pruning = rows[("pruning", "input_mix: none")][6]
     assert "scratch (recipe)" in beats_cutmix_pruning
-    assert "scratch (input_mix: cutmix)" in beats_cutmix_pruning
+    assert "scratch (input_mix: none)" in beats_cutmix_pruning
     # the pruning recipe loses PSNR-T to both scratch points: it beats neither on both axes
     assert rows[("pruning", "recipe")][6].strip() == "scratch G, teacher's D (recipe)"
-    assert rows[("scratch", "recipe")][7].strip() == "pruning (input_mix: cutmix)"
-    assert "better on both axes than every other point: input_mix: cutmix. " in report
+    assert rows[("scratch", "recipe")][7].strip() == "pruning (input_mix: none)"
+    assert "better on both axes than every other point: input_mix: none. " in report
     assert "beat some pruning variant on both: 0 of 3." in report
     assert (tmp_path / "tradeoff_default.png").stat().st_size > 0

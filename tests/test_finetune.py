@@ -458,8 +458,8 @@ def test_gradual_finetune_narrows_the_teacher_in_stages_each_from_the_last(tmp_p
 
     monkeypatch.setattr(finetune, "_train_stage", recording)
     finetune_pair(pair["networks"], pair["teacher"], pair["task"],
-                  tiny_config(steps=9, prune_stages=3, prune_stage_share=0.5, lr_decay_steps=4,
-                              ema_decay=0.9),
+                  tiny_config(steps=9, prune_stages=3, generator_inherit=1.0,
+                              prune_stage_share=0.5, lr_decay_steps=4, ema_decay=0.9),
                   tmp_path, kept=pair["kept"], input_shape=pair["input_shape"], progress=False)
     example = torch.zeros(1, 3, SIZE, SIZE)
     assert [s["kept"][main] for s in stages] == plans
@@ -478,8 +478,8 @@ def test_gradual_finetune_narrows_the_teacher_in_stages_each_from_the_last(tmp_p
 
 
 def test_interrupted_gradual_finetune_resumes_bit_identically(tmp_path):
-    config = tiny_config(steps=6, prune_stages=2, prune_stage_share=0.5, feature_layers="auto",
-                         ema_decay=0.9)
+    config = tiny_config(steps=6, prune_stages=2, generator_inherit=1.0, prune_stage_share=0.5,
+                         feature_layers="auto", ema_decay=0.9)
     straight = finetune_fresh_pair(config, tmp_path / "straight")
     finetune_fresh_pair(config, tmp_path / "resumed", until_step=2)  # inside the first stage
     assert not (tmp_path / "resumed" / "stage_2").exists()
@@ -491,11 +491,13 @@ def test_interrupted_gradual_finetune_resumes_bit_identically(tmp_path):
 
 def test_gradual_pruning_is_checked():
     with pytest.raises(ValueError, match="prune_stage_share 0.2 of 5 steps gives them 1"):
-        FinetuneConfig(steps=5, prune_stages=3)
+        FinetuneConfig(steps=5, prune_stages=3, generator_inherit=1.0)
     with pytest.raises(ValueError, match="prune_stage_share"):
         FinetuneConfig(prune_stage_share=1.0)
-    assert [c.steps for c in _stage_configs(FinetuneConfig(prune_stages=3))] == [300, 300, 2400]
-    staged = _stage_configs(FinetuneConfig(prune_stages=3, adversarial_warmup_steps=100))
+    staged = _stage_configs(FinetuneConfig(prune_stages=3, generator_inherit=1.0))
+    assert [c.steps for c in staged] == [300, 300, 2400]
+    staged = _stage_configs(FinetuneConfig(prune_stages=3, generator_inherit=1.0,
+                                           adversarial_warmup_steps=100))
     assert [c.adversarial_warmup_steps for c in staged] == [100, 0, 0]  # the first stage's
     with pytest.raises(ValueError, match="prune_stages"):
         FinetuneConfig(prune_stages=0)
@@ -503,7 +505,7 @@ def test_gradual_pruning_is_checked():
 
     with pytest.raises(ValueError, match="prune_stages"):
         RunConfig(slice_from="supernet", env_kwargs={"supernet": "sn.pt"},
-                  finetune=FinetuneConfig(prune_stages=2))
+                  finetune=FinetuneConfig(prune_stages=2, generator_inherit=1.0))
 
 
 # --- configuration ------------------------------------------------------------------------------
@@ -556,7 +558,7 @@ def test_the_task_loss_weight_and_the_warmup_reach_the_trainer_config(task_name,
 def test_a_fresh_discriminator_starts_from_the_reference_init_and_resumes_bit_identically(
         tmp_path):
     """``discriminator_init="fresh"``: D trains from the seeded reference init (4 Adam steps
-    of lr 2e-4 move a weight by < 1e-3), G from the teacher's slice; a resumed run ends where
+    of lr 2e-4 move a weight by < 1e-3), G from the teacher's slice (``generator_inherit`` 1); a resumed run ends where
     an uninterrupted one does (the restored train state, not a new init, is what continues)."""
     from gan_prune_env.models import reinitialize
 
@@ -571,21 +573,22 @@ def test_a_fresh_discriminator_starts_from_the_reference_init_and_resumes_bit_id
         return max(float((x - y).abs().max().detach()) for x, y in zip(a.parameters(),
                                                                         b.parameters()))
 
+    fresh_d_config = tiny_config(discriminator_init="fresh", generator_inherit=1.0)
     start = sliced_pair()["networks"]
     fresh_d = reinitialize(copy.deepcopy(start["discriminator"]), seed=6)
-    trained = run(tiny_config(discriminator_init="fresh"), tmp_path / "fresh")
+    trained = run(fresh_d_config, tmp_path / "fresh")
     assert distance(trained["discriminator"], fresh_d) < 2e-3
     assert distance(trained["discriminator"], start["discriminator"]) > 2e-2
     assert distance(trained["generator"], start["generator"]) < 2e-3
-    kept = run(tiny_config(), tmp_path / "teacher")
+    kept = run(tiny_config(generator_inherit=1.0), tmp_path / "teacher")
     assert distance(kept["discriminator"], start["discriminator"]) < 2e-3
 
-    run(tiny_config(discriminator_init="fresh"), tmp_path / "resumed", until_step=3)
-    resumed = run(tiny_config(discriminator_init="fresh"), tmp_path / "resumed")
+    run(fresh_d_config, tmp_path / "resumed", until_step=3)
+    resumed = run(fresh_d_config, tmp_path / "resumed")
     for name, net in trained.items():
         assert state_equal(net.state_dict(), resumed[name].state_dict()), name
     with pytest.raises(ValueError, match="prune_stages"):
-        FinetuneConfig(discriminator_init="fresh", prune_stages=3)
+        FinetuneConfig(discriminator_init="fresh", prune_stages=3, generator_inherit=1.0)
     with pytest.raises(ValueError, match="discriminator_init"):
         FinetuneConfig(discriminator_init="random")
 

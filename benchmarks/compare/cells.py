@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import hashlib
+import json
 import os
 import platform
 import shutil
@@ -21,7 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from .spec import DYNAMICS_KEYS, ENV_ID, ENV_SEED, FINETUNE_CADENCE, METHODS, Method, cell_key
+from .spec import (
+    DEFAULT_DATA_ROOT, DYNAMICS_KEYS, ENV_ID, ENV_SEED, FINETUNE_CADENCE, METHODS, Method, cell_key,
+)
 
 _TEACHER_QUALITY: dict[str, dict[str, float]] = {}
 _INCEPTION: list = []  # the FID Inception, loaded once per worker process
@@ -63,6 +66,48 @@ def recipe_config(steps: int, recipe: dict[str, Any] | None = None):
     from gan_prune_env.finetune import FinetuneConfig
 
     return FinetuneConfig(**{**FINETUNE_CADENCE, **(recipe or {}), "steps": steps})
+
+
+RECIPE_BEFORE_FIELD = {"targets": "data", "input_mix": "none", "generator_inherit": 1.0}
+"""What a record written before one of these ``FinetuneConfig`` fields existed was fine-tuned
+with, where today's default is no longer that behaviour. Every other field a record lacks was
+added with a default that kept the behaviour: today's default."""
+
+
+def effective_recipe(finetune: dict[str, Any], task: str) -> dict[str, Any]:
+    """What a recipe (a record's ``config.finetune``, or :func:`recipe_dict` of a config) does
+    on ``task``: the fields added after the record was written at the values it ran with
+    (:data:`RECIPE_BEFORE_FIELD`), the "auto" choices resolved for the task's family, in JSON
+    types. Two cells ran the same recipe exactly when these are equal; a field no longer known
+    is kept, so it differs."""
+    from dataclasses import fields
+
+    from gan_prune_env.finetune import FinetuneConfig
+    from gan_prune_env.tasks import DATA_ENV, get_task
+
+    names = {f.name for f in fields(FinetuneConfig)}
+    full = {**recipe_dict(FinetuneConfig()), **RECIPE_BEFORE_FIELD, **finetune}
+    config = FinetuneConfig(**{k: v for k, v in full.items() if k in names})
+    unknown = {k: v for k, v in full.items() if k not in names}
+    family = get_task(task, data_root=os.environ.get(DATA_ENV, str(DEFAULT_DATA_ROOT))).family
+    return {**recipe_dict(config.resolved(family)), **unknown}
+
+
+def recipe_changes(record: dict[str, Any]) -> dict[str, Any]:
+    """The fields in which a cell's recipe differs from the one its method runs today without
+    ``--recipe`` (steps aside): how to label a variant, whatever the defaults of its day."""
+    method = METHODS[record["method"]]
+    ran = effective_recipe(record["config"]["finetune"], record["task"])
+    today = effective_recipe(recipe_dict(recipe_config(ran["steps"], method.recipe)),
+                             record["task"])
+    return {k: v for k, v in ran.items() if k != "steps" and today.get(k) != v}
+
+
+def recipe_dict(config) -> dict[str, Any]:
+    """A ``FinetuneConfig`` as its record stores it (JSON types)."""
+    from gan_prune_env.config import to_dict
+
+    return json.loads(json.dumps(to_dict(config)))
 
 
 def finetune_sliced(pair, env, config, work_dir: str | Path, seed: int) -> float:

@@ -48,8 +48,15 @@ ENV_SEED = 0  # selects pool / evaluation images: the same task for every cell
 FINETUNE_CADENCE = {"save_every": 100_000, "log_every": 50, "image_every": 0}
 
 
-DATA_TARGETS = {"targets": "data"}
+RECIPE_BEFORE_CUTMIX = {"input_mix": "none", "generator_inherit": 1.0}
+"""The recipe's two changes of session 18 undone: its default before cutmix and the shrunk
+start (``input_mix: auto``, ``generator_inherit: 0.8``). Cells run before them keep it, so
+their records stay reproducible; the frontier's headline cells are re-run with today's."""
+DATA_TARGETS = {"targets": "data", **RECIPE_BEFORE_CUTMIX}
 TEACHER_TARGETS = {"targets": "teacher"}
+NOTHING_TO_INHERIT = {"generator_inherit": 1.0}
+"""A re-initialised G has no teacher's weights to shrink towards its init: the scratch
+students start from the fresh init itself."""
 SCRATCH = ("generator", "discriminator")  # the from-scratch student: both networks fresh
 
 
@@ -65,9 +72,10 @@ class Method:
     supernet: bool = False  # the env scores architectures with the task's supernet
     slice_from: str = "teacher"  # weights the found G is sliced from ("teacher", "supernet")
     recipe: dict[str, Any] = field(default_factory=lambda: dict(DATA_TARGETS))
-    """The method's ``FinetuneConfig`` changes. Methods default to the dataset's targets, the
-    recipe their committed records were run with before teacher targets became the default;
-    the ``*_teacher_targets`` methods use the teacher's outputs."""
+    """The method's ``FinetuneConfig`` changes. Methods default to the dataset's targets with
+    neither input mix nor shrunk start, the recipe their committed records were run with before
+    teacher targets became the default; the ``*_teacher_targets`` methods use the teacher's
+    outputs and today's recipe."""
 
 
 METHODS: dict[str, Method] = {
@@ -77,10 +85,11 @@ METHODS: dict[str, Method] = {
                              label="uniform L1-norm, the teacher's full D"),
     "uniform_supernet": Method("uniform", supernet=True, slice_from="supernet",
                                label="uniform, sliced from the supernet"),
-    "scratch_teacher_targets": Method("uniform", reinit=SCRATCH, recipe=TEACHER_TARGETS,
-                                      label="thin student from scratch, teacher targets"),
+    "scratch_teacher_targets": Method(
+        "uniform", reinit=SCRATCH, recipe={**TEACHER_TARGETS, **NOTHING_TO_INHERIT},
+        label="thin student from scratch, teacher targets"),
     "scratch_g_teacher_targets": Method(
-        "uniform", reinit=("generator",), recipe=TEACHER_TARGETS,
+        "uniform", reinit=("generator",), recipe={**TEACHER_TARGETS, **NOTHING_TO_INHERIT},
         label="thin G from scratch with the teacher's D, teacher targets"),
     "uniform_teacher_targets": Method("uniform", recipe=TEACHER_TARGETS,
                                       label="uniform L1-norm, teacher targets"),
