@@ -303,7 +303,7 @@ def test_every_committed_frontier_cell_ran_the_recipe_its_published_run_asks_for
 def test_a_cell_is_finished_only_under_the_recipe_it_ran(compare):
     """The recipe check compares what a cell ran (fields added after its record at the values
     it ran with, "auto" resolved) with what the run asks for, not the ``--recipe`` words."""
-    from compare.cells import RECIPE_BEFORE_FIELD, method_recipe, recipe_config, recipe_dict
+    from compare.cells import method_recipe, recipe_config, recipe_dict
 
     def record(method: str, recipe: dict | None, drop: tuple[str, ...] = ()) -> dict:
         cell = {"recipe": recipe}
@@ -322,14 +322,14 @@ def test_a_cell_is_finished_only_under_the_recipe_it_ran(compare):
     assert finished(record("uniform_teacher_targets", None), "uniform_teacher_targets", mixed)
     before = {"input_mix": "none", "generator_inherit": 1.0}
     # a record from before input_mix and generator_inherit existed ran without them
-    old = record("uniform_teacher_targets", before, drop=tuple(RECIPE_BEFORE_FIELD)[1:])
+    old = record("uniform_teacher_targets", before, drop=("input_mix", "generator_inherit"))
     assert finished(old, "uniform_teacher_targets", before)
     with pytest.raises(SystemExit, match="generator_inherit"):
         finished(old, "uniform_teacher_targets", None)
     with pytest.raises(SystemExit, match="input_mix"):
         finished(old, "uniform_teacher_targets", {"generator_inherit": 1.0})
     # ... and the dataset's targets: the data-target methods pin that recipe
-    oldest = record("uniform", None, drop=tuple(RECIPE_BEFORE_FIELD))
+    oldest = record("uniform", None, drop=("targets", "input_mix", "generator_inherit"))
     assert finished(oldest, "uniform", None)
     with pytest.raises(SystemExit, match="targets"):
         finished(oldest, "uniform", {"targets": "teacher", **before})

@@ -364,6 +364,23 @@ def test_input_mix_needs_teacher_targets():
     FinetuneConfig(input_mix="cutmix").check_family("pix2pix")
 
 
+def test_input_mix_auto_is_cutmix_exactly_where_the_teacher_labels_the_inputs(tmp_path):
+    """The default mixes a Pix2Pix fine-tune's inputs with cutmix (it trains as an explicit
+    cutmix does, not as no mix), and leaves the dataset's inputs alone where the targets are
+    the dataset's: data targets, or a CycleGAN task, which the defaults still fine-tune."""
+    assert FinetuneConfig().resolved_input_mix("pix2pix") == "cutmix"
+    assert FinetuneConfig(targets="data").resolved_input_mix("pix2pix") == "none"
+    assert FinetuneConfig().resolved_input_mix("cyclegan") == "none"
+    FinetuneConfig().check_family("cyclegan")
+    assert FinetuneConfig(input_mix="mixup").resolved("pix2pix").input_mix == "mixup"
+    trained = {mix: finetune_fresh_pair(tiny_config(input_mix=mix), tmp_path / mix)["networks"]
+               for mix in ("auto", "cutmix", "none")}
+    for name, net in trained["auto"].items():
+        assert state_equal(net.state_dict(), trained["cutmix"][name].state_dict()), name
+    assert not state_equal(trained["auto"]["generator"].state_dict(),
+                           trained["none"]["generator"].state_dict())
+
+
 def test_interrupted_finetune_with_features_ema_and_input_mix_resumes_bit_identically(tmp_path):
     config = tiny_config(feature_layers="auto", ema_decay=0.9, input_mix="cutmix")
     straight = finetune_fresh_pair(config, tmp_path / "straight")
