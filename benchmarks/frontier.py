@@ -31,7 +31,8 @@ about 25 minutes on 2 idle cores, and check its test curve with ``teacher_curve.
 ``--teacher TASK=PATH``, ...).
 
 Regenerate the published frontier (one command per task; each resumes where it stopped and
-runs exactly the cells of ``PUBLISHED``)::
+runs exactly the cells of ``PUBLISHED``, with the recipe of ``PUBLISHED_RECIPE``: today's for
+the default task, the recipe before cutmix and the shrunk start for the other two)::
 
     python -m gan_prune_env.supernet --task default --out runs/supernets/default --resume
     python benchmarks/frontier.py run --tasks default --published --workers 2
