@@ -124,21 +124,23 @@ def _check_protocol(done: dict[str, dict], cell: dict[str, Any]) -> bool:
         return False
     for key in ("rounds", "finetune_steps", "eval_images", "env"):
         if record.get(key, {}) != cell[key]:
-            raise _protocol_error(record["key"], key, record[key], cell[key])
+            raise SystemExit(f"error: {record['key']} was run with {key}={record.get(key)}, this "
+                             f"run asks for {cell[key]}; use another --results file to compare "
+                             "protocols")
     ran = effective_recipe(record["config"]["finetune"], cell["task"])
     asked = effective_recipe(recipe_dict(recipe_config(
         cell["finetune_steps"], method_recipe(METHODS[cell["method"]], cell))), cell["task"])
     changed = sorted(k for k in ran.keys() | asked.keys() if ran.get(k) != asked.get(k))
     if changed:
-        raise _protocol_error(record["key"], "the recipe", {k: ran.get(k) for k in changed},
-                              {k: asked.get(k) for k in changed})
+        raise SystemExit(
+            f"error: {record['key']} ran the recipe with {_fields(ran, changed)}, this run asks "
+            f"for {_fields(asked, changed)}; use another --results file to compare recipes, or "
+            f"--recipe {' '.join(f'{k}:{ran.get(k)}' for k in changed)} to resume it")
     return True
 
 
-def _protocol_error(key: str, what: str, recorded: Any, asked: Any) -> SystemExit:
-    return SystemExit(f"error: {key} was run with {what} {recorded}, this run asks for {asked}; "
-                      "use another --results file to compare protocols, or --recipe to ask "
-                      "for the recipe it ran")
+def _fields(recipe: dict[str, Any], names: list[str]) -> str:
+    return ", ".join(f"{k}={recipe.get(k)}" for k in names)
 
 
 def command_run(args: argparse.Namespace) -> int:
