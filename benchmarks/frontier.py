@@ -60,7 +60,7 @@ import numpy as np
 
 import compare_methods
 from compare.plots import save_figure, subplots
-from compare.cells import recipe_changes
+from compare.cells import effective_recipe, recipe_changes
 from compare.spec import DEFAULT_OUT, METHODS, RECIPE_BEFORE_CUTMIX, TASKS
 from compare.store import read_records
 
@@ -230,30 +230,38 @@ def task_section(task: str, records: list[dict[str, Any]], out: Path) -> list[st
 
 
 def _recipe_note(cells: dict[tuple[str, float], dict[int, dict]], methods: list[str]) -> str:
-    """Which recipe the rows ran: today's (``FinetuneConfig`` defaults with each method's own
-    changes, ``compare.spec.METHODS``), or in which fields a method's cells differ from it."""
-    changed: dict[str, set[str]] = defaultdict(set)
+    """Which recipe each row ran: the fields in which its cells differ from today's defaults
+    (``FinetuneConfig``), methods with the same changes together."""
+    changes: dict[str, set[str]] = defaultdict(set)
     for (method, _), group in cells.items():
         for record in group.values():
-            changes = recipe_changes(record)
-            if changes:
-                changed[method].add(", ".join(f"{k} {v}" for k, v in sorted(changes.items())))
-    if not changed:
-        return "Every cell ran today's recipe (with its method's own changes).\n"
-    others = "; ".join(f"{m}: {' / '.join(sorted(changed[m]))}" for m in methods if m in changed)
-    return (f"Recipe: today's (with each method's own changes), except {others}.\n")
+            changed = recipe_changes(record, against_method=False)
+            changes[method].add(", ".join(f"{k} {v}" for k, v in sorted(changed.items()))
+                                or "today's recipe")
+    by_recipe: dict[str, list[str]] = defaultdict(list)
+    for method in methods:
+        by_recipe[" / ".join(sorted(changes[method]))].append(method)
+    lines = ["Recipe of each row, as it differs from today's `FinetuneConfig` defaults:\n"]
+    lines += [f"- {recipe}: {', '.join(group)}" for recipe, group in by_recipe.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _targets(record: dict[str, Any]) -> str:
+    return effective_recipe(record["config"]["finetune"], record["task"])["targets"]
 
 
 def _paired(cells: dict[tuple[str, float], dict[int, dict]], methods: list[str],
             budgets: list[float], base: str, label: str) -> list[str]:
     """Per budget and method, the seed-paired differences from ``base`` (FID, PSNR-T) and on
-    how many seeds the method is better; nothing when no method shares seeds with ``base``."""
+    how many seeds the method is better; nothing when no method shares seeds with ``base``.
+    Only cells trained on the same targets (the dataset's or the teacher's) are paired."""
     lines = []
     for budget in budgets:
         reference = cells.get((base, budget), {})
         for method in methods:
             ours = cells.get((method, budget), {})
-            common = sorted(set(ours) & set(reference))
+            common = sorted(s for s in set(ours) & set(reference)
+                            if _targets(ours[s]) == _targets(reference[s]))
             if method == base or not common:
                 continue
             fid = [_quality(ours[s], "fid") - _quality(reference[s], "fid") for s in common]

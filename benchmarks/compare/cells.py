@@ -93,13 +93,13 @@ def effective_recipe(finetune: dict[str, Any], task: str) -> dict[str, Any]:
     return {**recipe_dict(config.resolved(family)), **unknown}
 
 
-def recipe_changes(record: dict[str, Any]) -> dict[str, Any]:
+def recipe_changes(record: dict[str, Any], against_method: bool = True) -> dict[str, Any]:
     """The fields in which a cell's recipe differs from the one its method runs today without
-    ``--recipe`` (steps aside): how to label a variant, whatever the defaults of its day."""
-    method = METHODS[record["method"]]
+    ``--recipe`` (or, with ``against_method=False``, from the ``FinetuneConfig`` defaults),
+    steps aside: how to label a variant, whatever the defaults of its day."""
     ran = effective_recipe(record["config"]["finetune"], record["task"])
-    today = effective_recipe(recipe_dict(recipe_config(ran["steps"], method.recipe)),
-                             record["task"])
+    changes = METHODS[record["method"]].recipe if against_method else {}
+    today = effective_recipe(recipe_dict(recipe_config(ran["steps"], changes)), record["task"])
     return {k: v for k, v in ran.items() if k != "steps" and today.get(k) != v}
 
 
