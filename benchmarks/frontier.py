@@ -76,7 +76,7 @@ PUBLISHED: dict[str, tuple[tuple[tuple[str, ...], tuple[float, ...], tuple[int, 
          (0.1,), (3, 4)),
         (SEARCHES_AT_10, (0.1,), (0, 1, 2)),
         (("scratch_g_teacher_targets",), BUDGETS, (0, 1, 2)),
-        (TEACHER_TARGET_BASELINES, (0.25,), (3, 4)),
+        (TEACHER_TARGET_BASELINES, (0.25, 0.05, 0.025), (3, 4)),
     ),
     "default_wide": (
         (("scratch", "uniform") + TEACHER_TARGET_BASELINES, (0.1, 0.05), (0, 1, 2)),
@@ -87,7 +87,7 @@ PUBLISHED: dict[str, tuple[tuple[tuple[str, ...], tuple[float, ...], tuple[int, 
 }
 """Per task, the (methods, budgets, seeds) groups of the published frontier: ``run --published``
 runs (or resumes) exactly these cells. Default: the two teacher-target baselines have 5 seeds
-at 25% and 10%, where the headline's "largest cut at teacher level" is decided. Facades: the
+at every budget (the headline's "largest cut at teacher level" and margins). Facades: the
 recipe's two baselines at 10%, seeds 0-2 (a cell takes over an hour of one core at 128 px);
 ``--methods``/``--seeds`` run the rest. The supernet methods need the task's supernet
 (``compare.spec``); ``default_wide`` needs its teacher (``TEACHER_COMMANDS``)."""
