@@ -104,6 +104,10 @@ def test_run_report_and_resume(compare, tmp_path, capsys):
     assert "- uniform: never at teacher level" in text or "- uniform: teacher-level FID" in text
     diff = uniform["quality"]["fid"] - scratch["quality"]["fid"]
     assert f"- 25.0%, uniform: FID {diff:+.1f} ± 0.0 (lower in {int(diff < 0)} of 1 seeds)" in text
+    # cells trained on other targets are not paired, and each row says which recipe it ran
+    assert "- 25.0%, uniform_teacher_targets:" not in text
+    assert "- generator_inherit 1.0, input_mix none, targets data: scratch, uniform, mggc" in text
+    assert "- today's recipe: uniform_teacher_targets" in text
     assert (tmp_path / "frontier_default.png").stat().st_size > 0
 
 
@@ -293,6 +297,9 @@ def test_every_committed_frontier_cell_ran_the_recipe_its_published_run_asks_for
     records = frontier.read_records(BENCHMARKS / "results" / f"frontier_{task}.jsonl")
     args = frontier.parse_args(["run", "--tasks", task, "--published"])[0]
     recipe = compare.recipe_overrides(frontier.published_recipe(args, task, [])[1:]) or None
+    if recipe:  # another recipe on top of the published one is refused, not merged
+        with pytest.raises(SystemExit, match="without --published"):
+            frontier.published_recipe(args, task, ["--recipe", "lr:0.0001"])
     for record in records:
         cell = {**{k: record[k] for k in ("task", "budget", "method", "seed", "rounds",
                                           "finetune_steps", "eval_images")},
