@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import functools
 import hashlib
 import json
 import os
@@ -23,7 +24,8 @@ from typing import Any
 import numpy as np
 
 from .spec import (
-    DEFAULT_DATA_ROOT, DYNAMICS_KEYS, ENV_ID, ENV_SEED, FINETUNE_CADENCE, METHODS, Method, cell_key,
+    DATA_TARGETS, DEFAULT_DATA_ROOT, DYNAMICS_KEYS, ENV_ID, ENV_SEED, FINETUNE_CADENCE, METHODS,
+    Method, cell_key,
 )
 
 _TEACHER_QUALITY: dict[str, dict[str, float]] = {}
@@ -68,10 +70,11 @@ def recipe_config(steps: int, recipe: dict[str, Any] | None = None):
     return FinetuneConfig(**{**FINETUNE_CADENCE, **(recipe or {}), "steps": steps})
 
 
-RECIPE_BEFORE_FIELD = {"targets": "data", "input_mix": "none", "generator_inherit": 1.0}
+RECIPE_BEFORE_FIELD = DATA_TARGETS
 """What a record written before one of these ``FinetuneConfig`` fields existed was fine-tuned
-with, where today's default is no longer that behaviour. Every other field a record lacks was
-added with a default that kept the behaviour: today's default."""
+with, where today's default is no longer that behaviour: the data-target methods' recipe,
+which pins exactly those fields. Every other field a record lacks was added with a default
+that kept the behaviour: today's default."""
 
 
 def effective_recipe(finetune: dict[str, Any], task: str) -> dict[str, Any]:
@@ -83,14 +86,20 @@ def effective_recipe(finetune: dict[str, Any], task: str) -> dict[str, Any]:
     from dataclasses import fields
 
     from gan_prune_env.finetune import FinetuneConfig
-    from gan_prune_env.tasks import DATA_ENV, get_task
 
     names = {f.name for f in fields(FinetuneConfig)}
     full = {**recipe_dict(FinetuneConfig()), **RECIPE_BEFORE_FIELD, **finetune}
     config = FinetuneConfig(**{k: v for k, v in full.items() if k in names})
     unknown = {k: v for k, v in full.items() if k not in names}
-    family = get_task(task, data_root=os.environ.get(DATA_ENV, str(DEFAULT_DATA_ROOT))).family
-    return {**recipe_dict(config.resolved(family)), **unknown}
+    return {**recipe_dict(config.resolved(_task_family(task))), **unknown}
+
+
+@functools.lru_cache(maxsize=None)
+def _task_family(task: str) -> str:
+    """The family of a built-in task, without needing its images."""
+    from gan_prune_env.tasks import DATA_ENV, get_task
+
+    return get_task(task, data_root=os.environ.get(DATA_ENV, str(DEFAULT_DATA_ROOT))).family
 
 
 def recipe_changes(record: dict[str, Any], against_method: bool = True) -> dict[str, Any]:
