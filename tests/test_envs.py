@@ -1154,13 +1154,56 @@ def test_a_pair_seen_again_is_answered_from_the_cache_with_the_same_outcome(monk
     assert not env.step(uniform_actions(env, 0.3, 0.3))[4]["generator"]["cache_hit"]
 
 
-def test_no_cache_with_inner_updates():
-    """Inner updates change the weights: the same pair scores differently later."""
+def _count_real_judgements(monkeypatch, env: GANPruneParallelEnv) -> list[int]:
+    """Calls of ``judge_real`` while ``env`` steps, one entry per step (the objective is
+    shared by every env of the task, so calls are counted around this env's steps only)."""
+    objective, counts, counting = env.game.objective, [], [False]
+    original = objective.judge_real
+
+    def judge_real(discriminator, batch):
+        if counting[0]:
+            counts[-1] += 1
+        return original(discriminator, batch)
+
+    def step(actions, _step=env.step):
+        counts.append(0)
+        counting[0] = True
+        try:
+            return _step(actions)
+        finally:
+            counting[0] = False
+
+    monkeypatch.setattr(objective, "judge_real", judge_real)
+    monkeypatch.setattr(env, "step", step)
+    return counts
+
+
+def test_real_verdicts_are_kept_per_discriminator_architecture(monkeypatch):
+    """D's verdicts on the real pairs do not depend on G: a round whose D architecture was
+    judged before judges only its fake pairs, and scores exactly as if nothing were kept."""
+    env, uncached = parallel(rounds=4), parallel(rounds=4, cache_size=0)
+    judged, judged_uncached = (_count_real_judgements(monkeypatch, e) for e in (env, uncached))
+    for e in (env, uncached):
+        e.reset(seed=0)
+    for g, d in [(0.5, 0.6), (0.7, 0.6), (0.3, 0.8), (0.9, 0.6)]:
+        step = env.step(uniform_actions(env, g, d))
+        expected = uncached.step(uniform_actions(uncached, g, d))
+        assert not step[4]["generator"]["cache_hit"]  # every pair is new: all scored
+        for agent in AGENTS:
+            assert step[4][agent]["loss_terms"] == expected[4][agent]["loss_terms"], (g, d)
+    assert judged == [1, 0, 1, 0] and judged_uncached == [1, 1, 1, 1]
+
+
+def test_no_cache_with_inner_updates(monkeypatch):
+    """Inner updates change the weights: the same pair scores differently later, and D's
+    verdicts on the real pairs change with them."""
     env = parallel(rounds=2, cache_size=8, **INNER)
+    judged = _count_real_judgements(monkeypatch, env)
     env.reset(seed=0)
     infos = [env.step(uniform_actions(env, 0.5))[4] for _ in range(2)]
     assert not any(info["generator"]["cache_hit"] for info in infos)
     assert env.game.cache_hit_rate == 0.0
+    assert judged == [1, 1]
     with pytest.raises(ValueError, match="cache_size"):
         EnvConfig(cache_size=-1)
 

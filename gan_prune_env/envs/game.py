@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from gan_prune_env.envs.config import EnvConfig
-from gan_prune_env.envs.preparation import PreparedTask, prepare_task
+from gan_prune_env.envs.preparation import PreparedTask, prepare_task, scoring_copy
 from gan_prune_env.objective import TeacherPool
 from gan_prune_env.pruning import ArchitectureSlicer, ChannelMasker, SlicingUnsupported
 from gan_prune_env.tasks import TaskConfig
@@ -36,6 +36,10 @@ from gan_prune_env.tasks import TaskConfig
 AGENTS = ("generator", "discriminator")
 # A reference loss at or below this cannot scale a reward
 REFERENCE_FLOOR = 1e-8
+# D architectures whose verdicts on the real pairs are kept (frozen weights): the single view's
+# fixed peer submits one D architecture every round, a learning peer a few near each other
+REAL_VERDICTS_KEPT = 64
+
 
 
 @contextmanager
@@ -84,8 +88,8 @@ class PruningGame:
         # the supernet's weights, when given, are where every architecture starts (and what a
         # reset restores); the teacher itself stays the reference of the objective
         start = self.prepared.supernet
-        self.generator = copy.deepcopy(self.prepared.generator if start is None else start)
-        self.discriminator = copy.deepcopy(self.prepared.discriminator)
+        self.generator = scoring_copy(self.prepared.generator if start is None else start)
+        self.discriminator = scoring_copy(self.prepared.discriminator)
         self.eval_batch = self.prepared.eval_pool.batch(torch.arange(len(self.prepared.eval_pool)))
         self.spaces = self.prepared.spaces
         self.maskers = {"generator": ChannelMasker(self.generator, self.spaces["generator"]),
@@ -93,6 +97,7 @@ class PruningGame:
                                                        self.spaces["discriminator"])}
         self.slicers = self._make_slicers() if config.evaluation == "sliced" else None
         self._cache: OrderedDict[bytes, dict[str, float]] = OrderedDict()
+        self._real_verdicts: OrderedDict[bytes, torch.Tensor] = OrderedDict()
         self.clear_cache()
         self.current_counts = {a: self.spaces[a].num_channels.copy() for a in AGENTS}
         self._pretrained = {name: copy.deepcopy(self.network(name).state_dict()) for name in AGENTS}
@@ -251,8 +256,9 @@ class PruningGame:
             self.generator_rng = torch.Generator().manual_seed(int(seed))
 
     def clear_cache(self) -> None:
-        """Forget every evaluated pair and the hit counts."""
+        """Forget every evaluated pair, every kept verdict and the hit counts."""
         self._cache.clear()
+        self._real_verdicts.clear()
         self._cache_hits = self._cache_lookups = 0
         self.last_cache_hit = False
 
@@ -307,7 +313,26 @@ class PruningGame:
         discriminator = self._runnable("discriminator", counts_d)
         batch = self.eval_batch
         with self._unmasked_if_sliced():
-            return self.objective.evaluate(discriminator, batch, generator(batch.inputs))
+            real = self._judge_real(counts_d, discriminator)
+            return self.objective.evaluate(discriminator, batch, generator(batch.inputs), real)
+
+    def _judge_real(self, counts_d: np.ndarray, discriminator: Callable) -> torch.Tensor:
+        """D's verdicts on the evaluation batch's real pairs (center, teacher neighbour). With
+        frozen weights they depend on D's architecture alone, so they are kept for the
+        ``REAL_VERDICTS_KEPT`` most recent ones (none when ``cache_size`` is 0): a round whose
+        D was seen before judges only its fake pairs."""
+        if self.config.inner_steps or not self.config.cache_size:
+            return self.objective.judge_real(discriminator, self.eval_batch)
+        key = counts_d.tobytes()
+        verdicts = self._real_verdicts.get(key)
+        if verdicts is None:
+            verdicts = self.objective.judge_real(discriminator, self.eval_batch)
+            self._real_verdicts[key] = verdicts
+            if len(self._real_verdicts) > REAL_VERDICTS_KEPT:
+                self._real_verdicts.popitem(last=False)
+        else:
+            self._real_verdicts.move_to_end(key)
+        return verdicts
 
     def _runnable(self, agent: str, counts: np.ndarray) -> Callable[[torch.Tensor], torch.Tensor]:
         """``agent``'s network at ``counts`` as a callable, its norms recalibrated for a pruned

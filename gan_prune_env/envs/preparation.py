@@ -104,6 +104,13 @@ _CACHE: dict[str, PreparedTask] = {}
 _CACHE_SIZE = 4
 
 
+def scoring_copy(network: nn.Module) -> nn.Module:
+    """A copy of ``network`` to score architectures with, its convolution weights stored
+    channels-last: oneDNN then convolves without reordering every activation to its blocked
+    layout and back (1.5x on the default task's D; the same values up to float rounding)."""
+    return copy.deepcopy(network).to(memory_format=torch.channels_last)
+
+
 def _prepare(config: EnvConfig) -> PreparedTask:
     task = resolve_task(config)
     device = torch.device(config.device)
@@ -116,7 +123,8 @@ def _prepare(config: EnvConfig) -> PreparedTask:
                                  for split, count, option in _input_splits(task, config))
     with torch.no_grad():
         train_outputs = generator(train_inputs)
-        eval_outputs = generator(eval_inputs)
+        # by the copy the game scores with, so that the unpruned teacher scores L1 = 0 exactly
+        eval_outputs = scoring_copy(generator)(eval_inputs)
     feature_map = make_feature_map(config.objective, discriminator, conditional,
                                    train_outputs, train_inputs)
     objective = LocalDensityObjective(copy.deepcopy(config.objective), feature_map,

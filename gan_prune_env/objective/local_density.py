@@ -141,21 +141,18 @@ class LocalDensityObjective(nn.Module):
         return batch.weights.flatten() if self.config.kernel_weighted else None
 
     def _judge(self, discriminator: nn.Module, batch: NeighbourhoodBatch,
-               candidates: torch.Tensor, offset: int | None = None) -> torch.Tensor:
-        """D's verdict on (center, candidate_j) for every pair. With ``offset``, ``candidates``
-        stacks two candidate sets (e.g. teacher then student) judged in one batched call."""
+               candidates: torch.Tensor) -> torch.Tensor:
+        """D's verdict on (center, candidate_j) for every pair."""
         centers = batch.outputs[batch.pair_centers]
-        neighbours = batch.pair_neighbours
-        if offset is not None:
-            centers = torch.cat([centers, centers])
-            neighbours = torch.cat([neighbours, neighbours + offset])
-        return discriminator(pair_input(centers, candidates[neighbours], self.center_first))
+        return discriminator(pair_input(centers, candidates[batch.pair_neighbours],
+                                        self.center_first))
 
-    def judge_pairs(self, discriminator: nn.Module, batch: NeighbourhoodBatch,
-                    student_outputs: torch.Tensor) -> torch.Tensor:
-        """D's raw verdicts on the real pairs then the fake pairs of ``batch``."""
-        return self._judge(discriminator, batch, torch.cat([batch.outputs, student_outputs]),
-                           offset=batch.outputs.shape[0])
+    def judge_real(self, discriminator: nn.Module, batch: NeighbourhoodBatch) -> torch.Tensor:
+        """D's raw verdicts on the real pairs (center, teacher neighbour) of ``batch``. They
+        depend on D and the batch only, not on G: with frozen weights a caller can keep them per
+        D architecture and pass them to :meth:`evaluate`, which then judges only the fake pairs
+        (half of D's work)."""
+        return self._judge(discriminator, batch, batch.outputs)
 
     def discriminator_loss(self, discriminator: nn.Module, batch: NeighbourhoodBatch,
                            student_outputs: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
@@ -184,11 +181,14 @@ class LocalDensityObjective(nn.Module):
 
     @torch.no_grad()
     def evaluate(self, discriminator: nn.Module, batch: NeighbourhoodBatch,
-                 student_outputs: torch.Tensor) -> dict[str, float]:
-        """All terms of L_G and L_D without gradients, judging each pair once (hot loop)."""
+                 student_outputs: torch.Tensor, real_verdicts: torch.Tensor | None = None
+                 ) -> dict[str, float]:
+        """All terms of L_G and L_D without gradients, judging each pair once (hot loop).
+        ``real_verdicts``: :meth:`judge_real` of this D and batch, when the caller kept them."""
         cfg = self.config
         weights = self._pair_weights(batch)
-        real, fake = self.judge_pairs(discriminator, batch, student_outputs).chunk(2)
+        real = self.judge_real(discriminator, batch) if real_verdicts is None else real_verdicts
+        fake = self._judge(discriminator, batch, student_outputs)
         d_real = gan_loss(real, True, self.gan_mode, weights)
         d_fake = gan_loss(fake, False, self.gan_mode, weights)
         adv = gan_loss(fake, True, self.gan_mode, weights)
