@@ -7,6 +7,12 @@ episodes of the default ``rounds`` with the resets they need counted in the time
   architecture evaluation) and the env's defaults: masked scoring, the cache of evaluated
   pairs on (random actions never repeat a pair). The target (the RL-environment issue) is
   >= 65 steps/s on 2 cores;
+* ``default frozen, the env before``: the same env scoring as it did before channels-last
+  weights and kept real-pair verdicts (contiguous weights, ``cache_size=0``), the baseline of
+  the speed-up in the same run;
+* ``default frozen, joint view``: both agents act at random (``view="joint"``), so D's
+  architecture changes every round and its verdicts on the real pairs cannot be reused (the
+  single view's fixed peer submits one D architecture every round);
 * ``default frozen, sliced``: the same, scored sliced to the kept channels
   (``evaluation="sliced"``), beside it in the same run;
 * ``default frozen, 8 repeated actions``: actions drawn from 8 fixed ones, as a policy that has
@@ -20,7 +26,8 @@ episodes of the default ``rounds`` with the resets they need counted in the time
 * ``facades frozen``: the facades task at 128 px. It needs ``$GAN_PRUNE_DATA`` (skipped when
   unset) and a teacher: ``--facades-teacher PATH``, otherwise an *untrained* network pair of the
   facades architecture is built for the measurement (labelled "untrained teacher, speed only":
-  step time depends on the architecture, not on the weights).
+  step time depends on the architecture, not on the weights); beside it ``facades frozen, the
+  env before`` and ``facades frozen, sliced``, as for the default task.
 
 Each setting: a warm-up, then ``--repeats`` timed runs of ``--steps`` steps (divided by
 ``1 + inner_steps`` for the slow settings), round-robin over
@@ -84,6 +91,7 @@ class Setting:
     note: str = ""
     threads: int = THREADS
     action_pool: int = 0  # > 0: actions drawn from this many fixed ones
+    contiguous: bool = False  # score with contiguous (NCHW) weights, as the env did before
     result: dict[str, Any] = field(default_factory=dict)
 
 
@@ -111,6 +119,10 @@ def build_settings(args: argparse.Namespace, scratch: Path) -> tuple[list[Settin
         default["teacher"] = args.teacher
     settings = [
         Setting("default frozen", {**default, "inner_steps": 0}),
+        Setting("default frozen, the env before", {**default, "inner_steps": 0, "cache_size": 0},
+                contiguous=True, note="NCHW weights, cache_size=0 (nothing kept)"),
+        Setting("default frozen, joint view", {**default, "inner_steps": 0, "view": "joint"},
+                note="view=joint: both agents random, D changes every round"),
         Setting("default frozen, sliced", {**default, "inner_steps": 0, "evaluation": "sliced"},
                 note="evaluation=sliced"),
         Setting("default frozen, 8 repeated actions", {**default, "inner_steps": 0},
@@ -136,6 +148,9 @@ def build_settings(args: argparse.Namespace, scratch: Path) -> tuple[list[Settin
                                                    "teacher": teacher}, note=UNTRAINED_LABEL))
     if os.environ.get(DATA_ENV):
         facades = settings[-1]
+        settings.append(Setting("facades frozen, the env before",
+                                {**facades.kwargs, "cache_size": 0}, contiguous=True,
+                                note=f"{facades.note}; NCHW weights, cache_size=0"))
         settings.append(Setting("facades frozen, sliced",
                                 {**facades.kwargs, "evaluation": "sliced"},
                                 note=f"{facades.note}; evaluation=sliced"))
@@ -174,9 +189,12 @@ def prepare(setting: Setting, args: argparse.Namespace) -> gym.Env:
     start = time.perf_counter()
     env = gym.make("Pix2PixPrune-v0", **setting.kwargs)
     cached_make = time.perf_counter() - start
+    game = env.unwrapped.game
+    if setting.contiguous:
+        for network in (game.generator, game.discriminator):
+            network.to(memory_format=torch.contiguous_format)
     env.reset(seed=0)
     run_steps(env, max(args.warmup, 1), np.random.default_rng(0), setting.action_pool)
-    game = env.unwrapped.game
     setting.result = {
         "first_make_s": first_make,
         "cached_make_s": cached_make,

@@ -54,12 +54,15 @@ class EnvConfig:
             them (the pruned network's cost, checked against the masks when the env is made,
             with a fallback to them and a warning for a model it cannot cut exactly). The two
             score alike up to float rounding. Which is faster depends on the network and the
-            CPU (``benchmarks/env_speed.py``): sliced is 1.6x faster on facades at 128 px and
-            0.65x as fast on the default task at 64 px, where oneDNN's kernels for odd channel
-            counts lose to the full network's power-of-two widths.
+            CPU (``benchmarks/env_speed.py``): sliced is 1.3x faster on facades at 128 px and
+            0.55x as fast on the default task at 64 px, where oneDNN builds a kernel for every
+            new channel count while the full network's widths are always the same.
         cache_size: architecture pairs whose scores the game keeps (most recent first) and
             answers again without evaluating, with frozen weights only (``inner_steps`` 0: a
-            pair's score then depends on the pair alone); 0 turns the cache off.
+            pair's score then depends on the pair alone); 0 turns the cache off. With frozen
+            weights the game also keeps D's verdicts on the real pairs for the 64 most recent
+            D architectures (unless ``cache_size`` is 0): they do not depend on G, so a round
+            whose D was seen before judges only its fake pairs.
         device: torch device of all computation.
         seed: selects the pool and evaluation images (not the episode randomness).
         on_error: what a round whose evaluation fails does (non-finite losses or rewards, out
