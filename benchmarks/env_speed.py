@@ -92,6 +92,7 @@ class Setting:
     threads: int = THREADS
     action_pool: int = 0  # > 0: actions drawn from this many fixed ones
     contiguous: bool = False  # score with contiguous (NCHW) weights, as the env did before
+    baseline: str | None = None  # the setting whose rate, run by run, this one is divided by
     result: dict[str, Any] = field(default_factory=dict)
 
 
@@ -154,7 +155,20 @@ def build_settings(args: argparse.Namespace, scratch: Path) -> tuple[list[Settin
         settings.append(Setting("facades frozen, sliced",
                                 {**facades.kwargs, "evaluation": "sliced"},
                                 note=f"{facades.note}; evaluation=sliced"))
+    for setting in settings:
+        setting.baseline = _baseline(setting, settings)
     return settings, skipped
+
+
+def _baseline(setting: Setting, settings: list[Setting]) -> str | None:
+    """``<task> frozen, the env before`` for every other frozen setting of that task: its rate
+    divided by the baseline's in the same round-robin run cancels most of the background load
+    of a shared machine, which moves both alike."""
+    if setting.kwargs.get("inner_steps") or setting.contiguous:
+        return None
+    names = {s.name for s in settings}
+    name = f"{setting.kwargs['task']} frozen, the env before"
+    return name if name in names else None
 
 
 # -- timing --------------------------------------------------------------------------------------
@@ -243,6 +257,13 @@ def measure(settings: list[Setting], args: argparse.Namespace) -> None:
             "ms_per_step_median": 1000.0 / statistics.median(rates),
         })
         env.close()
+    by_name = {s.name: s for s in settings}
+    for setting in settings:
+        if setting.baseline is not None:
+            ratios = [r / b for r, b in zip(setting.result["rates"],
+                                            by_name[setting.baseline].result["rates"])]
+            setting.result.update({"baseline": setting.baseline, "speedup_per_run": ratios,
+                                   "speedup_median": statistics.median(ratios)})
 
 
 # -- profile -------------------------------------------------------------------------------------
@@ -383,6 +404,13 @@ def profile_step(args: argparse.Namespace) -> dict[str, Any]:
 
 # -- outputs -------------------------------------------------------------------------------------
 
+def _speedup(setting: dict[str, Any]) -> str:
+    if "speedup_median" not in setting:
+        return ""
+    ratios = setting["speedup_per_run"]
+    return f"{setting['speedup_median']:.2f} ({min(ratios):.2f}-{max(ratios):.2f})"
+
+
 def write_markdown(path: Path, report: dict[str, Any]) -> None:
     lines = [
         "# Environment speed", "",
@@ -396,14 +424,17 @@ def write_markdown(path: Path, report: dict[str, Any]) -> None:
         "a warm-up, runs interleaved "
         "over the settings (shared machine: see the load column). Target: "
         f">= {TARGET_STEPS_PER_S:g} steps/s frozen on the default task.", "",
-        "| setting | steps/s (median) | min-max | ms/step | cache hits | px | eval images / "
-        "pairs | first make s | cached make s | load 1-min | note | teacher SHA-1 |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
+        "**x before**: the setting's rate divided by that of `<task> frozen, the env before` "
+        "(the env as it scored before channels-last weights and kept verdicts) in the same run; "
+        "median over runs, min-max beside it.", "",
+        "| setting | steps/s (median) | min-max | x before | ms/step | cache hits | px | eval "
+        "images / pairs | first make s | cached make s | load 1-min | note | teacher SHA-1 |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for s in report["settings"]:
         lines.append(
             f"| {s['name']} | {s['steps_per_s_median']:.2f} | {s['steps_per_s_min']:.2f}-"
-            f"{s['steps_per_s_max']:.2f} | {s['ms_per_step_median']:.0f} | "
+            f"{s['steps_per_s_max']:.2f} | {_speedup(s)} | {s['ms_per_step_median']:.0f} | "
             f"{statistics.mean(s['cache_hit_rates']):.0%} | {s['resolution']} | "
             f"{s['eval_images']} / {s['eval_pairs']} | {s['first_make_s']:.1f} | "
             f"{s['cached_make_s']:.2f} | {min(s['load_1min']):.1f}-{max(s['load_1min']):.1f} | "
