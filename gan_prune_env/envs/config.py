@@ -55,7 +55,7 @@ class EnvConfig:
             with a fallback to them and a warning for a model it cannot cut exactly). The two
             score alike up to float rounding. Which is faster depends on the network and the
             CPU (``benchmarks/env_speed.py``): sliced is 1.3x faster on facades at 128 px and
-            0.55x as fast on the default task at 64 px, where oneDNN builds a kernel for every
+            0.6x as fast on the default task at 64 px, where oneDNN builds a kernel for every
             new channel count while the full network's widths are always the same.
         cache_size: architecture pairs whose scores the game keeps (most recent first) and
             answers again without evaluating, with frozen weights only (``inner_steps`` 0: a
