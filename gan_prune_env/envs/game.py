@@ -41,7 +41,6 @@ REFERENCE_FLOOR = 1e-8
 REAL_VERDICTS_KEPT = 64
 
 
-
 @contextmanager
 def recalibrating(network: nn.Module):
     """Forward passes inside re-estimate every BatchNorm's running statistics from scratch
@@ -283,7 +282,7 @@ class PruningGame:
         pair seen again costs a lookup (``cache_size`` most recent pairs, none with inner
         updates). ``last_cache_hit`` and ``cache_hit_rate`` say how it went."""
         key = None
-        if self.config.cache_size and not self.config.inner_steps:
+        if self.keeps_results:
             key = counts_g.tobytes() + counts_d.tobytes()
             cached = self._cache.get(key)
             self.last_cache_hit = cached is not None
@@ -294,10 +293,15 @@ class PruningGame:
                 return dict(cached)
         terms = self.evaluate(counts_g, counts_d)
         if key is not None and all(math.isfinite(v) for v in terms.values()):
-            self._cache[key] = dict(terms)
-            if len(self._cache) > self.config.cache_size:
-                self._cache.popitem(last=False)
+            _remember(self._cache, key, dict(terms), self.config.cache_size)
         return terms
+
+    @property
+    def keeps_results(self) -> bool:
+        """Whether evaluated pairs and D's real-pair verdicts are kept: with frozen weights
+        (``inner_steps`` 0) they depend on the architectures alone; ``cache_size`` 0 keeps
+        nothing."""
+        return bool(self.config.cache_size) and not self.config.inner_steps
 
     @property
     def cache_hit_rate(self) -> float:
@@ -321,15 +325,13 @@ class PruningGame:
         frozen weights they depend on D's architecture alone, so they are kept for the
         ``REAL_VERDICTS_KEPT`` most recent ones (none when ``cache_size`` is 0): a round whose
         D was seen before judges only its fake pairs."""
-        if self.config.inner_steps or not self.config.cache_size:
+        if not self.keeps_results:
             return self.objective.judge_real(discriminator, self.eval_batch)
         key = counts_d.tobytes()
         verdicts = self._real_verdicts.get(key)
         if verdicts is None:
             verdicts = self.objective.judge_real(discriminator, self.eval_batch)
-            self._real_verdicts[key] = verdicts
-            if len(self._real_verdicts) > REAL_VERDICTS_KEPT:
-                self._real_verdicts.popitem(last=False)
+            _remember(self._real_verdicts, key, verdicts, REAL_VERDICTS_KEPT)
         else:
             self._real_verdicts.move_to_end(key)
         return verdicts
@@ -435,3 +437,10 @@ class PruningGame:
                 "compute": -self.compute_term(compute["discriminator"], self.config.budget_d),
             },
         }
+
+
+def _remember(cache: OrderedDict, key: bytes, value, size: int) -> None:
+    """Put ``value`` in the least-recently-used ``cache`` of ``size`` entries."""
+    cache[key] = value
+    if len(cache) > size:
+        cache.popitem(last=False)
