@@ -45,6 +45,7 @@ RECIPE_STEPS = 3000  # the recipe's FinetuneConfig().steps: variants at other le
 #: same recipe label as ``prune_stages_3.jsonl`` although they split the steps otherwise
 VARIANT_FILES = ("adversarial_warmup.jsonl", "before_cutmix.jsonl", "budget_d_0.1.jsonl",
                  "budget_d_0.1_cutmix.jsonl", "budget_d_0.1_today.jsonl",
+                 "budget_d_0.05_today.jsonl",
                  "discriminator_fresh.jsonl",
                  "generator_inherit_0.5.jsonl", "generator_inherit_0.8.jsonl",
                  "importance_group_l1.jsonl",
