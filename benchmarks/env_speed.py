@@ -22,6 +22,11 @@ episodes of the default ``rounds`` with the resets they need counted in the time
 * ``default frozen, 1 thread``: the first setting with ``torch.set_num_threads(1)``: on a shared
   machine (or with one env per core in a ``SubprocVecEnv``) two OpenMP threads per process
   oversubscribe the cores and every op waits on the slower thread;
+* ``default frozen, 2 processes x 1 thread``: the first setting in Gymnasium's async vector env,
+  two single-thread worker processes stepping at once (``gymnasium.vector.AsyncVectorEnv``,
+  fork): the throughput a vectorised RL library gets out of 2 cores, counted over both workers
+  (the steps that only reset a finished episode are not counted). Its cache hit rate lives in
+  the workers and is not reported;
 * ``default inner=1`` and ``default inner=4``: the same with adversarial inner updates;
 * ``facades frozen``: the facades task at 128 px. It needs ``$GAN_PRUNE_DATA`` (skipped when
   unset) and a teacher: ``--facades-teacher PATH``, otherwise an *untrained* network pair of the
@@ -58,6 +63,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import datetime as _dt
+import functools
 import json
 import os
 import platform
@@ -91,6 +97,7 @@ class Setting:
     note: str = ""
     threads: int = THREADS
     action_pool: int = 0  # > 0: actions drawn from this many fixed ones
+    workers: int = 0  # > 0: an async vector env of this many single-thread processes
     contiguous: bool = False  # score with contiguous (NCHW) weights, as the env did before
     baseline: str | None = None  # the setting whose rate, run by run, this one is divided by
     result: dict[str, Any] = field(default_factory=dict)
@@ -133,6 +140,8 @@ def build_settings(args: argparse.Namespace, scratch: Path) -> tuple[list[Settin
                 note="recalibrate_norms=False"),
         Setting("default frozen, 1 thread", {**default, "inner_steps": 0}, threads=1,
                 note="torch.set_num_threads(1)"),
+        Setting("default frozen, 2 processes x 1 thread", {**default, "inner_steps": 0},
+                threads=1, workers=2, note="AsyncVectorEnv, 2 workers, 1 torch thread each"),
         Setting("default inner=1", {**default, "inner_steps": 1}),
         Setting("default inner=4", {**default, "inner_steps": 4}),
     ]
@@ -189,13 +198,57 @@ def run_steps(env: gym.Env, steps: int, rng: np.random.Generator, action_pool: i
     return time.perf_counter() - start
 
 
+def run_vector_steps(env: gym.vector.VectorEnv, steps: int, rng: np.random.Generator
+                     ) -> tuple[int, float]:
+    """(evaluated env steps, seconds) for ``steps`` random-action steps of a vector env that
+    resets a finished episode on its next step (``AutoresetMode.NEXT_STEP``): that reset step
+    evaluates nothing, so it is timed but not counted, as the single env's resets are."""
+    space = env.single_action_space
+    actions = rng.uniform(space.low, space.high,
+                          (steps, env.num_envs, *space.shape)).astype(np.float32)
+    resetting = np.zeros(env.num_envs, dtype=bool)
+    evaluated = 0
+    start = time.perf_counter()
+    for action in actions:
+        evaluated += int((~resetting).sum())
+        _, _, terminated, truncated, _ = env.step(action)
+        resetting = terminated | truncated
+    return evaluated, time.perf_counter() - start
+
+
+def _single_thread_env(kwargs: dict[str, Any]) -> gym.Env:
+    """Runs in a vector env's worker process: one torch thread, so that the workers share the
+    cores instead of oversubscribing them."""
+    torch.set_num_threads(1)
+    return gym.make("Pix2PixPrune-v0", **kwargs)
+
+
+def make_workers(setting: Setting) -> gym.vector.AsyncVectorEnv:
+    """``setting.workers`` forked processes, each with one env of ``setting.kwargs`` (the task
+    preparation already cached in this process is inherited, not redone)."""
+    return gym.vector.AsyncVectorEnv(
+        [functools.partial(_single_thread_env, setting.kwargs)] * setting.workers,
+        context="fork", autoreset_mode=gym.vector.AutoresetMode.NEXT_STEP)
+
+
+def timed_run(setting: Setting, env: gym.Env | gym.vector.VectorEnv, steps: int,
+              rng: np.random.Generator) -> float:
+    """Steps per second of one timed run (over all workers for a vector setting)."""
+    if setting.workers:
+        evaluated, seconds = run_vector_steps(env, steps, rng)
+        return evaluated / seconds
+    return steps / run_steps(env, steps, rng, setting.action_pool)
+
+
 def steps_for(setting: Setting, args: argparse.Namespace) -> int:
     """Timed steps per run: ``--steps``, divided by (1 + inner_steps), at least 4."""
     return max(4, args.steps // (1 + setting.kwargs.get("inner_steps", 0)))
 
 
-def prepare(setting: Setting, args: argparse.Namespace) -> gym.Env:
-    """Make the env twice (task preparation, then the cached path) and warm it up."""
+def prepare(setting: Setting, args: argparse.Namespace) -> gym.Env | gym.vector.VectorEnv:
+    """Make the env twice (task preparation, then the cached path) and warm it up; a vector
+    setting then forks its workers from this process and warms them up (the single env
+    serves for the setting's description)."""
     start = time.perf_counter()
     env = gym.make("Pix2PixPrune-v0", **setting.kwargs)
     first_make = time.perf_counter() - start
@@ -223,7 +276,13 @@ def prepare(setting: Setting, args: argparse.Namespace) -> gym.Env:
         "cache_hit_rates": [],
         "load_1min": [],
     }
-    return env
+    if not setting.workers:
+        return env
+    env.close()
+    workers = make_workers(setting)
+    workers.reset(seed=0)
+    run_vector_steps(workers, max(args.warmup, 1), np.random.default_rng(0))
+    return workers
 
 
 def measure(settings: list[Setting], args: argparse.Namespace) -> None:
@@ -240,11 +299,11 @@ def measure(settings: list[Setting], args: argparse.Namespace) -> None:
             torch.set_num_threads(setting.threads)
             steps = steps_for(setting, args)
             try:
-                setting.result["rates"].append(
-                    steps / run_steps(env, steps, rng, setting.action_pool))
+                setting.result["rates"].append(timed_run(setting, env, steps, rng))
             finally:
                 torch.set_num_threads(THREADS)
-            setting.result["cache_hit_rates"].append(env.unwrapped.game.cache_hit_rate)
+            if not setting.workers:
+                setting.result["cache_hit_rates"].append(env.unwrapped.game.cache_hit_rate)
             setting.result["load_1min"].append(round(os.getloadavg()[0], 2))
         print(f"[env_speed] run {repeat + 1}/{args.repeats}: " + ", ".join(
             f"{s.name} {s.result['rates'][-1]:.2f}" for s in settings), flush=True)
@@ -411,6 +470,11 @@ def _speedup(setting: dict[str, Any]) -> str:
     return f"{setting['speedup_median']:.2f} ({min(ratios):.2f}-{max(ratios):.2f})"
 
 
+def _hit_rate(setting: dict[str, Any]) -> str:
+    rates = setting["cache_hit_rates"]
+    return f"{statistics.mean(rates):.0%}" if rates else "n/a"
+
+
 def write_markdown(path: Path, report: dict[str, Any]) -> None:
     lines = [
         "# Environment speed", "",
@@ -435,7 +499,7 @@ def write_markdown(path: Path, report: dict[str, Any]) -> None:
         lines.append(
             f"| {s['name']} | {s['steps_per_s_median']:.2f} | {s['steps_per_s_min']:.2f}-"
             f"{s['steps_per_s_max']:.2f} | {_speedup(s)} | {s['ms_per_step_median']:.0f} | "
-            f"{statistics.mean(s['cache_hit_rates']):.0%} | {s['resolution']} | "
+            f"{_hit_rate(s)} | {s['resolution']} | "
             f"{s['eval_images']} / {s['eval_pairs']} | {s['first_make_s']:.1f} | "
             f"{s['cached_make_s']:.2f} | {min(s['load_1min']):.1f}-{max(s['load_1min']):.1f} | "
             f"{s['note']} | {s['teacher_sha1'][:12]} |")

@@ -77,6 +77,7 @@ PUBLISHED: dict[str, tuple[tuple[tuple[str, ...], tuple[float, ...], tuple[int, 
         (SEARCHES_AT_10, (0.1,), (0, 1, 2)),
         (("scratch_g_teacher_targets",), BUDGETS, (0, 1, 2)),
         (TEACHER_TARGET_BASELINES, (0.25, 0.05, 0.025), (3, 4)),
+        (("random_teacher_targets", "mggc_teacher_targets"), (0.25, 0.05, 0.025), (0, 1, 2)),
     ),
     "default_wide": (
         (("scratch", "uniform") + TEACHER_TARGET_BASELINES, (0.1, 0.05), (0, 1, 2)),

@@ -8,6 +8,7 @@ import json
 import os
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import yaml
@@ -428,3 +429,35 @@ def _check_tradeoff_report(tradeoff, tmp_path: Path) -> None:
     assert "better on both axes than every other point: input_mix: none. " in report
     assert "beat some pruning variant on both: 0 of 3." in report
     assert (tmp_path / "tradeoff_default.png").stat().st_size > 0
+
+
+
+class _EpisodesOfTwo(gym.Env):
+    """A minimal env whose episodes end after two steps; counts the steps it evaluates."""
+
+    observation_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+    action_space = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
+
+    def __init__(self) -> None:
+        self.evaluated, self.t = 0, 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.zeros(1, np.float32), {}
+
+    def step(self, action):
+        self.evaluated += 1
+        self.t += 1
+        return np.zeros(1, np.float32), 0.0, self.t == 2, False, {}
+
+
+def test_env_speed_counts_the_vector_steps_that_evaluate_and_not_the_autoresets():
+    with benchmark_script("env_speed") as env_speed:
+        env = gym.vector.SyncVectorEnv([_EpisodesOfTwo] * 2,
+                                       autoreset_mode=gym.vector.AutoresetMode.NEXT_STEP)
+        env.reset(seed=0)
+        evaluated, seconds = env_speed.run_vector_steps(env, 6, np.random.default_rng(0))
+    # per env: steps 1-2 evaluate, 3 only resets, 4-5 evaluate, 6 only resets
+    assert evaluated == sum(e.evaluated for e in env.envs) == 8
+    assert seconds > 0
