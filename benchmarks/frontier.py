@@ -78,6 +78,7 @@ PUBLISHED: dict[str, tuple[tuple[tuple[str, ...], tuple[float, ...], tuple[int, 
         (("scratch_g_teacher_targets",), BUDGETS, (0, 1, 2)),
         (TEACHER_TARGET_BASELINES, (0.25, 0.05, 0.025), (3, 4)),
         (("random_teacher_targets", "mggc_teacher_targets"), (0.25, 0.05, 0.025), (0, 1, 2)),
+        (("random_teacher_targets", "mggc_teacher_targets"), (0.25,), (3, 4)),
     ),
     "default_wide": (
         (("scratch", "uniform") + TEACHER_TARGET_BASELINES, (0.1, 0.05), (0, 1, 2)),
@@ -88,7 +89,8 @@ PUBLISHED: dict[str, tuple[tuple[tuple[str, ...], tuple[float, ...], tuple[int, 
 }
 """Per task, the (methods, budgets, seeds) groups of the published frontier: ``run --published``
 runs (or resumes) exactly these cells. Default: the two teacher-target baselines have 5 seeds
-at every budget (the headline's "largest cut at teacher level" and margins). Facades: the
+at every budget (the headline's "largest cut at teacher level" and margins), the two searches
+5 at 25% (where their means are at teacher level) and 3 elsewhere. Facades: the
 recipe's two baselines at 10%, seeds 0-2 (a cell takes over an hour of one core at 128 px);
 ``--methods``/``--seeds`` run the rest. The supernet methods need the task's supernet
 (``compare.spec``); ``default_wide`` needs its teacher (``TEACHER_COMMANDS``)."""
