@@ -247,8 +247,8 @@ def steps_for(setting: Setting, args: argparse.Namespace) -> int:
 
 def prepare(setting: Setting, args: argparse.Namespace) -> gym.Env | gym.vector.VectorEnv:
     """Make the env twice (task preparation, then the cached path) and warm it up; a vector
-    setting then forks its workers from this process and warms them up (the single env
-    serves for the setting's description)."""
+    setting forks its workers from this process instead and warms them up (its single env
+    only serves for the setting's description)."""
     start = time.perf_counter()
     env = gym.make("Pix2PixPrune-v0", **setting.kwargs)
     first_make = time.perf_counter() - start
@@ -260,8 +260,6 @@ def prepare(setting: Setting, args: argparse.Namespace) -> gym.Env | gym.vector.
     if setting.contiguous:
         for network in (game.generator, game.discriminator):
             network.to(memory_format=torch.contiguous_format)
-    env.reset(seed=0)
-    run_steps(env, max(args.warmup, 1), np.random.default_rng(0), setting.action_pool)
     setting.result = {
         "first_make_s": first_make,
         "cached_make_s": cached_make,
@@ -276,13 +274,12 @@ def prepare(setting: Setting, args: argparse.Namespace) -> gym.Env | gym.vector.
         "cache_hit_rates": [],
         "load_1min": [],
     }
-    if not setting.workers:
-        return env
-    env.close()
-    workers = make_workers(setting)
-    workers.reset(seed=0)
-    run_vector_steps(workers, max(args.warmup, 1), np.random.default_rng(0))
-    return workers
+    if setting.workers:  # the single env only described the setting
+        env.close()
+        env = make_workers(setting)
+    env.reset(seed=0)
+    timed_run(setting, env, max(args.warmup, 1), np.random.default_rng(0))  # the warm-up
+    return env
 
 
 def measure(settings: list[Setting], args: argparse.Namespace) -> None:
