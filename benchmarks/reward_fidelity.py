@@ -67,6 +67,10 @@ Regenerate::
 
 (the second command reuses the check's full-length results.)
 
+More seeds for a few. ``--only 0 4 --seed 1 --results FILE`` fine-tunes just those architectures
+of the plan (0 is the uniform one) under another seed: is the best one by a single fine-tune
+better than uniform beyond the seed spread, or was it picked by noise?
+
 Noise ceiling. The same plan under another fine-tuning seed, in its own results file, then the
 report with ``--replica``: the rank correlation of the final metrics between the two seeds is
 the most any reward can be expected to reach::
@@ -500,6 +504,8 @@ def plan(args: argparse.Namespace) -> list[dict[str, Any]]:
             protocol = env_protocol(env)
             sha1 = file_sha1(teacher_path(env.game.task))
             for index, arch in enumerate(plan_architectures(env, count, args.arch_seed)):
+                if args.only and index not in args.only:
+                    continue
                 lengths = [args.finetune_steps] + (list(args.check_steps)
                                                    if index < args.check_archs else [])
                 cells.append({
@@ -585,6 +591,9 @@ def command_run(args: argparse.Namespace) -> int:
                          "--distill-steps, --check-steps >= 1")
     if args.check_only and not args.check_steps:
         raise SystemExit("error: --check-only needs --check-steps")
+    if any(not 0 <= i < args.archs for i in args.only):
+        raise SystemExit(f"error: --only {args.only}: architecture indices run from 0 to "
+                         f"--archs - 1 = {args.archs - 1}")
     out = Path(args.out)
     results = Path(args.results) if args.results else out / RESULTS
     args.work_dir = Path(args.work_dir) if args.work_dir else out / ".reward_fidelity_work"
@@ -917,6 +926,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                      help="architectures of the length check (default 4: the first ones)")
     run.add_argument("--check-only", action="store_true",
                      help="run only the first --check-archs architectures (needs --check-steps)")
+    run.add_argument("--only", nargs="+", type=int, default=[], metavar="INDEX",
+                     help="only these architectures of the plan (0 is the uniform one): more "
+                          "fine-tuning seeds for a few, under --seed and another --results")
     run.add_argument("--workers", type=int, default=1,
                      help="architectures in parallel processes (1 torch thread each)")
     add_ray_argument(run)

@@ -202,6 +202,15 @@ def test_run_resume_and_report(rf, env, tmp_path, capsys):
                             (["--seed", "1"], "fine-tuning seed")):
         with pytest.raises(SystemExit, match=message):  # same key, another protocol
             rf.main([*argv, *change])
+    # more fine-tuning seeds for a chosen few: only those, the same architectures
+    only = tmp_path / "seed1.jsonl"
+    assert rf.main([*argv, "--only", "2", "--seed", "1", "--results", str(only),
+                    "--no-report"]) == 0
+    [again] = _lines(only)
+    assert again["key"] == "default|0.1|0|2" and again["seed"] == 1
+    assert again["arch"] == next(r for r in records if r["index"] == 2)["arch"]
+    with pytest.raises(SystemExit, match="--only"):
+        rf.main([*argv, "--only", "3"])
     assert rf.main(["report", "--out", str(tmp_path / "again"), "--results", str(results)]) == 0
     assert (tmp_path / "again" / "reward_fidelity.md").read_text() == report
 
