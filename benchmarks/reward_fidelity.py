@@ -494,6 +494,9 @@ def plan(args: argparse.Namespace) -> list[dict[str, Any]]:
 
     torch.set_num_threads(1)
     count = min(args.check_archs, args.archs) if args.check_only else args.archs
+    if any(not 0 <= i < count for i in args.only):
+        raise SystemExit(f"error: --only {args.only}: this plan's architectures are 0 to "
+                         f"{count - 1} (--archs, or --check-archs with --check-only)")
     cells = []
     for task in args.tasks:
         for budget in args.budgets:
@@ -591,9 +594,6 @@ def command_run(args: argparse.Namespace) -> int:
                          "--distill-steps, --check-steps >= 1")
     if args.check_only and not args.check_steps:
         raise SystemExit("error: --check-only needs --check-steps")
-    if any(not 0 <= i < args.archs for i in args.only):
-        raise SystemExit(f"error: --only {args.only}: architecture indices run from 0 to "
-                         f"--archs - 1 = {args.archs - 1}")
     out = Path(args.out)
     results = Path(args.results) if args.results else out / RESULTS
     args.work_dir = Path(args.work_dir) if args.work_dir else out / ".reward_fidelity_work"
