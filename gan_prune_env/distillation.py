@@ -343,6 +343,48 @@ class Distillation:
         return loss, terms
 
 
+def discriminator_feature_layers(discriminator: nn.Module) -> tuple[str, ...]:
+    """The hidden activations of a PatchGAN discriminator (its LeakyReLU outputs, the input of
+    every conv after the first): the layers pix2pixHD matches."""
+    layers = tuple(name for name, module in discriminator.named_modules()
+                   if isinstance(module, nn.LeakyReLU))
+    if not layers:
+        raise ValueError(f"{type(discriminator).__name__} has no LeakyReLU activation to match "
+                         "features at: discriminator feature matching needs a PatchGAN D")
+    return layers
+
+
+class DiscriminatorFeatureMatching:
+    """pix2pixHD's feature-matching loss (Wang et al., 2018) for a paired task:
+    ``weight * sum_l L1(D_l(x, G(x)), D_l(x, y))`` over the discriminator's hidden layers, with
+    ``y`` the batch's target (the teacher's output under teacher targets).
+
+    The adversarial term only says whether a patch looks real; this term asks the student's
+    output to produce the same discriminator features as the target at every scale the D sees,
+    a dense, texture-aware signal that L1 in pixel space (blurry at low capacity) does not give.
+    The discriminator is the one being fine-tuned with the student (frozen during the generator
+    step), as in pix2pixHD; the target's features carry no gradient.
+    """
+
+    def __init__(self, discriminator: nn.Module, weight: float) -> None:
+        self.discriminator, self.weight = discriminator, weight
+        self.layers = discriminator_feature_layers(discriminator)
+        self.recorder = ActivationRecorder(discriminator, self.layers)
+
+    def __call__(self, batch: Batch, fake: torch.Tensor
+                 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        inputs = batch["A"]
+        with torch.no_grad():
+            real = self.recorder.pop(self.discriminator(torch.cat([inputs, batch["B"]], 1)))
+        matched = self.recorder.pop(self.discriminator(torch.cat([inputs, fake], 1)))
+        loss = sum(l1_loss(matched[name], real[name]) for name in self.layers)
+        return self.weight * loss, {"G_d_feature": loss.detach()}
+
+    def remove(self) -> None:
+        """Unhook the discriminator."""
+        self.recorder.remove()
+
+
 def warmup_decay(decay: float, num_averaged: int) -> float:
     """The decay of the ``num_averaged``-th update: ``min(decay, (1 + n) / (10 + n))``, the
     warm-up of TensorFlow's ``ExponentialMovingAverage(num_updates=...)``. Without it the average
@@ -399,6 +441,7 @@ class GeneratorEMA:
         self._handle.remove()
 
 
-__all__ = ["AUTO", "INPUT_MIXES", "TEACHER_OUTPUT", "ActivationRecorder", "Distillation",
-           "FeatureDistillation", "GeneratorEMA", "InputMix", "TeacherTargets",
-           "auto_feature_layers", "resolve_feature_layers", "warmup_decay"]
+__all__ = ["AUTO", "INPUT_MIXES", "TEACHER_OUTPUT", "ActivationRecorder",
+           "DiscriminatorFeatureMatching", "Distillation", "FeatureDistillation", "GeneratorEMA",
+           "InputMix", "TeacherTargets", "auto_feature_layers", "discriminator_feature_layers",
+           "resolve_feature_layers", "warmup_decay"]

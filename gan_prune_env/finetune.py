@@ -31,6 +31,7 @@ from torch import nn
 from gan_prune_env.distillation import (
     AUTO,
     INPUT_MIXES,
+    DiscriminatorFeatureMatching,
     Distillation,
     FeatureDistillation,
     GeneratorEMA,
@@ -116,6 +117,11 @@ class FinetuneConfig:
     FID and +0.02 dB PSNR to the teacher (3000 steps, 3 seeds, paired), nothing, at 1.7x the
     time. So off."""
     density_centers: int = 4  # neighbourhoods per step for the density term
+    lambda_d_feature: float = 0.0
+    """Weight of pix2pixHD's discriminator feature matching,
+    ``sum_l L1(D_l(x, G(x)), D_l(x, y))`` over the fine-tuned D's hidden layers with ``y`` the
+    target (``gan_prune_env.distillation.DiscriminatorFeatureMatching``; paired tasks only);
+    0 turns it off. Not yet measured, so off."""
     targets: str = "auto"
     """What the task's losses call the real image: "data", the dataset's target (the reference
     recipe), or "teacher", the teacher's output for the same input, so the discriminator's real
@@ -225,7 +231,7 @@ class FinetuneConfig:
         for name in ("lr", "lambda_task", "lambda_feature"):
             if getattr(self, name) is not None and getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
-        for name in ("lambda_distill", "lambda_density", "lr_decay_steps"):
+        for name in ("lambda_distill", "lambda_density", "lambda_d_feature", "lr_decay_steps"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.input_mix not in ("auto",) + INPUT_MIXES:
@@ -248,6 +254,10 @@ class FinetuneConfig:
         if self.targets == "teacher" and family != "pix2pix":
             raise ConfigError(f"finetune targets='teacher' needs a paired (Pix2Pix) task, not "
                               f"a {family} one: use targets='auto' or 'data'")
+        if self.lambda_d_feature > 0 and family != "pix2pix":
+            raise ConfigError(f"finetune lambda_d_feature={self.lambda_d_feature} needs a paired "
+                              f"(Pix2Pix) task, not a {family} one: an unpaired task has no "
+                              "target for the same input to match features with; set it to 0")
         mixed = self.resolved_input_mix(family) != "none"
         if mixed and self.resolved_targets(family) != "teacher":
             raise ConfigError(f"finetune input_mix={self.input_mix!r} needs the teacher's outputs "
@@ -477,12 +487,17 @@ def _train_stage(networks: dict[str, nn.Module], teacher: dict[str, nn.Module], 
             raise ValueError("lambda_density > 0 needs the local-density objective and a pool")
         trainer.generator_regularizers.append(DensityTerm(
             networks[main], objective, pool, config.lambda_density, config.density_centers, seed))
+    matching = None
+    if config.lambda_d_feature > 0:
+        matching = DiscriminatorFeatureMatching(networks["discriminator"],
+                                                config.lambda_d_feature)
+        trainer.generator_regularizers.append(matching)
     try:
         train_teacher(recipe, out_dir, resume=True, until_step=until_step, trainer=trainer,
                       checkpoint_extra={"kept": kept, "input_shape": input_shape},
                       final_file=None)
     finally:
-        for extension in (features, ema):
+        for extension in (features, ema, matching):
             if extension is not None:
                 extension.remove()
     if ema is not None and (until_step is None or until_step >= recipe.n_steps):

@@ -15,6 +15,7 @@ from gan_prune_env.config import ConfigError, from_dict
 from gan_prune_env.data import DataConfig, build_dataset
 from gan_prune_env.distillation import (
     ActivationRecorder,
+    DiscriminatorFeatureMatching,
     Distillation,
     FeatureDistillation,
     GeneratorEMA,
@@ -287,6 +288,50 @@ def test_teacher_targets_need_a_paired_task():
         FinetuneConfig(targets="teacher").check_family("cyclegan")
     FinetuneConfig().check_family("cyclegan")  # "auto": the data, no error
     assert FinetuneConfig().resolved_targets("cyclegan") == "data"
+
+
+# --- discriminator feature matching --------------------------------------------------------------
+
+
+def test_d_feature_matching_sums_the_l1_of_every_hidden_activation_and_trains_g_only():
+    pair = sliced_pair()
+    discriminator = pair["networks"]["discriminator"].eval().requires_grad_(False)
+    batch = batch_of(pair["task"])
+    fake = (batch["B"] + 0.3 * torch.randn_like(batch["B"])).requires_grad_(True)
+    matching = DiscriminatorFeatureMatching(discriminator, weight=2.0)
+    loss, terms = matching(batch, fake)
+    # by hand: the output of every LeakyReLU of the sequential PatchGAN, real pair vs fake pair
+    expected, real, matched = 0.0, torch.cat([batch["A"], batch["B"]], 1), torch.cat(
+        [batch["A"], fake], 1)
+    for layer in discriminator.model:
+        real, matched = layer(real), layer(matched)
+        if isinstance(layer, nn.LeakyReLU):
+            expected = expected + (matched - real).abs().mean()
+    assert len(matching.layers) == 4  # n_layers 3: four hidden activations
+    assert torch.allclose(loss, 2.0 * expected) and torch.allclose(terms["G_d_feature"], expected)
+    loss.backward()
+    assert fake.grad is not None and fake.grad.abs().sum() > 0
+    assert all(p.grad is None for p in discriminator.parameters())
+    # the target itself matches exactly
+    assert float(matching(batch, batch["B"].clone())[0]) == 0.0
+    matching.remove()
+    assert not discriminator._forward_hooks
+
+
+def test_d_feature_matching_changes_the_finetune_and_leaves_no_hooks(tmp_path):
+    plain = finetune_fresh_pair(tiny_config(), tmp_path / "plain")
+    matched = finetune_fresh_pair(tiny_config(lambda_d_feature=10.0), tmp_path / "matched")
+    assert not state_equal(plain["networks"]["generator"].state_dict(),
+                           matched["networks"]["generator"].state_dict())
+    assert not matched["networks"]["discriminator"]._forward_hooks
+
+
+def test_d_feature_matching_needs_a_paired_task():
+    with pytest.raises(ValueError, match="lambda_d_feature"):
+        FinetuneConfig(lambda_d_feature=-1.0)
+    FinetuneConfig(lambda_d_feature=10.0).check_family("pix2pix")
+    with pytest.raises(ConfigError, match="lambda_d_feature"):
+        FinetuneConfig(lambda_d_feature=10.0).check_family("cyclegan")
 
 
 # --- input mixing (function matching) -----------------------------------------------------------
