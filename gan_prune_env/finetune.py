@@ -92,7 +92,10 @@ class FinetuneConfig:
     """Linear decay to 0 over the last half of the steps, as the reference pix2pix schedule."""
     lambda_task: float | None = None
     """Weight of the task's own reconstruction loss; ``None`` keeps the family's reference
-    weight (Pix2Pix: 100 x L1 to the target; CycleGAN: 10 x cycle, identity 0.5 of it)."""
+    weight (Pix2Pix: 100 x L1 to the target; CycleGAN: 10 x cycle, identity 0.5 of it). Half
+    of it on Pix2Pix (50, more weight on the adversarial term) cost 12.5 FID and 0.61 dB of PSNR
+    to the teacher at 5% of G's MACs on the default task (seed 0; the other seeds were not
+    run)."""
     lambda_distill: float = 10.0
     """Weight of ``L1(G(x), teacher(x))``: the pruned G is there to keep the teacher's images,
     and the teacher's outputs are a denser target than the ground truth; 0 turns it off."""
@@ -104,7 +107,9 @@ class FinetuneConfig:
     the best recipe measured."""
     lambda_feature: float = 1.0
     """Weight of the summed per-layer feature MSE; GAN Compression's 1. Must be > 0: switch the
-    term off with an empty ``feature_layers``."""
+    term off with an empty ``feature_layers``. 10 measured on the default task (uniform
+    architecture, 3 seeds, paired): FID -0.6 +- 6.1 and PSNR to the teacher +0.08 dB at 5% of
+    G's MACs, FID +11.6 +- 26.0 and +0.04 dB at 2.5%: no better, so 1."""
     ema_decay: float = 0.999
     """Decay of the generator weight EMA, in [0, 1) (0.999 averages over ~1000 steps, after a
     warm-up); the returned main generator holds the averaged weights; 0 turns it off. Measured at
