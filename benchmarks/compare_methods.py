@@ -46,7 +46,7 @@ Tasks (``--tasks``): ``default`` (procedural label->photo 64x64, the shipped tea
 ``python -m gan_prune_env.train_teacher --task default_wide --out runs/teachers/default_wide``)
 and ``facades`` (labels->photo 128x128, ``unet_128`` ngf 32 / PatchGAN ndf 64, a teacher trained
 by the ``teacher`` sub-command). Teachers are looked up in ``runs/`` (``--teacher TASK=PATH``
-overrides). Budgets (``--budgets``) are the env's ``budget_g`` (kept-MACs ratio
+overrides, for the default task's shipped teacher too). Budgets (``--budgets``) are the env's ``budget_g`` (kept-MACs ratio
 of the generator); ``budget_d`` stays at the env default (0.5) unless a method fixes it or
 ``--env budget_d:VALUE`` changes it for every cell (``--env`` takes any ``EnvConfig`` field but
 the cell's own task, budget, seed and device). The env's data-selection seed is
@@ -260,18 +260,21 @@ def task_paths(items: list[str] | None, flag: str, tasks=TASKS) -> dict[str, Pat
 
 
 def task_teachers(args: argparse.Namespace) -> dict[str, str]:
-    """The teacher file of every task in ``args.tasks`` that does not ship one: ``--teacher
-    TASK=PATH``, else the task's place under ``runs/``; checked now, so that a missing teacher
-    (or facades without its images) stops the run before any cell starts."""
-    given = task_paths(args.teacher, "--teacher", DEFAULT_TEACHERS)
+    """The teacher file of every task in ``args.tasks``: ``--teacher TASK=PATH`` (which also
+    replaces a shipped teacher, e.g. one trained longer), else the task's place under ``runs/``
+    for a task that does not ship one; checked now, so that a missing teacher (or facades
+    without its images) stops the run before any cell starts."""
+    given = task_paths(args.teacher, "--teacher")
     teachers = {}
     for task in args.tasks:
-        if task not in DEFAULT_TEACHERS:
-            continue
-        path = given.get(task, DEFAULT_TEACHERS[task])
+        path = given.get(task, DEFAULT_TEACHERS.get(task))
+        if path is None:
+            continue  # the shipped teacher
         if not path.is_file():
+            command = TEACHER_COMMANDS.get(
+                task, f"python -m gan_prune_env.train_teacher --task {task} --out DIR")
             raise SystemExit(f"error: {task} teacher not found at {path}; train it with "
-                             f"`{TEACHER_COMMANDS[task]}` or pass --teacher {task}=PATH")
+                             f"`{command}` or pass --teacher {task}=PATH")
         teachers[task] = str(path.resolve())
     if "facades" in args.tasks and not os.environ.get("GAN_PRUNE_DATA"):
         raise SystemExit("error: task facades needs $GAN_PRUNE_DATA (or --data-root), the "
@@ -356,8 +359,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                      help="smoke preset: default task, 25%%, uniform+mggc, seed 0, 8 rounds, "
                           "4 fine-tuning steps, 16 test images (explicit flags win)")
     run.add_argument("--teacher", action="append", metavar="TASK=PATH",
-                     help="teacher checkpoint of a task that ships none (defaults: " + ", ".join(
-                         f"{t}={rel_path(p)}" for t, p in DEFAULT_TEACHERS.items()) + ")")
+                     help="teacher checkpoint of a task: needed where the task ships none "
+                          "(defaults: " + ", ".join(
+                         f"{t}={rel_path(p)}" for t, p in DEFAULT_TEACHERS.items()) + "), and it replaces "
+                          "a shipped one")
     run.add_argument("--supernet", action="append", metavar="TASK=PATH",
                      help="generator supernet of a task, for the methods that use one "
                           "(default: runs/supernets/TASK/supernet.pt)")

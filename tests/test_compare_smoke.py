@@ -162,10 +162,14 @@ def test_task_teachers_are_checked_before_any_cell(compare, tmp_path):
     with pytest.raises(SystemExit, match="train_teacher --task default_wide"):
         teachers("default_wide=" + str(tmp_path / "missing.pt"))
     with pytest.raises(SystemExit, match="TASK=PATH"):
+        teachers("nope=" + str(tmp_path))
+    # a shipped teacher can be replaced (e.g. by one trained longer), and must then exist
+    with pytest.raises(SystemExit, match="train_teacher --task default --out DIR"):
         teachers("default=" + str(tmp_path))
     given = tmp_path / "wide.pt"
     given.write_bytes(b"")
     assert teachers(f"default_wide={given}") == {"default_wide": str(given.resolve())}
+    assert teachers(f"default={given}", tasks=("default",)) == {"default": str(given.resolve())}
 
 
 def test_task_supernets_are_checked_only_when_a_method_uses_one(compare, tmp_path):
