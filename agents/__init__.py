@@ -12,6 +12,7 @@ from typing import Any
 
 from agents.base import Candidate, PruningAgent, SearchTracker, run_rounds
 from agents.baselines import RandomSearchAgent, UniformAgent
+from agents.learned_widths import LearnedWidthsAgent
 from agents.mggc import MGGCAgent
 from agents.sb3_agent import SB3Agent
 
@@ -34,10 +35,11 @@ AGENT_CLASSES: dict[str, Callable[..., PruningAgent]] = {
     "sac": functools.partial(SB3Agent, algo="sac"),
     "tqc": functools.partial(SB3Agent, algo="tqc"),
     "mggc": MGGCAgent,
+    "widths": LearnedWidthsAgent,
     "rllib_ppo": _rllib_ppo,
 }
 
 __all__ = [
-    "AGENT_CLASSES", "Candidate", "MGGCAgent", "PruningAgent", "RandomSearchAgent", "SB3Agent",
-    "SearchTracker", "UniformAgent", "run_rounds",
+    "AGENT_CLASSES", "Candidate", "LearnedWidthsAgent", "MGGCAgent", "PruningAgent",
+    "RandomSearchAgent", "SB3Agent", "SearchTracker", "UniformAgent", "run_rounds",
 ]

@@ -471,12 +471,20 @@ def _stage_configs(config: FinetuneConfig) -> list[FinetuneConfig]:
             for i, n in enumerate(steps)]
 
 
-def _train_stage(networks: dict[str, nn.Module], teacher: dict[str, nn.Module], config:
-                 FinetuneConfig, out_dir: str | Path, *, task: TaskConfig, kept: dict[str, Any],
-                 input_shape: dict[str, Any], seed: int, device: str, progress: bool,
-                 objective: LocalDensityObjective | None, pool: TeacherPool | None,
-                 until_step: int | None) -> None:
-    """Train ``networks`` in place with ``config`` (one slicing), resuming from ``out_dir``."""
+def build_recipe_trainer(networks: dict[str, nn.Module], teacher: dict[str, nn.Module],
+                         config: FinetuneConfig, *, task: TaskConfig,
+                         input_shape: dict[str, Any], seed: int, device: str, progress: bool,
+                         objective: LocalDensityObjective | None = None,
+                         pool: TeacherPool | None = None
+                         ) -> tuple[TeacherTrainConfig, GANTrainer, list]:
+    """The recipe's trainer around ``networks``: every loss, transform and extension
+    ``config`` asks for, attached in the one order resumption expects. Returns the training
+    config, the trainer and the attachments whose hooks the caller removes after training,
+    in the order to remove them (feature distillation, EMA, discriminator feature matching;
+    absent ones are None).
+
+    One place builds it, so the fine-tune and anything that trains with the recipe (the
+    learned-widths search) cannot drift apart."""
     recipe = train_config(task, config, seed, device, progress)
     trainer = build_finetune_trainer(networks, recipe)
     main = trainer.main_generator
@@ -500,17 +508,30 @@ def _train_stage(networks: dict[str, nn.Module], teacher: dict[str, nn.Module], 
         matching = DiscriminatorFeatureMatching(networks["discriminator"],
                                                 config.lambda_d_feature)
         trainer.generator_regularizers.append(matching)
+    return recipe, trainer, [features, ema, matching]
+
+
+def _train_stage(networks: dict[str, nn.Module], teacher: dict[str, nn.Module], config:
+                 FinetuneConfig, out_dir: str | Path, *, task: TaskConfig, kept: dict[str, Any],
+                 input_shape: dict[str, Any], seed: int, device: str, progress: bool,
+                 objective: LocalDensityObjective | None, pool: TeacherPool | None,
+                 until_step: int | None) -> None:
+    """Train ``networks`` in place with ``config`` (one slicing), resuming from ``out_dir``."""
+    recipe, trainer, attached = build_recipe_trainer(
+        networks, teacher, config, task=task, input_shape=input_shape, seed=seed, device=device,
+        progress=progress, objective=objective, pool=pool)
     try:
         train_teacher(recipe, out_dir, resume=True, until_step=until_step, trainer=trainer,
                       checkpoint_extra={"kept": kept, "input_shape": input_shape},
                       final_file=None)
     finally:
-        for extension in (features, ema, matching):
+        for extension in attached:
             if extension is not None:
                 extension.remove()
+    ema = attached[1]
     if ema is not None and (until_step is None or until_step >= recipe.n_steps):
-        ema.copy_to(networks[main])
+        ema.copy_to(networks[trainer.main_generator])
 
 
 __all__ = ["DensityTerm", "Distillation", "FinetuneConfig", "attach_distillation", "attach_ema",
-           "build_finetune_trainer", "finetune_pair", "train_config"]
+           "build_finetune_trainer", "build_recipe_trainer", "finetune_pair", "train_config"]
