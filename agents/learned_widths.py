@@ -79,8 +79,9 @@ class LearnedWidthsAgent(_StateFileAgent):
             self.actions = {
                 "generator": fit_to_budget(game, "generator", np.asarray(self.fractions)),
                 "discriminator": uniform_actions(game)["discriminator"]}
-            if self.logger is not None:
-                self.logger("agent/generator/learned_macs_ratio", result["macs_ratio"], 0)
+            if self.logger is not None:  # how the soft ratio held the budget, step by step
+                for step, ratio in enumerate(result["ratios"]):
+                    self.logger("agent/generator/width_search_macs_ratio", ratio, step)
         run_rounds(env, self.act, rounds, tracker, seed=cfg.seed)
 
     def _state(self) -> dict[str, Any]:

@@ -113,8 +113,11 @@ def test_teacher_networks_are_not_modified(env):
 
 def test_agent_is_within_budget_deterministic_and_persistent(env, tmp_path):
     agent = AGENT_CLASSES["widths"]({"seed": 1, **FAST})
+    logged = []
+    agent.logger = lambda name, value, step: logged.append((name, step))
     tracker = SearchTracker()
     agent.learn(env, 2, tracker)
+    assert logged == [("agent/generator/width_search_macs_ratio", s) for s in range(FAST["steps"])]
     best = tracker.best
     assert best.within_budget and best.compute_ratio["generator"] <= 0.1
     assert best.compute_ratio["generator"] > 0.09  # projected onto the budget, not below it
