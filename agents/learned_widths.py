@@ -28,27 +28,17 @@ from gan_prune_env.width_search import WidthSearchConfig, search_widths
 
 
 @dataclass
-class LearnedWidthsConfig:
-    """Attributes:
+class LearnedWidthsConfig(WidthSearchConfig):
+    """``WidthSearchConfig`` (the phase's steps, ``dual_lr``, temperature and
+    ``fraction_lr_scale``, validated there) plus:
+
+    Attributes:
         seed: seeds the joint phase's data order and the env reset.
-        steps, dual_lr, temperature, fraction_lr_scale: ``WidthSearchConfig``'s.
         progress: a progress bar over the joint phase.
     """
 
     seed: int = 0
-    steps: int = 600
-    dual_lr: float = 1.0
-    temperature: float = 0.5
-    fraction_lr_scale: float = 100.0
     progress: bool = True
-
-    def search_config(self) -> WidthSearchConfig:
-        return WidthSearchConfig(steps=self.steps, dual_lr=self.dual_lr,
-                                 temperature=self.temperature,
-                                 fraction_lr_scale=self.fraction_lr_scale)
-
-    def __post_init__(self) -> None:
-        self.search_config()  # validates the shared fields here, before any training
 
 
 class LearnedWidthsAgent(_StateFileAgent):
@@ -77,7 +67,7 @@ class LearnedWidthsAgent(_StateFileAgent):
                 game.spaces["generator"], game.task, budget=game.budget("generator"),
                 min_keep=game.config.min_keep,
                 init_fraction=game.uniform_ratio_for_budget("generator"),
-                config=cfg.search_config(), seed=cfg.seed, device=str(game.device),
+                config=cfg, seed=cfg.seed, device=str(game.device),
                 progress=cfg.progress)
             self.fractions = result["fractions"]
             self.actions = {
