@@ -1,6 +1,6 @@
 """Learned widths: G's per-group widths come out of a short run of the distillation recipe
-itself, with soft channel gates and a compute term (``gan_prune_env.width_search``); D stays
-at its uniform ratio. Not a reward-driven search: it never reads the env's reward, so it tests
+itself, with soft channel gates and the budget as a Lagrangian constraint
+(``gan_prune_env.width_search``); D stays at its uniform ratio. Not a reward-driven search: it never reads the env's reward, so it tests
 whether the allocation a *trained* student wants beats the uniform one, the question no proxy
 reward has answered (README, reward fidelity).
 

@@ -471,17 +471,30 @@ def _stage_configs(config: FinetuneConfig) -> list[FinetuneConfig]:
             for i, n in enumerate(steps)]
 
 
+@dataclass
+class RecipeAttachments:
+    """What ``build_recipe_trainer`` hooked onto the networks beyond the trainer itself (None
+    where the config asks for none). ``remove`` detaches them, in this order."""
+
+    features: FeatureDistillation | None
+    ema: GeneratorEMA | None
+    matching: DiscriminatorFeatureMatching | None
+
+    def remove(self) -> None:
+        for extension in (self.features, self.ema, self.matching):
+            if extension is not None:
+                extension.remove()
+
+
 def build_recipe_trainer(networks: dict[str, nn.Module], teacher: dict[str, nn.Module],
                          config: FinetuneConfig, *, task: TaskConfig,
                          input_shape: dict[str, Any], seed: int, device: str, progress: bool,
                          objective: LocalDensityObjective | None = None,
                          pool: TeacherPool | None = None
-                         ) -> tuple[TeacherTrainConfig, GANTrainer, list]:
+                         ) -> tuple[TeacherTrainConfig, GANTrainer, RecipeAttachments]:
     """The recipe's trainer around ``networks``: every loss, transform and extension
     ``config`` asks for, attached in the one order resumption expects. Returns the training
-    config, the trainer and the attachments whose hooks the caller removes after training,
-    in the order to remove them (feature distillation, EMA, discriminator feature matching;
-    absent ones are None).
+    config, the trainer and the hooked attachments, which the caller removes after training.
 
     One place builds it, so the fine-tune and anything that trains with the recipe (the
     learned-widths search) cannot drift apart."""
@@ -508,7 +521,7 @@ def build_recipe_trainer(networks: dict[str, nn.Module], teacher: dict[str, nn.M
         matching = DiscriminatorFeatureMatching(networks["discriminator"],
                                                 config.lambda_d_feature)
         trainer.generator_regularizers.append(matching)
-    return recipe, trainer, [features, ema, matching]
+    return recipe, trainer, RecipeAttachments(features, ema, matching)
 
 
 def _train_stage(networks: dict[str, nn.Module], teacher: dict[str, nn.Module], config:
@@ -525,13 +538,12 @@ def _train_stage(networks: dict[str, nn.Module], teacher: dict[str, nn.Module], 
                       checkpoint_extra={"kept": kept, "input_shape": input_shape},
                       final_file=None)
     finally:
-        for extension in attached:
-            if extension is not None:
-                extension.remove()
-    ema = attached[1]
+        attached.remove()
+    ema = attached.ema
     if ema is not None and (until_step is None or until_step >= recipe.n_steps):
         ema.copy_to(networks[trainer.main_generator])
 
 
 __all__ = ["DensityTerm", "Distillation", "FinetuneConfig", "attach_distillation", "attach_ema",
-           "build_finetune_trainer", "build_recipe_trainer", "finetune_pair", "train_config"]
+           "RecipeAttachments", "build_finetune_trainer", "build_recipe_trainer",
+           "finetune_pair", "train_config"]

@@ -172,9 +172,8 @@ def search_widths(teacher: dict[str, nn.Module], space: ChannelSpace, task: Task
             train_teacher(train, out_dir or scratch, resume=True, trainer=trainer,
                           final_file=None)
     finally:
-        for extension in [*attached, widths]:
-            if extension is not None:
-                extension.remove()
+        attached.remove()
+        widths.remove()
     with torch.no_grad():
         fractions = widths.fractions()
         ratio = float(space.soft_macs_ratio(fractions))
