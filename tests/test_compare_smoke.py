@@ -435,6 +435,47 @@ def _check_tradeoff_report(tradeoff, tmp_path: Path) -> None:
     assert (tmp_path / "tradeoff_default.png").stat().st_size > 0
 
 
+def _capacity_record(method: str, seed: int, fid: float, pruned_macs: int,
+                     recipe: dict | None = None, steps: int = 3000) -> dict:
+    """A comparison record with the fields the capacity report reads."""
+    record = _tradeoff_record(method, seed, fid, 20.0, recipe)
+    record.update(budget=0.1, finetune_steps=steps, teacher_quality={"fid": 150.0},
+                  compute={"generator/teacher": {"macs": 1000},
+                           "generator/pruned": {"macs": pruned_macs}})
+    return record
+
+
+def test_capacity_report_pools_the_recipe_cells_and_the_thin_runs_by_size(tmp_path):
+    with benchmark_script("capacity") as capacity:
+        cells = tmp_path / "cells.jsonl"
+        cells.write_text("".join(json.dumps(r) + "\n" for r in [
+            _capacity_record("uniform_teacher_targets", 0, 170.0, 90),
+            _capacity_record("uniform_teacher_targets", 1, 174.0, 110),
+            # a variant and another length are not the recipe's cells: left out
+            _capacity_record("uniform_teacher_targets", 2, 999.0, 100, {"input_mix": "none"}),
+            _capacity_record("uniform_teacher_targets", 3, 999.0, 100, steps=6000),
+            _capacity_record("scratch_teacher_targets", 0, 999.0, 100)]))
+        series = "pruned=cells.jsonl:uniform_teacher_targets"
+        label, path, method = capacity.parse_series(series, tmp_path)
+        assert (label, path, method) == ("pruned", cells, "uniform_teacher_targets")
+        (point,) = capacity.series_points(label, path, method, "default")
+        assert (point.fid.n, point.fid.mean, point.macs_ratio) == (2, 172.0, 0.1)
+        assert point.teacher_fid == 150.0
+        # thin runs of one width (the same MACs) pool their seeds; another width is its own point
+        scores = {"a": {"macs": 250, "fid": 198.0}, "b": {"macs": 250, "fid": 202.0},
+                  "c": {"macs": 100, "fid": 210.0}}
+        thin = capacity.thin_points(scores, ["a", "b", "c"], teacher_macs=1000)
+        assert [(p.macs_ratio, p.fid.n, p.fid.mean) for p in thin] == [(0.1, 1, 210.0),
+                                                                         (0.25, 2, 200.0)]
+        md = capacity.report([point, *thin], "t", "default", ["cells.jsonl"], tmp_path)
+        assert "| pruned | 10.0% | 2 | 172.0 ± 2.8 | 150.0 |" in md.read_text()
+        assert (tmp_path / "capacity_t.png").stat().st_size > 0
+        with pytest.raises(SystemExit, match="LABEL=FILE:METHOD"):
+            capacity.parse_series("no-method", tmp_path)
+        with pytest.raises(SystemExit, match="no mggc cells"):
+            capacity.series_points("x", cells, "mggc", "default")
+
+
 
 class _EpisodesOfTwo(gym.Env):
     """A minimal env whose episodes end after two steps; counts the steps it evaluates."""
