@@ -14,10 +14,10 @@ comparison cells (``compare_methods.py`` records) named as ``LABEL=FILE:METHOD``
 cells that ran their method's recipe of today, at the recipe's 3000 steps). Writes
 ``capacity_<name>.json`` (the thin runs' scores, cached by the teacher file's SHA-1, with the
 commit), ``capacity_<name>.md`` and ``capacity_<name>.png``. Regenerate the default task's
-report (the thin runs take 8-15 min each on one thread; the curves of each are
-``teacher_curve.py``'s)::
+report (a thin run takes 12-18 min on one thread; its test curve is ``teacher_curve.py``'s;
+the published seed-0 runs are named without ``_seed0``)::
 
-    for ngf in 5 8 11; do for seed in 0 1; do
+    for ngf in 5 8 11; do for seed in 0 1 2; do
       OMP_NUM_THREADS=1 python -m gan_prune_env.train_teacher --task default \\
           --out runs/teachers/default_4800_ngf${ngf}_seed$seed --set generator.ngf:$ngf \\
           --set seed:$seed --set n_steps:4800 --set lr_decay_steps:2400 --set save_every:600 \\
