@@ -1,8 +1,8 @@
 """Learned widths: G's per-group widths come out of a short run of the distillation recipe
 itself, with soft channel gates and the budget as a Lagrangian constraint
-(``gan_prune_env.width_search``); D stays at its uniform ratio. Not a reward-driven search: it never reads the env's reward, so it tests
-whether the allocation a *trained* student wants beats the uniform one, the question no proxy
-reward has answered (README, reward fidelity).
+(``gan_prune_env.width_search``); D stays at its uniform ratio. Not a reward-driven search: it
+never reads the env's reward, so it tests whether the allocation a *trained* student wants
+beats the uniform one, the question no proxy reward has answered (README, reward fidelity).
 
 The learned fractions are projected onto G's budget along their own direction
 (``agents.budget.fit_to_budget``), then evaluated in the env for ``rounds`` rounds like the

@@ -39,11 +39,10 @@ from typing import Any
 from compare.cells import file_sha1, git_commit, recipe_changes
 from compare.plots import save_figure, subplots
 from compare.report import Stat
-from compare.spec import DEFAULT_OUT, TASKS, rel_path
+from compare.spec import DEFAULT_OUT, RECIPE_STEPS, TASKS, rel_path
 from compare.store import read_records
 from teacher_curve import score
 
-RECIPE_STEPS = 3000  # FinetuneConfig().steps: a series holds the recipe's cells only
 DEFAULT_SERIES = (
     "pruning, 4800-step teacher=teacher_targets/teacher_4800.jsonl:uniform_teacher_targets",
     "scratch student, 4800-step teacher=teacher_targets/teacher_4800.jsonl:"
@@ -63,6 +62,7 @@ class Point:
     macs_ratio: float
     fid: Stat
     teacher_fid: float | None = None
+    teacher_sha1: str | None = None
 
 
 def parse_series(text: str, out: Path) -> tuple[str, Path, str]:
@@ -89,13 +89,18 @@ def series_points(label: str, path: Path, method: str, task: str) -> list[Point]
     if not by_budget:
         raise SystemExit(f"error: series {label!r}: no {method} cells of task {task!r} with "
                          f"today's recipe in {path}")
+    teachers = {r["teacher_sha1"] for records in by_budget.values() for r in records}
+    if len(teachers) > 1:
+        raise SystemExit(f"error: series {label!r}: its cells in {path} distil from "
+                         f"{len(teachers)} teachers (SHA-1 {sorted(t[:10] for t in teachers)}); "
+                         "a series is one teacher's: keep each teacher's cells in its own file")
     points = []
     for budget, records in sorted(by_budget.items()):
         ratios = [r["compute"]["generator/pruned"]["macs"] / r["compute"]["generator/teacher"]
                   ["macs"] for r in records]
         points.append(Point(label, sum(ratios) / len(ratios),
                             Stat.of([r["quality"]["fid"] for r in records]),
-                            records[0]["teacher_quality"]["fid"]))
+                            records[0]["teacher_quality"]["fid"], records[0]["teacher_sha1"]))
     return points
 
 
@@ -109,13 +114,12 @@ def generator_macs(generator, task) -> int:
     return count_macs(generator, torch.zeros(1, task.generator.input_nc, size, size))
 
 
-def thin_scores(runs: list[Path], task_name: str, eval_images: int, cache: dict[str, Any]
-                ) -> dict[str, dict[str, Any]]:
-    """Score and MACs of each run's final ``teacher.pt``, cached by its SHA-1 in ``cache``."""
+def thin_scores(runs: list[Path], task, eval_images: int, cache: dict[str, Any]) -> list[str]:
+    """Score and MACs of each run's final ``teacher.pt`` on ``task`` (a ``TaskConfig``), added
+    to ``cache`` under the file's SHA-1 unless already there; returns the runs' SHA-1s."""
     from gan_prune_env.checkpoint import load_generator
-    from gan_prune_env.tasks import get_task
 
-    task = get_task(task_name)
+    shas = []
     for run in runs:
         teacher = run / "teacher.pt"
         if not teacher.is_file():
@@ -127,7 +131,8 @@ def thin_scores(runs: list[Path], task_name: str, eval_images: int, cache: dict[
             cache[sha1] = {"run": rel_path(run), "macs": generator_macs(generator, task),
                            **score(teacher, task, eval_images)}
             print(f"{rel_path(run)}: FID {cache[sha1]['fid']:.1f}", flush=True)
-    return cache
+        shas.append(sha1)
+    return shas
 
 
 def thin_points(scores: dict[str, dict[str, Any]], shas: list[str], teacher_macs: int
@@ -142,10 +147,13 @@ def thin_points(scores: dict[str, dict[str, Any]], shas: list[str], teacher_macs
 
 def report(points: list[Point], name: str, task: str, sources: list[str], out: Path) -> Path:
     commit = git_commit()
+    teachers = {p.series: p.teacher_sha1[:10] for p in points if p.teacher_sha1}
     lines = [f"# Recipe or capacity? FID against G's MACs, task `{task}` (`{name}`)\n",
              f"Written at commit {commit[:12]}{'+dirty' * commit.endswith('+dirty')} by "
-             f"`benchmarks/capacity.py` from {', '.join(f'`{s}`' for s in sources)}. Mean ± "
-             "sample std over seeds (runs); FID on the task's evaluation images.\n",
+             f"`benchmarks/capacity.py` from {', '.join(f'`{s}`' for s in sources)}; teacher "
+             f"SHA-1 per series: {'; '.join(f'{k}: {v}' for k, v in teachers.items()) or '—'} "
+             "(the thin runs' own in the JSON). Mean ± sample std over seeds (runs); FID on "
+             "the task's evaluation images.\n",
              "| series | G MACs kept | seeds | FID | teacher FID |", "|---|---|---|---|---|"]
     for p in sorted(points, key=lambda p: (p.series, -p.macs_ratio)):
         teacher = f"{p.teacher_fid:.1f}" if p.teacher_fid is not None else "—"
@@ -200,13 +208,13 @@ def main(argv: list[str] | None = None) -> int:
     points = [p for s in args.series for p in series_points(*parse_series(s, args.out), args.task)]
     results = args.out / f"capacity_{args.name}.json"
     previous = json.loads(results.read_text()) if results.is_file() else {}
-    scores = thin_scores(args.thin, args.task, args.eval_images, previous.get("thin", {}))
-    shas = [file_sha1(run / "teacher.pt") for run in args.thin]
-    if shas:
+    scores = previous.get("thin", {})
+    if args.thin:
         from gan_prune_env.models import build_generator
         from gan_prune_env.tasks import get_task
 
         task = get_task(args.task)
+        shas = thin_scores(args.thin, task, args.eval_images, scores)
         teacher_macs = generator_macs(build_generator(task.generator), task)
         points += thin_points(scores, shas, teacher_macs)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -32,14 +32,13 @@ from typing import Any
 from compare.cells import git_commit, recipe_changes
 from compare.plots import save_figure, subplots
 from compare.report import Stat
-from compare.spec import DEFAULT_OUT, TASKS
+from compare.spec import DEFAULT_OUT, RECIPE_STEPS, TASKS
 from compare.store import read_records
 
 #: method name -> family shown in the report; methods not listed are left out
 FAMILIES = {"uniform_teacher_targets": "pruning",
             "scratch_teacher_targets": "scratch",
             "scratch_g_teacher_targets": "scratch G, teacher's D"}
-RECIPE_STEPS = 3000  # the recipe's FinetuneConfig().steps: variants at other lengths say so
 #: the variant files read by default (under ``teacher_targets/``), listed rather than globbed:
 #: ``prune_stages_3_equal_split.jsonl`` predates ``prune_stage_share`` and its records carry the
 #: same recipe label as ``prune_stages_3.jsonl`` although they split the steps otherwise

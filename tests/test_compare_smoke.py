@@ -435,6 +435,15 @@ def _check_tradeoff_report(tradeoff, tmp_path: Path) -> None:
     assert (tmp_path / "tradeoff_default.png").stat().st_size > 0
 
 
+def test_the_reports_recipe_length_is_the_recipes():
+    """The reports tell the recipe's cells from other lengths by ``RECIPE_STEPS`` (no torch
+    import); it must follow ``FinetuneConfig``'s default."""
+    from gan_prune_env.finetune import FinetuneConfig
+
+    with benchmark_script("capacity") as capacity:
+        assert capacity.RECIPE_STEPS == FinetuneConfig().steps
+
+
 def _capacity_record(method: str, seed: int, fid: float, pruned_macs: int,
                      recipe: dict | None = None, steps: int = 3000) -> dict:
     """A comparison record with the fields the capacity report reads."""
@@ -506,3 +515,18 @@ def test_env_speed_counts_the_vector_steps_that_evaluate_and_not_the_autoresets(
     # per env: steps 1-2 evaluate, 3 only resets, 4-5 evaluate, 6 only resets
     assert evaluated == sum(e.evaluated for e in env.envs) == 8
     assert seconds > 0
+
+
+def test_capacity_series_is_one_teachers_and_the_report_names_its_hash(tmp_path):
+    with benchmark_script("capacity") as capacity:
+        cells = tmp_path / "cells.jsonl"
+        other = _capacity_record("uniform_teacher_targets", 1, 174.0, 100)
+        other["teacher_sha1"] = "1f3b11a7aa" + "0" * 30
+        cells.write_text("".join(json.dumps(r) + "\n" for r in [
+            _capacity_record("uniform_teacher_targets", 0, 170.0, 100), other]))
+        with pytest.raises(SystemExit, match="distil from 2 teachers"):
+            capacity.series_points("mixed", cells, "uniform_teacher_targets", "default")
+        cells.write_text(json.dumps(other) + "\n")
+        points = capacity.series_points("one", cells, "uniform_teacher_targets", "default")
+        md = capacity.report(points, "t", "default", ["cells.jsonl"], tmp_path).read_text()
+        assert "teacher SHA-1 per series: one: 1f3b11a7aa" in md

@@ -42,6 +42,9 @@ DEFAULT_DATA_ROOT = ROOT.parent / "shared" / "data"  # the brief's layout; else 
 ENV_ID = "Pix2PixPrune-v0"
 ENV_SEED = 0  # selects pool / evaluation images: the same task for every cell
 
+RECIPE_STEPS = 3000
+"""``FinetuneConfig().steps``, without importing torch: the recipe's length, so a report can tell
+a cell of the recipe from one that ran another length."""
 # The fine-tuning recipe of every cell is the project's (FinetuneConfig's defaults) with the step
 # count from the command line; only the checkpoint/logging cadence differs (cells are short and
 # their scratch folders are deleted).
