@@ -145,8 +145,11 @@ def thin_points(scores: dict[str, dict[str, Any]], shas: list[str], teacher_macs
                   macs / teacher_macs, Stat.of(fids)) for macs, fids in sorted(by_macs.items())]
 
 
-def report(points: list[Point], name: str, task: str, sources: list[str], out: Path) -> Path:
-    commit = git_commit()
+def report(points: list[Point], name: str, task: str, sources: list[str], out: Path,
+           commit: str | None = None) -> Path:
+    """``capacity_<name>.md`` and ``.png``; ``commit``: the one the JSON records (read before
+    the JSON was rewritten, which would make a tracked results file look dirty)."""
+    commit = commit or git_commit()
     teachers = {p.series: p.teacher_sha1[:10] for p in points if p.teacher_sha1}
     lines = [f"# Recipe or capacity? FID against G's MACs, task `{task}` (`{name}`)\n",
              f"Written at commit {commit[:12]}{'+dirty' * commit.endswith('+dirty')} by "
@@ -218,11 +221,12 @@ def main(argv: list[str] | None = None) -> int:
         teacher_macs = generator_macs(build_generator(task.generator), task)
         points += thin_points(scores, shas, teacher_macs)
     args.out.mkdir(parents=True, exist_ok=True)
+    commit = git_commit()
     results.write_text(json.dumps({"task": args.task, "eval_images": args.eval_images,
-                                   "commit": git_commit(), "series": args.series,
-                                   "thin": scores}, indent=1))
+                                   "commit": commit, "series": args.series, "thin": scores},
+                                  indent=1))
     report(points, args.name, args.task, [s.split("=", 1)[1] for s in args.series]
-           + [rel_path(r) for r in args.thin], args.out)
+           + [rel_path(r) for r in args.thin], args.out, commit)
     return 0
 
 
