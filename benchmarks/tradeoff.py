@@ -42,9 +42,9 @@ FAMILIES = {"uniform_teacher_targets": "pruning",
 #: the variant files read by default (under ``teacher_targets/``), listed rather than globbed:
 #: ``prune_stages_3_equal_split.jsonl`` predates ``prune_stage_share`` and its records carry the
 #: same recipe label as ``prune_stages_3.jsonl`` although they split the steps otherwise
-VARIANT_FILES = ("adversarial_warmup.jsonl", "before_cutmix.jsonl", "budget_d_0.1.jsonl",
-                 "budget_d_0.1_cutmix.jsonl", "budget_d_0.1_today.jsonl",
-                 "budget_d_0.05_today.jsonl",
+VARIANT_FILES = ("adversarial_warmup.jsonl", "batch_32.jsonl", "before_cutmix.jsonl",
+                 "budget_d_0.1.jsonl", "budget_d_0.1_cutmix.jsonl", "budget_d_0.1_today.jsonl",
+                 "budget_d_0.05_today.jsonl", "budget_d_1.0_today.jsonl",
                  "discriminator_fresh.jsonl",
                  "generator_inherit_0.5.jsonl", "generator_inherit_0.8.jsonl",
                  "importance_group_l1.jsonl",
