@@ -28,6 +28,7 @@ from gan_prune_env.config import check_same_settings
 from gan_prune_env.losses import l1_loss
 from gan_prune_env.models.factory import init_weights
 from gan_prune_env.models.resnet import ResnetBlock, ResnetGenerator
+from gan_prune_env.models.separable import is_up_sampling
 from gan_prune_env.models.unet import UnetGenerator, UnetSkipConnectionBlock
 from gan_prune_env.teacher.base import Batch
 
@@ -43,12 +44,13 @@ ADAPTER_INIT_GAIN = 0.02
 
 
 def _unet_decoder_outputs(generator: UnetGenerator) -> list[str]:
-    """Per inner U-Net level, the module right after its up-convolution (its norm): the level's
-    decoder output before the skip concatenation. Deepest level first (forward order)."""
+    """Per inner U-Net level, the module right after its up-convolution (plain or separable;
+    its norm): the level's decoder output before the skip concatenation. Deepest level first
+    (forward order)."""
     names = []
     for name, block in generator.named_modules():
         if isinstance(block, UnetSkipConnectionBlock) and not block.outermost:
-            up = next(i for i, m in enumerate(block.model) if isinstance(m, nn.ConvTranspose2d))
+            up = next(i for i, m in enumerate(block.model) if is_up_sampling(m))
             names.append(f"{name}.model.{up + 1}")
     return names[::-1]  # named_modules lists the outer levels first
 

@@ -288,3 +288,51 @@ def test_unet_auto_size_ignored_for_fixed_depth_archs():
     cfg = GeneratorConfig(arch="unet_128", ngf=4, image_size=100)
     assert shapes(build_generator(cfg)) == shapes(reference_generator(
         GeneratorConfig(arch="unet_128", ngf=4)))
+
+
+# --- the depthwise-separable U-Net (the frontier's GAN Compression-style student) --------------
+
+
+def test_separable_unet_factorises_every_conv_but_the_stem_and_costs_what_the_formula_says():
+    from gan_prune_env.distillation import auto_feature_layers
+    from gan_prune_env.models import SeparableConv2d, SeparableConvTranspose2d, separable_unet
+    from gan_prune_env.pruning.macs import count_macs
+
+    ngf, size = 4, 32
+    plain = UnetGenerator(3, 3, 5, ngf=ngf)
+    net = separable_unet(3, 3, 5, ngf, mid_norm=True)
+    x = torch.rand(2, 3, size, size) * 2 - 1
+    assert net(x).shape == (2, 3, size, size)
+    kinds = [type(m) for m in net.modules()]
+    assert kinds.count(SeparableConv2d) == 4 and kinds.count(SeparableConvTranspose2d) == 5
+    stem = net.model.model[0]  # the RGB stem stays a full conv
+    assert type(stem) is nn.Conv2d and stem.groups == 1 and stem.in_channels == 3
+    # same positions and names as the plain U-Net: feature-distillation layers line up
+    assert auto_feature_layers(net) == auto_feature_layers(plain)  # the same decoder norms
+
+    # field convention: a separable k x k conv costs C_in*k^2*HW (depthwise) + C_in*C_out*HW
+    def separable_macs(cin, cout, hw):
+        return cin * 16 * hw + cin * cout * hw
+
+    def full_macs(cin, cout, hw):
+        return cin * cout * 16 * hw
+
+    c = [ngf, 2 * ngf, 4 * ngf, 8 * ngf, 8 * ngf]  # channels after each down level
+    down = full_macs(3, c[0], 16 ** 2) + sum(
+        separable_macs(c[i], c[i + 1], (size >> (i + 2)) ** 2) for i in range(4))
+    up_in = [c[4], 2 * c[3], 2 * c[2], 2 * c[1], 2 * c[0]]  # innermost first
+    up_out = [c[3], c[2], c[1], c[0], 3]
+    up = sum(separable_macs(cin, cout, (1 << (i + 1)) ** 2)  # field: at the output size
+             for i, (cin, cout) in enumerate(zip(up_in, up_out)))
+    assert count_macs(net, x) == down + up
+    assert count_macs(net, x) < count_macs(plain, x) / 3
+
+
+def test_separable_unet_without_a_middle_norm_is_depthwise_then_pointwise():
+    from gan_prune_env.models import SeparableConv2d, separable_unet
+
+    net = separable_unet(3, 3, 5, 4, mid_norm=False)
+    block = next(m for m in net.modules() if isinstance(m, SeparableConv2d))
+    assert list(dict(block.named_children())) == ["depthwise", "pointwise"]
+    assert block.depthwise.groups == block.depthwise.in_channels == block.pointwise.in_channels
+    assert block.pointwise.kernel_size == (1, 1)

@@ -159,6 +159,47 @@ def evaluate_sliced(pair, task_name: str, task, n_images: int, fid: bool = True
     return quality, _TEACHER_QUALITY[tq_key]
 
 
+def separable_student(pair, task, budget: float, seed: int) -> int:
+    """Replace the pair's main G by :func:`widest_separable_unet` within ``budget`` of the
+    teacher's G MACs, with the reference init seeded ``seed``: the from-scratch student of GAN
+    Compression's block type at the cell's budget. Returns its ``ngf``."""
+    import torch
+
+    from agents.run.artifacts import MAIN
+    from gan_prune_env.models import init_weights
+    from gan_prune_env.pruning.macs import count_macs
+
+    g_name = MAIN[task.family][0]
+    example = torch.zeros(1, *pair.input_shape[g_name])
+    cap = budget * count_macs(pair.teacher[g_name], example)
+    net, ngf = widest_separable_unet(task.generator, example, cap)
+    pair.networks[g_name] = init_weights(net, seed=seed)
+    return ngf
+
+
+def widest_separable_unet(config, example, max_macs: float):
+    """The separable U-Net (``separable_unet``: the depth, norm and image channels of the U-Net
+    ``config``) of the largest ``ngf`` up to ``config.ngf`` whose MACs (field convention, at
+    ``example``'s size) are at most ``max_macs``, and that ``ngf``."""
+    from gan_prune_env.models import separable_unet, unet_levels
+    from gan_prune_env.models.norms import get_norm_layer
+    from gan_prune_env.pruning.macs import count_macs
+
+    def build(ngf: int):
+        return separable_unet(config.input_nc, config.output_nc, unet_levels(config), ngf,
+                              get_norm_layer(config.norm))
+
+    best = None
+    for ngf in range(1, config.ngf + 1):
+        net = build(ngf)
+        if count_macs(net, example) > max_macs:
+            break  # MACs grow with ngf
+        best = (net, ngf)
+    if best is None:
+        raise ValueError(f"no separable U-Net fits in {max_macs:.0f} MACs")
+    return best
+
+
 def method_recipe(method: Method, spec: dict[str, Any]) -> dict[str, Any]:
     """The cell's recipe changes: the method's own, overridden by the run's (``--recipe``, or a
     recipe-curve variant), which the record keeps under ``recipe``."""
@@ -181,7 +222,8 @@ def run_cell(spec: dict[str, Any]) -> dict[str, Any]:
     started = time.time()
     method, seed = METHODS[spec["method"]], spec["seed"]
     ft_config = recipe_config(spec["finetune_steps"], method_recipe(method, spec))
-    if ft_config.prune_stages > 1 and (method.reinit or method.slice_from != "teacher"):
+    if ft_config.prune_stages > 1 and (method.reinit or method.student
+                                       or method.slice_from != "teacher"):
         raise ValueError(f"{spec['method']}: prune_stages > 1 narrows the teacher's weights in "
                          "stages; it does not apply to a scratch student or a supernet slice")
     torch.manual_seed(seed)
@@ -205,6 +247,8 @@ def run_cell(spec: dict[str, Any]) -> dict[str, Any]:
     pair = slice_pair(env, best, "cpu", method.slice_from)
     if method.reinit:
         reinitialize(pair, seed, method.reinit)
+    student = ({"kind": "separable", "ngf": separable_student(pair, task, spec["budget"], seed)}
+               if method.student == "separable" else None)
     finetune_s = finetune_sliced(pair, env, ft_config, spec["work_dir"], seed)
 
     t0 = time.perf_counter()
@@ -237,7 +281,7 @@ def run_cell(spec: dict[str, Any]) -> dict[str, Any]:
                    "g_reference_patched": (env.game.reference_terms["g_loss"]
                                            if env.game.reference_source == "uniform" else None),
                    "finetune": to_dict(ft_config), "env_seed": ENV_SEED,
-                   "slice_from": method.slice_from,
+                   "slice_from": method.slice_from, **({"student": student} if student else {}),
                    "budget_d": env.config.budget_d, "latency_runs": spec["latency_runs"]},
         "best": {"round": best.round, "within_budget": best.within_budget,
                  "compute_ratio": best.compute_ratio, "rewards": best.rewards,

@@ -72,6 +72,10 @@ class Method:
     reinit: tuple[str, ...] = ()
     """Roles ("generator", "discriminator") whose networks get fresh weights after slicing: the
     thin student from scratch (``agents.run.artifacts.reinitialize``)."""
+    student: str = ""
+    """``"separable"``: the main G is replaced, after slicing, by the widest depthwise-separable
+    U-Net (``gan_prune_env.models.separable``) within the budget's MACs, fresh weights: the
+    thin student of GAN Compression's own block type."""
     supernet: bool = False  # the env scores architectures with the task's supernet
     slice_from: str = "teacher"  # weights the found G is sliced from ("teacher", "supernet")
     recipe: dict[str, Any] = field(default_factory=lambda: dict(DATA_TARGETS))
@@ -94,6 +98,9 @@ METHODS: dict[str, Method] = {
     "scratch_g_teacher_targets": Method(
         "uniform", reinit=("generator",), recipe={**TEACHER_TARGETS, **NOTHING_TO_INHERIT},
         label="thin G from scratch with the teacher's D, teacher targets"),
+    "separable_teacher_targets": Method(
+        "uniform", student="separable", recipe={**TEACHER_TARGETS, **NOTHING_TO_INHERIT},
+        label="separable U-Net from scratch with the teacher's D, teacher targets"),
     "uniform_teacher_targets": Method("uniform", recipe=TEACHER_TARGETS,
                                       label="uniform L1-norm, teacher targets"),
     "widths_teacher_targets": Method("widths", recipe=TEACHER_TARGETS,

@@ -106,9 +106,15 @@ def build_generator(config: GeneratorConfig, seed: int | None = None) -> nn.Modu
         n_blocks = 9 if config.arch == "resnet_9blocks" else 6
         net = ResnetGenerator(config.input_nc, config.output_nc, n_blocks=n_blocks, **common)
     else:
-        depth = {"unet_256": 8, "unet_128": 7}.get(config.arch) or unet_depth(config.image_size)
-        net = UnetGenerator(config.input_nc, config.output_nc, depth, **common)
+        net = UnetGenerator(config.input_nc, config.output_nc, unet_levels(config), **common)
     return init_weights(net, seed=seed)
+
+
+def unet_levels(config: GeneratorConfig) -> int:
+    """Down-sampling levels of a U-Net ``config`` (8 for ``unet_256``, 7 for ``unet_128``)."""
+    if not config.arch.startswith("unet"):
+        raise ValueError(f"generator arch {config.arch!r} is not a U-Net")
+    return {"unet_256": 8, "unet_128": 7}.get(config.arch) or unet_depth(config.image_size)
 
 
 def build_discriminator(config: DiscriminatorConfig, seed: int | None = None) -> nn.Module:
