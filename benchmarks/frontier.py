@@ -15,6 +15,11 @@ kept MACs at 25%, 10%, 5% and 2.5% of the teacher, for
 * ``scratch_g_teacher_targets``: the thin G from scratch trained against the teacher's pruned
   D (the recipe's ``discriminator_init: teacher``), as GAN Compression trains its students;
   ``scratch*`` re-initialise D too.
+* ``separable_teacher_targets``: GAN Compression's own kind of student, a depthwise-separable
+  U-Net (``gan_prune_env.models.separable``) of the largest width within the budget's MACs,
+  from scratch, trained like ``scratch_g_teacher_targets``: a stronger "what else would I do";
+  ``factorised_teacher_targets``: the same network starting from the teacher's weights (its
+  slice at the student's widths, each conv factorised into depthwise x pointwise by SVD).
 
 Every cell is a comparison cell (``compare_methods.py``: the same search -> slice -> fine-tune
 -> evaluate path, the project's one fine-tuning recipe, the same steps for every method), stored

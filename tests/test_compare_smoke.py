@@ -27,16 +27,18 @@ def _lines(path: Path) -> list[dict]:
 def test_run_report_and_resume(compare, tmp_path, capsys):
     results = tmp_path / "cells.jsonl"
     argv = ["run", "--quick", "--methods", "uniform", "scratch", "mggc", "uniform_teacher_targets",
-            "--seeds", "0", "--rounds", "4",
+            "separable_teacher_targets", "factorised_teacher_targets", "--seeds", "0", "--rounds", "4",
             "--finetune-steps", "2", "--eval-images", "8", "--latency-runs", "3",
             "--out", str(tmp_path), "--results", str(results), "--no-report"]
     assert compare.main(argv) == 0
     records = _lines(results)
     assert sorted(r["key"] for r in records) == sorted(
-        f"default|0.25|{m}|0" for m in ("mggc", "scratch", "uniform", "uniform_teacher_targets"))
+        f"default|0.25|{m}|0" for m in ("factorised_teacher_targets", "mggc", "scratch",
+                                         "separable_teacher_targets", "uniform",
+                                         "uniform_teacher_targets"))
     for r in records:  # each method fine-tunes on its own targets
         assert r["config"]["finetune"]["targets"] == (
-            "teacher" if r["method"] == "uniform_teacher_targets" else "data")
+            "teacher" if r["method"].endswith("_teacher_targets") else "data")
         assert r["commit"] and len(r["teacher_sha1"]) == 40 and r["recipe"] == {}
         assert r["host"]["cpu"] and r["host"]["torch"]  # CPU numerics differ between models
         assert {"fid", "fid_std", "kid"} <= set(r["quality"]) and "fid" in r["teacher_quality"]
@@ -56,6 +58,17 @@ def test_run_report_and_resume(compare, tmp_path, capsys):
     assert scratch["quality"]["psnr_teacher"] != uniform["quality"]["psnr_teacher"]
     assert uniform["compute"]["generator/pruned"]["macs"] <= \
         0.25 * uniform["compute"]["generator/teacher"]["macs"] * 1.001
+    # the separable students: the same network within the budget, from scratch or factorised
+    separable, factorised = (next(r for r in records if r["method"] == f"{kind}_teacher_targets")
+                             for kind in ("separable", "factorised"))
+    # at 25% the separable U-Net as wide as the teacher (ngf 16, 12.8% of its MACs) fits: the
+    # student is never wider than the teacher it may be factorised from
+    assert separable["config"]["student"] == {"kind": "separable", "ngf": 16}
+    assert factorised["config"]["student"] == {"kind": "factorised", "ngf": 16}
+    assert separable["compute"]["generator/pruned"] == factorised["compute"]["generator/pruned"]
+    assert separable["compute"]["generator/pruned"]["macs"] <= \
+        0.25 * separable["compute"]["generator/teacher"]["macs"]
+    assert separable["quality"]["psnr_teacher"] != factorised["quality"]["psnr_teacher"]
 
     assert compare.main(["report", "--out", str(tmp_path), "--results", str(results)]) == 0
     for name in ("compare_methods.md", "compare_quality_vs_macs.png", "compare_dynamics.png"):
@@ -74,9 +87,9 @@ def test_run_report_and_resume(compare, tmp_path, capsys):
     assert "Budget 10%, second half" in (tmp_path / "partial" / "compare_methods.md").read_text()
 
     capsys.readouterr()
-    assert compare.main(argv) == 0  # resume: both cells finished, nothing runs
-    assert "4 already in" in capsys.readouterr().out
-    assert len(_lines(results)) == 4
+    assert compare.main(argv) == 0  # resume: every cell finished, nothing runs
+    assert "6 already in" in capsys.readouterr().out
+    assert len(_lines(results)) == 6
 
     with pytest.raises(SystemExit, match="rounds=4"):  # same cells, another protocol
         compare.main([*argv[:-1], "--rounds", "5", "--no-report"])

@@ -336,3 +336,54 @@ def test_separable_unet_without_a_middle_norm_is_depthwise_then_pointwise():
     assert list(dict(block.named_children())) == ["depthwise", "pointwise"]
     assert block.depthwise.groups == block.depthwise.in_channels == block.pointwise.in_channels
     assert block.pointwise.kernel_size == (1, 1)
+
+
+def _rank_one_kernels(net: nn.Module, seed: int = 0) -> None:
+    """Make every 4x4 kernel rank 1 per input channel: the case a factorisation keeps exactly."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)) and m.kernel_size == (4, 4):
+                w = m.weight  # Conv2d (out, in, k, k); ConvTranspose2d (in, out, k, k)
+                c_in = w.shape[0] if isinstance(m, nn.ConvTranspose2d) else w.shape[1]
+                c_out = w.numel() // (16 * c_in)
+                u = torch.randn(c_in, c_out, generator=generator)
+                v = torch.randn(c_in, 16, generator=generator)
+                k = torch.einsum("io,ik->iok", u, v) * 0.05  # (in, out, 16)
+                if isinstance(m, nn.Conv2d):
+                    k = k.transpose(0, 1)
+                w.copy_(k.reshape(w.shape))
+
+
+@pytest.mark.parametrize("mid_norm", [True, False])
+def test_factorised_unet_computes_what_its_source_computes_when_kernels_have_rank_one(mid_norm):
+    from gan_prune_env.models import SeparableConv2d, factorised_unet, init_weights
+
+    source = init_weights(UnetGenerator(3, 3, 5, ngf=4), seed=0)
+    _rank_one_kernels(source)
+    x = torch.rand(8, 3, 32, 32) * 2 - 1
+    copy_ = factorised_unet(source, x, mid_norm=mid_norm)
+    assert any(isinstance(m, SeparableConv2d) for m in copy_.modules())
+    for mode in ("train", "eval"):
+        getattr(source, mode)(), getattr(copy_, mode)()
+        with torch.no_grad():
+            expected, got = source(x), copy_(x)
+        assert torch.allclose(got, expected, atol=1e-4), mode
+
+
+def test_factorise_keeps_the_best_rank_one_part_of_a_general_kernel():
+    from gan_prune_env.models import SeparableConv2d, factorise
+
+    conv = nn.Conv2d(3, 5, 4, 2, 1, bias=True)
+    separable = SeparableConv2d(conv)
+    factorise(conv, separable)
+    composed = torch.einsum("oi,ik->oik", separable.pointwise.weight[:, :, 0, 0],
+                            separable.depthwise.weight.reshape(3, 16))
+    original = conv.weight.reshape(5, 3, 16)
+    for i in range(3):  # per input channel: the SVD's leading term, nothing better
+        best = torch.linalg.svdvals(original[:, i])
+        residual = torch.linalg.matrix_norm(original[:, i] - composed[:, i])
+        assert torch.isclose(residual, best[1:].norm(), atol=1e-5)
+    assert torch.equal(separable.pointwise.bias, conv.bias)
+    with pytest.raises(ValueError, match="cannot factorise"):
+        factorise(nn.Conv2d(4, 5, 4, 2, 1), separable)

@@ -159,21 +159,32 @@ def evaluate_sliced(pair, task_name: str, task, n_images: int, fid: bool = True
     return quality, _TEACHER_QUALITY[tq_key]
 
 
-def separable_student(pair, task, budget: float, seed: int) -> int:
+def separable_student(pair, env, budget: float, seed: int, factorised: bool) -> int:
     """Replace the pair's main G by :func:`widest_separable_unet` within ``budget`` of the
-    teacher's G MACs, with the reference init seeded ``seed``: the from-scratch student of GAN
-    Compression's block type at the cell's budget. Returns its ``ngf``."""
+    teacher's G MACs: GAN Compression's block type at the cell's budget. Fresh weights (the
+    reference init, seeded ``seed``), or with ``factorised`` the teacher's weights: the teacher
+    sliced to the student's widths (the env's channel ranking, as uniform pruning slices) and
+    each conv factorised into its separable form (``factorised_unet``, middle norms calibrated
+    on the env's calibration images). Returns the student's ``ngf``."""
     import torch
 
     from agents.run.artifacts import MAIN
-    from gan_prune_env.models import init_weights
+    from gan_prune_env.models import factorised_unet, init_weights
+    from gan_prune_env.pruning import slice_model
     from gan_prune_env.pruning.macs import count_macs
 
-    g_name = MAIN[task.family][0]
+    task = env.game.task
+    g_name, config = MAIN[task.family][0], task.generator
     example = torch.zeros(1, *pair.input_shape[g_name])
     cap = budget * count_macs(pair.teacher[g_name], example)
-    net, ngf = widest_separable_unet(task.generator, example, cap)
-    pair.networks[g_name] = init_weights(net, seed=seed)
+    net, ngf = widest_separable_unet(config, example, cap)
+    if factorised:
+        space = env.game.spaces["generator"]
+        source = slice_model(pair.teacher[g_name], space, space.num_channels * ngf // config.ngf)
+        net = factorised_unet(source, env.game.calibration_inputs)
+    else:
+        init_weights(net, seed=seed)
+    pair.networks[g_name] = net
     return ngf
 
 
@@ -247,8 +258,10 @@ def run_cell(spec: dict[str, Any]) -> dict[str, Any]:
     pair = slice_pair(env, best, "cpu", method.slice_from)
     if method.reinit:
         reinitialize(pair, seed, method.reinit)
-    student = ({"kind": "separable", "ngf": separable_student(pair, task, spec["budget"], seed)}
-               if method.student == "separable" else None)
+    student = ({"kind": method.student,
+                "ngf": separable_student(pair, env, spec["budget"], seed,
+                                         factorised=method.student == "factorised")}
+               if method.student else None)
     finetune_s = finetune_sliced(pair, env, ft_config, spec["work_dir"], seed)
 
     t0 = time.perf_counter()

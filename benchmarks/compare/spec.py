@@ -75,7 +75,9 @@ class Method:
     student: str = ""
     """``"separable"``: the main G is replaced, after slicing, by the widest depthwise-separable
     U-Net (``gan_prune_env.models.separable``) within the budget's MACs, fresh weights: the
-    thin student of GAN Compression's own block type."""
+    thin student of GAN Compression's own block type. ``"factorised"``: the same network
+    starting from the teacher's weights, sliced to its widths and factorised
+    (``compare.cells.separable_student``)."""
     supernet: bool = False  # the env scores architectures with the task's supernet
     slice_from: str = "teacher"  # weights the found G is sliced from ("teacher", "supernet")
     recipe: dict[str, Any] = field(default_factory=lambda: dict(DATA_TARGETS))
@@ -101,6 +103,9 @@ METHODS: dict[str, Method] = {
     "separable_teacher_targets": Method(
         "uniform", student="separable", recipe={**TEACHER_TARGETS, **NOTHING_TO_INHERIT},
         label="separable U-Net from scratch with the teacher's D, teacher targets"),
+    "factorised_teacher_targets": Method(
+        "uniform", student="factorised", recipe={**TEACHER_TARGETS, **NOTHING_TO_INHERIT},
+        label="separable U-Net factorised from the teacher's slice, teacher targets"),
     "uniform_teacher_targets": Method("uniform", recipe=TEACHER_TARGETS,
                                       label="uniform L1-norm, teacher targets"),
     "widths_teacher_targets": Method("widths", recipe=TEACHER_TARGETS,
