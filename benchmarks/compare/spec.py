@@ -100,16 +100,16 @@ METHODS: dict[str, Method] = {
     "scratch_g_teacher_targets": Method(
         "uniform", reinit=("generator",), recipe={**TEACHER_TARGETS, **NOTHING_TO_INHERIT},
         label="thin G from scratch with the teacher's D, teacher targets"),
+    "uniform_teacher_targets": Method("uniform", recipe=TEACHER_TARGETS,
+                                      label="uniform L1-norm, teacher targets"),
+    "widths_teacher_targets": Method("widths", recipe=TEACHER_TARGETS,
+                                     label="learned widths (recipe + soft gates), teacher targets"),
     "separable_teacher_targets": Method(
         "uniform", student="separable", recipe={**TEACHER_TARGETS, **NOTHING_TO_INHERIT},
         label="separable U-Net from scratch with the teacher's D, teacher targets"),
     "factorised_teacher_targets": Method(
         "uniform", student="factorised", recipe={**TEACHER_TARGETS, **NOTHING_TO_INHERIT},
         label="separable U-Net factorised from the teacher's slice, teacher targets"),
-    "uniform_teacher_targets": Method("uniform", recipe=TEACHER_TARGETS,
-                                      label="uniform L1-norm, teacher targets"),
-    "widths_teacher_targets": Method("widths", recipe=TEACHER_TARGETS,
-                                     label="learned widths (recipe + soft gates), teacher targets"),
     "random": Method("random", label="random search"),
     "random_teacher_targets": Method("random", recipe=TEACHER_TARGETS,
                                      label="random search, teacher targets"),
