@@ -39,7 +39,8 @@ from compare.store import read_records
 FAMILIES = {"uniform_teacher_targets": "pruning",
             "scratch_teacher_targets": "scratch",
             "scratch_g_teacher_targets": "scratch G, teacher's D",
-            "separable_teacher_targets": "separable scratch G, teacher's D"}
+            "separable_teacher_targets": "separable scratch G, teacher's D",
+            "factorised_teacher_targets": "separable G factorised from the teacher"}
 #: the variant files read by default (under ``teacher_targets/``), listed rather than globbed:
 #: ``prune_stages_3_equal_split.jsonl`` predates ``prune_stage_share`` and its records carry the
 #: same recipe label as ``prune_stages_3.jsonl`` although they split the steps otherwise
@@ -141,7 +142,7 @@ def budget_section(budget: float, pts: list[Point]) -> list[str]:
 
 def plot(by_budget: dict[float, list[Point]], task: str, path: Path) -> None:
     fig, axes = subplots(1, len(by_budget), figsize=(6.5 * len(by_budget), 5), squeeze=False)
-    palette = ("tab:red", "tab:blue", "tab:green", "tab:purple")  # one per family
+    palette = ("tab:red", "tab:blue", "tab:green", "tab:purple", "tab:orange")  # one a family
     colors = dict(zip(sorted(set(FAMILIES.values())), palette))
     for ax, (budget, pts) in zip(axes[0], by_budget.items()):
         for p in pts:
