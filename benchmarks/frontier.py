@@ -85,6 +85,7 @@ PUBLISHED: dict[str, tuple[tuple[tuple[str, ...], tuple[float, ...], tuple[int, 
         (("random_teacher_targets", "mggc_teacher_targets"), (0.25, 0.05, 0.025), (0, 1, 2)),
         (("random_teacher_targets", "mggc_teacher_targets"), (0.25,), (3, 4)),
         (("separable_teacher_targets",), (0.1, 0.05), (0, 1, 2, 3, 4)),
+        (("separable_teacher_targets",), (0.025,), (0, 1, 2)),
         (("factorised_teacher_targets",), (0.05,), (0, 1, 2, 3, 4)),
     ),
     "default_wide": (
