@@ -76,16 +76,25 @@ def separable_unet(
     depthwise and the pointwise part, as GAN Compression does. Weights are PyTorch's default
     init: call ``init_weights`` for the reference one."""
     net = UnetGenerator(input_nc, output_nc, num_downs, ngf=ngf, norm_layer=norm_layer)
-    middle = norm_layer if mid_norm else None
-    for block in net.modules():
-        if not isinstance(block, UnetSkipConnectionBlock):
-            continue
-        for i, layer in enumerate(block.model):
+    _make_separable(net, norm_layer if mid_norm else None)
+    return net
+
+
+def _make_separable(net: UnetGenerator, middle, source: UnetGenerator | None = None) -> None:
+    """Replace, in place, every 4x4 (transposed) conv of ``net`` but the RGB stem by its
+    separable form (``middle``: the norm class between the parts, or None); with ``source``
+    (``net``'s layout), each is :func:`factorise`-d from ``source``'s conv."""
+    originals = _levels(source if source is not None else net)
+    for block, original in zip(_levels(net), originals):
+        for i, layer in enumerate(original.model):
             if isinstance(layer, nn.ConvTranspose2d):
                 block.model[i] = SeparableConvTranspose2d(layer, middle)
-            elif isinstance(layer, nn.Conv2d) and not block.outermost:
+            elif isinstance(layer, nn.Conv2d) and not original.outermost:
                 block.model[i] = SeparableConv2d(layer, middle)
-    return net
+            else:
+                continue
+            if source is not None:
+                factorise(layer, block.model[i])
 
 
 @torch.no_grad()
@@ -124,15 +133,7 @@ def factorised_unet(source: UnetGenerator, inputs: torch.Tensor, mid_norm: bool 
     computes what the factorised convolutions compute. The student then inherits the teacher's
     filters the way a pruned network does, instead of starting from a random init."""
     net = copy.deepcopy(source)
-    for block, original in zip(_levels(net), _levels(source)):
-        for i, layer in enumerate(original.model):
-            if isinstance(layer, nn.ConvTranspose2d):
-                block.model[i] = SeparableConvTranspose2d(layer, _norm_like(source, mid_norm))
-            elif isinstance(layer, nn.Conv2d) and not original.outermost:
-                block.model[i] = SeparableConv2d(layer, _norm_like(source, mid_norm))
-            else:
-                continue
-            factorise(layer, block.model[i])
+    _make_separable(net, _norm_like(source, mid_norm), source)
     # modules() lists a nested U-Net in forward order; each norm's input depends on those before
     middles = [m.norm for m in net.modules()
                if isinstance(m, (SeparableConv2d, SeparableConvTranspose2d)) and mid_norm]
