@@ -90,8 +90,8 @@ from gan_prune_env.finetune import FinetuneConfig
 from compare.report import make_report
 from compare.spec import (
     DEFAULT_DATA_ROOT, DEFAULT_OUT, DEFAULT_TEACHERS, METHODS, QUICK_OUT, RESULTS_FILE, TASKS,
-    TEACHER_COMMANDS, cell_key, check_choices, default_supernet, quick_settings, rel_path,
-    supernet_command,
+    TEACHER_COMMANDS, cell_key, check_choices, default_separable_student, default_supernet,
+    quick_settings, rel_path, separable_student_command, supernet_command,
 )
 from compare.store import append_record, read_records
 
@@ -109,7 +109,9 @@ def plan_cells(args: argparse.Namespace) -> list[dict[str, Any]]:
                         "finetune_steps": args.finetune_steps,
                         "eval_images": args.eval_images, "latency_runs": args.latency_runs,
                         "teacher": args.teachers.get(task),
-                        "supernet": args.supernets.get(task), "recipe": args.recipe,
+                        "supernet": args.supernets.get(task),
+                        "separable_student": args.separable_students.get(task),
+                        "save_generator": args.save_generator, "recipe": args.recipe,
                         "env": args.env,
                         "work_dir": str(args.work_dir), "threads": 1})
     return cells
@@ -167,6 +169,15 @@ def command_run(args: argparse.Namespace) -> int:
     data_root = _data_root(args)
     args.teachers = task_teachers(args)
     args.supernets = task_supernets(args)
+    args.separable_students = task_separable_students(args)
+    if args.save_generator:
+        if len(args.tasks) * len(args.budgets) * len(args.methods) * len(args.seeds) != 1:
+            raise SystemExit("error: --save-generator keeps the generator of one cell; ask for "
+                             "one task, budget, method and seed")
+        if not METHODS[args.methods[0]].student:
+            raise SystemExit(f"error: --save-generator keeps a separable student; "
+                             f"{args.methods[0]} has none")
+        args.save_generator = str(Path(args.save_generator).resolve())
 
     done = {r["key"]: r for r in read_records(results)}
     cells = plan_cells(args)
@@ -282,6 +293,24 @@ def task_teachers(args: argparse.Namespace) -> dict[str, str]:
     return teachers
 
 
+def task_separable_students(args: argparse.Namespace) -> dict[str, str]:
+    """The separable student file of every task when a chosen method narrows one:
+    ``--separable-student TASK=PATH``, else the task's place under ``runs/separable``; checked
+    now."""
+    if not any(METHODS[m].student == "pruned_separable" for m in args.methods):
+        return {}
+    given = task_paths(args.separable_student, "--separable-student")
+    students = {}
+    for task in args.tasks:
+        path = given.get(task, default_separable_student(task))
+        if not path.is_file():
+            raise SystemExit(f"error: {task} separable student not found at {path}; train it "
+                             f"with `{separable_student_command(task)}` or pass "
+                             f"--separable-student {task}=PATH")
+        students[task] = str(path.resolve())
+    return students
+
+
 def task_supernets(args: argparse.Namespace) -> dict[str, str]:
     """The supernet file of every task when a chosen method needs one: ``--supernet
     TASK=PATH``, else the task's place under ``runs/supernets``; checked now."""
@@ -366,6 +395,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     run.add_argument("--supernet", action="append", metavar="TASK=PATH",
                      help="generator supernet of a task, for the methods that use one "
                           "(default: runs/supernets/TASK/supernet.pt)")
+    run.add_argument("--separable-student", action="append", metavar="TASK=PATH",
+                     help="separable student of a task, for pruned_separable_teacher_targets "
+                          "(default: runs/separable/TASK/generator.pt)")
+    run.add_argument("--save-generator", default=None, metavar="PATH",
+                     help="keep the fine-tuned generator of a separable student's cell (one "
+                          "cell): how a task's separable student is made")
     run.add_argument("--data-root", default=None,
                      help="folder holding facades/ (default $GAN_PRUNE_DATA)")
     run.add_argument("--out", default=None,

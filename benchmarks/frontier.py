@@ -19,7 +19,11 @@ kept MACs at 25%, 10%, 5% and 2.5% of the teacher, for
   U-Net (``gan_prune_env.models.separable``) of the largest width within the budget's MACs,
   from scratch, trained like ``scratch_g_teacher_targets``: a stronger "what else would I do";
   ``factorised_teacher_targets``: the same network starting from the teacher's weights (its
-  slice at the student's widths, each conv factorised into depthwise x pointwise by SVD).
+  slice at the student's widths, each conv factorised into depthwise x pointwise by SVD);
+  ``pruned_separable_teacher_targets``: GAN Compression's order, distil then prune: the
+  separable U-Net at the teacher's width, distilled from the teacher (the separable cell at
+  25%, seed 0, kept with ``--save-generator``: ``compare.spec.separable_student_command``),
+  narrowed to the budget's width with its weights and fine-tuned like the others.
 
 Every cell is a comparison cell (``compare_methods.py``: the same search -> slice -> fine-tune
 -> evaluate path, the project's one fine-tuning recipe, the same steps for every method), stored
@@ -40,6 +44,9 @@ runs exactly the cells of ``PUBLISHED``, with the recipe of ``PUBLISHED_RECIPE``
 the default task, the recipe before cutmix and the shrunk start for the other two)::
 
     python -m gan_prune_env.supernet --task default --out runs/supernets/default --resume
+    python benchmarks/compare_methods.py run --tasks default --budgets 0.25 --methods \
+        separable_teacher_targets --seeds 0 --save-generator runs/separable/default/generator.pt \
+        --out runs/separable/default --no-report
     python benchmarks/frontier.py run --tasks default --published --workers 2
     python -m gan_prune_env.train_teacher --task default_wide --out runs/teachers/default_wide \
         --resume

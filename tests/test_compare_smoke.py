@@ -125,6 +125,39 @@ def test_run_report_and_resume(compare, tmp_path, capsys):
     assert (tmp_path / "frontier_default.png").stat().st_size > 0
 
 
+def test_a_saved_separable_student_is_narrowed_with_its_weights(compare, tmp_path):
+    """GAN Compression's order: the separable cell keeps its G (--save-generator), and
+    pruned_separable_teacher_targets narrows that G to a smaller budget; without the file the
+    run stops before any work and names the command that makes it."""
+    student = tmp_path / "separable" / "generator.pt"
+    common = ["--quick", "--seeds", "0", "--rounds", "2", "--finetune-steps", "2",
+              "--eval-images", "8", "--latency-runs", "3", "--out", str(tmp_path), "--no-report"]
+    with pytest.raises(SystemExit, match="separable student not found.*--save-generator"):
+        compare.main(["run", "--methods", "pruned_separable_teacher_targets", "--budgets", "0.05",
+                      "--separable-student", f"default={student}", *common])
+    with pytest.raises(SystemExit, match="one cell"):
+        compare.main(["run", "--methods", "separable_teacher_targets", "--budgets", "0.25", "0.1",
+                      "--save-generator", str(student), *common])
+    assert compare.main(["run", "--methods", "separable_teacher_targets", "--budgets", "0.25",
+                         "--save-generator", str(student), "--results",
+                         str(tmp_path / "wide.jsonl"), *common]) == 0
+    assert compare.main(["run", "--methods", "pruned_separable_teacher_targets", "--budgets",
+                         "0.05", "0.1", "--separable-student", f"default={student}", "--results",
+                         str(tmp_path / "pruned.jsonl"), *common]) == 0
+    fresh = tmp_path / "fresh.jsonl"
+    assert compare.main(["run", "--methods", "separable_teacher_targets", "--budgets", "0.05",
+                         "--results", str(fresh), *common]) == 0
+    pruned = {r["budget"]: r for r in _lines(tmp_path / "pruned.jsonl")}
+    for budget, ngf in ((0.05, 8), (0.1, 13)):
+        config = pruned[budget]["config"]["student"]
+        assert config["kind"] == "pruned_separable" and config["ngf"] == ngf
+        assert config["source"]["ngf"] == 16 and len(config["source"]["sha1"]) == 40
+    # the same network as the fresh separable student of the budget, other weights
+    (scratch,) = _lines(fresh)
+    assert scratch["compute"]["generator/pruned"] == pruned[0.05]["compute"]["generator/pruned"]
+    assert scratch["quality"]["psnr_teacher"] != pruned[0.05]["quality"]["psnr_teacher"]
+
+
 def _script(name: str):
     """Another benchmarks/ script (the ``compare`` fixture has put their folder on the path)."""
     spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")

@@ -209,6 +209,45 @@ def test_custom_net_groups(cases):
     _check_io_never_pruned(space, 3, 3)
 
 
+def test_l1_importance_reads_each_output_channel_of_a_grouped_transposed_conv():
+    """A grouped ConvTranspose2d (the separable U-Net's depthwise up-sampling) stores its weight
+    as (in, out / groups, k, k): channel j's filter is not row or column j."""
+    from gan_prune_env.pruning.importance import filter_l1
+
+    conv = nn.ConvTranspose2d(4, 6, 3, groups=2)  # weight (4, 3, 3, 3): 2 inputs, 3 outputs a group
+    with torch.no_grad():
+        conv.weight.copy_(torch.arange(conv.weight.numel(), dtype=torch.float).view_as(conv.weight))
+    expected = [conv.weight[(j // 3) * 2:(j // 3) * 2 + 2, j % 3].sum().item() for j in range(6)]
+    assert filter_l1(conv).tolist() == pytest.approx(expected)
+    plain = nn.ConvTranspose2d(4, 6, 3)
+    assert filter_l1(plain).tolist() == pytest.approx(
+        plain.weight.detach().abs().sum(dim=(0, 2, 3)).tolist())
+
+
+def test_a_separable_unet_narrows_to_the_separable_unet_of_that_width():
+    """Pruning the separable student: through a depthwise up-convolution a level's skip and up
+    path are one channel group; ``slice_separable_unet`` keeps the best channels of each path
+    alike, so the result is the narrower separable U-Net, MAC for MAC."""
+    from gan_prune_env.models import separable_unet
+    from gan_prune_env.pruning import slice_separable_unet
+
+    x = torch.randn(2, 3, 32, 32)
+    wide, narrow = separable_unet(3, 3, 5, 8).eval(), separable_unet(3, 3, 5, 6).eval()
+    space = ChannelSpace(wide, x)
+    assert space.num_channels.tolist() == [64, 128, 64, 32, 16]  # [skip | up] of 4 levels
+    with torch.no_grad():  # the stem's filters dominate its group's L1 ranking
+        wide.model.model[0].weight.mul_(100)
+    sliced = slice_separable_unet(wide, 6, x)
+    assert count_macs(sliced, x[:1]) == count_macs(narrow, x[:1])
+    assert sliced(x).shape == wide(x).shape
+    # the first level's skip (the stem) keeps its 6 largest filters, not any 6
+    stem = wide.model.model[0].weight.detach()
+    best = torch.topk(stem.abs().flatten(1).sum(1), 6).indices.sort().values
+    assert torch.equal(sliced.model.model[0].weight, stem[best])
+    with pytest.raises(ValueError, match="width 8 to 9"):
+        slice_separable_unet(wide, 9, x)
+
+
 def test_groups_ordered_and_indexed(cases):
     for case in cases.values():
         space = case.space

@@ -159,18 +159,22 @@ def evaluate_sliced(pair, task_name: str, task, n_images: int, fid: bool = True
     return quality, _TEACHER_QUALITY[tq_key]
 
 
-def separable_student(pair, env, budget: float, seed: int, factorised: bool) -> int:
+def separable_student(pair, env, budget: float, seed: int, kind: str,
+                      source: str | None = None) -> dict[str, Any]:
     """Replace the pair's main G by :func:`widest_separable_unet` within ``budget`` of the
-    teacher's G MACs: GAN Compression's block type at the cell's budget. Fresh weights (the
-    reference init, seeded ``seed``), or with ``factorised`` the teacher's weights: the teacher
-    sliced to the student's widths (the env's channel ranking, as uniform pruning slices) and
-    each conv factorised into its separable form (``factorised_unet``, middle norms calibrated
-    on the env's calibration images). Returns the student's ``ngf``."""
+    teacher's G MACs: GAN Compression's block type at the cell's budget. ``kind`` (a
+    ``Method.student``) sets its weights: ``"separable"``, fresh (the reference init, seeded
+    ``seed``); ``"factorised"``, the teacher's: the teacher sliced to the student's widths (the
+    env's channel ranking, as uniform pruning slices) and each conv factorised into its
+    separable form (``factorised_unet``, middle norms calibrated on the env's calibration
+    images); ``"pruned_separable"``, the separable student file ``source`` (a wider separable
+    U-Net distilled from the teacher, :func:`save_generator`) narrowed to the width
+    (``slice_separable_unet``). Returns the record's ``config.student``."""
     import torch
 
     from agents.run.artifacts import MAIN
     from gan_prune_env.models import factorised_unet, init_weights
-    from gan_prune_env.pruning import slice_model
+    from gan_prune_env.pruning import slice_model, slice_separable_unet
     from gan_prune_env.pruning.macs import count_macs
 
     task = env.game.task
@@ -178,14 +182,46 @@ def separable_student(pair, env, budget: float, seed: int, factorised: bool) -> 
     example = torch.zeros(1, *pair.input_shape[g_name])
     cap = budget * count_macs(pair.teacher[g_name], example)
     net, ngf = widest_separable_unet(config, example, cap)
-    if factorised:
+    student: dict[str, Any] = {"kind": kind, "ngf": ngf}
+    if kind == "factorised":
         space = env.game.spaces["generator"]
-        source = slice_model(pair.teacher[g_name], space, space.num_channels * ngf // config.ngf)
-        net = factorised_unet(source, env.game.calibration_inputs)
+        source_net = slice_model(pair.teacher[g_name], space, space.num_channels * ngf // config.ngf)
+        net = factorised_unet(source_net, env.game.calibration_inputs)
+    elif kind == "pruned_separable":
+        wide, wide_ngf = load_separable_generator(source, config)
+        net = slice_separable_unet(wide, ngf, example).train()
+        student["source"] = {"ngf": wide_ngf, "sha1": file_sha1(source)}
     else:
         init_weights(net, seed=seed)
     pair.networks[g_name] = net
-    return ngf
+    return student
+
+
+def save_generator(path: str | Path, generator, ngf: int) -> None:
+    """Write a cell's fine-tuned separable G (its width and weights) atomically to ``path``."""
+    import torch
+
+    from gan_prune_env.atomic import write_atomically
+
+    state = {"ngf": ngf, "state_dict": generator.state_dict()}
+    write_atomically(path, lambda handle: torch.save(state, handle))
+
+
+def load_separable_generator(path: str | Path | None, config):
+    """The separable U-Net :func:`save_generator` wrote (the layout of the task's generator
+    ``config`` at the saved width, loaded strictly) and its ``ngf``."""
+    import torch
+
+    from gan_prune_env.models import separable_unet, unet_levels
+    from gan_prune_env.models.norms import get_norm_layer
+
+    if path is None or not Path(path).is_file():
+        raise FileNotFoundError(f"separable student file {path} not found")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    net = separable_unet(config.input_nc, config.output_nc, unet_levels(config), state["ngf"],
+                         get_norm_layer(config.norm))
+    net.load_state_dict(state["state_dict"])
+    return net, state["ngf"]
 
 
 def widest_separable_unet(config, example, max_macs: float):
@@ -258,11 +294,16 @@ def run_cell(spec: dict[str, Any]) -> dict[str, Any]:
     pair = slice_pair(env, best, "cpu", method.slice_from)
     if method.reinit:
         reinitialize(pair, seed, method.reinit)
-    student = ({"kind": method.student,
-                "ngf": separable_student(pair, env, spec["budget"], seed,
-                                         factorised=method.student == "factorised")}
+    student = (separable_student(pair, env, spec["budget"], seed, method.student,
+                                 spec.get("separable_student"))
                if method.student else None)
+    if spec.get("save_generator") and not student:
+        raise ValueError(f"{spec['method']}: --save-generator keeps a separable student; this "
+                         "method has none")
     finetune_s = finetune_sliced(pair, env, ft_config, spec["work_dir"], seed)
+    if spec.get("save_generator"):
+        save_generator(spec["save_generator"], pair.networks[MAIN[task.family][0]],
+                       student["ngf"])
 
     t0 = time.perf_counter()
     g_name = MAIN[task.family][0]

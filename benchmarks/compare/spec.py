@@ -38,6 +38,21 @@ def supernet_command(task: str) -> str:
     given = f" --teacher {teacher.relative_to(ROOT)}" if teacher is not None else ""
     return (f"python -m gan_prune_env.supernet --task {task}{given} --out "
             f"runs/supernets/{task} --resume")
+def default_separable_student(task: str) -> Path:
+    """Where a task's separable student is kept (``--separable-student TASK=PATH`` overrides):
+    the generator that ``pruned_separable_teacher_targets`` narrows to each budget."""
+    return ROOT / "runs" / "separable" / task / "generator.pt"
+
+
+def separable_student_command(task: str) -> str:
+    """The reproducible command that trains it: the frontier's separable cell at 25%, where the
+    widest separable U-Net is the teacher's own width (12.8% of its MACs on the default task),
+    seed 0, keeping its fine-tuned generator."""
+    return (f"python benchmarks/compare_methods.py run --tasks {task} --budgets 0.25 --methods "
+            f"separable_teacher_targets --seeds 0 --save-generator runs/separable/{task}/"
+            f"generator.pt --out runs/separable/{task} --no-report")
+
+
 DEFAULT_DATA_ROOT = ROOT.parent / "shared" / "data"  # the brief's layout; else $GAN_PRUNE_DATA
 ENV_ID = "Pix2PixPrune-v0"
 ENV_SEED = 0  # selects pool / evaluation images: the same task for every cell
@@ -76,8 +91,11 @@ class Method:
     """``"separable"``: the main G is replaced, after slicing, by the widest depthwise-separable
     U-Net (``gan_prune_env.models.separable``) within the budget's MACs, fresh weights: the
     thin student of GAN Compression's own block type. ``"factorised"``: the same network
-    starting from the teacher's weights, sliced to its widths and factorised
-    (``compare.cells.separable_student``)."""
+    starting from the teacher's weights, sliced to its widths and factorised.
+    ``"pruned_separable"``: GAN Compression's order, distil then prune: the task's separable
+    student (that U-Net at the teacher's width, distilled from the teacher by the separable
+    cell at 25%: ``default_separable_student``) narrowed to the same width with its weights
+    (``slice_separable_unet``; ``compare.cells.separable_student``)."""
     supernet: bool = False  # the env scores architectures with the task's supernet
     slice_from: str = "teacher"  # weights the found G is sliced from ("teacher", "supernet")
     recipe: dict[str, Any] = field(default_factory=lambda: dict(DATA_TARGETS))
@@ -110,6 +128,11 @@ METHODS: dict[str, Method] = {
     "factorised_teacher_targets": Method(
         "uniform", student="factorised", recipe={**TEACHER_TARGETS, **NOTHING_TO_INHERIT},
         label="separable U-Net factorised from the teacher's slice, teacher targets"),
+    "pruned_separable_teacher_targets": Method(
+        # the distilled weights as they are; the recipe's shrunk start is a variant (--recipe)
+        "uniform", student="pruned_separable",
+        recipe={**TEACHER_TARGETS, "generator_inherit": 1.0},
+        label="the distilled full-width separable U-Net pruned uniformly, teacher targets"),
     "random": Method("random", label="random search"),
     "random_teacher_targets": Method("random", recipe=TEACHER_TARGETS,
                                      label="random search, teacher targets"),

@@ -12,7 +12,7 @@ from gan_prune_env.pruning.macs import (
 )
 from gan_prune_env.pruning.masking import ChannelMasker
 from gan_prune_env.pruning.sliced import ArchitectureSlicer, SlicingUnsupported
-from gan_prune_env.pruning.slicing import slice_by_indices, slice_model
+from gan_prune_env.pruning.slicing import slice_by_indices, slice_model, slice_separable_unet
 from gan_prune_env.pruning.space import GROUP_FEATURE_NAMES, ChannelSpace
 
 __all__ = [
@@ -22,5 +22,5 @@ __all__ = [
     "channels_for_ratio", "count_macs", "count_params", "count_true_macs_profiler",
     "discover_groups", "gradual_architectures", "layer_macs", "layer_params", "make_importance",
     "relative_indices", "SlicingUnsupported",
-    "slice_by_indices", "slice_model", "trace_layers",
+    "slice_by_indices", "slice_model", "slice_separable_unet", "trace_layers",
 ]

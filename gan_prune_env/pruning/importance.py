@@ -13,7 +13,7 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
-_OUT_DIM = {nn.Conv2d: 0, nn.Linear: 0, nn.ConvTranspose2d: 1}
+_FILTER_LAYERS = (nn.Conv2d, nn.Linear, nn.ConvTranspose2d)
 
 
 class Importance(Protocol):
@@ -29,15 +29,27 @@ class L1FilterImportance:
         for item in group:
             module = item.dep.target.module
             handler = getattr(item.dep.handler, "__name__", "")
-            if handler != "prune_out_channels" or type(module) not in _OUT_DIM:
+            if handler != "prune_out_channels" or type(module) not in _FILTER_LAYERS:
                 continue
-            weight = module.weight.detach().double().cpu()  # rankings live on the CPU
-            out_dim = _OUT_DIM[type(module)]
-            l1 = weight.abs().transpose(0, out_dim).flatten(1).sum(1)
+            l1 = filter_l1(module)
             idxs = torch.as_tensor(list(item.idxs), dtype=torch.long)
             roots = torch.as_tensor(list(item.root_idxs), dtype=torch.long)
             scores.index_add_(0, roots, l1[idxs])
         return scores
+
+
+def filter_l1(module: nn.Conv2d | nn.ConvTranspose2d | nn.Linear) -> torch.Tensor:
+    """L1 norm of the weights producing each output channel of ``module``, on the CPU.
+
+    A grouped transposed convolution (the depthwise up-sampling of a separable U-Net) stores its
+    weight as ``(in, out / groups, k, k)``: output channel ``j`` is column ``j % (out / groups)``
+    of the rows of group ``j // (out / groups)``, not row or column ``j``."""
+    weight = module.weight.detach().double().cpu().abs()  # rankings live on the CPU
+    if isinstance(module, nn.ConvTranspose2d):
+        groups, (c_in, per_group) = module.groups, weight.shape[:2]
+        weight = weight.reshape(groups, c_in // groups, per_group, -1).transpose(1, 2)
+        return weight.reshape(groups * per_group, -1).sum(1)
+    return weight.flatten(1).sum(1)
 
 
 class NormScaleImportance:

@@ -68,3 +68,42 @@ def slice_model(
         example_input = torch.zeros((1, *space.input_shape),
                                     device=next(model.parameters()).device)
     return slice_by_indices(model, example_input, space.keep_indices(counts))
+
+
+def slice_separable_unet(net: nn.Module, ngf: int, example_input: torch.Tensor) -> nn.Module:
+    """A new copy of the separable U-Net ``net`` (``models.separable_unet``) narrowed to width
+    ``ngf``: the separable U-Net of width ``ngf``, MAC for MAC, keeping in every level the best
+    channels (L1 of the filters producing them) of the skip and of the up path alike.
+
+    Why not :func:`slice_model` at a uniform ratio: a depthwise up-convolution carries each
+    channel of its concatenated input through, so Torch-Pruning puts a level's skip and up path
+    into one channel group; one keep count over that group may take every channel from one
+    path and none from the other. Here each path of a group (each producer that is not a
+    depthwise convolution) keeps its share, as a narrower separable U-Net has it."""
+    width = _stem(net).out_channels
+    if not 1 <= ngf <= width:
+        raise ValueError(f"cannot narrow a separable U-Net of width {width} to {ngf}")
+    space = ChannelSpace(net, example_input[:1])
+    kept = {}
+    for group in space.groups:
+        paths = sum(not _is_depthwise(net.get_submodule(p)) for p in group.producers)
+        path_width = group.num_channels // paths
+        if path_width * paths != group.num_channels or path_width * ngf % width:
+            raise ValueError(f"group {group.name!r} ({group.num_channels} channels, {paths} "
+                             f"paths) does not narrow evenly from width {width} to {ngf}; "
+                             "is this a separable_unet?")
+        ranked = group.ranking.tolist()
+        kept[group.name] = sorted(
+            i for path in range(paths)
+            for i in [j for j in ranked if j // path_width == path][:path_width * ngf // width])
+    return slice_by_indices(net, example_input, kept)
+
+
+def _stem(net: nn.Module) -> nn.Conv2d:
+    """The first convolution of ``net``: a U-Net's RGB stem, whose width is its ``ngf``."""
+    return next(m for m in net.modules() if isinstance(m, nn.Conv2d))
+
+
+def _is_depthwise(module: nn.Module) -> bool:
+    return (isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)) and module.groups > 1
+            and module.groups == module.in_channels == module.out_channels)
