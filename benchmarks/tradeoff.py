@@ -40,7 +40,8 @@ FAMILIES = {"uniform_teacher_targets": "pruning",
             "scratch_teacher_targets": "scratch",
             "scratch_g_teacher_targets": "scratch G, teacher's D",
             "separable_teacher_targets": "separable scratch G, teacher's D",
-            "factorised_teacher_targets": "separable G factorised from the teacher"}
+            "factorised_teacher_targets": "separable G factorised from the teacher",
+            "pruned_separable_teacher_targets": "separable G distilled, then pruned"}
 #: the variant files read by default (under ``teacher_targets/``), listed rather than globbed:
 #: ``prune_stages_3_equal_split.jsonl`` predates ``prune_stage_share`` and its records carry the
 #: same recipe label as ``prune_stages_3.jsonl`` although they split the steps otherwise
@@ -48,10 +49,15 @@ VARIANT_FILES = ("adversarial_warmup.jsonl", "batch_32.jsonl", "before_cutmix.js
                  "budget_d_0.1.jsonl", "budget_d_0.1_cutmix.jsonl", "budget_d_0.1_today.jsonl",
                  "budget_d_0.05_today.jsonl", "budget_d_1.0_today.jsonl",
                  "discriminator_fresh.jsonl", "factorised_inherit_0.8.jsonl",
+                 "pruned_separable_from_ngf13.jsonl",
                  "generator_inherit_0.5.jsonl", "generator_inherit_0.8.jsonl",
                  "importance_group_l1.jsonl",
                  "importance_norm_scale.jsonl", "importance_random.jsonl",
                  "input_mix_cutmix.jsonl", "prune_stages_3.jsonl", "steps_6000.jsonl")
+
+#: the width of each task's separable student (``compare.spec.default_separable_student``): a
+#: pruned separable G narrowed from another (a chain through a narrower one) is a variant
+SEPARABLE_STUDENT_NGF = {"default": 16}
 
 
 @dataclass(frozen=True)
@@ -77,6 +83,9 @@ def variant_label(record: dict[str, Any]) -> str:
     from its method's today (``recipe_changes``), env keys, fine-tuning steps."""
     changes = [f"{k}: {v}" for k, v in sorted(recipe_changes(record).items())]
     changes += [f"env {k}: {v}" for k, v in sorted((record.get("env") or {}).items())]
+    source = record["config"].get("student", {}).get("source")
+    if source and source["ngf"] != SEPARABLE_STUDENT_NGF.get(record["task"]):
+        changes.append(f"narrowed from a distilled ngf {source['ngf']}")
     if record.get("finetune_steps", RECIPE_STEPS) != RECIPE_STEPS:
         changes.append(f"{record['finetune_steps']} steps")
     return ", ".join(changes) or "recipe"

@@ -400,3 +400,38 @@ def test_finetune_processes_fine_tunes_on_ranks_and_the_run_goes_on(tmp_path: Pa
         torch.testing.assert_close(tensor, averaged[f"module.{key}"], rtol=0, atol=0)
     assert main(["-conf", str(config), "-f", str(tmp_path / "odd"),
                  "--finetune-processes", "3"]) == 2
+
+
+def test_a_run_can_distil_a_separable_student_and_a_second_run_narrows_it(tmp_path: Path
+                                                                          ) -> None:
+    """``student: separable`` fine-tunes GAN Compression's student instead of the pruned G and
+    writes a pruned.pt that rebuilds it (and exports it); ``student: pruned_separable`` narrows
+    that checkpoint's G to a smaller budget with its weights."""
+    def run(name: str, budget: float, **extra) -> Path:
+        config = yaml.safe_load(tiny_config(tmp_path, "uniform").read_text())
+        config["env_kwargs"] = {**TINY_ENV, "budget_g": budget}
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump({**config, **extra}))
+        assert main(["-conf", str(path), "-f", str(tmp_path / name)]) == 0
+        return run_dir_of(tmp_path / name, "uniform")
+
+    wide = run("wide", 0.25, student="separable")
+    narrow = run("narrow", 0.05, student="pruned_separable",
+                 separable_student=str(wide / "pruned.pt"))
+    for folder, ngf in ((wide, 16), (narrow, 8)):  # 12.8% and 4.98% of the teacher's MACs
+        results = json.loads((folder / "results.json").read_text())
+        assert results["student"] == {"kind": ("separable" if folder == wide
+                                               else "pruned_separable"), "ngf": ngf}
+        generator = load_generator(folder / "pruned.pt")
+        assert results["compute"]["generator/pruned"]["params"] == sum(
+            p.numel() for p in generator.parameters())
+        x = torch.rand(2, 3, 64, 64) * 2 - 1
+        with torch.no_grad():
+            scripted = torch.jit.load(str(folder / "export" / "generator.ts"))(x)
+            assert torch.allclose(scripted, generator(x), atol=1e-5)
+    with pytest.raises(ValueError, match="set both or neither"):
+        RunConfig(student="pruned_separable")
+    with pytest.raises(ValueError, match="student 'thin'"):
+        RunConfig(student="thin")
+    with pytest.raises(ValueError, match="nope.pt is not a file"):  # before any search
+        RunConfig(student="pruned_separable", separable_student=str(tmp_path / "nope.pt"))

@@ -576,24 +576,3 @@ def test_capacity_series_is_one_teachers_and_the_report_names_its_hash(tmp_path)
         points = capacity.series_points("one", cells, "uniform_teacher_targets", "default")
         md = capacity.report(points, "t", "default", ["cells.jsonl"], tmp_path).read_text()
         assert "teacher SHA-1 per series: one: 1f3b11a7aa" in md
-
-
-def test_the_separable_student_is_the_widest_that_fits_the_budget(compare):
-    """The frontier's GAN Compression-style student gets the MACs the budget allows, no more
-    (a separable U-Net one channel wider does not fit) and no fewer."""
-    import torch
-
-    from compare.cells import widest_separable_unet
-    from gan_prune_env.models import GeneratorConfig, separable_unet
-    from gan_prune_env.pruning.macs import count_macs
-
-    config = GeneratorConfig(arch="unet_auto", ngf=16, image_size=32)
-    example = torch.zeros(1, 3, 32, 32)
-    teacher_macs = count_macs(separable_unet(3, 3, 5, 16), example) * 3
-    for share in (0.05, 0.1, 0.25):
-        cap = share * teacher_macs
-        net, ngf = widest_separable_unet(config, example, cap)
-        assert 1 <= ngf < 16 and count_macs(net, example) <= cap
-        assert count_macs(separable_unet(3, 3, 5, ngf + 1), example) > cap
-    with pytest.raises(ValueError, match="no separable U-Net fits"):
-        widest_separable_unet(config, example, 10)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,13 +12,16 @@ from torch import nn
 
 from agents.base import Candidate
 from gan_prune_env.checkpoint import (
-    load_discriminator, load_generator, make_checkpoint, read_checkpoint, save_checkpoint,
+    embedded_configs, load_discriminator, load_generator, make_checkpoint, read_checkpoint,
+    save_checkpoint,
 )
 from gan_prune_env.envs import GANPruneParallelEnv
 from gan_prune_env.envs.game import recalibrating
 from gan_prune_env.families import ROLES
+from gan_prune_env.models import GeneratorConfig
 from gan_prune_env.models.factory import reinitialize as reinitialize_network
 from gan_prune_env.pruning import ChannelSpace, count_macs, count_params, slice_by_indices
+from gan_prune_env.students import fresh_separable_student, narrowed_separable_student
 from gan_prune_env.tasks import TaskConfig, teacher_path
 
 MAIN = {"pix2pix": ("generator", "discriminator"), "cyclegan": ("generator_AB", "discriminator_B")}
@@ -32,6 +36,9 @@ class PrunedPair:
     teacher: dict[str, nn.Module]  # unpruned copies, for comparison
     kept: dict[str, dict[str, list[int]]]
     input_shape: dict[str, list[int]]
+    generator_config: GeneratorConfig | None = None
+    """The main G's architecture when it is a student of another layout (``use_student``);
+    None: the teacher's, sliced to ``kept``."""
 
     @property
     def generator(self) -> nn.Module:
@@ -85,6 +92,38 @@ def slice_pair(env: GANPruneParallelEnv, best: Candidate, device: str,
     return PrunedPair(task.family, networks, teacher, kept, shapes)
 
 
+def use_student(pair: PrunedPair, task: TaskConfig, kind: str, budget: float, seed: int,
+                source: str | None = None) -> PrunedPair:
+    """Replace the pair's main G by a student of GAN Compression's layout within ``budget`` of
+    the teacher's G MACs (``RunConfig.student``): ``separable``, fresh at ``seed``;
+    ``pruned_separable``, the separable G of the checkpoint ``source`` narrowed to fit. The
+    pair then records the student's config, which its checkpoints embed."""
+    g_name = MAIN[pair.family][0]
+    device = next(pair.networks[g_name].parameters()).device
+    example = torch.zeros(1, *pair.input_shape[g_name])  # students are built on the CPU
+    cap = budget * count_macs(pair.teacher[g_name], example.to(device))
+    if kind == "separable":
+        net, config = fresh_separable_student(task.generator, cap, example, seed)
+    elif kind == "pruned_separable":
+        payload = read_checkpoint(source)
+        net, config = narrowed_separable_student(load_generator(payload),
+                                                 embedded_configs(payload)[0], task.generator,
+                                                 cap, example)
+    else:
+        raise ValueError(f"unknown student {kind!r}")
+    pair.networks[g_name] = net.to(device)
+    pair.kept.pop(g_name, None)
+    pair.generator_config = config
+    return pair
+
+
+def student_task(pair: PrunedPair, task: TaskConfig) -> TaskConfig:
+    """``task`` with the pair's main G architecture: what its checkpoints must embed."""
+    if pair.generator_config is None:
+        return task
+    return dataclasses.replace(task, generator=pair.generator_config)
+
+
 def recalibrated_generator(pair: PrunedPair, env: GANPruneParallelEnv) -> nn.Module:
     """The pair's main G with its BatchNorm statistics re-estimated on the env's calibration
     images, as the env scores a pruned G ("adaptive BN"): how to judge a slice that is not
@@ -115,7 +154,8 @@ def reinitialize(pair: PrunedPair, seed: int, roles: tuple[str, ...] = ROLES) ->
 
 def save_pruned(pair: PrunedPair, task: TaskConfig, path: Path, metadata: dict) -> Path:
     """A "pruned" checkpoint that embeds the base architecture and the kept channels."""
-    payload = make_checkpoint("pruned", pair.family, pair.networks, task.generator,
+    payload = make_checkpoint("pruned", pair.family, pair.networks,
+                              student_task(pair, task).generator,
                               task.discriminator, kept=pair.kept, input_shape=pair.input_shape,
                               metadata=metadata)
     return save_checkpoint(path, payload)

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.run.config import ALGOS, RunConfig
+from agents.run.config import ALGOS, STUDENTS, RunConfig
 from agents.run.run_folder import (
     CONFIG_FILE, check_resumable, create_run_folder, describe, differences, find_run_folder,
     fork_run, write_config,
@@ -52,6 +52,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--finetune-steps", type=int, default=None, help="fine-tuning steps")
     p.add_argument("--finetune-processes", type=int, default=None, metavar="N",
                    help="fine-tune data-parallel on N processes (torchrun; default 1)")
+    p.add_argument("--student", default=None, choices=STUDENTS,
+                   help="the generator fine-tuned: the pruned one (default), GAN Compression's "
+                        "separable student within budget_g, or a distilled one narrowed "
+                        "(pruned_separable, with --separable-student)")
+    p.add_argument("--separable-student", default=None, metavar="CHECKPOINT",
+                   help="the separable G that student pruned_separable narrows (the pruned.pt "
+                        "of a --student separable run)")
     p.add_argument("-i", "--trained-agent", default=None,
                    help="run folder (or a file in it) to resume")
     p.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda")
@@ -78,6 +85,9 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         out["finetune"] = {"steps": args.finetune_steps}
     if args.finetune_processes is not None:
         out["finetune_processes"] = args.finetune_processes
+    for flag in ("student", "separable_student"):
+        if getattr(args, flag) is not None:
+            out[flag] = getattr(args, flag)
     if args.device is not None:
         out["device"] = args.device
     if args.progress is not None:

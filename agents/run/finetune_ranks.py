@@ -21,27 +21,42 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from agents.run.artifacts import PrunedPair, slice_pair
+from agents.run.artifacts import PrunedPair, slice_pair, student_task, use_student
 from agents.run.config import RunConfig, load_run_config
 from agents.run.run_folder import FINETUNE_DIR
 from agents.run.search import read_best
+from gan_prune_env.config import to_dict
 from gan_prune_env.envs import GANPruneParallelEnv, make_parallel_env
 from gan_prune_env.finetune import finetune_pair
 
 
-def finetune_dir(run_dir: Path, kept: dict[str, Any]) -> Path:
-    """The fine-tune's folder, keyed by architecture: a resumed search that finds a better pair
-    fine-tunes afresh."""
-    digest = hashlib.sha1(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:12]
+def finetune_dir(run_dir: Path, pair: PrunedPair) -> Path:
+    """The fine-tune's folder, keyed by architecture (the kept channels, and a student's
+    config): a resumed search that finds a better pair fine-tunes afresh."""
+    key: Any = pair.kept
+    if pair.generator_config is not None:
+        key = {"kept": pair.kept, "generator": to_dict(pair.generator_config)}
+    digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
     return run_dir / FINETUNE_DIR / digest
+
+
+def run_pair(config: RunConfig, env: GANPruneParallelEnv, best, device: str) -> PrunedPair:
+    """The networks a run fine-tunes: the teacher's sliced to ``best`` (``slice_pair``), with
+    the run's student as the main G (``RunConfig.student``): one place for the pipeline and
+    every rank."""
+    pair = slice_pair(env, best, device, config.slice_from)
+    if config.student != "pruned":
+        use_student(pair, env.game.task, config.student, env.config.budget_g,
+                    config.search.seed, config.separable_student)
+    return pair
 
 
 def finetune_run_pair(config: RunConfig, env: GANPruneParallelEnv, pair: PrunedPair,
                       run_dir: Path, device: str, progress: bool) -> None:
     """The run's fine-tune of ``pair`` (in place), resuming from its folder: the one call the
     pipeline and every rank make."""
-    finetune_pair(pair.networks, pair.teacher, env.game.task, config.finetune,
-                  finetune_dir(run_dir, pair.kept), kept=pair.kept, input_shape=pair.input_shape,
+    finetune_pair(pair.networks, pair.teacher, student_task(pair, env.game.task), config.finetune,
+                  finetune_dir(run_dir, pair), kept=pair.kept, input_shape=pair.input_shape,
                   seed=config.search.seed, device=device, progress=progress,
                   objective=env.game.objective, pool=env.game.train_pool)
 
@@ -72,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     ranks = current(config.device)
     device = ranks.device(config.device)
     env = make_parallel_env(config.env, **{**config.env_options, "device": device})
-    pair = slice_pair(env, read_best(run_dir), device, config.slice_from)
+    pair = run_pair(config, env, read_best(run_dir), device)
     finetune_run_pair(config, env, pair, run_dir, device, config.progress and ranks.is_main)
     return 0
 

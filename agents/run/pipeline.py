@@ -13,7 +13,9 @@ from agents.run.artifacts import (
     MAIN, compute_table, recalibrated_generator, save_pruned, slice_pair,
 )
 from agents.run.config import RunConfig
-from agents.run.finetune_ranks import finetune_run_pair, launch as launch_finetune_ranks
+from agents.run.finetune_ranks import (
+    finetune_run_pair, launch as launch_finetune_ranks, run_pair,
+)
 from agents.run.search import run_search
 from agents.run.tensorboard import add_image_grid
 from gan_prune_env.atomic import write_atomically
@@ -40,7 +42,7 @@ def run_pipeline(config: RunConfig, run_dir: Path, tensorboard_dir: str | None =
     try:
         env = make_parallel_env(config.env, **config.env_options)
         best = run_search(config, env, run_dir, writer)
-        pair = slice_pair(env, best, config.device, config.slice_from)
+        pair = run_pair(config, env, best, config.device)
         task = env.game.task
         unfinetuned = _supernet_slice_quality(config, env, best, inception)
         if config.finetune_processes > 1:  # then the call below resumes the finished fine-tune
@@ -50,6 +52,8 @@ def run_pipeline(config: RunConfig, run_dir: Path, tensorboard_dir: str | None =
                     metadata={"best": best.rewards, "algo": config.search.algo})
         results = _evaluate(config, pair, task, run_dir, writer, inception)
         results["slice_from"] = config.slice_from
+        if pair.generator_config is not None:
+            results["student"] = {"kind": config.student, "ngf": pair.generator_config.ngf}
         if unfinetuned is not None:
             results["quality"]["supernet_slice"] = unfinetuned
         results["search"] = {"algo": config.search.algo, "rounds": config.search.n_rounds,

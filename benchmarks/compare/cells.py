@@ -161,40 +161,45 @@ def evaluate_sliced(pair, task_name: str, task, n_images: int, fid: bool = True
 
 def separable_student(pair, env, budget: float, seed: int, kind: str,
                       source: str | None = None) -> dict[str, Any]:
-    """Replace the pair's main G by :func:`widest_separable_unet` within ``budget`` of the
-    teacher's G MACs: GAN Compression's block type at the cell's budget. ``kind`` (a
-    ``Method.student``) sets its weights: ``"separable"``, fresh (the reference init, seeded
-    ``seed``); ``"factorised"``, the teacher's: the teacher sliced to the student's widths (the
-    env's channel ranking, as uniform pruning slices) and each conv factorised into its
-    separable form (``factorised_unet``, middle norms calibrated on the env's calibration
-    images); ``"pruned_separable"``, the separable student file ``source`` (a wider separable
-    U-Net distilled from the teacher, :func:`save_generator`) narrowed to the width
-    (``slice_separable_unet``). Returns the record's ``config.student``."""
+    """Replace the pair's main G by the widest separable U-Net within ``budget`` of the
+    teacher's G MACs (``gan_prune_env.students``): GAN Compression's block type at the cell's
+    budget. ``kind`` (a ``Method.student``) sets its weights: ``"separable"``, fresh (the
+    reference init, seeded ``seed``); ``"factorised"``, the teacher's: the teacher sliced to the
+    student's widths (the env's channel ranking, as uniform pruning slices) and each conv
+    factorised into its separable form (``factorised_unet``, middle norms calibrated on the
+    env's calibration images); ``"pruned_separable"``, the separable student file ``source``
+    (a wider separable U-Net distilled from the teacher, :func:`save_generator`) narrowed to
+    the width. Returns the record's ``config.student``."""
     import torch
 
     from agents.run.artifacts import MAIN
-    from gan_prune_env.models import factorised_unet, init_weights
-    from gan_prune_env.pruning import slice_model, slice_separable_unet
+    from gan_prune_env.models import factorised_unet
+    from gan_prune_env.pruning import slice_model
     from gan_prune_env.pruning.macs import count_macs
+    from gan_prune_env.students import (
+        fresh_separable_student, narrowed_separable_student, widest_separable,
+    )
 
     task = env.game.task
     g_name, config = MAIN[task.family][0], task.generator
     example = torch.zeros(1, *pair.input_shape[g_name])
     cap = budget * count_macs(pair.teacher[g_name], example)
-    net, ngf = widest_separable_unet(config, example, cap)
-    student: dict[str, Any] = {"kind": kind, "ngf": ngf}
     if kind == "factorised":
+        ngf = widest_separable(config, cap, example).ngf
         space = env.game.spaces["generator"]
         source_net = slice_model(pair.teacher[g_name], space, space.num_channels * ngf // config.ngf)
         net = factorised_unet(source_net, env.game.calibration_inputs)
     elif kind == "pruned_separable":
-        wide, wide_ngf = load_separable_generator(source, config)
-        net = slice_separable_unet(wide, ngf, example).train()
-        student["source"] = {"ngf": wide_ngf, "sha1": file_sha1(source)}
+        wide, wide_config = load_separable_generator(source, config)
+        net, student = narrowed_separable_student(wide, wide_config, config, cap, example)
+        ngf = student.ngf
     else:
-        init_weights(net, seed=seed)
+        net, student = fresh_separable_student(config, cap, example, seed)
+        ngf = student.ngf
     pair.networks[g_name] = net
-    return student
+    return {"kind": kind, "ngf": ngf, **({"source": {"ngf": wide_config.ngf,
+                                                    "sha1": file_sha1(source)}}
+                                         if kind == "pruned_separable" else {})}
 
 
 def save_generator(path: str | Path, generator, ngf: int) -> None:
@@ -208,43 +213,20 @@ def save_generator(path: str | Path, generator, ngf: int) -> None:
 
 
 def load_separable_generator(path: str | Path | None, config):
-    """The separable U-Net :func:`save_generator` wrote (the layout of the task's generator
-    ``config`` at the saved width, loaded strictly) and its ``ngf``."""
+    """The separable U-Net :func:`save_generator` wrote (for the task's generator ``config``,
+    at the saved width, loaded strictly) and its ``GeneratorConfig``."""
     import torch
 
-    from gan_prune_env.models import separable_unet, unet_levels
-    from gan_prune_env.models.norms import get_norm_layer
+    from gan_prune_env.models import build_generator
+    from gan_prune_env.students import separable_config
 
     if path is None or not Path(path).is_file():
         raise FileNotFoundError(f"separable student file {path} not found")
     state = torch.load(path, map_location="cpu", weights_only=True)
-    net = separable_unet(config.input_nc, config.output_nc, unet_levels(config), state["ngf"],
-                         get_norm_layer(config.norm))
+    student = separable_config(config, state["ngf"])
+    net = build_generator(student, seed=0)
     net.load_state_dict(state["state_dict"])
-    return net, state["ngf"]
-
-
-def widest_separable_unet(config, example, max_macs: float):
-    """The separable U-Net (``separable_unet``: the depth, norm and image channels of the U-Net
-    ``config``) of the largest ``ngf`` up to ``config.ngf`` whose MACs (field convention, at
-    ``example``'s size) are at most ``max_macs``, and that ``ngf``."""
-    from gan_prune_env.models import separable_unet, unet_levels
-    from gan_prune_env.models.norms import get_norm_layer
-    from gan_prune_env.pruning.macs import count_macs
-
-    def build(ngf: int):
-        return separable_unet(config.input_nc, config.output_nc, unet_levels(config), ngf,
-                              get_norm_layer(config.norm))
-
-    best = None
-    for ngf in range(1, config.ngf + 1):
-        net = build(ngf)
-        if count_macs(net, example) > max_macs:
-            break  # MACs grow with ngf
-        best = (net, ngf)
-    if best is None:
-        raise ValueError(f"no separable U-Net fits in {max_macs:.0f} MACs")
-    return best
+    return net, student
 
 
 def method_recipe(method: Method, spec: dict[str, Any]) -> dict[str, Any]:

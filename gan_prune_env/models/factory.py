@@ -11,6 +11,7 @@ from torch import nn
 from gan_prune_env.models.norms import NORM_TYPES, get_norm_layer
 from gan_prune_env.models.patchgan import NLayerDiscriminator
 from gan_prune_env.models.resnet import ResnetGenerator
+from gan_prune_env.models.separable import separable_unet
 from gan_prune_env.models.unet import UnetGenerator
 
 GENERATOR_ARCHS = ("unet_256", "unet_128", "unet_auto", "resnet_9blocks", "resnet_6blocks")
@@ -29,10 +30,15 @@ class GeneratorConfig:
     norm: str = "batch"
     use_dropout: bool = False
     image_size: int = 256
+    separable: bool = False
+    """Every 4x4 convolution but the RGB stem depthwise-separable (``separable_unet``, GAN
+    Compression's block type): a student layout, U-Nets only."""
 
     def __post_init__(self) -> None:
         if self.arch not in GENERATOR_ARCHS:
             raise ValueError(f"generator arch {self.arch!r} is not one of {GENERATOR_ARCHS}")
+        if self.separable and not self.arch.startswith("unet"):
+            raise ValueError(f"separable: true is a U-Net layout; arch {self.arch!r} is not one")
         if self.norm not in NORM_TYPES:
             raise ValueError(f"norm {self.norm!r} is not one of {NORM_TYPES}")
         if self.ngf < 1 or self.input_nc < 1 or self.output_nc < 1:
@@ -105,6 +111,11 @@ def build_generator(config: GeneratorConfig, seed: int | None = None) -> nn.Modu
     if config.arch.startswith("resnet"):
         n_blocks = 9 if config.arch == "resnet_9blocks" else 6
         net = ResnetGenerator(config.input_nc, config.output_nc, n_blocks=n_blocks, **common)
+    elif config.separable:
+        if config.use_dropout:
+            raise ValueError("the separable U-Net has no dropout; set use_dropout: false")
+        net = separable_unet(config.input_nc, config.output_nc, unet_levels(config), config.ngf,
+                             norm_layer)
     else:
         net = UnetGenerator(config.input_nc, config.output_nc, unet_levels(config), **common)
     return init_weights(net, seed=seed)
