@@ -399,8 +399,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                      help="separable student of a task, for pruned_separable_teacher_targets "
                           "(default: runs/separable/TASK/generator.pt)")
     run.add_argument("--save-generator", default=None, metavar="PATH",
-                     help="keep the fine-tuned generator of a separable student's cell (one "
-                          "cell): how a task's separable student is made")
+                     help="keep the fine-tuned pair of a separable student's cell (one "
+                          "cell) as a run's pruned.pt, which --separable-student (and "
+                          "train_agents.py --separable-student) narrow: how a task's separable "
+                          "student is made")
     run.add_argument("--data-root", default=None,
                      help="folder holding facades/ (default $GAN_PRUNE_DATA)")
     run.add_argument("--out", default=None,

@@ -123,6 +123,7 @@ def finetune_sliced(pair, env, config, work_dir: str | Path, seed: int) -> float
     """Fine-tune a sliced pair (``agents.run.artifacts.PrunedPair``) in place with ``config``
     (``finetune_pair``; the env gives the task, the objective and the pool), in a scratch folder
     under ``work_dir`` that is deleted afterwards. Returns the wall time in seconds."""
+    from agents.run.artifacts import student_task
     from gan_prune_env.finetune import finetune_pair
 
     t0 = time.perf_counter()
@@ -130,8 +131,8 @@ def finetune_sliced(pair, env, config, work_dir: str | Path, seed: int) -> float
     work.mkdir(parents=True, exist_ok=True)
     ft_dir = Path(tempfile.mkdtemp(prefix="ft_", dir=work))
     try:
-        finetune_pair(pair.networks, pair.teacher, env.game.task, config, ft_dir,
-                      kept=pair.kept, input_shape=pair.input_shape, seed=seed, device="cpu",
+        finetune_pair(pair.networks, pair.teacher, student_task(pair, env.game.task), config,
+                      ft_dir, kept=pair.kept, input_shape=pair.input_shape, seed=seed, device="cpu",
                       progress=False, objective=env.game.objective,
                       pool=env.game.train_pool)
     finally:
@@ -162,71 +163,40 @@ def evaluate_sliced(pair, task_name: str, task, n_images: int, fid: bool = True
 def separable_student(pair, env, budget: float, seed: int, kind: str,
                       source: str | None = None) -> dict[str, Any]:
     """Replace the pair's main G by the widest separable U-Net within ``budget`` of the
-    teacher's G MACs (``gan_prune_env.students``): GAN Compression's block type at the cell's
-    budget. ``kind`` (a ``Method.student``) sets its weights: ``"separable"``, fresh (the
-    reference init, seeded ``seed``); ``"factorised"``, the teacher's: the teacher sliced to the
-    student's widths (the env's channel ranking, as uniform pruning slices) and each conv
-    factorised into its separable form (``factorised_unet``, middle norms calibrated on the
-    env's calibration images); ``"pruned_separable"``, the separable student file ``source``
-    (a wider separable U-Net distilled from the teacher, :func:`save_generator`) narrowed to
-    the width. Returns the record's ``config.student``."""
+    teacher's G MACs: GAN Compression's block type at the cell's budget. ``kind`` (a
+    ``Method.student``) sets its weights: ``"separable"`` and ``"pruned_separable"`` as a run's
+    ``student`` does (``agents.run.artifacts.use_student``: fresh at ``seed``, or the separable
+    G of the checkpoint ``source`` narrowed); ``"factorised"``, the teacher's: the teacher
+    sliced to the student's widths (the env's channel ranking, as uniform pruning slices) and
+    each conv factorised into its separable form (``factorised_unet``, middle norms calibrated
+    on the env's calibration images). Returns the record's ``config.student``."""
     import torch
 
-    from agents.run.artifacts import MAIN
+    from agents.run.artifacts import MAIN, use_student
+    from gan_prune_env.checkpoint import embedded_configs
     from gan_prune_env.models import factorised_unet
     from gan_prune_env.pruning import slice_model
     from gan_prune_env.pruning.macs import count_macs
-    from gan_prune_env.students import (
-        fresh_separable_student, narrowed_separable_student, widest_separable,
-    )
+    from gan_prune_env.students import separable_config, widest_separable
 
     task = env.game.task
     g_name, config = MAIN[task.family][0], task.generator
+    if kind != "factorised":
+        use_student(pair, task, kind, budget, seed, source)
+        student = {"kind": kind, "ngf": pair.generator_config.ngf}
+        if kind == "pruned_separable":
+            student["source"] = {"ngf": embedded_configs(source)[0].ngf,
+                                 "sha1": file_sha1(source)}
+        return student
     example = torch.zeros(1, *pair.input_shape[g_name])
-    cap = budget * count_macs(pair.teacher[g_name], example)
-    if kind == "factorised":
-        ngf = widest_separable(config, cap, example).ngf
-        space = env.game.spaces["generator"]
-        source_net = slice_model(pair.teacher[g_name], space, space.num_channels * ngf // config.ngf)
-        net = factorised_unet(source_net, env.game.calibration_inputs)
-    elif kind == "pruned_separable":
-        wide, wide_config = load_separable_generator(source, config)
-        net, student = narrowed_separable_student(wide, wide_config, config, cap, example)
-        ngf = student.ngf
-    else:
-        net, student = fresh_separable_student(config, cap, example, seed)
-        ngf = student.ngf
-    pair.networks[g_name] = net
-    return {"kind": kind, "ngf": ngf, **({"source": {"ngf": wide_config.ngf,
-                                                    "sha1": file_sha1(source)}}
-                                         if kind == "pruned_separable" else {})}
-
-
-def save_generator(path: str | Path, generator, ngf: int) -> None:
-    """Write a cell's fine-tuned separable G (its width and weights) atomically to ``path``."""
-    import torch
-
-    from gan_prune_env.atomic import write_atomically
-
-    state = {"ngf": ngf, "state_dict": generator.state_dict()}
-    write_atomically(path, lambda handle: torch.save(state, handle))
-
-
-def load_separable_generator(path: str | Path | None, config):
-    """The separable U-Net :func:`save_generator` wrote (for the task's generator ``config``,
-    at the saved width, loaded strictly) and its ``GeneratorConfig``."""
-    import torch
-
-    from gan_prune_env.models import build_generator
-    from gan_prune_env.students import separable_config
-
-    if path is None or not Path(path).is_file():
-        raise FileNotFoundError(f"separable student file {path} not found")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    student = separable_config(config, state["ngf"])
-    net = build_generator(student, seed=0)
-    net.load_state_dict(state["state_dict"])
-    return net, student
+    ngf = widest_separable(config, budget * count_macs(pair.teacher[g_name], example),
+                           example).ngf
+    space = env.game.spaces["generator"]
+    source_net = slice_model(pair.teacher[g_name], space, space.num_channels * ngf // config.ngf)
+    pair.networks[g_name] = factorised_unet(source_net, env.game.calibration_inputs)
+    pair.generator_config = separable_config(config, ngf)
+    pair.kept.pop(g_name)
+    return {"kind": kind, "ngf": ngf}
 
 
 def method_recipe(method: Method, spec: dict[str, Any]) -> dict[str, Any]:
@@ -241,7 +211,7 @@ def run_cell(spec: dict[str, Any]) -> dict[str, Any]:
 
     from agents import AGENT_CLASSES
     from agents.base import SearchTracker
-    from agents.run.artifacts import MAIN, compute_table, reinitialize, slice_pair
+    from agents.run.artifacts import MAIN, compute_table, reinitialize, save_pruned, slice_pair
     from gan_prune_env.config import to_dict
     from gan_prune_env.envs import make_parallel_env
     from gan_prune_env.latency import measure_latencies
@@ -283,9 +253,10 @@ def run_cell(spec: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(f"{spec['method']}: --save-generator keeps a separable student; this "
                          "method has none")
     finetune_s = finetune_sliced(pair, env, ft_config, spec["work_dir"], seed)
-    if spec.get("save_generator"):
-        save_generator(spec["save_generator"], pair.networks[MAIN[task.family][0]],
-                       student["ngf"])
+    if spec.get("save_generator"):  # the run's pruned.pt format: a run's student can read it
+        save_pruned(pair, task, Path(spec["save_generator"]),
+                    metadata={"cell": cell_key(spec["task"], spec["budget"], spec["method"],
+                                               seed)})
 
     t0 = time.perf_counter()
     g_name = MAIN[task.family][0]
