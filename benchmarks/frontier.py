@@ -94,6 +94,8 @@ PUBLISHED: dict[str, tuple[tuple[tuple[str, ...], tuple[float, ...], tuple[int, 
         (("separable_teacher_targets",), (0.1, 0.05), (0, 1, 2, 3, 4)),
         (("separable_teacher_targets",), (0.025,), (0, 1, 2)),
         (("factorised_teacher_targets",), (0.05,), (0, 1, 2, 3, 4)),
+        (("separable_teacher_targets",), (0.25,), (0,)),  # the separable student itself
+        (("pruned_separable_teacher_targets",), (0.1, 0.05), (0, 1, 2, 3, 4)),
     ),
     "default_wide": (
         (("scratch", "uniform") + TEACHER_TARGET_BASELINES, (0.1, 0.05), (0, 1, 2)),
@@ -108,7 +110,9 @@ at every budget (the headline's "largest cut at teacher level" and margins), the
 5 at 25% (where their means are at teacher level) and 3 elsewhere. Facades: the
 recipe's two baselines at 10%, seeds 0-2 (a cell takes over an hour of one core at 128 px);
 ``--methods``/``--seeds`` run the rest. The supernet methods need the task's supernet
-(``compare.spec``); ``default_wide`` needs its teacher (``TEACHER_COMMANDS``)."""
+(``compare.spec``), the pruned separable ones its separable student (the 25% separable cell's
+G, kept by ``compare.spec.separable_student_command``); ``default_wide`` needs its teacher
+(``TEACHER_COMMANDS``)."""
 PUBLISHED_RECIPE: dict[str, dict[str, Any]] = {"default_wide": RECIPE_BEFORE_CUTMIX,
                                                "facades": RECIPE_BEFORE_CUTMIX}
 """Per task, the ``--recipe`` changes its published cells ran with: the wide-teacher and facades
@@ -119,9 +123,14 @@ PAIRED_AGAINST = {"scratch": "the thin student from scratch",
                   "uniform": "uniform pruning",
                   "scratch_teacher_targets": "the thin student from scratch, teacher targets",
                   "uniform_teacher_targets": "uniform pruning, teacher targets",
-                  "scratch_g_teacher_targets": "the thin G from scratch with the teacher's D"}
+                  "scratch_g_teacher_targets": "the thin G from scratch with the teacher's D",
+                  "separable_teacher_targets": "the separable U-Net from scratch (GAN "
+                                               "Compression's student)"}
 """The baselines every other method is paired with, by seed, where both were run."""
 TEACHER_LEVEL = 0.05
+PAIRED_MACS_GAP = 0.2
+"""Cells are paired only when their G MACs differ by at most this share (the 2.5% separable
+student has 13% fewer MACs than pruning's, and is paired; the 25% one has half, and is not)."""
 COLUMNS = (("fid", "FID", "{:.1f}", 1.0), ("kid", "KID x1e3", "{:.1f}", 1e3),
            ("psnr_teacher", "PSNR-T", "{:.2f}", 1.0), ("psnr", "PSNR", "{:.2f}", 1.0),
            ("ssim_teacher", "SSIM-T", "{:.3f}", 1.0))
@@ -280,7 +289,7 @@ def _paired(cells: dict[tuple[str, float], dict[int, dict]], methods: list[str],
             ours = cells.get((method, budget), {})
             common = sorted(s for s in set(ours) & set(reference)
                             if _targets(ours[s]) == _targets(reference[s]))
-            if method == base or not common:
+            if method == base or not common or not _similar_macs(ours, reference):
                 continue
             fid = [_quality(ours[s], "fid") - _quality(reference[s], "fid") for s in common]
             pt = [_quality(ours[s], "psnr_teacher") - _quality(reference[s], "psnr_teacher")
@@ -294,6 +303,17 @@ def _paired(cells: dict[tuple[str, float], dict[int, dict]], methods: list[str],
         return []
     return [f"**Against {label}** (paired by seed, method minus {base}; FID lower is better, "
             "PSNR-T higher):\n", *lines, ""]
+
+
+def _similar_macs(ours: dict[int, dict], reference: dict[int, dict]) -> bool:
+    """Whether two cell groups of one budget have G MACs within :data:`PAIRED_MACS_GAP` of each
+    other: a student capped below its budget (the separable U-Net at the teacher's width is
+    12.8% of its MACs in the 25% cells) is no equal-MACs comparison."""
+    def macs(group):
+        return np.mean([r["compute"]["generator/pruned"]["macs"] for r in group.values()])
+
+    a, b = macs(ours), macs(reference)
+    return abs(a - b) <= PAIRED_MACS_GAP * max(a, b)
 
 
 def _plot(task, cells, methods, budgets, teacher_macs, teacher_fid, path: Path) -> None:

@@ -122,6 +122,11 @@ def test_run_report_and_resume(compare, tmp_path, capsys):
     assert "- 25.0%, uniform_teacher_targets:" not in text
     assert "- generator_inherit 1.0, input_mix none, targets data: scratch, uniform, mggc" in text
     assert "- today's recipe: uniform_teacher_targets" in text
+    # equal MACs only: the 25% separable students (12.8% of the teacher's MACs) are paired with
+    # each other, not with pruning at 25%
+    against_separable = text.split("**Against the separable U-Net")[1]
+    assert "- 25.0%, factorised_teacher_targets: FID" in against_separable
+    assert "- 25.0%, separable_teacher_targets:" not in text.split("**Against the separable")[0]
     assert (tmp_path / "frontier_default.png").stat().st_size > 0
 
 
