@@ -81,6 +81,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -299,16 +300,8 @@ def task_separable_students(args: argparse.Namespace) -> dict[str, str]:
     now."""
     if not any(METHODS[m].student == "pruned_separable" for m in args.methods):
         return {}
-    given = task_paths(args.separable_student, "--separable-student")
-    students = {}
-    for task in args.tasks:
-        path = given.get(task, default_separable_student(task))
-        if not path.is_file():
-            raise SystemExit(f"error: {task} separable student not found at {path}; train it "
-                             f"with `{separable_student_command(task)}` or pass "
-                             f"--separable-student {task}=PATH")
-        students[task] = str(path.resolve())
-    return students
+    return _task_files(args, args.separable_student, "--separable-student", "separable student",
+                       default_separable_student, separable_student_command)
 
 
 def task_supernets(args: argparse.Namespace) -> dict[str, str]:
@@ -316,15 +309,25 @@ def task_supernets(args: argparse.Namespace) -> dict[str, str]:
     TASK=PATH``, else the task's place under ``runs/supernets``; checked now."""
     if not any(METHODS[m].supernet for m in args.methods):
         return {}
-    given = task_paths(args.supernet, "--supernet")
-    supernets = {}
+    return _task_files(args, args.supernet, "--supernet", "supernet", default_supernet,
+                       supernet_command)
+
+
+def _task_files(args: argparse.Namespace, items: list[str] | None, flag: str, what: str,
+                default: Callable[[str], Path], command: Callable[[str], str]
+                ) -> dict[str, str]:
+    """Per task of ``args.tasks``, the file ``flag`` names (``TASK=PATH`` items) or else
+    ``default(task)``; a missing one stops the run before any cell starts, with the
+    ``command`` that makes it."""
+    given = task_paths(items, flag)
+    files = {}
     for task in args.tasks:
-        path = given.get(task, default_supernet(task))
+        path = given.get(task, default(task))
         if not path.is_file():
-            raise SystemExit(f"error: {task} supernet not found at {path}; train it with "
-                             f"`{supernet_command(task)}` or pass --supernet {task}=PATH")
-        supernets[task] = str(path.resolve())
-    return supernets
+            raise SystemExit(f"error: {task} {what} not found at {path}; train it with "
+                             f"`{command(task)}` or pass {flag} {task}=PATH")
+        files[task] = str(path.resolve())
+    return files
 
 
 # ----------------------------------------------------------------------------------------------
