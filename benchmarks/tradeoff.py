@@ -151,8 +151,8 @@ def budget_section(budget: float, pts: list[Point]) -> list[str]:
 
 def plot(by_budget: dict[float, list[Point]], task: str, path: Path) -> None:
     fig, axes = subplots(1, len(by_budget), figsize=(6.5 * len(by_budget), 5), squeeze=False)
-    palette = ("tab:red", "tab:blue", "tab:green", "tab:purple", "tab:orange")  # one a family
-    colors = dict(zip(sorted(set(FAMILIES.values())), palette))
+    # one colour a family, from matplotlib's 10-colour cycle
+    colors = {family: f"C{i}" for i, family in enumerate(sorted(set(FAMILIES.values())))}
     for ax, (budget, pts) in zip(axes[0], by_budget.items()):
         for p in pts:
             ax.errorbar(p.fid, p.psnr_teacher, xerr=p.fid_std, yerr=p.psnr_teacher_std,
