@@ -49,7 +49,7 @@ VARIANT_FILES = ("adversarial_warmup.jsonl", "batch_32.jsonl", "before_cutmix.js
                  "budget_d_0.1.jsonl", "budget_d_0.1_cutmix.jsonl", "budget_d_0.1_today.jsonl",
                  "budget_d_0.05_today.jsonl", "budget_d_1.0_today.jsonl",
                  "discriminator_fresh.jsonl", "factorised_inherit_0.8.jsonl",
-                 "pruned_separable_from_ngf13.jsonl",
+                 "pruned_separable_from_ngf13.jsonl", "separable_steps_6000.jsonl",
                  "generator_inherit_0.5.jsonl", "generator_inherit_0.8.jsonl",
                  "importance_group_l1.jsonl",
                  "importance_norm_scale.jsonl", "importance_random.jsonl",
