@@ -55,11 +55,9 @@ def fresh_separable_student(config: GeneratorConfig, max_macs: float, example: t
     return build_generator(student, seed=seed), student
 
 
-def narrowed_separable_student(source: nn.Module, source_config: GeneratorConfig,
-                               config: GeneratorConfig, max_macs: float, example: torch.Tensor
-                               ) -> tuple[nn.Module, GeneratorConfig]:
-    """``source`` (a separable U-Net of ``source_config``, distilled for the teacher
-    ``config``) narrowed to the widest width within ``max_macs``, with its weights."""
+def check_separable_source(source_config: GeneratorConfig, config: GeneratorConfig) -> None:
+    """Raise unless ``source_config`` is a separable U-Net of the teacher ``config``'s layout
+    (any width): what a distilled separable student must be to be narrowed for it."""
     mismatch = {f.name for f in dataclasses.fields(config)
                 if f.name not in ("ngf", "separable", "use_dropout")
                 and getattr(config, f.name) != getattr(source_config, f.name)}
@@ -67,5 +65,13 @@ def narrowed_separable_student(source: nn.Module, source_config: GeneratorConfig
         raise ValueError(f"the separable student must be a separable U-Net of the teacher's "
                          f"layout ({config}); got {source_config}. Make one with a run of "
                          "student: separable and pass its pruned.pt")
+
+
+def narrowed_separable_student(source: nn.Module, source_config: GeneratorConfig,
+                               config: GeneratorConfig, max_macs: float, example: torch.Tensor
+                               ) -> tuple[nn.Module, GeneratorConfig]:
+    """``source`` (a separable U-Net of ``source_config``, distilled for the teacher
+    ``config``) narrowed to the widest width within ``max_macs``, with its weights."""
+    check_separable_source(source_config, config)
     student = widest_separable(config, max_macs, example, max_ngf=source_config.ngf)
     return slice_separable_unet(source, student.ngf, example).train(), student

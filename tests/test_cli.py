@@ -429,6 +429,11 @@ def test_a_run_can_distil_a_separable_student_and_a_second_run_narrows_it(tmp_pa
         with torch.no_grad():
             scripted = torch.jit.load(str(folder / "export" / "generator.ts"))(x)
             assert torch.allclose(scripted, generator(x), atol=1e-5)
+    # a checkpoint that is no separable G (here the teacher's) stops the run before any work
+    assert main(["--algo", "uniform", "--student", "pruned_separable", "--separable-student",
+                 str(ROOT / "gan_prune_env" / "assets" / "default_teacher.pt"),
+                 "-f", str(tmp_path / "refused")]) == 2
+    assert not (tmp_path / "refused").exists()
     with pytest.raises(ValueError, match="set both or neither"):
         RunConfig(student="pruned_separable")
     with pytest.raises(ValueError, match="student 'thin'"):

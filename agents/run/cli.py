@@ -154,7 +154,9 @@ def check_before_work(config: RunConfig, log_folder: Path) -> None:
     exists."""
     from agents.run.search import build_agent
     from gan_prune_env.envs import EnvConfig, check_task_inputs
+    from gan_prune_env.checkpoint import embedded_configs
     from gan_prune_env.evaluation import find_inception_weights
+    from gan_prune_env.students import check_separable_source
 
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise ValueError("train_agents.py starts its own processes: run it without torchrun "
@@ -163,7 +165,9 @@ def check_before_work(config: RunConfig, log_folder: Path) -> None:
                          "gan_prune_env.train_teacher (or gan_prune_env.supernet) ...")
     env_config = from_dict(EnvConfig, config.env_options, where="env_kwargs")
     build_agent(config)
-    check_task_inputs(env_config)
+    task = check_task_inputs(env_config)
+    if config.separable_student is not None:  # a file that is no separable G of this task
+        check_separable_source(embedded_configs(config.separable_student)[0], task.generator)
     if config.evaluation.fid:
         find_inception_weights()
     check_writable_folder(log_folder, "-f")
