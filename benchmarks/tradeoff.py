@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from compare.cells import git_commit, recipe_changes
+from compare.cells import builtin_task, git_commit, recipe_changes
 from compare.plots import save_figure, subplots
 from compare.report import Stat
 from compare.spec import DEFAULT_OUT, RECIPE_STEPS, TASKS
@@ -54,10 +54,6 @@ VARIANT_FILES = ("adversarial_warmup.jsonl", "batch_32.jsonl", "before_cutmix.js
                  "importance_group_l1.jsonl",
                  "importance_norm_scale.jsonl", "importance_random.jsonl",
                  "input_mix_cutmix.jsonl", "prune_stages_3.jsonl", "steps_6000.jsonl")
-
-#: the width of each task's separable student (``compare.spec.default_separable_student``): a
-#: pruned separable G narrowed from another (a chain through a narrower one) is a variant
-SEPARABLE_STUDENT_NGF = {"default": 16}
 
 
 @dataclass(frozen=True)
@@ -84,7 +80,9 @@ def variant_label(record: dict[str, Any]) -> str:
     changes = [f"{k}: {v}" for k, v in sorted(recipe_changes(record).items())]
     changes += [f"env {k}: {v}" for k, v in sorted((record.get("env") or {}).items())]
     source = record["config"].get("student", {}).get("source")
-    if source and source["ngf"] != SEPARABLE_STUDENT_NGF.get(record["task"]):
+    # the task's separable student is as wide as its teacher: one narrowed from another (a
+    # chain through a narrower one) is a variant
+    if source and source["ngf"] != builtin_task(record["task"]).generator.ngf:
         changes.append(f"narrowed from a distilled ngf {source['ngf']}")
     if record.get("finetune_steps", RECIPE_STEPS) != RECIPE_STEPS:
         changes.append(f"{record['finetune_steps']} steps")

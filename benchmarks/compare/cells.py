@@ -94,12 +94,16 @@ def effective_recipe(finetune: dict[str, Any], task: str) -> dict[str, Any]:
     return {**recipe_dict(config.resolved(_task_family(task))), **unknown}
 
 
-@functools.lru_cache(maxsize=None)
 def _task_family(task: str) -> str:
-    """The family of a built-in task, without needing its images."""
+    return builtin_task(task).family
+
+
+@functools.lru_cache(maxsize=None)
+def builtin_task(task: str):
+    """A built-in task's ``TaskConfig`` (family, networks), without needing its images."""
     from gan_prune_env.tasks import DATA_ENV, get_task
 
-    return get_task(task, data_root=os.environ.get(DATA_ENV, str(DEFAULT_DATA_ROOT))).family
+    return get_task(task, data_root=os.environ.get(DATA_ENV, str(DEFAULT_DATA_ROOT)))
 
 
 def recipe_changes(record: dict[str, Any], against_method: bool = True) -> dict[str, Any]:
