@@ -39,24 +39,30 @@ about 25 minutes on 2 idle cores, and check its test curve with ``teacher_curve.
 ``facades``. Other flags go to ``compare_methods.py run`` (``--rounds``, ``--recipe``,
 ``--teacher TASK=PATH``, ...).
 
-Regenerate the published frontier (one command per task; each resumes where it stopped and
-runs exactly the cells of ``PUBLISHED``, with the recipe of ``PUBLISHED_RECIPE``: today's for
-the default task, the recipe before cutmix and the shrunk start for the other two)::
+Regenerate the published frontier (one command per task, after what it needs; each resumes where
+it stopped and runs exactly the cells of ``PUBLISHED``, each recipe variant into its own results
+file: today's recipe for the default task, the wide task's distil-then-prune cells at 20x;
+the recipe before cutmix and the shrunk start for the wide task's other cells and facades)::
 
     python -m gan_prune_env.supernet --task default --out runs/supernets/default --resume
     python benchmarks/compare_methods.py run --tasks default --budgets 0.25 --methods \
         separable_teacher_targets --seeds 0 --save-generator runs/separable/default/generator.pt \
-        --out runs/separable/default --no-report
+        --out runs/separable/default --results benchmarks/results/frontier_default.jsonl \
+        --no-report
     python benchmarks/frontier.py run --tasks default --published --workers 2
     python -m gan_prune_env.train_teacher --task default_wide --out runs/teachers/default_wide \
         --resume
+    python benchmarks/compare_methods.py run --tasks default_wide --budgets 0.25 --methods \
+        separable_teacher_targets --seeds 0 --save-generator \
+        runs/separable/default_wide/generator.pt --out runs/separable/default_wide \
+        --results benchmarks/results/frontier_default_wide.jsonl --no-report
     python benchmarks/frontier.py run --tasks default_wide --published --workers 2
     python benchmarks/compare_methods.py teacher --out runs/compare_facades_teacher
     python benchmarks/frontier.py run --tasks facades --published --workers 2
     python benchmarks/frontier.py report
 
 Other cells: ``--methods``, ``--budgets`` and ``--seeds`` (defaults: the four methods above at
-every budget, seeds 0-2).
+every budget, seeds 0-2), under today's recipe or ``--variant before_cutmix``.
 """
 
 from __future__ import annotations
@@ -81,8 +87,14 @@ FRONTIER_METHODS = ("scratch", "uniform", "random", "mggc")
 TEACHER_TARGET_BASELINES = ("scratch_teacher_targets", "uniform_teacher_targets")
 SEARCHES_AT_10 = ("random_teacher_targets", "mggc_teacher_targets", "uniform_supernet",
                   "random_supernet", "random_sn_reward", "mggc_sn_reward")
-PUBLISHED: dict[str, tuple[tuple[tuple[str, ...], tuple[float, ...], tuple[int, ...]], ...]] = {
-    "default": (
+Group = tuple[tuple[str, ...], tuple[float, ...], tuple[int, ...]]
+"""(methods, budgets, seeds): every combination is one cell."""
+VARIANTS: dict[str, dict[str, Any]] = {"": {}, "before_cutmix": RECIPE_BEFORE_CUTMIX}
+"""The frontier's recipe variants, by name: ``""`` today's recipe, ``before_cutmix`` the recipe
+before session 18's cutmix and shrunk start (its ``--recipe`` changes). Each keeps its own
+results file per task (``results_file``): a cell resumes only under the recipe it ran."""
+PUBLISHED: dict[str, dict[str, tuple[Group, ...]]] = {
+    "default": {"": (
         (FRONTIER_METHODS + TEACHER_TARGET_BASELINES, BUDGETS, (0, 1, 2)),
         (FRONTIER_METHODS + TEACHER_TARGET_BASELINES + ("random_sn_reward", "mggc_sn_reward"),
          (0.1,), (3, 4)),
@@ -96,28 +108,36 @@ PUBLISHED: dict[str, tuple[tuple[tuple[str, ...], tuple[float, ...], tuple[int, 
         (("factorised_teacher_targets",), (0.05,), (0, 1, 2, 3, 4)),
         (("separable_teacher_targets",), (0.25,), (0,)),  # the separable student itself
         (("pruned_separable_teacher_targets",), (0.1, 0.05), (0, 1, 2, 3, 4)),
-    ),
-    "default_wide": (
-        (("scratch", "uniform") + TEACHER_TARGET_BASELINES, (0.1, 0.05), (0, 1, 2)),
-        (TEACHER_TARGET_BASELINES, (0.025,), (0, 1, 2)),
-        (TEACHER_TARGET_BASELINES, (0.25,), (0, 1)),
-    ),
-    "facades": ((TEACHER_TARGET_BASELINES, (0.1,), (0, 1, 2)),),
+        (("pruned_separable_teacher_targets",), (0.025,), (0, 1, 2)),
+    )},
+    "default_wide": {
+        "before_cutmix": (
+            (("scratch", "uniform") + TEACHER_TARGET_BASELINES, (0.1, 0.05), (0, 1, 2)),
+            (TEACHER_TARGET_BASELINES, (0.025,), (0, 1, 2)),
+            (TEACHER_TARGET_BASELINES, (0.25,), (0, 1)),
+        ),
+        "": (
+            (("separable_teacher_targets",), (0.25,), (0,)),  # the separable student itself
+            (("pruned_separable_teacher_targets", "separable_teacher_targets"), (0.05,),
+             (0, 1, 2)),
+        ),
+    },
+    "facades": {"before_cutmix": ((TEACHER_TARGET_BASELINES, (0.1,), (0, 1, 2)),)},
 }
-"""Per task, the (methods, budgets, seeds) groups of the published frontier: ``run --published``
-runs (or resumes) exactly these cells. Default: the two teacher-target baselines have 5 seeds
-at every budget (the headline's "largest cut at teacher level" and margins), the two searches
-5 at 25% (where their means are at teacher level) and 3 elsewhere. Facades: the
-recipe's two baselines at 10%, seeds 0-2 (a cell takes over an hour of one core at 128 px);
-``--methods``/``--seeds`` run the rest. The supernet methods need the task's supernet
-(``compare.spec``), the pruned separable ones its separable student (the 25% separable cell's
-G, kept by ``compare.spec.separable_student_command``); ``default_wide`` needs its teacher
+"""Per task and recipe variant, the (methods, budgets, seeds) groups of the published frontier:
+``run --published`` runs (or resumes) exactly these cells. Default: the two teacher-target
+baselines have 5 seeds at every budget (the headline's "largest cut at teacher level" and
+margins), the two searches 5 at 25% (where their means are at teacher level) and 3 elsewhere.
+The wide task's cells of the recipe before cutmix ran before session 18 (18-35 min a cell on one
+core); today's recipe there measures GAN Compression's order (distil, then prune) against its
+separable student from scratch at 20x, on the teacher retrained in session 28 (22 min a cell on
+one core; uniform pruning and the scratch student under today's recipe, on session 21's teacher,
+are in ``teacher_targets/wide_today.jsonl``). Facades: the recipe's two baselines at
+10%, seeds 0-2 (a cell takes over an hour of one core at 128 px); ``--methods``/``--seeds`` run
+the rest. The supernet methods need the task's supernet (``compare.spec``), the pruned separable
+ones its separable student (the 25% separable cell's G, kept by
+``compare.spec.separable_student_command``); ``default_wide`` needs its teacher
 (``TEACHER_COMMANDS``)."""
-PUBLISHED_RECIPE: dict[str, dict[str, Any]] = {"default_wide": RECIPE_BEFORE_CUTMIX,
-                                               "facades": RECIPE_BEFORE_CUTMIX}
-"""Per task, the ``--recipe`` changes its published cells ran with: the wide-teacher and facades
-cells predate cutmix and the shrunk start (an hour or more a cell on 2 cores), so they keep the
-recipe before them until they are re-run; the default task's run today's."""
 REPORT = "frontier.md"
 PAIRED_AGAINST = {"scratch": "the thin student from scratch",
                   "uniform": "uniform pruning",
@@ -136,28 +156,28 @@ COLUMNS = (("fid", "FID", "{:.1f}", 1.0), ("kid", "KID x1e3", "{:.1f}", 1e3),
            ("ssim_teacher", "SSIM-T", "{:.3f}", 1.0))
 
 
-def results_file(out: Path, task: str) -> Path:
-    return out / f"frontier_{task}.jsonl"
+def results_file(out: Path, task: str, variant: str = "") -> Path:
+    """Where the frontier keeps ``task``'s cells of one recipe variant (``VARIANTS``)."""
+    return out / f"frontier_{task}{'_' + variant if variant else ''}.jsonl"
 
 
-def cell_groups(args: argparse.Namespace, task: str
-                ) -> tuple[tuple[tuple[str, ...], tuple[float, ...], tuple[int, ...]], ...]:
-    """The (methods, budgets, seeds) groups to run for ``task``: the published plan with
-    ``--published``, else the one group of the flags."""
+def plans(args: argparse.Namespace, task: str) -> dict[str, tuple[Group, ...]]:
+    """The cell groups to run for ``task``, by recipe variant: the published plan with
+    ``--published``, else the one group of the flags under ``--variant``."""
     if args.published:
         return PUBLISHED[task]
-    return ((tuple(args.methods), tuple(args.budgets), tuple(args.seeds)),)
+    return {args.variant: ((tuple(args.methods), tuple(args.budgets), tuple(args.seeds)),)}
 
 
-def published_recipe(args: argparse.Namespace, task: str, passthrough: list[str]) -> list[str]:
-    """The ``--recipe`` arguments of the task's published cells (``PUBLISHED_RECIPE``), with
-    ``--published`` only; asking for another recipe on top of them is an error."""
-    changes = PUBLISHED_RECIPE.get(task) if args.published else None
+def variant_recipe(variant: str, passthrough: list[str]) -> list[str]:
+    """The ``--recipe`` arguments of a recipe variant; asking for another recipe on top of a
+    variant's is an error (its cells would not be that variant's)."""
+    changes = VARIANTS[variant]
     if not changes:
         return []
     if "--recipe" in passthrough:
-        raise SystemExit(f"error: the published {task} cells ran with --recipe "
-                         f"{_recipe_args(changes)}; run other recipes without --published")
+        raise SystemExit(f"error: the {variant} cells run with --recipe "
+                         f"{_recipe_args(changes)}; run other recipes as today's variant")
     return ["--recipe", *_recipe_args(changes)]
 
 
@@ -166,18 +186,20 @@ def _recipe_args(changes: dict[str, Any]) -> list[str]:
 
 
 def command_run(args: argparse.Namespace, passthrough: list[str]) -> int:
-    """``compare_methods.py run`` per task and cell group, into the frontier's own results
-    files."""
+    """``compare_methods.py run`` per task, recipe variant and cell group, into the frontier's
+    own results files."""
     out = Path(args.out)
     code = 0
     for task in args.tasks:
-        recipe = published_recipe(args, task, passthrough)
-        for methods, budgets, seeds in cell_groups(args, task):
-            argv = ["run", "--tasks", task, "--budgets", *map(str, budgets),
-                    "--methods", *methods, "--seeds", *map(str, seeds),
-                    "--workers", str(args.workers), "--results", str(results_file(out, task)),
-                    "--out", str(out), "--no-report", *recipe, *passthrough]
-            code |= compare_methods.main(argv)
+        for variant, groups in plans(args, task).items():
+            recipe = variant_recipe(variant, passthrough)
+            for methods, budgets, seeds in groups:
+                argv = ["run", "--tasks", task, "--budgets", *map(str, budgets),
+                        "--methods", *methods, "--seeds", *map(str, seeds),
+                        "--workers", str(args.workers),
+                        "--results", str(results_file(out, task, variant)),
+                        "--out", str(out), "--no-report", *recipe, *passthrough]
+                code |= compare_methods.main(argv)
     make_report(out)
     return code
 
@@ -198,76 +220,117 @@ def _quality(record: dict[str, Any], metric: str, scale: float = 1.0) -> float:
     return float(record["quality"].get(metric, math.nan)) * scale
 
 
-def task_section(task: str, records: list[dict[str, Any]], out: Path) -> list[str]:
-    cells: dict[tuple[str, float], dict[int, dict]] = defaultdict(dict)
-    for r in records:
-        cells[(r["method"], r["budget"])][r["seed"]] = r
-    budgets = sorted({r["budget"] for r in records}, reverse=True)
-    methods = [m for m in FRONTIER_METHODS + tuple(METHODS) if any(k[0] == m for k in cells)]
-    methods = list(dict.fromkeys(methods))
+Row = tuple[str, str]
+"""A row of a task's table: (method, recipe variant)."""
+Cells = dict[tuple[Row, float], dict[int, dict]]
+
+
+def row_name(row: Row) -> str:
+    method, variant = row
+    return f"{method} ({variant})" if variant else method
+
+
+def _teacher(records: list[dict[str, Any]]) -> tuple[float, float]:
+    """The teacher's FID and its bootstrap std, as the cells recorded them."""
+    quality = records[0]["teacher_quality"]
+    return quality.get("fid", math.nan), quality.get("fid_std", math.nan)
+
+
+def _teacher_level(records: list[dict[str, Any]]) -> float:
+    fid, std = _teacher(records)
+    return max(fid * (1 + TEACHER_LEVEL), fid + std)
+
+
+def _variant_header(variant: str, records: list[dict[str, Any]]) -> str:
     first = records[0]
     tq, tc = first["teacher_quality"], first["compute"]["generator/teacher"]
-    teacher_fid, teacher_fid_std = tq.get("fid", math.nan), tq.get("fid_std", math.nan)
-    lines = [f"## Task `{task}`\n",
-             f"Teacher G {tc['macs'] / 1e6:.1f} M MACs: FID {teacher_fid:.1f} ± "
-             f"{teacher_fid_std:.1f} (bootstrap), KID x1e3 {tq.get('kid', math.nan) * 1e3:.1f}, "
-             f"PSNR {tq['psnr']:.2f} dB. Seeds {sorted({r['seed'] for r in records})}; search "
-             f"rounds {sorted({r['rounds'] for r in records})}; fine-tuning steps "
-             f"{sorted({r['finetune_steps'] for r in records})}; "
-             f"{first['eval_images']} test images; commits "
-             f"{sorted({r.get('commit', '?')[:12] for r in records})}; teacher SHA-1 "
-             f"{first.get('teacher_sha1', '?')}.\n"]
-    lines.append(_recipe_note(cells, methods))
+    fid, fid_std = _teacher(records)
+    return (f"- {'today' if not variant else variant} ({len(records)} cells): teacher G "
+            f"{tc['macs'] / 1e6:.1f} M MACs, FID {fid:.1f} ± {fid_std:.1f} (bootstrap), KID "
+            f"x1e3 {tq.get('kid', math.nan) * 1e3:.1f}, PSNR {tq['psnr']:.2f} dB; seeds "
+            f"{sorted({r['seed'] for r in records})}; search rounds "
+            f"{sorted({r['rounds'] for r in records})}; fine-tuning steps "
+            f"{sorted({r['finetune_steps'] for r in records})}; {first['eval_images']} test "
+            f"images; commits {sorted({r.get('commit', '?')[:12] for r in records})}; teacher "
+            f"SHA-1 {sorted({r.get('teacher_sha1', '?')[:12] for r in records})}")
+
+
+def task_section(task: str, by_variant: dict[str, list[dict[str, Any]]], out: Path
+                 ) -> list[str]:
+    """``task``'s table, teacher-level cuts, paired margins and plot, from its records by recipe
+    variant (rows of one method and two variants are two rows, never averaged together)."""
+    cells: Cells = defaultdict(dict)
+    for variant, records in by_variant.items():
+        for r in records:
+            cells[((r["method"], variant), r["budget"])][r["seed"]] = r
+    budgets = sorted({b for _, b in cells}, reverse=True)
+    order = list(dict.fromkeys(FRONTIER_METHODS + tuple(METHODS)))
+    rows = [(m, v) for v in by_variant for m in order if any(k[0] == (m, v) for k in cells)]
+    lines = [f"## Task `{task}`\n", "Recipe variants (rows of another variant than today's "
+             "are named with it):\n",
+             *(_variant_header(v, records) for v, records in by_variant.items()), "",
+             _recipe_note(cells, rows)]
     header = ["method", "seeds", "G MACs kept", "x fewer"] + [h for _, h, _, _ in COLUMNS]
     lines += ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
     for budget in budgets:
-        for method in methods:
-            group = list(cells.get((method, budget), {}).values())
+        for row in rows:
+            group = list(cells.get((row, budget), {}).values())
             if not group:
                 continue
-            ratios = [r["compute"]["generator/pruned"]["macs"] / tc["macs"] for r in group]
-            row = [method, str(len(group)), f"{np.mean(ratios):.1%}", f"{1 / np.mean(ratios):.1f}"]
-            row += [_fmt([_quality(r, m, k) for r in group], f) for m, _, f, k in COLUMNS]
-            lines.append("| " + " | ".join(row) + " |")
+            ratio = _kept(cells[(row, budget)])
+            cols = [row_name(row), str(len(group)), f"{ratio:.1%}", f"{1 / ratio:.1f}"]
+            cols += [_fmt([_quality(r, m, k) for r in group], f) for m, _, f, k in COLUMNS]
+            lines.append("| " + " | ".join(cols) + " |")
+    lines += ["", f"**Teacher level** (mean FID <= the variant's teacher FID x "
+                  f"{1 + TEACHER_LEVEL:g}, or within its bootstrap std: "
+                  + ", ".join(f"{v or 'today'} {_teacher_level(r):.1f}"
+                              for v, r in by_variant.items()) + "):\n"]
+    lines += [_teacher_level_line(row, cells, budgets, _teacher_level(by_variant[row[1]]))
+              for row in rows]
     lines.append("")
-    lines.append(f"**Teacher level** (mean FID <= teacher FID x {1 + TEACHER_LEVEL:g} = "
-                 f"{teacher_fid * (1 + TEACHER_LEVEL):.1f}, or within its bootstrap std "
-                 f"{teacher_fid + teacher_fid_std:.1f}):\n")
-    threshold = max(teacher_fid * (1 + TEACHER_LEVEL), teacher_fid + teacher_fid_std)
-    for method in methods:
-        reached = [b for b in budgets if cells.get((method, b)) and
-                   _mean_std([_quality(r, "fid") for r in cells[(method, b)].values()])[0]
-                   <= threshold]
-        if not reached:
-            lines.append(f"- {method}: never at teacher level")
-            continue
-        lowest = min(reached)
-        missed = [f"{b:.1%}" for b in budgets
-                  if b > lowest and cells.get((method, b)) and b not in reached]
-        lines.append(f"- {method}: teacher-level FID down to {lowest:.1%} of the teacher's G "
-                     f"MACs ({1 / lowest:.0f}x fewer)"
-                     + (f"; not at {', '.join(missed)}" if missed else ""))
-    lines.append("")
-    for base, label in PAIRED_AGAINST.items():
-        if base in methods:  # each pair once: against the methods listed after the base
-            lines += _paired(cells, methods[methods.index(base) + 1:], budgets, base, label)
-    _plot(task, cells, methods, budgets, tc["macs"], teacher_fid, out / f"frontier_{task}.png")
+    for variant in by_variant:
+        variant_rows = [row for row in rows if row[1] == variant]
+        methods = [m for m, _ in variant_rows]
+        for base, label in PAIRED_AGAINST.items():
+            if base in methods:  # each pair once: against the rows listed after the base
+                lines += _paired(cells, variant_rows[methods.index(base) + 1:], budgets,
+                                 (base, variant), label)
+    _plot(task, cells, rows, budgets, by_variant, out / f"frontier_{task}.png")
     lines.append(f"![frontier {task}](frontier_{task}.png)\n")
     return lines
 
 
-def _recipe_note(cells: dict[tuple[str, float], dict[int, dict]], methods: list[str]) -> str:
+def _kept(group: dict[int, dict]) -> float:
+    """The mean share of the teacher's G MACs a cell group kept (below its budget for a
+    student capped at the teacher's width)."""
+    return float(np.mean([r["compute"]["generator/pruned"]["macs"]
+                          / r["compute"]["generator/teacher"]["macs"] for r in group.values()]))
+
+
+def _teacher_level_line(row: Row, cells: Cells, budgets: list[float], threshold: float) -> str:
+    groups = [cells[(row, b)] for b in budgets if cells.get((row, b))]
+    reached = [g for g in groups
+               if _mean_std([_quality(r, "fid") for r in g.values()])[0] <= threshold]
+    if not reached:
+        return f"- {row_name(row)}: never at teacher level"
+    lowest = min(_kept(g) for g in reached)
+    missed = [f"{_kept(g):.1%}" for g in groups if _kept(g) > lowest and g not in reached]
+    return (f"- {row_name(row)}: teacher-level FID down to {lowest:.1%} of the teacher's G MACs "
+            f"({1 / lowest:.1f}x fewer)" + (f"; not at {', '.join(missed)}" if missed else ""))
+
+
+def _recipe_note(cells: Cells, rows: list[Row]) -> str:
     """Which recipe each row ran: the fields in which its cells differ from today's defaults
-    (``FinetuneConfig``), methods with the same changes together."""
-    changes: dict[str, set[str]] = defaultdict(set)
-    for (method, _), group in cells.items():
+    (``FinetuneConfig``), rows with the same changes together."""
+    changes: dict[Row, set[str]] = defaultdict(set)
+    for (row, _), group in cells.items():
         for record in group.values():
             changed = recipe_changes(record, against_method=False)
-            changes[method].add(", ".join(f"{k} {v}" for k, v in sorted(changed.items()))
-                                or "today's recipe")
+            changes[row].add(", ".join(f"{k} {v}" for k, v in sorted(changed.items()))
+                             or "today's recipe")
     by_recipe: dict[str, list[str]] = defaultdict(list)
-    for method in methods:
-        by_recipe[" / ".join(sorted(changes[method]))].append(method)
+    for row in rows:
+        by_recipe[" / ".join(sorted(changes[row]))].append(row_name(row))
     lines = ["Recipe of each row, as it differs from today's `FinetuneConfig` defaults:\n"]
     lines += [f"- {recipe}: {', '.join(group)}" for recipe, group in by_recipe.items()]
     return "\n".join(lines) + "\n"
@@ -277,32 +340,39 @@ def _targets(record: dict[str, Any]) -> str:
     return effective_recipe(record["config"]["finetune"], record["task"])["targets"]
 
 
-def _paired(cells: dict[tuple[str, float], dict[int, dict]], methods: list[str],
-            budgets: list[float], base: str, label: str) -> list[str]:
-    """Per budget and method, the seed-paired differences from ``base`` (FID, PSNR-T) and on
-    how many seeds the method is better; nothing when no method shares seeds with ``base``.
-    Only cells trained on the same targets (the dataset's or the teacher's) are paired."""
+def _comparable(ours: dict[str, Any], reference: dict[str, Any]) -> bool:
+    """Whether two cells of one seed are a fair pair: trained on the same targets (the
+    dataset's or the teacher's) from the same teacher (a retrained one can differ in its
+    weights though not in its FID)."""
+    return (_targets(ours) == _targets(reference)
+            and ours.get("teacher_sha1") == reference.get("teacher_sha1"))
+
+
+def _paired(cells: Cells, rows: list[Row], budgets: list[float], base: Row, label: str
+            ) -> list[str]:
+    """Per budget and row, the seed-paired differences from ``base`` (FID, PSNR-T) and on how
+    many seeds the row is better; nothing when no row shares comparable seeds with ``base``."""
     lines = []
     for budget in budgets:
         reference = cells.get((base, budget), {})
-        for method in methods:
-            ours = cells.get((method, budget), {})
+        for row in rows:
+            ours = cells.get((row, budget), {})
             common = sorted(s for s in set(ours) & set(reference)
-                            if _targets(ours[s]) == _targets(reference[s]))
-            if method == base or not common or not _similar_macs(ours, reference):
+                            if _comparable(ours[s], reference[s]))
+            if row == base or not common or not _similar_macs(ours, reference):
                 continue
             fid = [_quality(ours[s], "fid") - _quality(reference[s], "fid") for s in common]
             pt = [_quality(ours[s], "psnr_teacher") - _quality(reference[s], "psnr_teacher")
                   for s in common]
             fid_wins, pt_wins = sum(f < 0 for f in fid), sum(p > 0 for p in pt)
             both = sum(f < 0 and p > 0 for f, p in zip(fid, pt))
-            lines.append(f"- {budget:.1%}, {method}: FID {_fmt(fid, '{:+.1f}')} (lower in "
-                         f"{fid_wins} of {len(common)} seeds), PSNR-T {_fmt(pt, '{:+.2f}')} "
+            lines.append(f"- {budget:.1%}, {row_name(row)}: FID {_fmt(fid, '{:+.1f}')} (lower "
+                         f"in {fid_wins} of {len(common)} seeds), PSNR-T {_fmt(pt, '{:+.2f}')} "
                          f"(higher in {pt_wins}); better on both in {both}")
     if not lines:
         return []
-    return [f"**Against {label}** (paired by seed, method minus {base}; FID lower is better, "
-            "PSNR-T higher):\n", *lines, ""]
+    return [f"**Against {label}{f' ({base[1]})' if base[1] else ''}** (paired by seed, row "
+            f"minus {row_name(base)}; FID lower is better, PSNR-T higher):\n", *lines, ""]
 
 
 def _similar_macs(ours: dict[int, dict], reference: dict[int, dict]) -> bool:
@@ -316,16 +386,19 @@ def _similar_macs(ours: dict[int, dict], reference: dict[int, dict]) -> bool:
     return abs(a - b) <= PAIRED_MACS_GAP * max(a, b)
 
 
-def _plot(task, cells, methods, budgets, teacher_macs, teacher_fid, path: Path) -> None:
+def _plot(task: str, cells: Cells, rows: list[Row], budgets: list[float],
+          by_variant: dict[str, list[dict[str, Any]]], path: Path) -> None:
     from matplotlib import ticker
 
+    teacher_macs = next(iter(by_variant.values()))[0]["compute"]["generator/teacher"]["macs"]
+    teacher_fids = sorted({round(_teacher(records)[0], 1) for records in by_variant.values()})
     fig, axes = subplots(1, 2, figsize=(11, 4))
     for ax, (metric, label) in zip(axes, (("fid", "FID (lower is better)"),
                                           ("psnr_teacher", "PSNR to teacher (dB)"))):
-        for method in methods:
+        for row in rows:
             xs, ms, ss = [], [], []
             for budget in budgets:
-                group = list(cells.get((method, budget), {}).values())
+                group = list(cells.get((row, budget), {}).values())
                 if group:
                     xs.append(np.mean([r["compute"]["generator/pruned"]["macs"] for r in group])
                               / 1e6)
@@ -333,11 +406,15 @@ def _plot(task, cells, methods, budgets, teacher_macs, teacher_fid, path: Path) 
                     ms.append(mean)
                     ss.append(std)
             if xs:
-                ax.errorbar(xs, ms, yerr=ss, marker="o", capsize=3, label=METHODS[method].label)
+                variant = f" ({row[1]})" if row[1] else ""
+                ax.errorbar(xs, ms, yerr=ss, marker="o", capsize=3,
+                            label=METHODS[row[0]].label + variant)
         if metric == "fid":
-            ax.axhline(teacher_fid, color="black", linewidth=1, label="teacher")
-            ax.axhline(teacher_fid * (1 + TEACHER_LEVEL), color="black", linewidth=1,
-                       linestyle=":", label=f"teacher +{TEACHER_LEVEL:.0%}")
+            for i, fid in enumerate(teacher_fids):  # one line per teacher FID recorded
+                first = i == 0
+                ax.axhline(fid, color="black", linewidth=1, label="teacher" if first else None)
+                ax.axhline(fid * (1 + TEACHER_LEVEL), color="black", linewidth=1,
+                           linestyle=":", label=f"teacher +{TEACHER_LEVEL:.0%}" if first else None)
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda value, _: f"{value:g}"))
         ax.xaxis.set_minor_formatter(ticker.NullFormatter())
@@ -356,9 +433,10 @@ def make_report(out: Path) -> Path:
              "Regenerate: see the docstring of `benchmarks/frontier.py`. Mean ± sample std over "
              "seeds; FID/KID with the FID Inception (README, 'FID and KID: the protocol').\n"]
     for task in TASKS:
-        records = read_records(results_file(out, task))
-        if records:
-            lines += task_section(task, records, out)
+        by_variant = {v: records for v in VARIANTS
+                      if (records := read_records(results_file(out, task, v)))}
+        if by_variant:
+            lines += task_section(task, by_variant, out)
     path = out / REPORT
     path.write_text("\n".join(lines))
     print(f"wrote {path}")
@@ -378,6 +456,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
     run.add_argument("--published", action="store_true",
                      help="the published cells of each task (PUBLISHED), instead of --methods, "
                           "--budgets and --seeds")
+    run.add_argument("--variant", default="", choices=sorted(VARIANTS),
+                     help="the recipe variant of the flags' cells (its recipe and results "
+                          "file; default today's recipe)")
     run.add_argument("--workers", type=int, default=2)
     run.add_argument("--out", default=str(DEFAULT_OUT))
     rep = sub.add_parser("report", help="the report from the results files")

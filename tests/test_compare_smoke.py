@@ -128,6 +128,19 @@ def test_run_report_and_resume(compare, tmp_path, capsys):
     assert "- 25.0%, factorised_teacher_targets: FID" in against_separable
     assert "- 25.0%, separable_teacher_targets:" not in text.split("**Against the separable")[0]
     assert (tmp_path / "frontier_default.png").stat().st_size > 0
+    # another recipe variant's file gives rows of its own, each paired only within its variant
+    # and with cells of the same teacher (a retrained teacher has other weights)
+    before = _lines(results)
+    for record in before:
+        if record["method"] == "uniform":
+            record["teacher_sha1"] = "a retrained teacher"
+    frontier.results_file(tmp_path, "default", "before_cutmix").write_text(
+        "".join(json.dumps(r) + "\n" for r in before))
+    text = frontier.make_report(tmp_path).read_text()
+    assert "| uniform (before_cutmix) | 1 | 23.7% |" in text and "| uniform | 1 | 23.7% |" in text
+    assert f"- 25.0%, uniform: FID {diff:+.1f} ± 0.0" in text
+    assert "- 25.0%, mggc (before_cutmix): FID" in text
+    assert "- 25.0%, uniform (before_cutmix):" not in text
 
 
 def test_a_saved_separable_student_is_narrowed_with_its_weights(compare, tmp_path):
@@ -330,32 +343,43 @@ def test_cells_run_as_ray_tasks_and_a_failing_one_is_reported(compare, tmp_path)
     assert not ray.is_initialized()  # Ray started for the run is shut down after it
 
 
-@pytest.mark.parametrize("task", ["default", "default_wide", "facades"])
-def test_published_plan_is_exactly_the_committed_frontier(compare, task):
-    """``frontier.py run --published`` regenerates the committed frontier: its cells are the
-    committed records' (method, budget, seed) triples, no more and no fewer."""
+PUBLISHED_VARIANTS = [("default", ""), ("default_wide", "before_cutmix"), ("default_wide", ""),
+                      ("facades", "before_cutmix")]
+
+
+def test_every_published_variant_is_checked_below(compare):
+    """Each (task, recipe variant) of the published frontier has its two checks below."""
+    assert sorted((t, v) for t, plan in _script("frontier").PUBLISHED.items()
+                  for v in plan) == sorted(PUBLISHED_VARIANTS)
+
+
+@pytest.mark.parametrize("task,variant", PUBLISHED_VARIANTS)
+def test_published_plan_is_exactly_the_committed_frontier(compare, task, variant):
+    """``frontier.py run --published`` regenerates the committed frontier: the cells of each
+    recipe variant are its results file's (method, budget, seed) triples, no more and no
+    fewer."""
     frontier = _script("frontier")
-    records = frontier.read_records(BENCHMARKS / "results" / f"frontier_{task}.jsonl")
+    records = frontier.read_records(frontier.results_file(BENCHMARKS / "results", task, variant))
     args = frontier.parse_args(["run", "--tasks", task, "--published"])[0]
-    planned = {(m, b, s) for methods, budgets, seeds in frontier.cell_groups(args, task)
+    planned = {(m, b, s) for methods, budgets, seeds in frontier.plans(args, task)[variant]
                for m in methods for b in budgets for s in seeds}
     assert planned == {(r["method"], r["budget"], r["seed"]) for r in records}
     custom = frontier.parse_args(["run", "--methods", "uniform", "--budgets", "0.1"])[0]
-    assert frontier.cell_groups(custom, task) == ((("uniform",), (0.1,), (0, 1, 2)),)
+    assert frontier.plans(custom, task) == {"": ((("uniform",), (0.1,), (0, 1, 2)),)}
 
 
-@pytest.mark.parametrize("task", ["default", "default_wide", "facades"])
-def test_every_committed_frontier_cell_ran_the_recipe_its_published_run_asks_for(compare, task):
+@pytest.mark.parametrize("task,variant", PUBLISHED_VARIANTS)
+def test_every_committed_frontier_cell_ran_the_recipe_its_published_run_asks_for(
+        compare, task, variant):
     """Resuming the published frontier finds every committed cell finished under the recipe it
-    would ask for (today's defaults, the method's changes, ``PUBLISHED_RECIPE``), so a change
-    of the recipe's defaults cannot leave the frontier's cells silently of another recipe."""
+    would ask for (today's defaults, the method's changes, the variant's), so a change of the
+    recipe's defaults cannot leave the frontier's cells silently of another recipe."""
     frontier = _script("frontier")
-    records = frontier.read_records(BENCHMARKS / "results" / f"frontier_{task}.jsonl")
-    args = frontier.parse_args(["run", "--tasks", task, "--published"])[0]
-    recipe = compare.recipe_overrides(frontier.published_recipe(args, task, [])[1:]) or None
-    if recipe:  # another recipe on top of the published one is refused, not merged
-        with pytest.raises(SystemExit, match="without --published"):
-            frontier.published_recipe(args, task, ["--recipe", "lr:0.0001"])
+    records = frontier.read_records(frontier.results_file(BENCHMARKS / "results", task, variant))
+    recipe = compare.recipe_overrides(frontier.variant_recipe(variant, [])[1:]) or None
+    if recipe:  # another recipe on top of the variant's is refused, not merged
+        with pytest.raises(SystemExit, match="as today's variant"):
+            frontier.variant_recipe(variant, ["--recipe", "lr:0.0001"])
     for record in records:
         cell = {**{k: record[k] for k in ("task", "budget", "method", "seed", "rounds",
                                           "finetune_steps", "eval_images")},

@@ -38,6 +38,8 @@ def supernet_command(task: str) -> str:
     given = f" --teacher {teacher.relative_to(ROOT)}" if teacher is not None else ""
     return (f"python -m gan_prune_env.supernet --task {task}{given} --out "
             f"runs/supernets/{task} --resume")
+
+
 def default_separable_student(task: str) -> Path:
     """Where a task's separable student is kept (``--separable-student TASK=PATH`` overrides):
     the generator that ``pruned_separable_teacher_targets`` narrows to each budget."""
@@ -46,11 +48,13 @@ def default_separable_student(task: str) -> Path:
 
 def separable_student_command(task: str) -> str:
     """The reproducible command that trains it: the frontier's separable cell at 25%, where the
-    widest separable U-Net is the teacher's own width (12.8% of its MACs on the default task),
-    seed 0, keeping its fine-tuned generator."""
+    widest separable U-Net is the teacher's own width (12.8% of its MACs on the default task,
+    8.0% on the wide one), seed 0, keeping its fine-tuned generator; its record goes to the
+    frontier's results file of today's recipe, where the published plan lists it."""
     return (f"python benchmarks/compare_methods.py run --tasks {task} --budgets 0.25 --methods "
             f"separable_teacher_targets --seeds 0 --save-generator runs/separable/{task}/"
-            f"generator.pt --out runs/separable/{task} --no-report")
+            f"generator.pt --out runs/separable/{task} --results "
+            f"benchmarks/results/frontier_{task}.jsonl --no-report")
 
 
 DEFAULT_DATA_ROOT = ROOT.parent / "shared" / "data"  # the brief's layout; else $GAN_PRUNE_DATA
