@@ -211,6 +211,7 @@ def _average_on_rank(rank: int, init_file: str, results: str) -> None:
         weight.grad = torch.full((3,), float(rank + 1))
         optimizer.step()
         Path(results, f"rank{rank}.txt").write_text(str(weight.tolist()))
+        dist.barrier()  # neither rank tears gloo down while the other still talks (SIGABRT)
     finally:
         dist.destroy_process_group()
 
