@@ -309,13 +309,13 @@ def _kept(group: dict[int, dict]) -> float:
 
 
 def _teacher_level_line(row: Row, cells: Cells, budgets: list[float], threshold: float) -> str:
-    groups = [cells[(row, b)] for b in budgets if cells.get((row, b))]
-    reached = [g for g in groups
-               if _mean_std([_quality(r, "fid") for r in g.values()])[0] <= threshold]
+    kept_fid = [(_kept(group), _mean_std([_quality(r, "fid") for r in group.values()])[0])
+                for b in budgets if (group := cells.get((row, b)))]
+    reached = [kept for kept, fid in kept_fid if fid <= threshold]
     if not reached:
         return f"- {row_name(row)}: never at teacher level"
-    lowest = min(_kept(g) for g in reached)
-    missed = [f"{_kept(g):.1%}" for g in groups if _kept(g) > lowest and g not in reached]
+    lowest = min(reached)
+    missed = [f"{kept:.1%}" for kept, fid in kept_fid if kept > lowest and fid > threshold]
     return (f"- {row_name(row)}: teacher-level FID down to {lowest:.1%} of the teacher's G MACs "
             f"({1 / lowest:.1f}x fewer)" + (f"; not at {', '.join(missed)}" if missed else ""))
 
