@@ -178,7 +178,7 @@ def variant_recipe(variant: str, passthrough: list[str]) -> list[str]:
         return []
     if "--recipe" in passthrough:
         raise SystemExit(f"error: the {variant} cells run with --recipe "
-                         f"{_recipe_args(changes)}; run other recipes as today's variant")
+                         f"{' '.join(_recipe_args(changes))}; run other recipes as today's variant")
     return ["--recipe", *_recipe_args(changes)]
 
 
