@@ -135,9 +135,9 @@ separable student from scratch at 20x (seeds 0-2) and the two baselines (seeds 0
 teacher retrained in session 28 (13-22 min a cell on one core; the baselines under today's recipe
 on session 21's teacher are in ``teacher_targets/wide_today.jsonl``). Facades: the recipe's two
 baselines at 10%, seeds 0-2 (a cell takes over an hour of one core at 128 px);
-``--methods``/``--seeds`` run the rest. The supernet methods need the task's supernet (``compare.spec``), the pruned separable
-ones its separable student (the 25% separable cell's G, kept by
-``compare.spec.separable_student_command``); ``default_wide`` needs its teacher
+``--methods``/``--seeds`` run the rest. The supernet methods need the task's supernet
+(``compare.spec``), the pruned separable ones its separable student (the 25% separable cell's
+G, kept by ``compare.spec.separable_student_command``); ``default_wide`` needs its teacher
 (``TEACHER_COMMANDS``)."""
 REPORT = "frontier.md"
 PAIRED_AGAINST = {"scratch": "the thin student from scratch",
