@@ -184,6 +184,28 @@ def _script(name: str):
     return module
 
 
+def test_teacher_level_is_the_largest_cut_that_reaches_it_and_names_the_budgets_between(
+        compare):
+    """The headline rule: the largest MACs cut (smallest kept share) whose mean FID is at
+    teacher level, and the wider budgets that missed it; a row that never reaches it says so."""
+    frontier = _script("frontier")
+
+    def cell(kept: float, fid: float) -> dict:
+        return {"quality": {"fid": fid}, "compute": {"generator/pruned": {"macs": kept * 100},
+                                                     "generator/teacher": {"macs": 100}}}
+
+    row, budgets = ("uniform", ""), [0.25, 0.1, 0.05, 0.025]
+    cells = {(row, 0.25): {0: cell(0.25, 170.0), 1: cell(0.25, 172.0)},
+             (row, 0.1): {0: cell(0.1, 180.0), 1: cell(0.1, 182.0)},  # mean 181 > 177.7
+             (row, 0.05): {0: cell(0.05, 176.0), 1: cell(0.05, 178.0)},  # mean 177 <= 177.7
+             (row, 0.025): {0: cell(0.025, 200.0)}}
+    assert frontier._teacher_level_line(row, cells, budgets, 177.7) == (
+        "- uniform: teacher-level FID down to 5.0% of the teacher's G MACs (20.0x fewer); "
+        "not at 10.0%")
+    assert frontier._teacher_level_line(row, cells, budgets, 169.0) == (
+        "- uniform: never at teacher level")
+
+
 def test_torn_last_line_is_ignored(compare, tmp_path):
     path = tmp_path / "r.jsonl"
     path.write_text(json.dumps({"key": "a"}) + "\n" + '{"key": "b", "tr')
