@@ -48,10 +48,15 @@ def widest_separable(config: GeneratorConfig, max_macs: float, example: torch.Te
 
 
 def fresh_separable_student(config: GeneratorConfig, max_macs: float, example: torch.Tensor,
-                            seed: int) -> tuple[nn.Module, GeneratorConfig]:
-    """The widest separable U-Net of the teacher ``config`` within ``max_macs``, with the
-    reference init at ``seed``."""
-    student = widest_separable(config, max_macs, example)
+                            seed: int, width: float = 1.0) -> tuple[nn.Module, GeneratorConfig]:
+    """The widest separable U-Net of the teacher ``config`` within ``max_macs`` and ``width``
+    times the teacher's ``ngf``, with the reference init at ``seed``. ``width`` above 1 makes a
+    student wider than its teacher: a larger start to distil once and then narrow
+    (:func:`narrowed_separable_student`) to each budget."""
+    if width <= 0:
+        raise ValueError(f"width must be > 0 (a multiple of the teacher's ngf), got {width}")
+    student = widest_separable(config, max_macs, example,
+                               max_ngf=max(1, round(width * config.ngf)))
     return build_generator(student, seed=seed), student
 
 

@@ -438,5 +438,11 @@ def test_a_run_can_distil_a_separable_student_and_a_second_run_narrows_it(tmp_pa
         RunConfig(student="pruned_separable")
     with pytest.raises(ValueError, match="student 'thin'"):
         RunConfig(student="thin")
+    with pytest.raises(ValueError, match="separable_width 1.5 sets the width of a student: "
+                                         "separable"):
+        RunConfig(separable_width=1.5)  # the pruned G's width is the search's
+    with pytest.raises(ValueError, match="separable_width -1"):
+        RunConfig(student="separable", separable_width=-1)
+    assert RunConfig(student="separable", separable_width=1.5).separable_width == 1.5
     with pytest.raises(ValueError, match="nope.pt is not a file"):  # before any search
         RunConfig(student="pruned_separable", separable_student=str(tmp_path / "nope.pt"))

@@ -50,6 +50,22 @@ def test_a_fresh_student_is_seeded_and_a_narrowed_one_keeps_its_source_weights()
         narrowed_separable_student(build_generator(TEACHER), TEACHER, TEACHER, cap, EXAMPLE)
 
 
+def test_a_wider_start_may_exceed_the_teacher_and_narrows_to_the_same_student():
+    """``width`` lifts the cap at the teacher's ngf (the budget still caps the MACs), and the
+    wider student narrows to the same network as the teacher-width one at a small budget."""
+    separable_macs = count_macs(build_generator(separable_config(TEACHER, 16)), EXAMPLE)
+    roomy, small = 10 * separable_macs, 0.3 * separable_macs
+    assert fresh_separable_student(TEACHER, roomy, EXAMPLE, 0, width=1.5)[1].ngf == 24
+    assert fresh_separable_student(TEACHER, roomy, EXAMPLE, 0, width=0.5)[1].ngf == 8
+    assert fresh_separable_student(TEACHER, roomy, EXAMPLE, 0)[1].ngf == 16
+    wide, wide_config = fresh_separable_student(TEACHER, roomy, EXAMPLE, 0, width=1.5)
+    narrowed, config = narrowed_separable_student(wide, wide_config, TEACHER, small, EXAMPLE)
+    assert config == fresh_separable_student(TEACHER, small, EXAMPLE, 0)[1] and config.ngf < 16
+    assert narrowed.eval()(EXAMPLE).shape == EXAMPLE.shape
+    with pytest.raises(ValueError, match="width must be > 0"):
+        fresh_separable_student(TEACHER, roomy, EXAMPLE, 0, width=0)
+
+
 def test_a_separable_generator_round_trips_through_a_checkpoint():
     """A run's pruned.pt rebuilds a separable student from its embedded config alone."""
     config = separable_config(TEACHER, 6)

@@ -93,17 +93,18 @@ def slice_pair(env: GANPruneParallelEnv, best: Candidate, device: str,
 
 
 def use_student(pair: PrunedPair, task: TaskConfig, kind: str, budget: float, seed: int,
-                source: str | None = None) -> PrunedPair:
+                source: str | None = None, width: float = 1.0) -> PrunedPair:
     """Replace the pair's main G by a student of GAN Compression's layout within ``budget`` of
-    the teacher's G MACs (``RunConfig.student``): ``separable``, fresh at ``seed``;
-    ``pruned_separable``, the separable G of the checkpoint ``source`` narrowed to fit. The
-    pair then records the student's config, which its checkpoints embed."""
+    the teacher's G MACs (``RunConfig.student``): ``separable``, fresh at ``seed``, at most
+    ``width`` times the teacher's width (``RunConfig.separable_width``); ``pruned_separable``,
+    the separable G of the checkpoint ``source`` narrowed to fit. The pair then records the
+    student's config, which its checkpoints embed."""
     g_name = MAIN[pair.family][0]
     device = next(pair.networks[g_name].parameters()).device
     example = torch.zeros(1, *pair.input_shape[g_name])  # students are built on the CPU
     cap = budget * count_macs(pair.teacher[g_name], example.to(device))
     if kind == "separable":
-        net, config = fresh_separable_student(task.generator, cap, example, seed)
+        net, config = fresh_separable_student(task.generator, cap, example, seed, width)
     elif kind == "pruned_separable":
         payload = read_checkpoint(source)
         net, config = narrowed_separable_student(load_generator(payload),

@@ -59,6 +59,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--separable-student", default=None, metavar="CHECKPOINT",
                    help="the separable G that student pruned_separable narrows (the pruned.pt "
                         "of a --student separable run)")
+    p.add_argument("--separable-width", type=float, default=None, metavar="W",
+                   help="--student separable: at most W times the teacher's width (default 1; "
+                        "wider makes a larger start for pruned_separable)")
     p.add_argument("-i", "--trained-agent", default=None,
                    help="run folder (or a file in it) to resume")
     p.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda")
@@ -85,7 +88,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         out["finetune"] = {"steps": args.finetune_steps}
     if args.finetune_processes is not None:
         out["finetune_processes"] = args.finetune_processes
-    for flag in ("student", "separable_student"):
+    for flag in ("student", "separable_student", "separable_width"):
         if getattr(args, flag) is not None:
             out[flag] = getattr(args, flag)
     if args.device is not None:

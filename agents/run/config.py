@@ -96,6 +96,10 @@ class RunConfig:
     compression frontier", has the numbers)."""
     separable_student: str | None = None
     """The checkpoint ``student: pruned_separable`` narrows."""
+    separable_width: float = 1.0
+    """``student: separable``: the student's widest ``ngf`` as a multiple of the teacher's (the
+    budget caps it too). 1 never makes it wider than the teacher; a wider student (1.5 at a
+    25% budget) is a larger start to distil once and then narrow with ``pruned_separable``."""
     finetune_processes: int = 1
     """Processes the fine-tune runs on, data-parallel (``agents.run.finetune_ranks``: torchrun,
     ``gloo`` on CPU, ``nccl`` with one GPU each on CUDA); the global batch
@@ -126,6 +130,11 @@ class RunConfig:
             raise ValueError("student: pruned_separable narrows separable_student (a checkpoint "
                              "of a separable G, e.g. the pruned.pt of a student: separable run); "
                              "set both or neither")
+        if self.separable_width != 1.0 and (self.student != "separable"
+                                             or not self.separable_width > 0):
+            raise ValueError(f"separable_width {self.separable_width} sets the width of a "
+                             "student: separable (a positive multiple of the teacher's ngf); "
+                             f"this run's student is {self.student!r}")
         if self.separable_student is not None and not Path(self.separable_student).is_file():
             raise ValueError(f"separable_student {self.separable_student} is not a file; make "
                              "one with a student: separable run (its pruned.pt)")

@@ -100,6 +100,9 @@ class Method:
     student (that U-Net at the teacher's width, distilled from the teacher by the separable
     cell at 25%: ``default_separable_student``) narrowed to the same width with its weights
     (``slice_separable_unet``; ``compare.cells.separable_student``)."""
+    student_width: float = 1.0
+    """``student="separable"``: the widest student as a multiple of the teacher's width
+    (``RunConfig.separable_width``); above 1 a wider start to distil once and narrow."""
     supernet: bool = False  # the env scores architectures with the task's supernet
     slice_from: str = "teacher"  # weights the found G is sliced from ("teacher", "supernet")
     recipe: dict[str, Any] = field(default_factory=lambda: dict(DATA_TARGETS))
@@ -129,6 +132,10 @@ METHODS: dict[str, Method] = {
     "separable_teacher_targets": Method(
         "uniform", student="separable", recipe={**TEACHER_TARGETS, **NOTHING_TO_INHERIT},
         label="separable U-Net from scratch with the teacher's D, teacher targets"),
+    "separable_wide_teacher_targets": Method(
+        "uniform", student="separable", student_width=1.5,
+        recipe={**TEACHER_TARGETS, **NOTHING_TO_INHERIT},
+        label="separable U-Net up to 1.5x the teacher's width from scratch, teacher targets"),
     "factorised_teacher_targets": Method(
         "uniform", student="factorised", recipe={**TEACHER_TARGETS, **NOTHING_TO_INHERIT},
         label="separable U-Net factorised from the teacher's slice, teacher targets"),
