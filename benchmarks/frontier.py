@@ -120,7 +120,7 @@ PUBLISHED: dict[str, dict[str, tuple[Group, ...]]] = {
             (("separable_teacher_targets",), (0.25,), (0,)),  # the separable student itself
             (("pruned_separable_teacher_targets", "separable_teacher_targets"), (0.05,),
              (0, 1, 2)),
-            (TEACHER_TARGET_BASELINES, (0.05,), (0, 1)),
+            (TEACHER_TARGET_BASELINES, (0.05,), (0, 1, 2)),
         ),
     },
     "facades": {"before_cutmix": ((TEACHER_TARGET_BASELINES, (0.1,), (0, 1, 2)),)},
@@ -131,7 +131,7 @@ baselines have 5 seeds at every budget (the headline's "largest cut at teacher l
 margins), the two searches 5 at 25% (where their means are at teacher level) and 3 elsewhere.
 The wide task's cells of the recipe before cutmix ran before session 18 (18-35 min a cell on one
 core); today's recipe there measures GAN Compression's order (distil, then prune) against its
-separable student from scratch at 20x (seeds 0-2) and the two baselines (seeds 0-1), on the
+separable student from scratch at 20x and the two baselines (seeds 0-2), on the
 teacher retrained in session 28 (13-22 min a cell on one core; the baselines under today's recipe
 on session 21's teacher are in ``teacher_targets/wide_today.jsonl``). Facades: the recipe's two
 baselines at 10%, seeds 0-2 (a cell takes over an hour of one core at 128 px);
