@@ -11,6 +11,7 @@ averaging (``gan_prune_env.distillation``):
 * local density: ``lambda_density * (KL(P_c || Q_c) + lambda_rec * L1)`` on neighbourhoods of the
   teacher manifold (the KDE and anchor terms of METHOD 6; the adversarial part is already the
   task's GAN loss, judged by the fine-tuned D);
+* network slimming's sparsity: ``lambda_norm_sparsity * mean |gamma|`` over G's norm scales;
 * weight EMA (``ema_decay``): the returned main generator holds the averaged weights.
 
 Adapters and EMA are trainer extensions, so train states hold them and a resumed fine-tune ends
@@ -133,6 +134,11 @@ class FinetuneConfig:
     today's recipe otherwise, weight 10 as pix2pixHD, 3 seeds, paired): FID +2.6 +- 3.3 (higher
     on 2 of 3), KID -6.4 x1e-3 (lower on every seed), PSNR to the teacher +0.13 +- 0.23 dB, at
     1.25x the fine-tuning time. Not better by FID, so off."""
+    lambda_norm_sparsity: float = 0.0
+    """Weight of network slimming's sparsity term on the main generator, ``mean |gamma|`` over
+    its norms' affine scales (``NormScaleSparsity``; Liu et al., 2017); 0 turns it off. For a
+    network that will be narrowed later, ranked by those scales (``importance: norm_scale``):
+    the distilled start of distil-then-prune."""
     targets: str = "auto"
     """What the task's losses call the real image: "data", the dataset's target (the reference
     recipe), or "teacher", the teacher's output for the same input, so the discriminator's real
@@ -242,7 +248,8 @@ class FinetuneConfig:
         for name in ("lr", "lambda_task", "lambda_feature"):
             if getattr(self, name) is not None and getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
-        for name in ("lambda_distill", "lambda_density", "lambda_d_feature", "lr_decay_steps"):
+        for name in ("lambda_distill", "lambda_density", "lambda_d_feature",
+                     "lambda_norm_sparsity", "lr_decay_steps"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.input_mix not in ("auto",) + INPUT_MIXES:
@@ -313,6 +320,32 @@ class DensityTerm:
         anchor = l1_loss(outputs, neighbourhoods.outputs)
         loss = kl + self.objective.config.lambda_rec * anchor
         return self.weight * loss, {"G_density_kl": kl.detach(), "G_density_l1": anchor.detach()}
+
+
+class NormScaleSparsity:
+    """Network slimming's sparsity term (Liu et al., 2017; GAN-Slimming, Wang et al., 2020):
+    ``weight * mean |gamma|`` over the affine scales of ``student``'s norm layers.
+
+    Why: narrowing keeps the channels a ranking calls best, and a network trained without
+    pressure spreads its signal over all of them (the longer it trains, the worse its narrowed
+    copy fares: README, 'Distil, then prune'). Under this term the scales of the channels the
+    loss can spare shrink towards zero, so ranking by them (``importance: norm_scale``) drops
+    channels that carry little. The mean, not the sum, keeps the weight's meaning across
+    widths."""
+
+    def __init__(self, student: nn.Module, weight: float) -> None:
+        self.scales = [m.weight for m in student.modules()
+                       if isinstance(m, nn.modules.batchnorm._NormBase) and m.weight is not None]
+        if not self.scales:
+            raise ConfigError("finetune lambda_norm_sparsity > 0 needs a generator with affine "
+                              "norms (BatchNorm, or InstanceNorm with affine=True); this one has "
+                              "none: set it to 0")
+        self.weight = weight
+        self.count = sum(scale.numel() for scale in self.scales)
+
+    def __call__(self, batch: Batch, fake: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        mean_scale = sum(scale.abs().sum() for scale in self.scales) / self.count
+        return self.weight * mean_scale, {"G_norm_scale": mean_scale.detach()}
 
 
 def train_config(task: TaskConfig, config: FinetuneConfig, seed: int, device: str,
@@ -519,6 +552,9 @@ def build_recipe_trainer(networks: dict[str, nn.Module], teacher: dict[str, nn.M
             raise ValueError("lambda_density > 0 needs the local-density objective and a pool")
         trainer.generator_regularizers.append(DensityTerm(
             networks[main], objective, pool, config.lambda_density, config.density_centers, seed))
+    if config.lambda_norm_sparsity > 0:
+        trainer.generator_regularizers.append(
+            NormScaleSparsity(networks[main], config.lambda_norm_sparsity))
     matching = None
     if config.lambda_d_feature > 0:
         matching = DiscriminatorFeatureMatching(networks["discriminator"],
@@ -547,6 +583,7 @@ def _train_stage(networks: dict[str, nn.Module], teacher: dict[str, nn.Module], 
         ema.copy_to(networks[trainer.main_generator])
 
 
-__all__ = ["DensityTerm", "Distillation", "FinetuneConfig", "attach_distillation", "attach_ema",
+__all__ = ["DensityTerm", "Distillation", "FinetuneConfig", "NormScaleSparsity",
+           "attach_distillation", "attach_ema",
            "RecipeAttachments", "build_finetune_trainer", "build_recipe_trainer",
            "finetune_pair", "train_config"]

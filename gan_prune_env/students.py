@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from gan_prune_env.models import GeneratorConfig, build_generator
-from gan_prune_env.pruning import count_macs, slice_separable_unet
+from gan_prune_env.pruning import count_macs, make_importance, slice_separable_unet
 
 
 def separable_config(config: GeneratorConfig, ngf: int) -> GeneratorConfig:
@@ -73,10 +73,12 @@ def check_separable_source(source_config: GeneratorConfig, config: GeneratorConf
 
 
 def narrowed_separable_student(source: nn.Module, source_config: GeneratorConfig,
-                               config: GeneratorConfig, max_macs: float, example: torch.Tensor
-                               ) -> tuple[nn.Module, GeneratorConfig]:
+                               config: GeneratorConfig, max_macs: float, example: torch.Tensor,
+                               importance: str = "l1") -> tuple[nn.Module, GeneratorConfig]:
     """``source`` (a separable U-Net of ``source_config``, distilled for the teacher
-    ``config``) narrowed to the widest width within ``max_macs``, with its weights."""
+    ``config``) narrowed to the widest width within ``max_macs``, with its weights: the
+    channels ``importance`` ranks best (``pruning.IMPORTANCES``; the env's ranking)."""
     check_separable_source(source_config, config)
     student = widest_separable(config, max_macs, example, max_ngf=source_config.ngf)
-    return slice_separable_unet(source, student.ngf, example).train(), student
+    narrowed = slice_separable_unet(source, student.ngf, example, make_importance(importance))
+    return narrowed.train(), student

@@ -27,6 +27,7 @@ from gan_prune_env.distillation import (
 )
 from gan_prune_env.finetune import (
     FinetuneConfig,
+    NormScaleSparsity,
     attach_distillation,
     build_finetune_trainer,
     _stage_configs,
@@ -332,6 +333,40 @@ def test_d_feature_matching_needs_a_paired_task():
     FinetuneConfig(lambda_d_feature=10.0).check_family("pix2pix")
     with pytest.raises(ConfigError, match="lambda_d_feature"):
         FinetuneConfig(lambda_d_feature=10.0).check_family("cyclegan")
+
+
+# --- network slimming's sparsity term ----------------------------------------------------------
+
+
+def norm_scales(network: nn.Module) -> torch.Tensor:
+    return torch.cat([m.weight.detach().abs().flatten() for m in network.modules()
+                      if isinstance(m, nn.modules.batchnorm._NormBase) and m.weight is not None])
+
+
+def test_norm_sparsity_is_the_weighted_mean_scale_of_the_generators_norms():
+    generator = build_generator(tiny_task().generator, seed=0)
+    with torch.no_grad():
+        for i, norm in enumerate(m for m in generator.modules()
+                                 if isinstance(m, nn.BatchNorm2d)):
+            norm.weight.copy_(torch.linspace(-1.0, 2.0, norm.num_features) * (i + 1))
+    loss, terms = NormScaleSparsity(generator, weight=3.0)(None, None)
+    assert torch.isclose(terms["G_norm_scale"], norm_scales(generator).mean())
+    assert torch.isclose(loss, 3.0 * norm_scales(generator).mean())
+    with pytest.raises(ConfigError, match="affine norms"):  # CycleGAN's instance norms: none
+        NormScaleSparsity(build_generator(tiny_task("cyclegan").generator), weight=1.0)
+    with pytest.raises(ValueError, match="lambda_norm_sparsity"):
+        FinetuneConfig(lambda_norm_sparsity=-1.0)
+
+
+def test_norm_sparsity_shrinks_the_scales_a_finetune_ends_with(tmp_path):
+    """The term pulls the scales towards zero (a flipped sign would grow them, a dropped term
+    leave them as the plain fine-tune does)."""
+    plain = finetune_fresh_pair(tiny_config(), tmp_path / "plain")
+    slim = finetune_fresh_pair(tiny_config(lambda_norm_sparsity=1e3), tmp_path / "slim")
+    plain_scales = norm_scales(plain["networks"]["generator"])
+    slim_scales = norm_scales(slim["networks"]["generator"])
+    # under a weight this large Adam moves each scale by up to lr (2e-4) a step, downwards
+    assert float((plain_scales - slim_scales).median()) > 2e-4
 
 
 # --- input mixing (function matching) -----------------------------------------------------------

@@ -248,6 +248,19 @@ def test_a_separable_unet_narrows_to_the_separable_unet_of_that_width():
         slice_separable_unet(wide, 9, x)
 
 
+def test_a_separable_unet_narrows_by_the_ranking_it_is_given():
+    """``importance`` decides which channels survive: a ranking that prefers the last channels
+    keeps the stem's last filters, whatever their L1."""
+    from gan_prune_env.models import separable_unet
+    from gan_prune_env.pruning import slice_separable_unet
+
+    x = torch.randn(2, 3, 32, 32)
+    wide = separable_unet(3, 3, 5, 8).eval()
+    last_first = lambda group, num_channels: torch.arange(num_channels, dtype=torch.float64)
+    sliced = slice_separable_unet(wide, 6, x, last_first)
+    assert torch.equal(sliced.model.model[0].weight, wide.model.model[0].weight[2:])
+
+
 def test_groups_ordered_and_indexed(cases):
     for case in cases.values():
         space = case.space

@@ -50,6 +50,23 @@ def test_a_fresh_student_is_seeded_and_a_narrowed_one_keeps_its_source_weights()
         narrowed_separable_student(build_generator(TEACHER), TEACHER, TEACHER, cap, EXAMPLE)
 
 
+def test_a_narrowed_student_keeps_the_channels_its_ranking_names():
+    """``importance`` reaches the narrowing: ranked by norm scales (network slimming), the
+    channels with the largest scales survive, not those with the largest filters."""
+    source_config = separable_config(TEACHER, 16)
+    source = build_generator(source_config, seed=5)
+    with torch.no_grad():
+        for norm in (m for m in source.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+            norm.weight.copy_(torch.arange(norm.num_features, dtype=torch.float32))
+    cap = 0.3 * count_macs(source, EXAMPLE)
+    by_scale, config = narrowed_separable_student(source, source_config, TEACHER, cap, EXAMPLE,
+                                                  importance="norm_scale")
+    stem = source.model.model[0].weight
+    assert torch.equal(by_scale.model.model[0].weight, stem[16 - config.ngf:])
+    by_l1, _ = narrowed_separable_student(source, source_config, TEACHER, cap, EXAMPLE)
+    assert not torch.equal(by_l1.model.model[0].weight, by_scale.model.model[0].weight)
+
+
 def test_a_wider_start_may_exceed_the_teacher_and_narrows_to_the_same_student():
     """``width`` lifts the cap at the teacher's ngf (the budget still caps the MACs), and the
     wider student narrows to the same network as the teacher-width one at a small budget."""

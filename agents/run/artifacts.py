@@ -93,11 +93,13 @@ def slice_pair(env: GANPruneParallelEnv, best: Candidate, device: str,
 
 
 def use_student(pair: PrunedPair, task: TaskConfig, kind: str, budget: float, seed: int,
-                source: str | None = None, width: float = 1.0) -> PrunedPair:
+                source: str | None = None, width: float = 1.0, importance: str = "l1"
+                ) -> PrunedPair:
     """Replace the pair's main G by a student of GAN Compression's layout within ``budget`` of
     the teacher's G MACs (``RunConfig.student``): ``separable``, fresh at ``seed``, at most
     ``width`` times the teacher's width (``RunConfig.separable_width``); ``pruned_separable``,
-    the separable G of the checkpoint ``source`` narrowed to fit. The pair then records the
+    the separable G of the checkpoint ``source`` narrowed to fit, keeping the channels
+    ``importance`` ranks best (``EnvConfig.importance``). The pair then records the
     student's config, which its checkpoints embed."""
     g_name = MAIN[pair.family][0]
     device = next(pair.networks[g_name].parameters()).device
@@ -109,7 +111,7 @@ def use_student(pair: PrunedPair, task: TaskConfig, kind: str, budget: float, se
         payload = read_checkpoint(source)
         net, config = narrowed_separable_student(load_generator(payload),
                                                  embedded_configs(payload)[0], task.generator,
-                                                 cap, example)
+                                                 cap, example, importance)
     else:
         raise ValueError(f"unknown student {kind!r}")
     pair.networks[g_name] = net.to(device)

@@ -47,7 +47,8 @@ def run_pair(config: RunConfig, env: GANPruneParallelEnv, best, device: str) -> 
     pair = slice_pair(env, best, device, config.slice_from)
     if config.student != "pruned":
         use_student(pair, env.game.task, config.student, env.config.budget_g,
-                    config.search.seed, config.separable_student, config.separable_width)
+                    config.search.seed, config.separable_student, config.separable_width,
+                    env.config.importance)
     return pair
 
 

@@ -187,7 +187,7 @@ def separable_student(pair, env, budget: float, seed: int, kind: str,
     task = env.game.task
     g_name, config = MAIN[task.family][0], task.generator
     if kind != "factorised":
-        use_student(pair, task, kind, budget, seed, source, width)
+        use_student(pair, task, kind, budget, seed, source, width, env.config.importance)
         student = {"kind": kind, "ngf": pair.generator_config.ngf}
         if kind == "pruned_separable":
             student["source"] = {"ngf": embedded_configs(source)[0].ngf,

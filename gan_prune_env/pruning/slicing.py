@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from gan_prune_env.pruning.groups import build_dependency_graph
+from gan_prune_env.pruning.importance import Importance
 from gan_prune_env.pruning.layers import trace_once
 from gan_prune_env.pruning.space import ChannelSpace
 
@@ -70,10 +71,13 @@ def slice_model(
     return slice_by_indices(model, example_input, space.keep_indices(counts))
 
 
-def slice_separable_unet(net: nn.Module, ngf: int, example_input: torch.Tensor) -> nn.Module:
+def slice_separable_unet(net: nn.Module, ngf: int, example_input: torch.Tensor,
+                         importance: Importance | None = None) -> nn.Module:
     """A new copy of the separable U-Net ``net`` (``models.separable_unet``) narrowed to width
     ``ngf``: the separable U-Net of width ``ngf``, MAC for MAC, keeping in every level the best
-    channels (L1 of the filters producing them) of the skip and of the up path alike.
+    channels of the skip and of the up path alike, best by ``importance`` (default: L1 of the
+    filters producing them; ``NormScaleImportance`` for a start trained with network
+    slimming's sparsity term).
 
     Why not :func:`slice_model` at a uniform ratio: a depthwise up-convolution carries each
     channel of its concatenated input through, so Torch-Pruning puts a level's skip and up path
@@ -83,7 +87,7 @@ def slice_separable_unet(net: nn.Module, ngf: int, example_input: torch.Tensor) 
     width = _stem(net).out_channels
     if not 1 <= ngf <= width:
         raise ValueError(f"cannot narrow a separable U-Net of width {width} to {ngf}")
-    space = ChannelSpace(net, example_input[:1])
+    space = ChannelSpace(net, example_input[:1], importance)
     kept = {}
     for group in space.groups:
         paths = sum(not _is_depthwise(net.get_submodule(p)) for p in group.producers)
