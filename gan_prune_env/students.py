@@ -77,7 +77,7 @@ def narrowed_separable_student(source: nn.Module, source_config: GeneratorConfig
                                importance: str = "l1") -> tuple[nn.Module, GeneratorConfig]:
     """``source`` (a separable U-Net of ``source_config``, distilled for the teacher
     ``config``) narrowed to the widest width within ``max_macs``, with its weights: the
-    channels ``importance`` ranks best (``pruning.IMPORTANCES``; the env's ranking)."""
+    channels ``importance`` ranks best (a name of ``pruning.IMPORTANCES``)."""
     check_separable_source(source_config, config)
     student = widest_separable(config, max_macs, example, max_ngf=source_config.ngf)
     narrowed = slice_separable_unet(source, student.ngf, example, make_importance(importance))

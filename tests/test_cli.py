@@ -17,7 +17,7 @@ import torch
 import yaml
 
 from agents.base import load_agent_state
-from agents.run.cli import main
+from agents.run.cli import main, parse_args, resolve
 from agents.run.config import RunConfig, SearchConfig
 from agents.run.run_folder import create_run_folder
 from gan_prune_env.checkpoint import load_discriminator, load_generator
@@ -444,5 +444,14 @@ def test_a_run_can_distil_a_separable_student_and_a_second_run_narrows_it(tmp_pa
     with pytest.raises(ValueError, match="separable_width -1"):
         RunConfig(student="separable", separable_width=-1)
     assert RunConfig(student="separable", separable_width=1.5).separable_width == 1.5
+    with pytest.raises(ValueError, match="separable_importance 'norm_scale' ranks the channels "
+                                         "a student: pruned_separable keeps"):
+        RunConfig(separable_importance="norm_scale")
+    with pytest.raises(ValueError, match="separable_importance 'gamma' is not one of"):
+        RunConfig(separable_importance="gamma")
+    student = str(wide / "pruned.pt")
+    flags = resolve(parse_args(["--student", "pruned_separable", "--separable-student", student,
+                                "--separable-importance", "norm_scale"])).config
+    assert (flags.separable_student, flags.separable_importance) == (student, "norm_scale")
     with pytest.raises(ValueError, match="nope.pt is not a file"):  # before any search
         RunConfig(student="pruned_separable", separable_student=str(tmp_path / "nope.pt"))

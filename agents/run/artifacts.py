@@ -99,7 +99,7 @@ def use_student(pair: PrunedPair, task: TaskConfig, kind: str, budget: float, se
     the teacher's G MACs (``RunConfig.student``): ``separable``, fresh at ``seed``, at most
     ``width`` times the teacher's width (``RunConfig.separable_width``); ``pruned_separable``,
     the separable G of the checkpoint ``source`` narrowed to fit, keeping the channels
-    ``importance`` ranks best (``EnvConfig.importance``). The pair then records the
+    ``importance`` ranks best (``RunConfig.separable_importance``). The pair then records the
     student's config, which its checkpoints embed."""
     g_name = MAIN[pair.family][0]
     device = next(pair.networks[g_name].parameters()).device

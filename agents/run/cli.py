@@ -27,6 +27,7 @@ from gan_prune_env.checkpoint import CheckpointError
 from gan_prune_env.config import ConfigError, from_dict, load_yaml, parse_key_values, to_dict
 from gan_prune_env.data.images import ImageLoadError
 from gan_prune_env.evaluation.inception import InceptionWeightsError
+from gan_prune_env.pruning import IMPORTANCES
 
 DEFAULT_CONF = Path(__file__).resolve().parents[2] / "configs" / "default.yaml"
 
@@ -62,6 +63,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--separable-width", type=float, default=None, metavar="W",
                    help="--student separable: at most W times the teacher's width (default 1; "
                         "wider makes a larger start for pruned_separable)")
+    p.add_argument("--separable-importance", default=None, choices=sorted(IMPORTANCES),
+                   help="--student pruned_separable: the channel ranking it keeps by (default "
+                        "l1; norm_scale for a start distilled with lambda_norm_sparsity)")
     p.add_argument("-i", "--trained-agent", default=None,
                    help="run folder (or a file in it) to resume")
     p.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda")
@@ -88,7 +92,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         out["finetune"] = {"steps": args.finetune_steps}
     if args.finetune_processes is not None:
         out["finetune_processes"] = args.finetune_processes
-    for flag in ("student", "separable_student", "separable_width"):
+    for flag in ("student", "separable_student", "separable_width", "separable_importance"):
         if getattr(args, flag) is not None:
             out[flag] = getattr(args, flag)
     if args.device is not None:

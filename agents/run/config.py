@@ -13,6 +13,7 @@ from gan_prune_env.config import from_dict, load_yaml
 from gan_prune_env.devices import check_device
 from gan_prune_env.envs.registration import ENV_IDS
 from gan_prune_env.finetune import FinetuneConfig
+from gan_prune_env.pruning import IMPORTANCES
 
 ALGOS = tuple(AGENT_CLASSES)  # the one registry of search algorithms
 DEFAULT_ROUNDS: dict[str | None, int] = {"uniform": 1, None: 400}
@@ -100,6 +101,10 @@ class RunConfig:
     """``student: separable``: the student's widest ``ngf`` as a multiple of the teacher's (the
     budget caps it too). 1 never makes it wider than the teacher; a wider student (1.5 at a
     25% budget) is a larger start to distil once and then narrow with ``pruned_separable``."""
+    separable_importance: str = "l1"
+    """``student: pruned_separable``: the ranking that picks the channels it keeps (a name of
+    ``gan_prune_env.pruning.IMPORTANCES``): ``l1`` of the producing filters, or ``norm_scale``
+    for a start distilled with ``finetune.lambda_norm_sparsity`` (network slimming)."""
     finetune_processes: int = 1
     """Processes the fine-tune runs on, data-parallel (``agents.run.finetune_ranks``: torchrun,
     ``gloo`` on CPU, ``nccl`` with one GPU each on CUDA); the global batch
@@ -135,6 +140,13 @@ class RunConfig:
             raise ValueError(f"separable_width {self.separable_width} sets the width of a "
                              "student: separable (a positive multiple of the teacher's ngf); "
                              f"this run's student is {self.student!r}")
+        if self.separable_importance not in IMPORTANCES:
+            raise ValueError(f"separable_importance {self.separable_importance!r} is not one of "
+                             f"{sorted(IMPORTANCES)}")
+        if self.separable_importance != "l1" and self.student != "pruned_separable":
+            raise ValueError(f"separable_importance {self.separable_importance!r} ranks the "
+                             "channels a student: pruned_separable keeps; this run's student is "
+                             f"{self.student!r}")
         if self.separable_student is not None and not Path(self.separable_student).is_file():
             raise ValueError(f"separable_student {self.separable_student} is not a file; make "
                              "one with a student: separable run (its pruned.pt)")

@@ -48,7 +48,7 @@ def run_pair(config: RunConfig, env: GANPruneParallelEnv, best, device: str) -> 
     if config.student != "pruned":
         use_student(pair, env.game.task, config.student, env.config.budget_g,
                     config.search.seed, config.separable_student, config.separable_width,
-                    env.config.importance)
+                    config.separable_importance)
     return pair
 
 

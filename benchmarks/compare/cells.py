@@ -165,12 +165,14 @@ def evaluate_sliced(pair, task_name: str, task, n_images: int, fid: bool = True
 
 
 def separable_student(pair, env, budget: float, seed: int, kind: str,
-                      source: str | None = None, width: float = 1.0) -> dict[str, Any]:
+                      source: str | None = None, width: float = 1.0, importance: str = "l1"
+                      ) -> dict[str, Any]:
     """Replace the pair's main G by the widest separable U-Net within ``budget`` of the
     teacher's G MACs: GAN Compression's block type at the cell's budget. ``kind`` (a
     ``Method.student``) sets its weights: ``"separable"`` and ``"pruned_separable"`` as a run's
     ``student`` does (``agents.run.artifacts.use_student``: fresh at ``seed``, or the separable
-    G of the checkpoint ``source`` narrowed; ``width``, ``Method.student_width``);
+    G of the checkpoint ``source`` narrowed by ``importance``, ``Method.student_importance``;
+    ``width``, ``Method.student_width``);
     ``"factorised"``, the teacher's: the teacher
     sliced to the student's widths (the env's channel ranking, as uniform pruning slices) and
     each conv factorised into its separable form (``factorised_unet``, middle norms calibrated
@@ -187,7 +189,7 @@ def separable_student(pair, env, budget: float, seed: int, kind: str,
     task = env.game.task
     g_name, config = MAIN[task.family][0], task.generator
     if kind != "factorised":
-        use_student(pair, task, kind, budget, seed, source, width, env.config.importance)
+        use_student(pair, task, kind, budget, seed, source, width, importance)
         student = {"kind": kind, "ngf": pair.generator_config.ngf}
         if kind == "pruned_separable":
             student["source"] = {"ngf": embedded_configs(source)[0].ngf,
@@ -252,7 +254,8 @@ def run_cell(spec: dict[str, Any]) -> dict[str, Any]:
     if method.reinit:
         reinitialize(pair, seed, method.reinit)
     student = (separable_student(pair, env, spec["budget"], seed, method.student,
-                                 spec.get("separable_student"), method.student_width)
+                                 spec.get("separable_student"), method.student_width,
+                                 method.student_importance)
                if method.student else None)
     if spec.get("save_generator") and not student:
         raise ValueError(f"{spec['method']}: --save-generator keeps a separable student; this "

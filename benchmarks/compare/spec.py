@@ -103,6 +103,9 @@ class Method:
     student_width: float = 1.0
     """``student="separable"``: the widest student as a multiple of the teacher's width
     (``RunConfig.separable_width``); above 1 a wider start to distil once and narrow."""
+    student_importance: str = "l1"
+    """``student="pruned_separable"``: the channel ranking of the narrowing
+    (``RunConfig.separable_importance``)."""
     supernet: bool = False  # the env scores architectures with the task's supernet
     slice_from: str = "teacher"  # weights the found G is sliced from ("teacher", "supernet")
     recipe: dict[str, Any] = field(default_factory=lambda: dict(DATA_TARGETS))
@@ -144,6 +147,11 @@ METHODS: dict[str, Method] = {
         "uniform", student="pruned_separable",
         recipe={**TEACHER_TARGETS, "generator_inherit": 1.0},
         label="the distilled full-width separable U-Net pruned uniformly, teacher targets"),
+    "pruned_separable_slim_teacher_targets": Method(
+        # for a start distilled with --recipe lambda_norm_sparsity:W (network slimming)
+        "uniform", student="pruned_separable", student_importance="norm_scale",
+        recipe={**TEACHER_TARGETS, "generator_inherit": 1.0},
+        label="a distilled separable U-Net narrowed by its norm scales, teacher targets"),
     "random": Method("random", label="random search"),
     "random_teacher_targets": Method("random", recipe=TEACHER_TARGETS,
                                      label="random search, teacher targets"),

@@ -3,8 +3,8 @@
 from gan_prune_env.pruning.gradual import gradual_architectures, relative_indices
 from gan_prune_env.pruning.groups import ChannelGroup, channels_for_ratio, discover_groups
 from gan_prune_env.pruning.importance import (
-    Importance, L1FilterImportance, NormScaleImportance, RandomImportance, TorchPruningImportance,
-    make_importance,
+    IMPORTANCES, Importance, L1FilterImportance, NormScaleImportance, RandomImportance,
+    TorchPruningImportance, make_importance,
 )
 from gan_prune_env.pruning.layers import LayerInfo, trace_layers
 from gan_prune_env.pruning.macs import (
@@ -16,7 +16,8 @@ from gan_prune_env.pruning.slicing import slice_by_indices, slice_model, slice_s
 from gan_prune_env.pruning.space import GROUP_FEATURE_NAMES, ChannelSpace
 
 __all__ = [
-    "GROUP_FEATURE_NAMES", "ArchitectureSlicer", "ChannelGroup", "ChannelMasker", "ChannelSpace", "Importance",
+    "GROUP_FEATURE_NAMES", "IMPORTANCES", "ArchitectureSlicer", "ChannelGroup", "ChannelMasker",
+    "ChannelSpace", "Importance",
     "L1FilterImportance", "LayerInfo", "NormScaleImportance", "RandomImportance",
     "TorchPruningImportance",
     "channels_for_ratio", "count_macs", "count_params", "count_true_macs_profiler",
