@@ -41,7 +41,7 @@ about 25 minutes on 2 idle cores, and check its test curve with ``teacher_curve.
 
 Regenerate the published frontier (one command per task, after what it needs; each resumes where
 it stopped and runs exactly the cells of ``PUBLISHED``, each recipe variant into its own results
-file: today's recipe for the default task, the wide task's cells at 20x and 40x;
+file: today's recipe for the default task, the wide task's cells at 4x, 20x and 40x;
 the recipe before cutmix and the shrunk start for the wide task's other cells and facades)::
 
     python -m gan_prune_env.supernet --task default --out runs/supernets/default --resume
@@ -120,7 +120,7 @@ PUBLISHED: dict[str, dict[str, tuple[Group, ...]]] = {
             (("separable_teacher_targets",), (0.25,), (0,)),  # the separable student itself
             (("pruned_separable_teacher_targets", "separable_teacher_targets"), (0.05,),
              (0, 1, 2)),
-            (TEACHER_TARGET_BASELINES, (0.05,), (0, 1, 2)),
+            (TEACHER_TARGET_BASELINES, (0.25, 0.05), (0, 1, 2)),
             (("pruned_separable_teacher_targets", "separable_teacher_targets",
               "scratch_teacher_targets"), (0.025,), (0, 1, 2)),
         ),
@@ -132,10 +132,10 @@ PUBLISHED: dict[str, dict[str, tuple[Group, ...]]] = {
 baselines have 5 seeds at every budget (the headline's "largest cut at teacher level" and
 margins), the two searches 5 at 25% (where their means are at teacher level) and 3 elsewhere.
 The wide task's cells of the recipe before cutmix ran before session 18 (18-35 min a cell on one
-core); today's recipe there measures GAN Compression's order (distil, then prune) against its
-separable student from scratch and the two baselines at 20x, and the first two with the thin
-student from scratch at 40x (seeds 0-2), on the teacher retrained in session 28 (13-22 min a
-cell on one core; the baselines under today's recipe on session 21's teacher are in
+core); today's recipe there measures GAN Compression's order (distil, then prune) and its
+separable student from scratch at 20x and 40x, the two baselines at 4x and 20x and the thin
+student at 40x (seeds 0-2), on the teacher retrained in session 28 (13-24 min a cell on one
+core; the baselines under today's recipe on session 21's teacher are in
 ``teacher_targets/wide_today.jsonl``). Facades: the recipe's two
 baselines at 10%, seeds 0-2 (a cell takes over an hour of one core at 128 px);
 ``--methods``/``--seeds`` run the rest. The supernet methods need the task's supernet
