@@ -418,6 +418,11 @@ def test_a_run_can_distil_a_separable_student_and_a_second_run_narrows_it(tmp_pa
     wide = run("wide", 0.25, student="separable")
     narrow = run("narrow", 0.05, student="pruned_separable",
                  separable_student=str(wide / "pruned.pt"))
+    by_scale = run("by_scale", 0.05, student="pruned_separable",
+                   separable_student=str(wide / "pruned.pt"), separable_importance="norm_scale")
+    # the run narrows by the ranking it names: other channels kept, another generator
+    assert not torch.equal(load_generator(narrow / "pruned.pt").model.model[0].weight,
+                           load_generator(by_scale / "pruned.pt").model.model[0].weight)
     for folder, ngf in ((wide, 16), (narrow, 8)):  # 12.8% and 4.98% of the teacher's MACs
         results = json.loads((folder / "results.json").read_text())
         assert results["student"] == {"kind": ("separable" if folder == wide

@@ -162,6 +162,11 @@ def test_a_saved_separable_student_is_narrowed_with_its_weights(compare, tmp_pat
     assert compare.main(["run", "--methods", "pruned_separable_teacher_targets", "--budgets",
                          "0.05", "0.1", "--separable-student", f"default={student}", "--results",
                          str(tmp_path / "pruned.jsonl"), *common]) == 0
+    # narrowed by its norm scales instead of its filters' L1: other channels, another model
+    assert compare.main(["run", "--methods", "pruned_separable_slim_teacher_targets", "--budgets",
+                         "0.05", "--separable-student", f"default={student}", "--results",
+                         str(tmp_path / "slim.jsonl"), *common]) == 0
+    (slim,) = _lines(tmp_path / "slim.jsonl")
     fresh = tmp_path / "fresh.jsonl"
     assert compare.main(["run", "--methods", "separable_teacher_targets", "--budgets", "0.05",
                          "--results", str(fresh), *common]) == 0
@@ -170,6 +175,9 @@ def test_a_saved_separable_student_is_narrowed_with_its_weights(compare, tmp_pat
         config = pruned[budget]["config"]["student"]
         assert config["kind"] == "pruned_separable" and config["ngf"] == ngf
         assert config["source"]["ngf"] == 16 and len(config["source"]["sha1"]) == 40
+        assert config["importance"] == "l1"
+    assert slim["config"]["student"]["importance"] == "norm_scale"
+    assert slim["quality"]["psnr_teacher"] != pruned[0.05]["quality"]["psnr_teacher"]
     # the same network as the fresh separable student of the budget, other weights
     (scratch,) = _lines(fresh)
     assert scratch["compute"]["generator/pruned"] == pruned[0.05]["compute"]["generator/pruned"]

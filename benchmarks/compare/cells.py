@@ -194,6 +194,7 @@ def separable_student(pair, env, budget: float, seed: int, kind: str,
         if kind == "pruned_separable":
             student["source"] = {"ngf": embedded_configs(source)[0].ngf,
                                  "sha1": file_sha1(source)}
+            student["importance"] = importance
         return student
     example = torch.zeros(1, *pair.input_shape[g_name])
     ngf = widest_separable(config, budget * count_macs(pair.teacher[g_name], example),
