@@ -332,9 +332,9 @@ class NormScaleSparsity:
     Why: narrowing keeps the channels a ranking calls best, and a network trained without
     pressure spreads its signal over all of them (the longer it trains, the worse its narrowed
     copy fares: README, 'Distil, then prune'). Under this term the scales of the channels the
-    loss can spare shrink towards zero, so ranking by them (``importance: norm_scale``) drops
-    channels that carry little. The mean, not the sum, keeps the weight's meaning across
-    widths."""
+    loss can spare shrink towards zero, so ranking by them
+    (``RunConfig.separable_importance: norm_scale``) drops channels that carry little. The
+    mean, not the sum, keeps the weight's meaning across widths."""
 
     def __init__(self, student: nn.Module, weight: float) -> None:
         self.scales = [m.weight for m in student.modules()
