@@ -27,7 +27,9 @@ from gan_prune_env.distillation import (
 )
 from gan_prune_env.finetune import (
     FinetuneConfig,
+    NormScaleShrink,
     NormScaleSparsity,
+    give_norm_scales_their_lr,
     attach_distillation,
     build_finetune_trainer,
     _stage_configs,
@@ -343,6 +345,11 @@ def norm_scales(network: nn.Module) -> torch.Tensor:
                       if isinstance(m, nn.modules.batchnorm._NormBase) and m.weight is not None])
 
 
+def norm_scale_tensors(network: nn.Module) -> list[torch.Tensor]:
+    return [m.weight for m in network.modules()
+            if isinstance(m, nn.modules.batchnorm._NormBase) and m.weight is not None]
+
+
 def test_norm_sparsity_is_the_weighted_mean_scale_of_the_generators_norms():
     generator = build_generator(tiny_task().generator, seed=0)
     with torch.no_grad():
@@ -367,6 +374,67 @@ def test_norm_sparsity_shrinks_the_scales_a_finetune_ends_with(tmp_path):
     slim_scales = norm_scales(slim["networks"]["generator"])
     # under a weight this large Adam moves each scale by up to lr (2e-4) a step, downwards
     assert float((plain_scales - slim_scales).median()) > 2e-4
+
+
+def test_norm_shrink_soft_thresholds_each_scale_by_shrink_times_the_steps_lr():
+    """The proximal step: every scale moves towards zero by ``shrink * lr`` and stops at zero
+    (a flipped sign would grow them, a max for the clamp keep the small ones alive, and the
+    wrong learning rate shrink them by another amount)."""
+    generator = build_generator(tiny_task().generator, seed=0)
+    norms = [m for m in generator.modules() if isinstance(m, nn.BatchNorm2d)]
+    with torch.no_grad():
+        for norm in norms:
+            norm.weight.copy_(torch.linspace(-1.0, 1.0, norm.num_features))
+    before = torch.cat([norm.weight.detach().clone() for norm in norms])
+    optimizer = torch.optim.SGD(generator.parameters(), lr=0.5)  # no gradients: only the hook
+    shrink = NormScaleShrink(generator, 0.6, optimizer)
+    optimizer.step()
+    after = torch.cat([norm.weight.detach() for norm in norms])
+    expected = before.sign() * (before.abs() - 0.3).clamp_min(0)
+    assert torch.equal(after, expected)
+    assert shrink.dead_fraction() == pytest.approx(float((before.abs() <= 0.3).float().mean()))
+    assert shrink.dead_fraction() > 0
+    shrink.remove()
+    optimizer.step()
+    assert torch.equal(torch.cat([norm.weight.detach() for norm in norms]), expected)
+    with pytest.raises(ConfigError, match="norm_shrink"):
+        NormScaleShrink(build_generator(tiny_task("cyclegan").generator), 0.2, optimizer)
+    with pytest.raises(ValueError, match="norm_shrink"):
+        FinetuneConfig(norm_shrink=-1.0)
+
+
+def test_norm_shrink_zeroes_the_scales_a_finetune_ends_with(tmp_path):
+    """A shrink of more than every scale in one step kills every channel, and the EMA'd weights
+    the fine-tune returns hold exact zeros: the hook runs before the average (registered after
+    it, the average's first copy would hold the unshrunk scales and never reach zero)."""
+    dead = finetune_fresh_pair(tiny_config(norm_shrink=1e5, ema_decay=0.9), tmp_path / "dead")
+    assert float(norm_scales(dead["networks"]["generator"]).max()) == 0.0
+
+
+def test_norm_scales_get_their_own_learning_rate_and_the_shrink_reads_it():
+    """The scales leave G's group for one at ``lr_scale`` times its rate, which the trainer's
+    schedule keeps (a dropped ``lr_scale`` in ``set_lr`` would give them the plain rate), and
+    the shrink thresholds by that rate, not the first group's."""
+    from gan_prune_env.teacher.pix2pix import Pix2PixTrainer
+
+    task = tiny_task()
+    networks = build_networks(train_config(task, tiny_config(), 0, "cpu", False))
+    trainer = Pix2PixTrainer(networks["generator"], networks["discriminator"], 1e-3, (0.5, 0.999),
+                             "vanilla", 100.0)
+    optimizer = trainer.optimizers["generator"]
+    give_norm_scales_their_lr(networks["generator"], optimizer, 10.0)
+    scales = {id(s) for s in norm_scale_tensors(networks["generator"])}
+    homes = [[id(p) in scales for p in group["params"]] for group in optimizer.param_groups]
+    assert [all(h) for h in homes] == [False, True] and not any(homes[0])
+    assert sum(map(len, homes)) == len(list(networks["generator"].parameters()))
+    trainer.set_lr(2e-4)
+    assert [group["lr"] for group in optimizer.param_groups] == pytest.approx([2e-4, 2e-3])
+    before = norm_scales(networks["generator"]).clone()
+    shrink = NormScaleShrink(networks["generator"], 0.5, optimizer)
+    shrink.step()
+    assert norm_scales(networks["generator"]) == pytest.approx((before - 1e-3).clamp_min(0))
+    with pytest.raises(ValueError, match="norm_lr_scale"):
+        FinetuneConfig(norm_lr_scale=0.0)
 
 
 # --- input mixing (function matching) -----------------------------------------------------------

@@ -119,9 +119,11 @@ class GANTrainer:
         raise NotImplementedError
 
     def set_lr(self, lr: float) -> None:
+        """Set every group's learning rate to ``lr`` times its ``lr_scale`` (1 unless a group
+        asks for its own, as the norm scales of a proximal-sparsity fine-tune do)."""
         for optimizer in self.optimizers.values():
             for group in optimizer.param_groups:
-                group["lr"] = lr
+                group["lr"] = lr * group.get("lr_scale", 1.0)
 
     def train(self, mode: bool = True) -> None:
         for net in self.networks.values():
