@@ -13,6 +13,8 @@ averaging (``gan_prune_env.distillation``):
   task's GAN loss, judged by the fine-tuned D);
 * network slimming's sparsity: ``lambda_norm_sparsity * mean |gamma|`` over G's norm scales,
   or its proximal form (``norm_shrink``): soft-thresholding those scales after every step;
+* slimmable training (``slimmable_widths``): the main generator's narrower copies, masked to
+  their first channels, distilled from the teacher's output as well;
 * weight EMA (``ema_decay``): the returned main generator holds the averaged weights.
 
 Adapters and EMA are trainer extensions, so train states hold them and a resumed fine-tune ends
@@ -37,6 +39,7 @@ from gan_prune_env.distillation import (
     Distillation,
     FeatureDistillation,
     GeneratorEMA,
+    TEACHER_OUTPUT,
     InputMix,
     TeacherTargets,
     resolve_feature_layers,
@@ -46,7 +49,15 @@ from gan_prune_env.families import network_names
 from gan_prune_env.losses import l1_loss
 from gan_prune_env.models.factory import reinitialize
 from gan_prune_env.objective import LocalDensityObjective, TeacherPool
-from gan_prune_env.pruning import gradual_architectures, relative_indices, slice_by_indices
+from gan_prune_env.pruning import (
+    ChannelMasker,
+    ChannelSpace,
+    gradual_architectures,
+    relative_indices,
+    slice_by_indices,
+)
+from gan_prune_env.pruning.importance import PositionImportance
+from gan_prune_env.supernet import frozen_norm_statistics
 from gan_prune_env.tasks import TaskConfig
 from gan_prune_env.teacher.base import Batch, GANTrainer
 from gan_prune_env.teacher.config import AUTOCAST_DTYPES, TeacherTrainConfig
@@ -152,7 +163,24 @@ class FinetuneConfig:
     weight and no scale reaches zero (weight 1 and 4 left every scale of the measured start
     above 0.56); the proximal step is not rescaled, so a scale whose loss gradient is not
     consistent enough to push back (Adam's step is at most about ``lr``) reaches exactly zero
-    and its channel is dead before it is cut. 0 turns it off; >= 1 zeroes every scale."""
+    and its channel is dead before it is cut. 0 turns it off; >= 1 zeroes every scale.
+    Measured on the default task's distil-then-prune start (one start each, with
+    ``norm_lr_scale`` 10): at 0.2 no scale reached zero (they fell ten-fold, to medians of
+    0.1-0.15, as the next layers took the scale up: a norm followed by a convolution is scale
+    invariant without weight decay); the start got better (FID 170.7 against 176.0 with
+    ``lambda_norm_sparsity`` 1) and its narrowed copies worse (5%: +0.8 FID and -0.25 dB PSNR
+    to the teacher on every seed, 3 seeds; 2.5%: +12.2 FID on every seed). At 0.5 most scales
+    of the down path were near zero and the start lost 2 dB. So off."""
+    slimmable_widths: tuple[float, ...] = ()
+    """Slimmable training (Yu et al., 2019; GAN Compression's once-for-all network): every
+    generator step also distils each listed narrower copy of the main generator, the full one
+    masked to the first ``width`` share of every path's channels (``PositionImportance``), with
+    ``lambda_distill * L1`` to the teacher's output, averaged over the widths
+    (``SlimmableDistillation``). Why: a start distilled alone prunes worse the better it gets
+    (README, 'Distil, then prune'), as its channels co-adapt; one trained as its own narrower
+    copies is narrowed (``separable_importance: position``) to networks it has already been.
+    Each width must split every channel group evenly (e.g. 0.5 and 0.3125 of ngf 16: widths 8
+    and 5). Empty turns it off."""
     norm_lr_scale: float = 1.0
     """Learning rate of the main generator's norm scales as a multiple of ``lr`` (their own
     optimiser group, following the same schedule). Why: Adam moves a parameter at most about
@@ -284,6 +312,13 @@ class FinetuneConfig:
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1) (0 = off), got {self.ema_decay}")
         self.feature_layers = _check_feature_layers(self.feature_layers)
+        self.slimmable_widths = tuple(float(w) for w in self.slimmable_widths)
+        if any(not 0 < w < 1 for w in self.slimmable_widths):
+            raise ValueError(f"slimmable_widths must lie in (0, 1) (shares of the generator's "
+                             f"width), got {self.slimmable_widths}")
+        if self.slimmable_widths and self.lambda_distill == 0:
+            raise ValueError("slimmable_widths distils the narrower copies with lambda_distill; "
+                             "it is 0: set lambda_distill > 0 or slimmable_widths: []")
 
     def check_family(self, family: str) -> None:
         """Teacher targets replace a paired target; an unpaired (CycleGAN) task has none. Mixed
@@ -360,6 +395,56 @@ class NormScaleSparsity:
     def __call__(self, batch: Batch, fake: torch.Tensor) -> tuple[torch.Tensor, dict]:
         mean_scale = sum(scale.abs().sum() for scale in self.scales) / self.count
         return self.weight * mean_scale, {"G_norm_scale": mean_scale.detach()}
+
+
+class SlimmableDistillation:
+    """Generator regulariser: the ``student``'s narrower copies, each the full network masked
+    (``ChannelMasker``, exact: the masked network computes what the sliced one does) to the
+    first ``width`` share of every path's channels, pulled to the teacher's output:
+    ``weight * mean_w L1(G_w(x), T(x))``. BatchNorm running statistics follow the full network
+    only (``frozen_norm_statistics``), as in the sandwich rule of ``gan_prune_env.supernet``.
+
+    Register it after :class:`Distillation`: its forwards overwrite the activations the feature
+    term records."""
+
+    def __init__(self, student: nn.Module, teacher: nn.Module, widths: Sequence[float],
+                 weight: float, example: torch.Tensor) -> None:
+        self.student, self.weight = student, weight
+        self.teacher = teacher.eval().requires_grad_(False)
+        space = ChannelSpace(student, example, PositionImportance())
+        self.counts = {width: _even_counts(space, width) for width in widths}
+        self.masker = ChannelMasker(student, space)
+
+    def __call__(self, batch: Batch, fake: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        target = batch.get(TEACHER_OUTPUT)
+        if target is None:
+            with torch.no_grad():
+                target = self.teacher(batch["A"])
+        losses = {}
+        try:
+            for width, counts in self.counts.items():
+                self.masker.set_counts(counts)
+                with frozen_norm_statistics(self.student):
+                    losses[f"G_slimmable_{width:g}"] = l1_loss(self.student(batch["A"]), target)
+        finally:
+            self.masker.reset()
+        total = sum(losses.values()) / len(losses)
+        return self.weight * total, {name: loss.detach() for name, loss in losses.items()}
+
+    def remove(self) -> None:
+        """Detach the masks."""
+        self.masker.remove()
+
+
+def _even_counts(space: ChannelSpace, width: float) -> list[int]:
+    """Each group's channel count at ``width`` of the full width; a ConfigError unless every
+    group narrows to a whole number of channels."""
+    counts = [group.num_channels * width for group in space.groups]
+    if any(abs(c - round(c)) > 1e-6 or round(c) < 1 for c in counts):
+        raise ConfigError(f"finetune slimmable_widths: {width:g} does not split the groups "
+                          f"({[g.num_channels for g in space.groups]} channels) evenly; use "
+                          "narrower widths of the form k / ngf")
+    return [round(c) for c in counts]
 
 
 def give_norm_scales_their_lr(student: nn.Module, optimizer: torch.optim.Optimizer,
@@ -593,9 +678,10 @@ class RecipeAttachments:
     ema: GeneratorEMA | None
     matching: DiscriminatorFeatureMatching | None
     shrink: NormScaleShrink | None = None
+    slimmable: SlimmableDistillation | None = None
 
     def remove(self) -> None:
-        for extension in (self.features, self.ema, self.matching, self.shrink):
+        for extension in (self.features, self.ema, self.matching, self.shrink, self.slimmable):
             if extension is not None:
                 extension.remove()
 
@@ -625,6 +711,12 @@ def build_recipe_trainer(networks: dict[str, nn.Module], teacher: dict[str, nn.M
     ema = attach_ema(trainer, config.ema_decay)
     features = attach_distillation(trainer, teacher[main], config,
                                    _example(input_shape, main, device), seed)
+    slimmable = None
+    if config.slimmable_widths:  # after the distillation: its forwards overwrite the features
+        slimmable = SlimmableDistillation(networks[main], teacher[main], config.slimmable_widths,
+                                          config.lambda_distill,
+                                          _example(input_shape, main, device))
+        trainer.generator_regularizers.append(slimmable)
     input_mix = config.resolved_input_mix(task.family)
     if input_mix != "none":
         mix = InputMix(input_mix, config.input_mix_alpha, seed)
@@ -645,7 +737,7 @@ def build_recipe_trainer(networks: dict[str, nn.Module], teacher: dict[str, nn.M
         matching = DiscriminatorFeatureMatching(networks["discriminator"],
                                                 config.lambda_d_feature)
         trainer.generator_regularizers.append(matching)
-    return recipe, trainer, RecipeAttachments(features, ema, matching, shrink)
+    return recipe, trainer, RecipeAttachments(features, ema, matching, shrink, slimmable)
 
 
 def _train_stage(networks: dict[str, nn.Module], teacher: dict[str, nn.Module], config:
@@ -669,6 +761,6 @@ def _train_stage(networks: dict[str, nn.Module], teacher: dict[str, nn.Module], 
 
 
 __all__ = ["DensityTerm", "Distillation", "FinetuneConfig", "NormScaleShrink",
-           "NormScaleSparsity", "attach_distillation", "attach_ema",
+           "NormScaleSparsity", "SlimmableDistillation", "attach_distillation", "attach_ema",
            "RecipeAttachments", "build_finetune_trainer", "build_recipe_trainer",
            "finetune_pair", "train_config"]

@@ -29,6 +29,7 @@ from gan_prune_env.finetune import (
     FinetuneConfig,
     NormScaleShrink,
     NormScaleSparsity,
+    SlimmableDistillation,
     give_norm_scales_their_lr,
     attach_distillation,
     build_finetune_trainer,
@@ -435,6 +436,56 @@ def test_norm_scales_get_their_own_learning_rate_and_the_shrink_reads_it():
     assert norm_scales(networks["generator"]) == pytest.approx((before - 1e-3).clamp_min(0))
     with pytest.raises(ValueError, match="norm_lr_scale"):
         FinetuneConfig(norm_lr_scale=0.0)
+
+
+# --- slimmable training -----------------------------------------------------------------------
+
+
+def separable_student(ngf: int = 8) -> nn.Module:
+    config = GeneratorConfig(arch="unet_auto", ngf=ngf, norm="batch", use_dropout=False,
+                             image_size=SIZE, separable=True)
+    return build_generator(config, seed=0).train()
+
+
+def test_slimmable_term_distils_the_first_channels_as_the_narrowed_network():
+    """The term is ``weight * mean_w L1(G_w(x), T(x))`` with ``G_w`` exactly the network
+    ``slice_separable_unet`` narrows to by position (a mask on other channels, a sum instead
+    of the mean or a dropped weight changes the value), it leaves the running statistics and
+    the full network's output as they were, and its gradient reaches the weights."""
+    from gan_prune_env.pruning import slice_separable_unet
+    from gan_prune_env.pruning.importance import PositionImportance
+
+    student, teacher = separable_student(), separable_student(ngf=4)
+    x = torch.randn(4, 3, SIZE, SIZE)
+    with torch.no_grad():
+        target = teacher.eval()(x)
+    with torch.no_grad():
+        full_before = student(x)
+    stats = {k: v.clone() for k, v in student.state_dict().items() if "running" in k}
+    narrow = {w: slice_separable_unet(student, round(8 * w), x[:1], PositionImportance()).train()
+              for w in (0.5, 0.25)}
+    with torch.no_grad():
+        expected = sum(l1_of(narrow[w](x), target) for w in narrow) / 2
+    term = SlimmableDistillation(student, teacher, (0.5, 0.25), 3.0, x[:1])
+    loss, terms = term({"A": x}, None)
+    assert float(loss.detach()) == pytest.approx(3.0 * float(expected), rel=1e-5)
+    assert set(terms) == {"G_slimmable_0.5", "G_slimmable_0.25"}
+    loss.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in student.parameters())
+    assert all(torch.equal(stats[k], v) for k, v in student.state_dict().items() if k in stats)
+    with torch.no_grad():
+        assert torch.equal(student(x), full_before)  # masks reset (train mode: batch stats)
+    term.remove()
+    with pytest.raises(ConfigError, match="slimmable_widths"):
+        SlimmableDistillation(student, teacher, (0.3,), 1.0, x[:1])
+    with pytest.raises(ValueError, match="slimmable_widths"):
+        FinetuneConfig(slimmable_widths=(1.0,))
+    with pytest.raises(ValueError, match="lambda_distill"):
+        FinetuneConfig(slimmable_widths=(0.5,), lambda_distill=0.0)
+
+
+def l1_of(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return (a - b).abs().mean()
 
 
 # --- input mixing (function matching) -----------------------------------------------------------

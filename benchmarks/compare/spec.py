@@ -152,6 +152,12 @@ METHODS: dict[str, Method] = {
         "uniform", student="pruned_separable", student_importance="norm_scale",
         recipe={**TEACHER_TARGETS, "generator_inherit": 1.0},
         label="a distilled separable U-Net narrowed by its norm scales, teacher targets"),
+    "pruned_separable_slimmable_teacher_targets": Method(
+        # for a start distilled with --recipe slimmable_widths:[...] (slimmable training)
+        "uniform", student="pruned_separable", student_importance="position",
+        recipe={**TEACHER_TARGETS, "generator_inherit": 1.0},
+        label="a slimmable distilled separable U-Net narrowed to its first channels, "
+              "teacher targets"),
     "random": Method("random", label="random search"),
     "random_teacher_targets": Method("random", recipe=TEACHER_TARGETS,
                                      label="random search, teacher targets"),

@@ -102,13 +102,47 @@ class RandomImportance:
         return torch.rand(num_channels, generator=self.generator, dtype=torch.float64)
 
 
+class PositionImportance:
+    """Slimmable networks' fixed channel order (Yu et al., 2019): within each path of a group
+    (the channels one non-depthwise filter produces; two in a separable U-Net level whose skip
+    and up path meet in a depthwise convolution) the first channels rank first, the paths
+    interleaved, so a group's best ``paths * k`` are the first ``k`` of every path. A network
+    trained with its narrower copies masked to those channels (``FinetuneConfig.slimmable_widths``)
+    is narrowed by it to exactly the sub-networks it was trained as; for any other network the
+    order is arbitrary."""
+
+    def __call__(self, group: tp.dependency.Group, num_channels: int) -> torch.Tensor:
+        position = torch.full((num_channels,), float("nan"), dtype=torch.float64)
+        paths = 0
+        for item in group:
+            module = item.dep.target.module
+            handler = getattr(item.dep.handler, "__name__", "")
+            if (handler != "prune_out_channels" or type(module) not in _FILTER_LAYERS
+                    or is_depthwise(module)):
+                continue
+            roots = sorted(int(i) for i in item.root_idxs)
+            position[roots] = -(torch.arange(len(roots), dtype=torch.float64) + 1e-3 * paths)
+            paths += 1
+        if torch.isnan(position).any():  # channels no filter produces: after the others
+            position[torch.isnan(position)] = -float(num_channels) - torch.arange(
+                int(torch.isnan(position).sum()), dtype=torch.float64)
+        return position
+
+
+def is_depthwise(module: nn.Module) -> bool:
+    """Whether ``module`` is a depthwise convolution (one filter per channel, in = out)."""
+    return (isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)) and module.groups > 1
+            and module.groups == module.in_channels == module.out_channels)
+
+
 IMPORTANCES = {"l1": L1FilterImportance, "norm_scale": NormScaleImportance,
-               "group_l1": TorchPruningImportance, "random": RandomImportance}
+               "group_l1": TorchPruningImportance, "random": RandomImportance,
+               "position": PositionImportance}
 
 
 def make_importance(name: str) -> Importance:
     """Importance by config name: ``l1`` (default), ``norm_scale`` (network slimming),
-    ``group_l1`` (Torch-Pruning), ``random``."""
+    ``group_l1`` (Torch-Pruning), ``random``, ``position`` (slimmable networks' order)."""
     if name not in IMPORTANCES:
         raise ValueError(f"unknown importance {name!r}; expected one of {sorted(IMPORTANCES)}")
     return IMPORTANCES[name]()

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from gan_prune_env.pruning.groups import build_dependency_graph
-from gan_prune_env.pruning.importance import Importance
+from gan_prune_env.pruning.importance import Importance, is_depthwise
 from gan_prune_env.pruning.layers import trace_once
 from gan_prune_env.pruning.space import ChannelSpace
 
@@ -90,7 +90,7 @@ def slice_separable_unet(net: nn.Module, ngf: int, example_input: torch.Tensor,
     space = ChannelSpace(net, example_input[:1], importance)
     kept = {}
     for group in space.groups:
-        paths = sum(not _is_depthwise(net.get_submodule(p)) for p in group.producers)
+        paths = sum(not is_depthwise(net.get_submodule(p)) for p in group.producers)
         path_width = group.num_channels // paths
         if path_width * paths != group.num_channels or path_width * ngf % width:
             raise ValueError(f"group {group.name!r} ({group.num_channels} channels, {paths} "
@@ -107,7 +107,3 @@ def _stem(net: nn.Module) -> nn.Conv2d:
     """The first convolution of ``net``: a U-Net's RGB stem, whose width is its ``ngf``."""
     return next(m for m in net.modules() if isinstance(m, nn.Conv2d))
 
-
-def _is_depthwise(module: nn.Module) -> bool:
-    return (isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)) and module.groups > 1
-            and module.groups == module.in_channels == module.out_channels)
