@@ -111,7 +111,8 @@ def plan_cells(args: argparse.Namespace) -> list[dict[str, Any]]:
                         "eval_images": args.eval_images, "latency_runs": args.latency_runs,
                         "teacher": args.teachers.get(task),
                         "supernet": args.supernets.get(task),
-                        "separable_student": args.separable_students.get(task),
+                        "separable_student": args.separable_students.get(
+                            (task, METHODS[method].student_start)),
                         "save_generator": args.save_generator, "recipe": args.recipe,
                         "env": args.env,
                         "work_dir": str(args.work_dir), "threads": 1})
@@ -294,14 +295,17 @@ def task_teachers(args: argparse.Namespace) -> dict[str, str]:
     return teachers
 
 
-def task_separable_students(args: argparse.Namespace) -> dict[str, str]:
-    """The separable student file of every task when a chosen method narrows one:
-    ``--separable-student TASK=PATH``, else the task's place under ``runs/separable``; checked
-    now."""
-    if not any(METHODS[m].student == "pruned_separable" for m in args.methods):
-        return {}
-    return _task_files(args, args.separable_student, "--separable-student", "separable student",
-                       default_separable_student, separable_student_command)
+def task_separable_students(args: argparse.Namespace) -> dict[tuple[str, str], str]:
+    """The separable student file of every task and start (``Method.student_start``) the chosen
+    methods narrow: ``--separable-student TASK=PATH`` (for every start of that task), else the
+    start's place under ``runs/separable``; checked now."""
+    starts = sorted({METHODS[m].student_start for m in args.methods
+                     if METHODS[m].student == "pruned_separable"})
+    return {(task, start): path for start in starts
+            for task, path in _task_files(
+                args, args.separable_student, "--separable-student", "separable student",
+                lambda task, start=start: default_separable_student(task, start),
+                lambda task, start=start: separable_student_command(task, start)).items()}
 
 
 def task_supernets(args: argparse.Namespace) -> dict[str, str]:

@@ -23,7 +23,10 @@ kept MACs at 25%, 10%, 5% and 2.5% of the teacher, for
   ``pruned_separable_teacher_targets``: GAN Compression's order, distil then prune: the
   separable U-Net at the teacher's width, distilled from the teacher (the separable cell at
   25%, seed 0, kept with ``--save-generator``: ``compare.spec.separable_student_command``),
-  narrowed to the budget's width with its weights and fine-tuned like the others.
+  narrowed to the budget's width with its weights and fine-tuned like the others;
+  ``pruned_separable_slim_teacher_targets``: the same from a start distilled with network
+  slimming's sparsity term (``separable_slim_teacher_targets``), narrowed by its norm scales:
+  the best variant measured.
 
 Every cell is a comparison cell (``compare_methods.py``: the same search -> slice -> fine-tune
 -> evaluate path, the project's one fine-tuning recipe, the same steps for every method), stored
@@ -49,6 +52,11 @@ the recipe before cutmix and the shrunk start for the wide task's other cells an
         separable_teacher_targets --seeds 0 --save-generator runs/separable/default/generator.pt \
         --out runs/separable/default --results benchmarks/results/frontier_default.jsonl \
         --no-report
+    python benchmarks/compare_methods.py run --tasks default --budgets 0.25 --methods \
+        separable_slim_teacher_targets --seeds 0 --save-generator \
+        runs/separable/default_separable_slim_teacher_targets/generator.pt --out \
+        runs/separable/default_separable_slim_teacher_targets \
+        --results benchmarks/results/frontier_default.jsonl --no-report
     python benchmarks/frontier.py run --tasks default --published --workers 2
     python -m gan_prune_env.train_teacher --task default_wide --out runs/teachers/default_wide \
         --resume
@@ -109,6 +117,9 @@ PUBLISHED: dict[str, dict[str, tuple[Group, ...]]] = {
         (("separable_teacher_targets",), (0.25,), (0,)),  # the separable student itself
         (("pruned_separable_teacher_targets",), (0.1, 0.05), (0, 1, 2, 3, 4)),
         (("pruned_separable_teacher_targets",), (0.025,), (0, 1, 2)),
+        (("separable_slim_teacher_targets",), (0.25,), (0,)),  # the slimming start itself
+        (("pruned_separable_slim_teacher_targets",), (0.1, 0.05), (0, 1, 2, 3, 4)),
+        (("pruned_separable_slim_teacher_targets",), (0.025,), (0, 1, 2)),
     )},
     "default_wide": {
         "before_cutmix": (

@@ -281,6 +281,37 @@ def test_task_supernets_are_checked_only_when_a_method_uses_one(compare, tmp_pat
     assert supernets(f"default={given}") == {"default": str(given.resolve())}
 
 
+def test_each_pruned_separable_method_narrows_the_start_its_method_names(compare, tmp_path,
+                                                                           monkeypatch):
+    """The plain and the slimming start live apart, each made by its own method's 25% cell
+    (a missing one names that command); every cell gets its method's start (one shared file
+    would narrow the wrong network for one method)."""
+    import compare.spec as spec
+
+    monkeypatch.setattr(spec, "ROOT", tmp_path)
+    monkeypatch.setattr(compare, "default_separable_student", spec.default_separable_student)
+    methods = ["pruned_separable_teacher_targets", "pruned_separable_slim_teacher_targets"]
+    args = argparse.Namespace(separable_student=None, tasks=["default"], methods=methods)
+    with pytest.raises(SystemExit, match="--methods separable_slim_teacher_targets .*"
+                                         "runs/separable/default_separable_slim_teacher_targets"):
+        plain = spec.default_separable_student("default")
+        plain.parent.mkdir(parents=True)
+        plain.write_bytes(b"")
+        compare.task_separable_students(args)
+    slim = spec.default_separable_student("default", "separable_slim_teacher_targets")
+    slim.parent.mkdir(parents=True)
+    slim.write_bytes(b"")
+    files = compare.task_separable_students(args)
+    assert files == {("default", "separable_teacher_targets"): str(plain.resolve()),
+                     ("default", "separable_slim_teacher_targets"): str(slim.resolve())}
+    plan = argparse.Namespace(seeds=[0], tasks=["default"], budgets=[0.05], methods=methods,
+                              rounds=1, finetune_steps=1, eval_images=1, latency_runs=1,
+                              teachers={}, supernets={}, separable_students=files,
+                              save_generator=None, recipe=None, env=None, work_dir=tmp_path)
+    assert [cell["separable_student"] for cell in compare.plan_cells(plan)] == [
+        str(plain.resolve()), str(slim.resolve())]
+
+
 def test_teacher_curve_scores_every_kept_state(tmp_path, capsys):
     from test_teacher import tiny_config
 

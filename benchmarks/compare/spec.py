@@ -40,20 +40,27 @@ def supernet_command(task: str) -> str:
             f"runs/supernets/{task} --resume")
 
 
-def default_separable_student(task: str) -> Path:
+PLAIN_START = "separable_teacher_targets"
+"""The method whose 25% cell (seed 0) distils the plain start of distil-then-prune."""
+
+
+def default_separable_student(task: str, start: str = PLAIN_START) -> Path:
     """Where a task's separable student is kept (``--separable-student TASK=PATH`` overrides):
-    the generator that ``pruned_separable_teacher_targets`` narrows to each budget."""
-    return ROOT / "runs" / "separable" / task / "generator.pt"
+    the generator that the ``pruned_separable*`` methods whose ``student_start`` is ``start``
+    narrow to each budget; ``runs/separable/<task>`` for the plain start,
+    ``runs/separable/<task>_<start>`` for another."""
+    folder = task if start == PLAIN_START else f"{task}_{start}"
+    return ROOT / "runs" / "separable" / folder / "generator.pt"
 
 
-def separable_student_command(task: str) -> str:
-    """The reproducible command that trains it: the frontier's separable cell at 25%, where the
+def separable_student_command(task: str, start: str = PLAIN_START) -> str:
+    """The reproducible command that trains it: the frontier's ``start`` cell at 25%, where the
     widest separable U-Net is the teacher's own width (12.8% of its MACs on the default task,
     8.0% on the wide one), seed 0, keeping its fine-tuned generator; its record goes to the
     frontier's results file of today's recipe, where the published plan lists it."""
+    where = default_separable_student(task, start).parent.relative_to(ROOT)
     return (f"python benchmarks/compare_methods.py run --tasks {task} --budgets 0.25 --methods "
-            f"separable_teacher_targets --seeds 0 --save-generator runs/separable/{task}/"
-            f"generator.pt --out runs/separable/{task} --results "
+            f"{start} --seeds 0 --save-generator {where}/generator.pt --out {where} --results "
             f"benchmarks/results/frontier_{task}.jsonl --no-report")
 
 
@@ -106,6 +113,9 @@ class Method:
     student_importance: str = "l1"
     """``student="pruned_separable"``: the channel ranking of the narrowing
     (``RunConfig.separable_importance``)."""
+    student_start: str = PLAIN_START
+    """``student="pruned_separable"``: the method whose 25% cell distilled the start it narrows
+    (``default_separable_student``), a ``separable*`` method of its own recipe."""
     supernet: bool = False  # the env scores architectures with the task's supernet
     slice_from: str = "teacher"  # weights the found G is sliced from ("teacher", "supernet")
     recipe: dict[str, Any] = field(default_factory=lambda: dict(DATA_TARGETS))
@@ -147,14 +157,27 @@ METHODS: dict[str, Method] = {
         "uniform", student="pruned_separable",
         recipe={**TEACHER_TARGETS, "generator_inherit": 1.0},
         label="the distilled full-width separable U-Net pruned uniformly, teacher targets"),
+    "separable_slim_teacher_targets": Method(
+        "uniform", student="separable",
+        recipe={**TEACHER_TARGETS, **NOTHING_TO_INHERIT, "lambda_norm_sparsity": 1.0},
+        label="separable U-Net from scratch with network slimming's sparsity term, teacher "
+              "targets (the start of pruned_separable_slim)"),
     "pruned_separable_slim_teacher_targets": Method(
-        # for a start distilled with --recipe lambda_norm_sparsity:W (network slimming)
+        # the start distilled with network slimming's term, narrowed by its norm scales
         "uniform", student="pruned_separable", student_importance="norm_scale",
+        student_start="separable_slim_teacher_targets",
         recipe={**TEACHER_TARGETS, "generator_inherit": 1.0},
         label="a distilled separable U-Net narrowed by its norm scales, teacher targets"),
+    "separable_slimmable_teacher_targets": Method(
+        "uniform", student="separable",
+        recipe={**TEACHER_TARGETS, **NOTHING_TO_INHERIT,
+                "slimmable_widths": [0.8125, 0.5, 0.3125]},  # ngf 13, 8, 5 of 16
+        label="separable U-Net from scratch trained as its narrower copies too, teacher "
+              "targets (the start of pruned_separable_slimmable)"),
     "pruned_separable_slimmable_teacher_targets": Method(
-        # for a start distilled with --recipe slimmable_widths:[...] (slimmable training)
+        # the slimmable start narrowed to its first channels
         "uniform", student="pruned_separable", student_importance="position",
+        student_start="separable_slimmable_teacher_targets",
         recipe={**TEACHER_TARGETS, "generator_inherit": 1.0},
         label="a slimmable distilled separable U-Net narrowed to its first channels, "
               "teacher targets"),
