@@ -180,7 +180,10 @@ class FinetuneConfig:
     (README, 'Distil, then prune'), as its channels co-adapt; one trained as its own narrower
     copies is narrowed (``separable_importance: position``) to networks it has already been.
     Each width must split every channel group evenly (e.g. 0.5 and 0.3125 of ngf 16: widths 8
-    and 5). Empty turns it off."""
+    and 5). Empty turns it off. Measured on the default task (widths 13, 8 and 5 of 16, one
+    start, 2.6x its time): narrowed with no fine-tuning its copies keep 1-3 dB more PSNR to the
+    teacher than the plain start's, but after the recipe they tie the network-slimming start
+    at 5% and 2.5% and lose 5.6 FID at 10% on every seed (3-5 seeds). So off."""
     norm_lr_scale: float = 1.0
     """Learning rate of the main generator's norm scales as a multiple of ``lr`` (their own
     optimiser group, following the same schedule). Why: Adam moves a parameter at most about
