@@ -125,6 +125,26 @@ class Method:
     outputs and today's recipe."""
 
 
+def _distil_then_prune(variant: str, start_recipe: dict[str, Any], importance: str,
+                       start_what: str, narrowed_how: str, kind: str = "a"
+                       ) -> dict[str, Method]:
+    """A variant of distil-then-prune: the start method ``separable_<variant>_teacher_targets``
+    (the separable student at the teacher's width, trained with ``start_recipe`` on top of the
+    plain start's recipe) and ``pruned_separable_<variant>_teacher_targets``, which narrows
+    that start by ``importance``."""
+    start = f"separable_{variant}_teacher_targets"
+    return {
+        start: Method("uniform", student="separable",
+                      recipe={**TEACHER_TARGETS, **NOTHING_TO_INHERIT, **start_recipe},
+                      label=f"separable U-Net from scratch {start_what}, teacher targets (the "
+                            f"start of pruned_separable_{variant})"),
+        f"pruned_separable_{variant}_teacher_targets": Method(
+            "uniform", student="pruned_separable", student_importance=importance,
+            student_start=start, recipe={**TEACHER_TARGETS, "generator_inherit": 1.0},
+            label=f"{kind} distilled separable U-Net {narrowed_how}, teacher targets"),
+    }
+
+
 METHODS: dict[str, Method] = {
     "scratch": Method("uniform", label="thin student from scratch", reinit=SCRATCH),
     "uniform": Method("uniform", label="uniform L1-norm"),
@@ -157,30 +177,11 @@ METHODS: dict[str, Method] = {
         "uniform", student="pruned_separable",
         recipe={**TEACHER_TARGETS, "generator_inherit": 1.0},
         label="the distilled full-width separable U-Net pruned uniformly, teacher targets"),
-    "separable_slim_teacher_targets": Method(
-        "uniform", student="separable",
-        recipe={**TEACHER_TARGETS, **NOTHING_TO_INHERIT, "lambda_norm_sparsity": 1.0},
-        label="separable U-Net from scratch with network slimming's sparsity term, teacher "
-              "targets (the start of pruned_separable_slim)"),
-    "pruned_separable_slim_teacher_targets": Method(
-        # the start distilled with network slimming's term, narrowed by its norm scales
-        "uniform", student="pruned_separable", student_importance="norm_scale",
-        student_start="separable_slim_teacher_targets",
-        recipe={**TEACHER_TARGETS, "generator_inherit": 1.0},
-        label="a distilled separable U-Net narrowed by its norm scales, teacher targets"),
-    "separable_slimmable_teacher_targets": Method(
-        "uniform", student="separable",
-        recipe={**TEACHER_TARGETS, **NOTHING_TO_INHERIT,
-                "slimmable_widths": [0.8125, 0.5, 0.3125]},  # ngf 13, 8, 5 of 16
-        label="separable U-Net from scratch trained as its narrower copies too, teacher "
-              "targets (the start of pruned_separable_slimmable)"),
-    "pruned_separable_slimmable_teacher_targets": Method(
-        # the slimmable start narrowed to its first channels
-        "uniform", student="pruned_separable", student_importance="position",
-        student_start="separable_slimmable_teacher_targets",
-        recipe={**TEACHER_TARGETS, "generator_inherit": 1.0},
-        label="a slimmable distilled separable U-Net narrowed to its first channels, "
-              "teacher targets"),
+    **_distil_then_prune("slim", {"lambda_norm_sparsity": 1.0}, "norm_scale",
+                         "with network slimming's sparsity term", "narrowed by its norm scales"),
+    **_distil_then_prune("slimmable", {"slimmable_widths": [0.8125, 0.5, 0.3125]},  # 13, 8, 5
+                         "position", "trained as its narrower copies too",
+                         "narrowed to its first channels", "a slimmable"),
     "random": Method("random", label="random search"),
     "random_teacher_targets": Method("random", recipe=TEACHER_TARGETS,
                                      label="random search, teacher targets"),
