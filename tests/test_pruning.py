@@ -261,6 +261,28 @@ def test_a_separable_unet_narrows_by_the_ranking_it_is_given():
     assert torch.equal(sliced.model.model[0].weight, wide.model.model[0].weight[2:])
 
 
+def test_position_ranking_keeps_the_first_channels_of_every_path():
+    """Slimmable networks' order: in every group the top ``paths * k`` channels are the first
+    ``k`` of each path (a ranking by plain index would take one path's channels first, a
+    reversed one the last channels), so the separable U-Net narrows to its first channels."""
+    from gan_prune_env.models import separable_unet
+    from gan_prune_env.pruning import slice_separable_unet
+    from gan_prune_env.pruning.importance import PositionImportance, is_depthwise
+
+    x = torch.randn(2, 3, 32, 32)
+    wide = separable_unet(3, 3, 5, 8).eval()
+    space = ChannelSpace(wide, x[:1], PositionImportance())
+    assert [sum(not is_depthwise(wide.get_submodule(p)) for p in g.producers)
+            for g in space.groups] == [1, 2, 2, 2, 2]  # the innermost level has no skip
+    for group in space.groups:
+        paths = 1 if group is space.groups[0] else 2
+        width = group.num_channels // paths
+        top = sorted(group.ranking[:paths * 3].tolist())
+        assert top == [p * width + i for p in range(paths) for i in range(3)], group.name
+    sliced = slice_separable_unet(wide, 6, x, PositionImportance())
+    assert torch.equal(sliced.model.model[0].weight, wide.model.model[0].weight[:6])
+
+
 def test_groups_ordered_and_indexed(cases):
     for case in cases.values():
         space = case.space

@@ -47,7 +47,8 @@ class EnvConfig:
         calibration_size: pool samples used for that re-estimation.
         min_keep: smallest keep ratio an action can ask for; action -1 maps to it.
         divisor: channel counts are multiples of it.
-        importance: channel ranking, ``l1`` | ``norm_scale`` | ``group_l1`` | ``random``.
+        importance: channel ranking, ``l1`` | ``norm_scale`` | ``group_l1`` | ``random`` |
+            ``position`` (``gan_prune_env.pruning.IMPORTANCES``).
         evaluation: how an architecture is run when it is scored: ``"masked"`` zeroes the
             removed channels of the full network (the full network's cost); ``"sliced"`` cuts
             every weight and norm tensor to the kept channels and calls the same modules on
