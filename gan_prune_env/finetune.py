@@ -456,10 +456,11 @@ def give_norm_scales_their_lr(student: nn.Module, optimizer: torch.optim.Optimiz
     their own whose learning rate is ``lr_scale`` times the others' (``GANTrainer.set_lr``
     reads its ``lr_scale``). Call it before any step: the optimiser's state is keyed by
     position, so a resumed run must build the same groups."""
-    scales = {id(scale) for scale in affine_norm_scales(student, "norm_lr_scale != 1")}
+    scales = affine_norm_scales(student, "norm_lr_scale != 1")
+    ids = {id(scale) for scale in scales}
     for group in optimizer.param_groups:
-        group["params"] = [p for p in group["params"] if id(p) not in scales]
-    optimizer.add_param_group({"params": affine_norm_scales(student, "norm_lr_scale != 1"),
+        group["params"] = [p for p in group["params"] if id(p) not in ids]
+    optimizer.add_param_group({"params": scales,
                                "lr": optimizer.param_groups[0]["lr"] * lr_scale,
                                "lr_scale": lr_scale})
 
@@ -489,18 +490,15 @@ class NormScaleShrink:
     def __init__(self, student: nn.Module, shrink: float, optimizer: torch.optim.Optimizer
                  ) -> None:
         self.scales = affine_norm_scales(student, "norm_shrink")
-        self.shrink, self.optimizer = shrink, optimizer
+        self.shrink = shrink
+        # the group that holds the scales: its learning rate follows the schedule
+        self._group = next(group for group in optimizer.param_groups
+                           if any(p is self.scales[0] for p in group["params"]))
         self._handle = optimizer.register_step_post_hook(lambda *_: self.step())
-
-    def _lr(self) -> float:
-        """The learning rate of the optimiser group that holds the scales."""
-        first = self.scales[0]
-        return next(group["lr"] for group in self.optimizer.param_groups
-                    if any(p is first for p in group["params"]))
 
     @torch.no_grad()
     def step(self) -> None:
-        threshold = self.shrink * self._lr()
+        threshold = self.shrink * self._group["lr"]
         for scale in self.scales:
             scale.copy_(scale.sign() * (scale.abs() - threshold).clamp_min(0))
 
