@@ -26,6 +26,7 @@ whole global batch's statistics.
 
 from __future__ import annotations
 
+import atexit
 import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -163,6 +164,15 @@ class Distributed:
 SINGLE = Distributed()
 
 
+def _leave_process_group() -> None:
+    """Destroy the process group while the interpreter is still whole. A rank that exits
+    with its gloo group alive can abort (SIGABRT, "terminate called without an active
+    exception") when the group's worker threads are torn down during interpreter finalisation,
+    failing a run whose work was done."""
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def current(device: str = "cpu") -> Distributed:
     """This process's :class:`Distributed`, joining the process group on first use when
     ``torchrun`` (or another launcher setting ``RANK``/``WORLD_SIZE``) started it."""
@@ -176,6 +186,7 @@ def current(device: str = "cpu") -> Distributed:
     if not dist.is_initialized():
         backend = "nccl" if device.startswith("cuda") else "gloo"
         dist.init_process_group(backend=backend)
+        atexit.register(_leave_process_group)
     return Distributed(rank=dist.get_rank(), world_size=dist.get_world_size(),
                        local_rank=int(os.environ["LOCAL_RANK"]))
 

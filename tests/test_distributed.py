@@ -49,6 +49,28 @@ def torchrun(processes: int, module: str, *args: str) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
 
 
+RANK_EXIT = """
+import atexit, torch.distributed as dist
+from gan_prune_env.distributed import current
+atexit.register(lambda: print("group alive at exit:", dist.is_initialized(), flush=True))
+current("cpu").barrier()
+"""
+
+
+def test_a_rank_leaves_its_process_group_before_the_interpreter_ends(tmp_path):
+    """The group is destroyed at exit (atexit handlers run last-registered first, so the
+    script's handler, registered before the group exists, sees what is left): an undestroyed
+    gloo group can abort a rank whose work was done while the interpreter tears it down."""
+    script = tmp_path / "rank_exit.py"
+    script.write_text(RANK_EXIT)
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+               "--master_addr", "127.0.0.1", "--master_port", str(_free_port()), str(script)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("group alive at exit: False") == 2, result.stdout
+
+
 def settings(overrides: tuple[str, ...]) -> list[str]:
     return [arg for item in overrides for arg in ("--set", item)]
 
