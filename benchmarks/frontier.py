@@ -64,6 +64,11 @@ the recipe before cutmix and the shrunk start for the wide task's other cells an
         separable_teacher_targets --seeds 0 --save-generator \
         runs/separable/default_wide/generator.pt --out runs/separable/default_wide \
         --results benchmarks/results/frontier_default_wide.jsonl --no-report
+    python benchmarks/compare_methods.py run --tasks default_wide --budgets 0.25 --methods \
+        separable_slim_teacher_targets --seeds 0 --save-generator \
+        runs/separable/default_wide_separable_slim_teacher_targets/generator.pt --out \
+        runs/separable/default_wide_separable_slim_teacher_targets \
+        --results benchmarks/results/frontier_default_wide.jsonl --no-report
     python benchmarks/frontier.py run --tasks default_wide --published --workers 2
     python benchmarks/compare_methods.py teacher --out runs/compare_facades_teacher
     python benchmarks/frontier.py run --tasks facades --published --workers 2
@@ -134,6 +139,9 @@ PUBLISHED: dict[str, dict[str, tuple[Group, ...]]] = {
             (TEACHER_TARGET_BASELINES, (0.25, 0.05), (0, 1, 2)),
             (("pruned_separable_teacher_targets", "separable_teacher_targets",
               "scratch_teacher_targets"), (0.025,), (0, 1, 2)),
+            (("separable_slim_teacher_targets",), (0.25,), (0,)),  # the slimming start itself
+            (("pruned_separable_slim_teacher_targets",), (0.1, 0.05, 0.025), (0, 1, 2)),
+            (TEACHER_TARGET_BASELINES, (0.1,), (0, 1, 2)),
         ),
     },
     "facades": {"before_cutmix": ((TEACHER_TARGET_BASELINES, (0.1,), (0, 1, 2)),)},
@@ -145,7 +153,8 @@ margins), the two searches 5 at 25% (where their means are at teacher level) and
 The wide task's cells of the recipe before cutmix ran before session 18 (18-35 min a cell on one
 core); today's recipe there measures GAN Compression's order (distil, then prune) and its
 separable student from scratch at 20x and 40x, the two baselines at 4x and 20x and the thin
-student at 40x (seeds 0-2), on the teacher retrained in session 28 (13-24 min a cell on one
+student at 10x and 40x, and (session 32) distil, then prune from the slimming start at 10%, 5%
+and 2.5% (seeds 0-2), on the teacher retrained in session 28 (13-24 min a cell on one
 core; the baselines under today's recipe on session 21's teacher are in
 ``teacher_targets/wide_today.jsonl``). Facades: the recipe's two
 baselines at 10%, seeds 0-2 (a cell takes over an hour of one core at 128 px);
