@@ -53,7 +53,7 @@ RANK_EXIT = """
 import atexit, os, torch.distributed as dist
 from gan_prune_env.distributed import current
 # one write() a rank: lines shorter than PIPE_BUF reach the shared pipe whole
-atexit.register(lambda: os.write(1, f"group alive at exit: {dist.is_initialized()}\n".encode()))
+atexit.register(lambda: os.write(1, f"group alive at exit: {dist.is_initialized()}\\n".encode()))
 current("cpu").barrier()
 """
 
