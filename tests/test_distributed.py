@@ -38,15 +38,21 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def torchrun(processes: int, module: str, *args: str) -> None:
-    """``torchrun --nproc_per_node processes -m module args`` on gloo, one thread a rank."""
+def run_ranks(processes: int, *target: str) -> subprocess.CompletedProcess:
+    """``torchrun --nproc_per_node processes target`` on gloo, one thread a rank; it must
+    succeed."""
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes),
-               "--master_addr", "127.0.0.1", "--master_port", str(_free_port()), "-m", module,
-               *args]
+               "--master_addr", "127.0.0.1", "--master_port", str(_free_port()), *target]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300,
                             cwd=ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def torchrun(processes: int, module: str, *args: str) -> None:
+    """``torchrun --nproc_per_node processes -m module args``."""
+    run_ranks(processes, "-m", module, *args)
 
 
 RANK_EXIT = """
@@ -64,11 +70,7 @@ def test_a_rank_leaves_its_process_group_before_the_interpreter_ends(tmp_path):
     gloo group can abort a rank whose work was done while the interpreter tears it down."""
     script = tmp_path / "rank_exit.py"
     script.write_text(RANK_EXIT)
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-               "--master_addr", "127.0.0.1", "--master_port", str(_free_port()), str(script)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = run_ranks(2, str(script))
     assert result.stdout.count("group alive at exit: False") == 2, result.stdout
 
 
