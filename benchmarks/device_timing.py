@@ -5,11 +5,13 @@ What. A Pix2Pix task with the reference architecture (``unet_256``, ngf 64; Patc
 the weights do not change the cost). On ``--device`` it measures
 
 1. the environment: ``reset`` and one ``step`` of ``Pix2PixPrune-v0`` (frozen weights, adaptive
-   BN), the search's unit of work;
+   BN), the search's unit of work, on that task and on the built-in default task (what an RL
+   researcher's agent steps, with the env's default settings);
 2. the main job (``train_agents.py``: uniform search, slice, fine-tune with the project's recipe
    at batch 8, evaluation without FID, exports) twice, with ``--short`` and ``--long``
    fine-tuning steps: the difference over the extra steps is the cost of one fine-tuning step,
-   the rest the fixed cost of the journey;
+   the rest the fixed cost of the journey; ``--autocast bfloat16`` runs the fine-tune's forward
+   passes in bfloat16 (``FinetuneConfig.autocast``);
 3. ``python -m gan_prune_env.translate`` of the pruned generator on 8 images.
 
 Why. The issue on compressing your own model asks that the whole journey run with ``--device
@@ -20,6 +22,8 @@ Writes ``device_timing.json`` and ``device_timing.md`` to ``--out``. Regenerate 
 machine; CPU works too, slowly)::
 
     python benchmarks/device_timing.py --device cuda --out benchmarks/results
+    python benchmarks/device_timing.py --device cuda --autocast bfloat16 \
+        --out benchmarks/results/device_timing_bfloat16
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from agents.run.cli import main as train_agents
 from gan_prune_env.checkpoint import make_checkpoint, save_checkpoint
 from gan_prune_env.families import build_network, network_config, network_names
 from gan_prune_env.tasks import get_task
+from gan_prune_env.teacher.config import AUTOCAST_DTYPES
 from gan_prune_env.translate import main as translate
 
 SIZE = 256
@@ -75,10 +80,11 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def time_env(task_file: Path, device: str, steps: int) -> dict[str, float]:
-    """Seconds of the first ``reset`` (teacher, pools, channel spaces) and per ``step``."""
+def time_env(env_kwargs: dict[str, Any], device: str, steps: int) -> dict[str, float]:
+    """Seconds of the first ``reset`` (teacher, pools, channel spaces) and per ``step`` of
+    ``Pix2PixPrune-v0`` made with ``env_kwargs``."""
     start = time.perf_counter()
-    env = gym.make("Pix2PixPrune-v0", task=str(task_file), device=device, **ENV_OPTIONS)
+    env = gym.make("Pix2PixPrune-v0", device=device, **env_kwargs)
     env.reset(seed=0)
     _sync(device)
     first = time.perf_counter() - start
@@ -96,14 +102,16 @@ def time_env(task_file: Path, device: str, steps: int) -> dict[str, float]:
             "step_s_min": min(times), "steps": steps}
 
 
-def run_journey(task_file: Path, folder: Path, device: str, steps: int) -> float:
+def run_journey(task_file: Path, folder: Path, device: str, steps: int,
+                autocast: str | None) -> float:
     """Wall seconds of ``train_agents.py`` with ``steps`` fine-tuning steps."""
     config = folder / f"run_{steps}.yaml"
     config.write_text(yaml.safe_dump({
         "env": "Pix2PixPrune-v0",
         "env_kwargs": {"task": str(task_file), **ENV_OPTIONS},
         "search": {"algo": "uniform", "n_rounds": 4, "save_freq": 4, "eval_freq": 4},
-        "finetune": {"steps": steps, "save_every": max(steps, 1), "image_every": 0},
+        "finetune": {"steps": steps, "save_every": max(steps, 1), "image_every": 0,
+                     "autocast": autocast},
         "evaluation": {"max_images": 8, "latency_runs": 2, "fid": False},
         "device": device, "progress": False,
     }))
@@ -115,15 +123,19 @@ def run_journey(task_file: Path, folder: Path, device: str, steps: int) -> float
 
 
 def report(result: dict[str, Any]) -> str:
-    env, journey = result["env"], result["journey"]
+    env, default, journey = result["env"], result["env_default"], result["journey"]
     return "\n".join([
         "# The journey at 256 px (U-Net-256, ngf 64) on a device", "",
         f"Device {result['device_name']} ({result['device']}), torch {result['torch']}, commit "
-        f"{result['commit']}; untrained teacher (speed only).", "",
+        f"{result['commit']}; untrained teacher (speed only); fine-tuning forward passes in "
+        f"{result['autocast'] or 'float32'}.", "",
         "| what | seconds |", "|---|---|",
         f"| env: first reset (teacher, pools, channel spaces) | {env['first_reset_s']:.2f} |",
         f"| env: one step (median of {env['steps']}; frozen weights, adaptive BN) | "
         f"{env['step_s_median']:.4f} |",
+        f"| env on the built-in default task: first reset | {default['first_reset_s']:.2f} |",
+        f"| env on the built-in default task: one step (median of {default['steps']}) | "
+        f"{default['step_s_median']:.4f} |",
         f"| main job, {journey['short_steps']} fine-tuning steps | {journey['short_s']:.1f} |",
         f"| main job, {journey['long_steps']} fine-tuning steps | {journey['long_s']:.1f} |",
         f"| one fine-tuning step (batch 8; the difference per extra step) | "
@@ -138,15 +150,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--env-steps", type=int, default=20)
     parser.add_argument("--short", type=int, default=20)
     parser.add_argument("--long", type=int, default=220)
+    parser.add_argument("--autocast", choices=AUTOCAST_DTYPES, default=None,
+                        help="the fine-tune's mixed precision (default float32)")
     parser.add_argument("--commit", default="unknown", help="recorded as is")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
         task_file = write_task(folder)
-        env = time_env(task_file, args.device, args.env_steps)
-        short = run_journey(task_file, folder, args.device, args.short)
-        long = run_journey(task_file, folder, args.device, args.long)
+        env = time_env({"task": str(task_file), **ENV_OPTIONS}, args.device, args.env_steps)
+        env_default = time_env({}, args.device, args.env_steps)
+        short = run_journey(task_file, folder, args.device, args.short, args.autocast)
+        long = run_journey(task_file, folder, args.device, args.long, args.autocast)
         images = folder / "images"
         images.mkdir()
         for i in range(8):
@@ -163,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
         "device_name": (torch.cuda.get_device_name() if torch.device(args.device).type == "cuda"
                         else platform.processor() or "cpu"),
         "commit": args.commit, "teacher": "untrained unet_256 ngf 64 (speed only)",
-        "env": env, "translate_s": translate_s,
+        "autocast": args.autocast, "env": env, "env_default": env_default,
+        "translate_s": translate_s,
         "journey": {"short_steps": args.short, "long_steps": args.long, "short_s": short,
                     "long_s": long, "finetune_step_s": (long - short) / (args.long - args.short)},
     }
