@@ -16,6 +16,7 @@ from gan_prune_env.models import (
     DiscriminatorConfig, GeneratorConfig, NLayerDiscriminator, ResnetGenerator, UnetGenerator,
     build_discriminator, build_generator, unet_depth,
 )
+from gan_prune_env.models.factory import reinitialize
 
 try:  # works whether or not tests/ becomes a package
     from tests import reference_networks as ref
@@ -252,6 +253,17 @@ def test_seeded_init_is_deterministic_and_reference_style():
     for m in a.modules():
         if isinstance(m, nn.BatchNorm2d):
             assert torch.all(m.bias == 0) and abs(m.weight.mean().item() - 1.0) < 0.05
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (the device check)")
+def test_seeded_reinit_of_a_cuda_network_gives_the_cpu_weights():
+    # the recipe's shrunk start re-initialises a copy of the (CUDA) student; CUDA tensors cannot
+    # draw from the CPU generator, so the draws are made on the CPU and copied
+    cfg = GeneratorConfig(arch="unet_auto", image_size=32, ngf=4)
+    on_cpu = reinitialize(build_generator(cfg), seed=3)
+    on_gpu = reinitialize(build_generator(cfg).cuda(), seed=3)
+    for (k, va), vb in zip(on_cpu.state_dict().items(), on_gpu.state_dict().values()):
+        assert torch.equal(va, vb.cpu()), k
 
 
 # -- bad configs fail loudly ----------------------------------------------------------------------

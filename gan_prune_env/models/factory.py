@@ -75,19 +75,26 @@ def unet_depth(image_size: int) -> int:
 
 
 def init_weights(net: nn.Module, gain: float = 0.02, seed: int | None = None) -> nn.Module:
-    """Reference 'normal' init: conv weights N(0, gain), norm weights N(1, gain), biases 0."""
+    """Reference 'normal' init: conv weights N(0, gain), norm weights N(1, gain), biases 0.
+
+    The draws come from a CPU generator and are copied to wherever ``net`` lives, so a seed
+    gives the same weights on any device (a CUDA tensor cannot draw from a CPU generator)."""
     generator = torch.Generator().manual_seed(seed) if seed is not None else None
+
+    def normal(param: torch.Tensor, mean: float) -> None:
+        draws = torch.empty(param.shape, dtype=param.dtype).normal_(mean, gain, generator=generator)
+        param.copy_(draws)
 
     def init(m: nn.Module) -> None:
         name = type(m).__name__
         if hasattr(m, "weight") and m.weight is not None and ("Conv" in name or "Linear" in name):
             with torch.no_grad():
-                m.weight.normal_(0.0, gain, generator=generator)
+                normal(m.weight, 0.0)
                 if getattr(m, "bias", None) is not None:
                     m.bias.zero_()
         elif "BatchNorm2d" in name and m.weight is not None:
             with torch.no_grad():
-                m.weight.normal_(1.0, gain, generator=generator)
+                normal(m.weight, 1.0)
                 m.bias.zero_()
 
     net.apply(init)
