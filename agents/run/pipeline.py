@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Any
@@ -106,7 +107,8 @@ def _evaluate(config: RunConfig, pair, task, run_dir: Path, writer: SummaryWrite
     example = torch.zeros(1, *pair.input_shape[g_name], device=config.device)
     latency = measure_latencies([teacher_g, pruned_g], example, config.evaluation.latency_runs,
                                 threads=config.evaluation.latency_threads)
-    report = export_generator(pruned_g.cpu(), example.cpu(), run_dir / "export",
+    # exports run on the CPU: a copy, since Module.cpu() moves the network itself
+    report = export_generator(copy.deepcopy(pruned_g).cpu(), example.cpu(), run_dir / "export",
                               torchscript=config.torchscript, onnx=config.onnx)
     _log_images(writer, task, teacher_g, pruned_g, config.device)
     return {
