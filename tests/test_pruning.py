@@ -880,3 +880,11 @@ def test_slicing_a_slice_by_relative_indices_equals_slicing_the_full_model(cases
         torch.testing.assert_close(twice(case.x), once(case.x), atol=ATOL, rtol=0)
     with pytest.raises(ValueError, match="not kept by the wider"):
         relative_indices(narrow, wide)
+
+
+def test_macs_are_counted_for_a_network_on_another_device_than_its_example():
+    # the pipeline counts a CUDA network's MACs with a CPU example; the meta device stands in for
+    # CUDA here (a forward across devices raises on both)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Conv2d(4, 2, 1))
+    example = torch.zeros(1, 3, 8, 8)
+    assert count_macs(copy.deepcopy(net).to("meta"), example) == count_macs(net, example) > 0

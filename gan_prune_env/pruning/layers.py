@@ -62,16 +62,24 @@ def trace_once(model: nn.Module, example_input: torch.Tensor,
                handles: list[torch.utils.hooks.RemovableHandle]) -> None:
     """One forward pass of ``model`` in eval mode without gradients, for the hooks behind
     ``handles`` to read shapes off; the model's mode comes back and the hooks are removed,
-    whatever happens."""
+    whatever happens. The example goes to the model's device (shapes do not depend on it, and
+    callers build CPU examples for networks on any device)."""
     was_training = model.training
     try:
         model.eval()
         with torch.no_grad():
-            model(example_input)
+            model(example_input.to(_device_of(model)))
     finally:
         model.train(was_training)
         for handle in handles:
             handle.remove()
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    tensor = next(model.parameters(), None)
+    if tensor is None:
+        tensor = next(model.buffers(), None)
+    return tensor.device if tensor is not None else torch.device("cpu")
 
 
 def output_layer_names(layers: dict[str, LayerInfo]) -> list[str]:
