@@ -103,7 +103,7 @@ def time_env(env_kwargs: dict[str, Any], device: str, steps: int) -> dict[str, f
 
 
 def run_journey(task_file: Path, folder: Path, device: str, steps: int,
-                autocast: str | None) -> float:
+                autocast: str | None, workers: int = 0) -> float:
     """Wall seconds of ``train_agents.py`` with ``steps`` fine-tuning steps."""
     config = folder / f"run_{steps}.yaml"
     config.write_text(yaml.safe_dump({
@@ -111,7 +111,7 @@ def run_journey(task_file: Path, folder: Path, device: str, steps: int,
         "env_kwargs": {"task": str(task_file), **ENV_OPTIONS},
         "search": {"algo": "uniform", "n_rounds": 4, "save_freq": 4, "eval_freq": 4},
         "finetune": {"steps": steps, "save_every": max(steps, 1), "image_every": 0,
-                     "autocast": autocast},
+                     "autocast": autocast, "num_workers": workers},
         "evaluation": {"max_images": 8, "latency_runs": 2, "fid": False},
         "device": device, "progress": False,
     }))
@@ -128,7 +128,8 @@ def report(result: dict[str, Any]) -> str:
         "# The journey at 256 px (U-Net-256, ngf 64) on a device", "",
         f"Device {result['device_name']} ({result['device']}), torch {result['torch']}, commit "
         f"{result['commit']}; untrained teacher (speed only); fine-tuning forward passes in "
-        f"{result['autocast'] or 'float32'}.", "",
+        f"{result['autocast'] or 'float32'}, batches made by {result.get('workers', 0)} "
+        "DataLoader workers (0: the main process).", "",
         "| what | seconds |", "|---|---|",
         f"| env: first reset (teacher, pools, channel spaces) | {env['first_reset_s']:.2f} |",
         f"| env: one step (median of {env['steps']}; frozen weights, adaptive BN) | "
@@ -152,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--long", type=int, default=220)
     parser.add_argument("--autocast", choices=AUTOCAST_DTYPES, default=None,
                         help="the fine-tune's mixed precision (default float32)")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="the fine-tune's DataLoader workers (FinetuneConfig.num_workers)")
     parser.add_argument("--commit", default="unknown", help="recorded as is")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args(argv)
@@ -160,8 +163,10 @@ def main(argv: list[str] | None = None) -> int:
         task_file = write_task(folder)
         env = time_env({"task": str(task_file), **ENV_OPTIONS}, args.device, args.env_steps)
         env_default = time_env({}, args.device, args.env_steps)
-        short = run_journey(task_file, folder, args.device, args.short, args.autocast)
-        long = run_journey(task_file, folder, args.device, args.long, args.autocast)
+        short = run_journey(task_file, folder, args.device, args.short, args.autocast,
+                            args.workers)
+        long = run_journey(task_file, folder, args.device, args.long, args.autocast,
+                           args.workers)
         images = folder / "images"
         images.mkdir()
         for i in range(8):
@@ -178,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         "device_name": (torch.cuda.get_device_name() if torch.device(args.device).type == "cuda"
                         else platform.processor() or "cpu"),
         "commit": args.commit, "teacher": "untrained unet_256 ngf 64 (speed only)",
-        "autocast": args.autocast, "env": env, "env_default": env_default,
+        "autocast": args.autocast, "workers": args.workers, "env": env, "env_default": env_default,
         "translate_s": translate_s,
         "journey": {"short_steps": args.short, "long_steps": args.long, "short_s": short,
                     "long_s": long, "finetune_step_s": (long - short) / (args.long - args.short)},

@@ -262,6 +262,12 @@ class FinetuneConfig:
     sync_batchnorm: bool = False
     """BatchNorm statistics over all processes' rows when fine-tuning on several GPUs
     (``TeacherTrainConfig.sync_batchnorm``); no effect in one process."""
+    num_workers: int = 0
+    """DataLoader worker processes making the training batches
+    (``TeacherTrainConfig.num_workers``); batches are the same for any number (each item is
+    seeded by its index). 0 on CPU, where the cores train; on a GPU the batches are the
+    bottleneck: at 256 px on an H200, making the procedural batches in the main process took
+    85% of a fine-tuning step (``benchmarks/device_timing.py``)."""
     save_every: int = 200
     log_every: int = 20
     image_every: int = 100
@@ -269,6 +275,9 @@ class FinetuneConfig:
     def __post_init__(self) -> None:
         if self.steps < 0 or self.batch_size < 1 or self.density_centers < 1:
             raise ValueError("steps must be >= 0, batch_size and density_centers >= 1")
+        if self.num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0 (0: batches made in the main process), "
+                             f"got {self.num_workers}")
         if self.adversarial_warmup_steps < 0:
             raise ValueError(f"adversarial_warmup_steps must be >= 0 (0: no warm-up), got "
                              f"{self.adversarial_warmup_steps}")
@@ -524,7 +533,8 @@ def train_config(task: TaskConfig, config: FinetuneConfig, seed: int, device: st
         adversarial_warmup_steps=config.adversarial_warmup_steps, seed=seed,
         log_every=config.log_every, image_every=config.image_every,
         save_every=config.save_every, device=device, autocast=config.autocast,
-        sync_batchnorm=config.sync_batchnorm, progress=progress, **weights)
+        sync_batchnorm=config.sync_batchnorm, num_workers=config.num_workers,
+        progress=progress, **weights)
 
 
 def build_finetune_trainer(networks: dict[str, nn.Module], recipe: TeacherTrainConfig

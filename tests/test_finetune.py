@@ -769,6 +769,8 @@ def test_the_task_loss_weight_and_the_warmup_reach_the_trainer_config(task_name,
                    field) == 3.0
     warm = train_config(task, FinetuneConfig(adversarial_warmup_steps=7), 0, "cpu", False)
     assert warm.adversarial_warmup_steps == 7  # the trainer's loop ramps the GAN terms
+    workers = train_config(task, FinetuneConfig(num_workers=3), 0, "cpu", False)
+    assert workers.num_workers == 3  # the trainer's batch stream starts them
 
 
 def test_a_fresh_discriminator_starts_from_the_reference_init_and_resumes_bit_identically(
