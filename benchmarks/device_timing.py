@@ -21,9 +21,15 @@ tests cover the device plumbing only as far as a CPU can.
 Writes ``device_timing.json`` and ``device_timing.md`` to ``--out``. Regenerate (on the GPU
 machine; CPU works too, slowly)::
 
-    python benchmarks/device_timing.py --device cuda --out benchmarks/results
+    python benchmarks/device_timing.py --device cuda --out benchmarks/results/device_timing
     python benchmarks/device_timing.py --device cuda --autocast bfloat16 \
-        --out benchmarks/results/device_timing_bfloat16
+        --out benchmarks/results/device_timing
+    python benchmarks/device_timing.py --device cuda --workers 8 \
+        --out benchmarks/results/device_timing
+
+Each writes ``device_timing.json`` and ``.md`` there; the committed ones were renamed by their
+setting (``float32``, ``bfloat16``, ``float32_workers8``), and ``profile_float32.txt`` holds a
+cProfile of a 150-step journey (where a step's time goes: making the batches).
 """
 
 from __future__ import annotations
