@@ -625,3 +625,39 @@ def test_facades_btoa_feeds_the_label_map(facades_root):
         labels_first, photo_first = btoa[i], atob[i]
         assert saturation(labels_first["A"]) > 0.5 > 0.3 > saturation(labels_first["B"])
         assert torch.equal(labels_first["A"], photo_first["B"])
+
+
+class _PidPairs(ProceduralPairs):
+    """Procedural pairs whose B path names the process that made them."""
+
+    def _pair(self, index, rng):
+        a, b, a_path, _ = super()._pair(index, rng)
+        return a, b, a_path, str(os.getpid())
+
+
+def _batches_epoch_by_epoch(ds, batch_size: int, seed: int, start_step: int, count: int):
+    """The stream as a loop over epochs makes it: each epoch's shuffle, whole batches only."""
+    from gan_prune_env.teacher.batches import epoch_order
+
+    per_epoch = len(ds) // batch_size
+    keys = [(epoch, int(i)) for epoch in range(8)
+            for i in epoch_order(len(ds), seed, epoch)[:per_epoch * batch_size]]
+    keys = keys[start_step * batch_size:(start_step + count) * batch_size]
+    return [[ds.item(*key) for key in keys[k:k + batch_size]]
+            for k in range(0, len(keys), batch_size)]
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_the_batch_stream_serves_every_epoch_from_one_loader(workers):
+    # 10 items, batches of 4: 2 batches an epoch, 2 items left out of each; start mid-epoch
+    ds = _PidPairs("train", config(crop_size=32, load_size=32, max_items=10))
+    from gan_prune_env.teacher.batches import batch_stream
+
+    stream = batch_stream(ds, 4, seed=3, start_step=1, num_workers=workers)
+    got = [next(stream) for _ in range(5)]  # steps 1-5: epochs 0-2
+    for batch, expected in zip(got, _batches_epoch_by_epoch(ds, 4, 3, 1, 5), strict=True):
+        assert torch.equal(batch["A"], torch.stack([item["A"] for item in expected]))
+        assert batch["A_path"] == [item["A_path"] for item in expected]
+    makers = {pid for batch in got for pid in batch["B_path"]}
+    # one worker process makes every epoch's items (a loader per epoch would start new ones)
+    assert len(makers) == max(workers, 1) and (workers == 0) == (makers == {str(os.getpid())})

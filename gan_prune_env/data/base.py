@@ -46,11 +46,16 @@ class PairDataset(Dataset[Sample]):
         return n if cap is None else min(n, cap)
 
     def __getitem__(self, index: int) -> Sample:
+        return self.item(self.epoch, index)
+
+    def item(self, epoch: int, index: int) -> Sample:
+        """Item ``index`` as epoch ``epoch`` augments it, whatever epoch is set: a loader that
+        serves several epochs asks for each item with its own."""
         index = operator.index(index)
         if not 0 <= index < len(self):
             name = type(self).__name__
             raise IndexError(f"index {index} out of range for {name} of size {len(self)}")
-        rng = sample_rng(self.config.seed, self.epoch, index)
+        rng = sample_rng(self.config.seed, epoch, index)
         a, b, a_path, b_path = self._pair(index, rng)
         if self.config.direction == "BtoA":
             a, b, a_path, b_path = b, a, b_path, a_path

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from gan_prune_env.data import PairDataset
 
@@ -36,17 +36,45 @@ def epoch_order(size: int, seed: int, epoch: int) -> np.ndarray:
 def batch_stream(
     dataset: PairDataset, batch_size: int, seed: int, start_step: int = 0, num_workers: int = 0
 ) -> Iterator[dict]:
-    """Endless iterator of training batches starting at global step ``start_step``."""
-    per_epoch = steps_per_epoch(dataset, batch_size)
-    epoch, skip = divmod(start_step, per_epoch)
-    while True:
-        dataset.set_epoch(epoch)
-        order = epoch_order(len(dataset), seed, epoch)[skip * batch_size: per_epoch * batch_size]
-        loader = DataLoader(
-            dataset, batch_size=batch_size, sampler=order.tolist(), num_workers=num_workers,
-            drop_last=True,
-            # A private generator: the loader's worker seed must not consume global RNG.
-            generator=torch.Generator().manual_seed(seed),
-        )
-        yield from loader
-        epoch, skip = epoch + 1, 0
+    """Endless iterator of training batches starting at global step ``start_step``.
+
+    One DataLoader serves every epoch, so its ``num_workers`` processes start once per run, not
+    once per epoch (on a GPU with a small dataset, restarting them each epoch cost more than
+    the training step). Each item is addressed with its epoch (:class:`_EpochItems`)."""
+    loader = DataLoader(
+        _EpochItems(dataset), batch_size=batch_size,
+        sampler=_EpochOrder(len(dataset), steps_per_epoch(dataset, batch_size) * batch_size,
+                            seed, start_step * batch_size),
+        num_workers=num_workers, drop_last=True,
+        # A private generator: the loader's worker seed must not consume global RNG.
+        generator=torch.Generator().manual_seed(seed),
+    )
+    yield from loader
+
+
+class _EpochItems(Dataset):
+    """``dataset``'s items addressed by ``(epoch, index)`` (:meth:`PairDataset.item`)."""
+
+    def __init__(self, dataset: PairDataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]) -> dict:
+        return self.dataset.item(*key)
+
+
+class _EpochOrder(Sampler):
+    """Endless ``(epoch, index)`` keys: each epoch's shuffle (:func:`epoch_order`) cut to its
+    first ``per_epoch`` items (whole batches), from the ``start``-th key on."""
+
+    def __init__(self, size: int, per_epoch: int, seed: int, start: int) -> None:
+        self.size, self.per_epoch, self.seed, self.start = size, per_epoch, seed, start
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        epoch, skip = divmod(self.start, self.per_epoch)
+        while True:
+            order = epoch_order(self.size, self.seed, epoch)[skip:self.per_epoch]
+            yield from ((epoch, int(index)) for index in order)
+            epoch, skip = epoch + 1, 0
