@@ -39,8 +39,9 @@ def batch_stream(
     """Endless iterator of training batches starting at global step ``start_step``.
 
     One DataLoader serves every epoch, so its ``num_workers`` processes start once per run, not
-    once per epoch (on a GPU with a small dataset, restarting them each epoch cost more than
-    the training step). Each item is addressed with its epoch (:class:`_EpochItems`)."""
+    once per epoch: a restart is a fixed cost per epoch, large beside a GPU's step on a small
+    dataset (on an H200, 8 workers restarted every 8 steps left a 256 px step at 70 ms, its
+    training 18 ms). Each item is addressed with its epoch (:class:`_EpochItems`)."""
     loader = DataLoader(
         _EpochItems(dataset), batch_size=batch_size,
         sampler=_EpochOrder(len(dataset), steps_per_epoch(dataset, batch_size) * batch_size,
