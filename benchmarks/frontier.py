@@ -26,7 +26,9 @@ kept MACs at 25%, 10%, 5% and 2.5% of the teacher, for
   narrowed to the budget's width with its weights and fine-tuned like the others;
   ``pruned_separable_slim_teacher_targets``: the same from a start distilled with network
   slimming's sparsity term (``separable_slim_teacher_targets``), narrowed by its norm scales:
-  the best variant measured.
+  the best variant measured; ``pruned_separable_slim_wide_teacher_targets``: the same from a
+  start 1.75 times the teacher's width (``separable_slim_wide_teacher_targets``, 22% of the wide
+  teacher's MACs), for the wide task's 25% budget.
 
 Every cell is a comparison cell (``compare_methods.py``: the same search -> slice -> fine-tune
 -> evaluate path, the project's one fine-tuning recipe, the same steps for every method), stored
@@ -68,6 +70,11 @@ the recipe before cutmix and the shrunk start for the wide task's other cells an
         separable_slim_teacher_targets --seeds 0 --save-generator \
         runs/separable/default_wide_separable_slim_teacher_targets/generator.pt --out \
         runs/separable/default_wide_separable_slim_teacher_targets \
+        --results benchmarks/results/frontier_default_wide.jsonl --no-report
+    python benchmarks/compare_methods.py run --tasks default_wide --budgets 0.25 --methods \
+        separable_slim_wide_teacher_targets --seeds 0 --save-generator \
+        runs/separable/default_wide_separable_slim_wide_teacher_targets/generator.pt --out \
+        runs/separable/default_wide_separable_slim_wide_teacher_targets \
         --results benchmarks/results/frontier_default_wide.jsonl --no-report
     python benchmarks/frontier.py run --tasks default_wide --published --workers 2
     python benchmarks/compare_methods.py teacher --out runs/compare_facades_teacher
@@ -145,6 +152,8 @@ PUBLISHED: dict[str, dict[str, tuple[Group, ...]]] = {
             # bit, which this seed checks
             (("pruned_separable_slim_teacher_targets",), (0.25,), (2,)),
             (TEACHER_TARGET_BASELINES, (0.1,), (0, 1, 2)),
+            (("separable_slim_wide_teacher_targets",), (0.25,), (0,)),  # the 1.75x start itself
+            (("pruned_separable_slim_wide_teacher_targets",), (0.25,), (0, 1, 2)),
         ),
     },
     "facades": {"before_cutmix": ((TEACHER_TARGET_BASELINES, (0.1,), (0, 1, 2)),)},
