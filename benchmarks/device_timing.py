@@ -134,7 +134,7 @@ def report(result: dict[str, Any]) -> str:
         "# The journey at 256 px (U-Net-256, ngf 64) on a device", "",
         f"Device {result['device_name']} ({result['device']}), torch {result['torch']}, commit "
         f"{result['commit']}; untrained teacher (speed only); fine-tuning forward passes in "
-        f"{result['autocast'] or 'float32'}, batches made by {result.get('workers', 0)} "
+        f"{result['autocast'] or 'float32'}, batches made by {result['workers']} "
         "DataLoader workers (0: the main process).", "",
         "| what | seconds |", "|---|---|",
         f"| env: first reset (teacher, pools, channel spaces) | {env['first_reset_s']:.2f} |",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 
 class DeviceError(ValueError):
@@ -29,3 +30,11 @@ def check_device(device: str | torch.device, name: str = "device") -> torch.devi
         first_line = (str(err).splitlines() or [type(err).__name__])[0]
         raise DeviceError(f"{name} {parsed} cannot be used here: {first_line}") from err
     return parsed
+
+
+def module_device(module: nn.Module) -> torch.device:
+    """Where ``module``'s parameters (else buffers) live; the CPU for a module with neither."""
+    tensor = next(module.parameters(), None)
+    if tensor is None:
+        tensor = next(module.buffers(), None)
+    return tensor.device if tensor is not None else torch.device("cpu")

@@ -265,7 +265,7 @@ class FinetuneConfig:
     num_workers: int = 0
     """DataLoader worker processes making the training batches
     (``TeacherTrainConfig.num_workers``); batches are the same for any number (each item is
-    seeded by its index). 0 on CPU, where the cores train; on a GPU the batches are the
+    seeded by its epoch and index). 0 on CPU, where the cores train; on a GPU the batches are the
     bottleneck: at 256 px on an H200, making the procedural batches in the main process took
     85% of a fine-tuning step (``benchmarks/device_timing.py``)."""
     save_every: int = 200

@@ -46,6 +46,7 @@ from gan_prune_env.data import DataConfig, build_dataset, evaluation_split
 from gan_prune_env.data.datasets import split_folder
 from gan_prune_env.data.images import list_images, load_image
 from gan_prune_env.data.transforms import Augmentation, ImageTransform
+from gan_prune_env.devices import module_device
 from gan_prune_env.evaluation.features import RandomConvFeatures
 from gan_prune_env.evaluation.inception import load_fid_inception
 from gan_prune_env.evaluation.metrics import (
@@ -177,10 +178,7 @@ def _eval_mode(*modules: nn.Module | None):
 
 
 def _resolve_device(generator: nn.Module, device: str | torch.device | None) -> torch.device:
-    if device is not None:
-        return torch.device(device)
-    param = next(generator.parameters(), None)
-    return param.device if param is not None else torch.device("cpu")
+    return torch.device(device) if device is not None else module_device(generator)
 
 
 def _fid_extractor(fid_weights: Any, device: torch.device) -> nn.Module | None:

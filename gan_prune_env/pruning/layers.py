@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from gan_prune_env.devices import module_device
+
 PRUNABLE_LAYERS = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)
 
 
@@ -68,18 +70,11 @@ def trace_once(model: nn.Module, example_input: torch.Tensor,
     try:
         model.eval()
         with torch.no_grad():
-            model(example_input.to(_device_of(model)))
+            model(example_input.to(module_device(model)))
     finally:
         model.train(was_training)
         for handle in handles:
             handle.remove()
-
-
-def _device_of(model: nn.Module) -> torch.device:
-    tensor = next(model.parameters(), None)
-    if tensor is None:
-        tensor = next(model.buffers(), None)
-    return tensor.device if tensor is not None else torch.device("cpu")
 
 
 def output_layer_names(layers: dict[str, LayerInfo]) -> list[str]:
