@@ -79,6 +79,21 @@ the most any reward can be expected to reach::
         --results benchmarks/results/reward_fidelity_seed1.jsonl --no-report --workers 2
     python benchmarks/reward_fidelity.py report --replica benchmarks/results/reward_fidelity_seed1.jsonl
 
+Today's recipe. The committed ``reward_fidelity.jsonl`` and its seed-1 replica were fine-tuned
+with the recipe of their time, towards the dataset's targets; the frontier's recipe now
+distils towards the teacher's outputs (``FinetuneConfig.targets``), which is what "the final
+model" means. The same plan under it, in its own folder (a finished architecture under another
+recipe is an error, so the files cannot mix)::
+
+    python benchmarks/reward_fidelity.py run --tasks default --budgets 0.1 \
+        --modes frozen distill_k balance --out benchmarks/results/reward_fidelity_teacher_targets
+    python benchmarks/reward_fidelity.py run --tasks default --budgets 0.1 --modes frozen \
+        --seed 1 --out benchmarks/results/reward_fidelity_teacher_targets \
+        --results benchmarks/results/reward_fidelity_teacher_targets/seed1.jsonl --no-report
+    python benchmarks/reward_fidelity.py report \
+        --out benchmarks/results/reward_fidelity_teacher_targets \
+        --replica benchmarks/results/reward_fidelity_teacher_targets/seed1.jsonl
+
 Cost (default task, one torch thread per architecture, measured on the 2-core development
 machine while another benchmark's two workers held both cores, load average ~2.7): the frozen
 reward 0.1 s; ``distill_k`` (50 steps) ~4.5 s; the final fine-tune ~5.5 s per 100 steps (~35 s
@@ -714,6 +729,13 @@ def group_stats(archs: list[dict[str, Any]]) -> dict[str, Any]:
     return stats
 
 
+def _targets(final: dict[str, Any] | None) -> str:
+    """What the final fine-tune distilled towards (``FinetuneConfig.targets``): the dataset's
+    targets before session 19 made the teacher's outputs the recipe's default."""
+    targets = final["finetune"].get("targets", "?") if final else "?"
+    return "auto (the teacher's outputs on a paired task)" if targets == "auto" else targets
+
+
 def _group_section(task: str, budget: float, archs: list[dict[str, Any]],
                    stats: dict[str, Any]) -> list[str]:
     length = stats["steps"]
@@ -724,7 +746,7 @@ def _group_section(task: str, budget: float, archs: list[dict[str, Any]],
              (f"{len(archs)} architectures (arch seeds {sorted({r['arch_seed'] for r in archs})}; "
               f"D budget {first['env']['budget_d']:g}), final metrics after {length} fine-tuning "
               f"steps on {final['eval_images'] if final else '?'} test images; fine-tuning seed "
-              f"{first['seed']}. Teacher: FID {tq.get('fid', math.nan):.1f}, KID x1e3 "
+              f"{first['seed']}; the recipe's targets: {_targets(final)}. Teacher: FID {tq.get('fid', math.nan):.1f}, KID x1e3 "
               f"{tq.get('kid', math.nan) * 1e3:.1f}, PSNR {tq.get('psnr', math.nan):.2f} dB. "
               f"Commits {sorted({r.get('commit', '?')[:12] for r in archs})}; teacher SHA-1 "
               f"{sorted({r.get('teacher_sha1', '?') for r in archs})}.\n"),
@@ -773,6 +795,7 @@ def _group_section(task: str, budget: float, archs: list[dict[str, Any]],
                 lines.append(f"| {short} | {long} | {label} | {s['n']} | "
                              f"{_fmt_corr(s, 'spearman')} | {_fmt_corr(s, 'kendall')} |")
     lines += _ceiling_lines(stats.get("noise_ceiling", []), length)
+    lines += _seed_mean_lines(stats.get("seed_mean"))
     modes = list(stats["fidelity"])
     lines += ["", f"Architectures (final metrics after {length} steps):\n"]
     header = ["#", "origin", "G kept MACs", "D kept MACs"] + [f"reward {m}" for m in modes] + \
@@ -791,21 +814,32 @@ def _group_section(task: str, budget: float, archs: list[dict[str, Any]],
     return lines
 
 
-def seed_agreement(archs: list[dict[str, Any]], replica: dict[str, dict[str, Any]],
-                   length: int) -> dict[str, Any] | None:
-    """The noise ceiling: rank correlation of each final metric between the fine-tuning seed of
-    ``archs`` and another one (``replica``: the same architectures' records under that seed), at
-    ``length`` steps. No reward can be expected to rank one fine-tune's results better than
-    another fine-tune of the same architectures does. None when fewer than 3 are shared."""
-    pairs = []
+def _replicated(archs: list[dict[str, Any]], replicas: list[dict[str, dict[str, Any]]],
+                length: int) -> list[list[dict[str, Any]]]:
+    """Per architecture of ``archs`` that every replica (the same plan under another
+    fine-tuning seed) finished at ``length`` steps: its records, this run's first."""
+    rows = []
     for record in archs:
-        other = replica.get(record["key"])
-        if other is None or str(length) not in other["finals"]:
+        others = [replica.get(record["key"]) for replica in replicas]
+        if any(o is None or str(length) not in o["finals"] for o in others):
             continue
-        if other["arch"]["kept_channels"] != record["arch"]["kept_channels"]:
+        if any(o["arch"]["kept_channels"] != record["arch"]["kept_channels"] for o in others):
             raise SystemExit(f"error: {record['key']} is another architecture in the replica "
                              "results; a replica must rerun the same plan with another --seed")
-        pairs.append((record, other))
+        rows.append([record, *others])
+    return rows
+
+
+def seed_agreement(archs: list[dict[str, Any]], replica: dict[str, dict[str, Any]],
+                   length: int) -> dict[str, Any] | None:
+    """The noise ceiling: rank correlation ``r`` of each final metric between the fine-tuning
+    seed of ``archs`` and another one (``replica``: the same architectures' records under that
+    seed), at ``length`` steps. ``r`` is how well one fine-tune ranks the architectures as
+    another does; a reward that knew each architecture's expected quality exactly would
+    correlate with one fine-tune at about ``sqrt(r)`` (classical test theory: ``r`` is the
+    reliability of one fine-tune; exact for Pearson correlations, a guide for ranks). None when
+    fewer than 3 are shared."""
+    pairs = _replicated(archs, [replica], length)
     if len(pairs) < 3:
         return None
     return {"seeds": [pairs[0][0]["seed"], pairs[0][1]["seed"]], "by_metric": {
@@ -814,21 +848,62 @@ def seed_agreement(archs: list[dict[str, Any]], replica: dict[str, dict[str, Any
         for metric, _, _, _, _ in METRICS}}
 
 
+def seed_mean_fidelity(archs: list[dict[str, Any]], replicas: list[dict[str, dict[str, Any]]],
+                       length: int) -> dict[str, Any] | None:
+    """Each mode's fidelity against the mean of each final metric over the fine-tuning seeds
+    (this run's and every replica's): the architecture's expected quality, which is what a
+    search should predict, measured with less fine-tuning noise than one seed. With agreement
+    ``r`` between two seeds, the mean of ``k`` has reliability ``k r / (1 + (k - 1) r)``
+    (Spearman-Brown), so an exact predictor would reach about its square root. None unless 3
+    architectures have every seed."""
+    rows = _replicated(archs, replicas, length) if replicas else []
+    if len(rows) < 3:
+        return None
+    modes = [m for m in rows[0][0]["scores"] if all(m in row[0]["scores"] for row in rows)]
+    means = {metric: [float(np.mean([_metric(r, length, metric) for r in row])) for row in rows]
+             for metric, _, _, _, _ in METRICS}
+    return {"seeds": [r["seed"] for r in rows[0]], "by_mode": {
+        mode: {metric: fidelity([row[0]["scores"][mode]["reward"] for row in rows],
+                                means[metric], higher)
+               for metric, _, higher, _, _ in METRICS}
+        for mode in modes}}
+
+
 def _ceiling_lines(ceilings: list[dict[str, Any]], length: int) -> list[str]:
     if not ceilings:
         return []
-    lines = ["", (f"**Noise ceiling**: rank correlation of each final metric ({length} steps) "
+    lines = ["", (f"**Noise ceiling**: rank correlation r of each final metric ({length} steps) "
                   "between two fine-tuning seeds of the same architectures: how well one "
-                  "fine-tune ranks them as another does, the most a reward can be expected to "
-                  "reach.\n"),
-             "| seeds | metric | n | Spearman [95% CI] | Kendall [95% CI] |",
-             "|---|---|---|---|---|"]
+                  "fine-tune ranks them as another does. A reward that knew each "
+                  "architecture's expected quality exactly would correlate with one fine-tune "
+                  "at about sqrt(r), and with the mean of two at about sqrt(2r / (1 + r)) "
+                  "(classical test theory; exact for Pearson, a guide for ranks).\n"),
+             "| seeds | metric | n | Spearman r [95% CI] | Kendall [95% CI] | "
+             "exact predictor vs one seed / vs the mean of two |",
+             "|---|---|---|---|---|---|"]
     for ceiling in ceilings:
         seeds = " vs ".join(map(str, ceiling["seeds"]))
         for metric, label, _, _, _ in METRICS:
             s = ceiling["by_metric"][metric]
+            r = max(s["spearman"], 0.0)
             lines.append(f"| {seeds} | {label} | {s['n']} | {_fmt_corr(s, 'spearman')} | "
-                         f"{_fmt_corr(s, 'kendall')} |")
+                         f"{_fmt_corr(s, 'kendall')} | {math.sqrt(r):.2f} / "
+                         f"{math.sqrt(2 * r / (1 + r)) if r else 0.0:.2f} |")
+    return lines
+
+
+def _seed_mean_lines(stats: dict[str, Any] | None) -> list[str]:
+    if not stats:
+        return []
+    seeds = ", ".join(map(str, stats["seeds"]))
+    lines = ["", (f"**Fidelity against the seeds' mean**: the mode's reward against the mean "
+                  f"of each final metric over fine-tuning seeds {seeds} (signed as above).\n"),
+             "| mode | " + " | ".join(f"{label} Spearman [95% CI]"
+                                     for _, label, _, _, _ in METRICS) + " |",
+             "|---" * (len(METRICS) + 1) + "|"]
+    for mode, by_metric in stats["by_mode"].items():
+        lines.append(f"| {mode} | " + " | ".join(_fmt_corr(by_metric[m], "spearman")
+                                                for m, _, _, _, _ in METRICS) + " |")
     return lines
 
 
@@ -855,6 +930,7 @@ def make_report(results: Path, out: Path, replicas: list[Path] | None = None) ->
         stats = group_stats(archs)
         stats["noise_ceiling"] = [c for c in (seed_agreement(archs, replica, stats["steps"])
                                               for replica in replica_records) if c]
+        stats["seed_mean"] = seed_mean_fidelity(archs, replica_records, stats["steps"])
         summary[f"{task}|{budget:g}"] = stats
         plotted[(task, budget)] = (archs, stats)
         lines += _group_section(task, budget, archs, stats)

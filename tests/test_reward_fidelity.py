@@ -101,6 +101,31 @@ def test_seed_agreement_is_the_noise_ceiling(rf):
         rf.seed_agreement(archs, other, 2)
     lines = "\n".join(rf._ceiling_lines([ceiling], 2))
     assert "**Noise ceiling**" in lines and "| 0 vs 1 | FID | 5 | +1.00" in lines
+    assert "| 1.00 / 1.00 |" in lines  # seeds that agree exactly: an exact predictor reaches 1
+
+
+def test_fidelity_against_the_seeds_mean(rf):
+    """A reward that ranks architectures by their expected quality (the mean over fine-tuning
+    seeds) is exact against that mean, though each seed alone reorders two pairs."""
+    def record(i: int, seed: int, fid: float) -> dict:
+        quality = {"fid": fid, "kid": fid / 1000, "psnr": 30 - fid / 10, "psnr_teacher": -fid}
+        return {"key": f"k{i}", "seed": seed, "arch": {"kept_channels": {"generator": [i]}},
+                "scores": {"frozen": {"reward": -float(i)}}, "finals": {"2": {"quality": quality}}}
+
+    noise = [0.0, 3.0, 0.0, 3.0, 0.0]
+    archs = [record(i, 0, 200.0 + 2 * i + noise[i]) for i in range(5)]
+    replica = {f"k{i}": record(i, 1, 200.0 + 2 * i - noise[i]) for i in range(5)}
+    against_mean = rf.seed_mean_fidelity(archs, [replica], 2)
+    assert against_mean["seeds"] == [0, 1]
+    assert against_mean["by_mode"]["frozen"]["fid"]["spearman"] == 1.0
+    assert against_mean["by_mode"]["frozen"]["psnr_teacher"]["spearman"] == 1.0
+    one_seed = rf.fidelity([r["scores"]["frozen"]["reward"] for r in archs],
+                           [r["finals"]["2"]["quality"]["fid"] for r in archs], False)
+    assert one_seed["spearman"] < 0.9
+    assert rf.seed_mean_fidelity(archs, [], 2) is None
+    assert rf.seed_mean_fidelity(archs, [{"k0": replica["k0"]}], 2) is None
+    lines = "\n".join(rf._seed_mean_lines(against_mean))
+    assert "seeds 0, 1" in lines and "| frozen | +1.00" in lines
 
 
 def test_bootstrap_interval_is_seeded_and_covers_the_estimate(rf):
