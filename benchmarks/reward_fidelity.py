@@ -82,17 +82,18 @@ the most any reward can be expected to reach::
 Today's recipe. The committed ``reward_fidelity.jsonl`` and its seed-1 replica were fine-tuned
 with the recipe of their time, towards the dataset's targets; the frontier's recipe now
 distils towards the teacher's outputs (``FinetuneConfig.targets``), which is what "the final
-model" means. The same plan under it, in its own folder (a finished architecture under another
-recipe is an error, so the files cannot mix)::
+model" means. The same plan under it, in its own results file (a finished architecture under
+another recipe is an error, so the files cannot mix), then a second fine-tuning seed and the
+report (``teacher_targets/today/reward_fidelity.md``)::
 
-    python benchmarks/reward_fidelity.py run --tasks default --budgets 0.1 \
-        --modes frozen distill_k balance --out benchmarks/results/reward_fidelity_teacher_targets
-    python benchmarks/reward_fidelity.py run --tasks default --budgets 0.1 --modes frozen \
-        --seed 1 --out benchmarks/results/reward_fidelity_teacher_targets \
-        --results benchmarks/results/reward_fidelity_teacher_targets/seed1.jsonl --no-report
+    python benchmarks/reward_fidelity.py run --budgets 0.1 --modes frozen distill_k balance \
+        --results benchmarks/results/teacher_targets/reward_fidelity_today.jsonl --no-report
+    python benchmarks/reward_fidelity.py run --budgets 0.1 --modes frozen --seed 1 \
+        --results benchmarks/results/teacher_targets/reward_fidelity_today_seed1.jsonl --no-report
     python benchmarks/reward_fidelity.py report \
-        --out benchmarks/results/reward_fidelity_teacher_targets \
-        --replica benchmarks/results/reward_fidelity_teacher_targets/seed1.jsonl
+        --results benchmarks/results/teacher_targets/reward_fidelity_today.jsonl \
+        --out benchmarks/results/teacher_targets/today \
+        --replica benchmarks/results/teacher_targets/reward_fidelity_today_seed1.jsonl
 
 Cost (default task, one torch thread per architecture, measured on the 2-core development
 machine while another benchmark's two workers held both cores, load average ~2.7): the frozen
@@ -746,7 +747,8 @@ def _group_section(task: str, budget: float, archs: list[dict[str, Any]],
              (f"{len(archs)} architectures (arch seeds {sorted({r['arch_seed'] for r in archs})}; "
               f"D budget {first['env']['budget_d']:g}), final metrics after {length} fine-tuning "
               f"steps on {final['eval_images'] if final else '?'} test images; fine-tuning seed "
-              f"{first['seed']}; the recipe's targets: {_targets(final)}. Teacher: FID {tq.get('fid', math.nan):.1f}, KID x1e3 "
+              f"{first['seed']}; the recipe's targets: {_targets(final)}. Teacher: FID "
+              f"{tq.get('fid', math.nan):.1f}, KID x1e3 "
               f"{tq.get('kid', math.nan) * 1e3:.1f}, PSNR {tq.get('psnr', math.nan):.2f} dB. "
               f"Commits {sorted({r.get('commit', '?')[:12] for r in archs})}; teacher SHA-1 "
               f"{sorted({r.get('teacher_sha1', '?') for r in archs})}.\n"),
@@ -856,7 +858,9 @@ def seed_mean_fidelity(archs: list[dict[str, Any]], replicas: list[dict[str, dic
     ``r`` between two seeds, the mean of ``k`` has reliability ``k r / (1 + (k - 1) r)``
     (Spearman-Brown), so an exact predictor would reach about its square root. None unless 3
     architectures have every seed."""
-    rows = _replicated(archs, replicas, length) if replicas else []
+    if not replicas:
+        return None
+    rows = _replicated(archs, replicas, length)
     if len(rows) < 3:
         return None
     modes = [m for m in rows[0][0]["scores"] if all(m in row[0]["scores"] for row in rows)]
@@ -888,7 +892,7 @@ def _ceiling_lines(ceilings: list[dict[str, Any]], length: int) -> list[str]:
             r = max(s["spearman"], 0.0)
             lines.append(f"| {seeds} | {label} | {s['n']} | {_fmt_corr(s, 'spearman')} | "
                          f"{_fmt_corr(s, 'kendall')} | {math.sqrt(r):.2f} / "
-                         f"{math.sqrt(2 * r / (1 + r)) if r else 0.0:.2f} |")
+                         f"{math.sqrt(2 * r / (1 + r)):.2f} |")
     return lines
 
 
