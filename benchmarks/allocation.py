@@ -176,7 +176,7 @@ def command_run(args: argparse.Namespace) -> int:
     def on_record(record: dict[str, Any]) -> None:
         record["design"] = record["arch"]["origin"]
         append_record(results, record)
-        print(reward_fidelity._progress(record), flush=True)
+        print(reward_fidelity.progress_line(record), flush=True)
 
     succeeded = run_pending(todo, args.workers, data_root, on_record, lambda c: c["key"],
                             args.work_dir, reward_fidelity.run_architecture)

@@ -633,7 +633,7 @@ def command_run(args: argparse.Namespace) -> int:
         append_record(results, record)
         finished[0] += 1
         print(f"[{time.perf_counter() - began:6.0f} s] {finished[0]}/{len(todo)} "
-              f"{_progress(record)}", flush=True)
+              f"{progress_line(record)}", flush=True)
 
     succeeded = run_pending(todo, args.workers, data_root, on_record, lambda c: c["key"],
                             args.work_dir, run_architecture, ray_address=args.ray)
@@ -642,7 +642,8 @@ def command_run(args: argparse.Namespace) -> int:
     return 0 if succeeded else 1
 
 
-def _progress(record: dict[str, Any]) -> str:
+def progress_line(record: dict[str, Any]) -> str:
+    """One finished architecture in a line: its rewards and, per length, FID and PSNR-T."""
     parts = [f"{m} {s['reward']:+.4f} ({s['wall_s']:.1f} s)" for m, s in record["scores"].items()]
     for steps, final in record["finals"].items():
         q, t = final["quality"], final["timing_s"]
