@@ -27,7 +27,12 @@ Records. One JSON line per (design, seed), appended and fsynced as each finishes
 ``task|budget|design|seed``, with the commit and the teacher's SHA-1; a rerun skips what is
 finished. Report: ``allocation.md`` and ``allocation.png`` (FID per design, seeds paired).
 
-Regenerate (default task, 10%, seeds 0-2: 15 fine-tunes of ~2.7 min each on one core)::
+The committed records: ``uniform`` and ``first_group_*`` were fine-tuned (commit 40938cf) by a
+driver calling the same ``run_architecture`` on the same specs before this script existed, and
+relabelled (key, design); the ``cost_aware_*`` ones by this script (commit dd0cbb6).
+
+Regenerate (default task, 10%, seeds 0-2: 15 fine-tunes of 3-6 min each on one core, the
+longer ones while two other benchmarks shared the two cores)::
 
     python benchmarks/allocation.py run --seeds 0 1 2
     python benchmarks/allocation.py report
