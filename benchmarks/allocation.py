@@ -14,12 +14,12 @@ seed spread, and the rewards do not say which would. Before blaming the searches
 the space holds better architectures that a reasoned allocation finds, one hypothesis per
 design, stated before its fine-tunes ran:
 
-* ``first_group_x2`` / ``x3``: over the 45 fine-tuned architectures of the fidelity benchmark,
-  G's first group (the 16 channels at full resolution, skip-connected to the output layer) is
-  the one group whose kept channels rank the final FID on every architecture set (Spearman -0.67,
-  -0.64 and, on fresh architectures, -0.59: more channels, lower FID). Uniform keeps 4 of its 16.
+* ``first_group_x2`` / ``x3``: over the fidelity benchmark's fine-tuned architectures (16 under two
+  recipes, 13 fresh ones), G's first group (the 16 channels at full resolution, skip-connected to
+  the output layer) is the one group whose kept channels rank the final FID on all three
+  (Spearman -0.67, -0.64 and, on the fresh ones, -0.59: more channels, lower FID). Uniform keeps 4 of its 16.
 * ``cost_aware_0.5`` / ``0.25``: uniform pruning cuts every group by the same fraction, though a
-  channel of the bottleneck costs 1/165 of a channel of the output layer's group; AMC-style, keep
+  channel of the bottleneck costs 1/170 of a channel of the output layer's group; AMC-style, keep
   each group in proportion to ``cost ** -alpha`` (``cost``: the MACs of the group's full width at
   the uniform architecture's neighbours), so the cheap inner groups stay wide.
 
