@@ -17,7 +17,8 @@ design, stated before its fine-tunes ran:
 * ``first_group_x2`` / ``x3``: over the fidelity benchmark's fine-tuned architectures (16 under two
   recipes, 13 fresh ones), G's first group (the 16 channels at full resolution, skip-connected to
   the output layer) is the one group whose kept channels rank the final FID on all three
-  (Spearman -0.67, -0.64 and, on the fresh ones, -0.59: more channels, lower FID). Uniform keeps 4 of its 16.
+  (Spearman -0.67, -0.64 and, on the fresh ones, -0.59: more channels, lower FID). Uniform
+  keeps 4 of its 16.
 * ``cost_aware_0.5`` / ``0.25``: uniform pruning cuts every group by the same fraction, though a
   channel of the bottleneck costs 1/170 of a channel of the output layer's group; AMC-style, keep
   each group in proportion to ``cost ** -alpha`` (``cost``: the MACs of the group's full width at

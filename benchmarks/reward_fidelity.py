@@ -77,7 +77,8 @@ the most any reward can be expected to reach::
 
     python benchmarks/reward_fidelity.py run --budgets 0.1 --modes frozen --seed 1 \
         --results benchmarks/results/reward_fidelity_seed1.jsonl --no-report --workers 2
-    python benchmarks/reward_fidelity.py report --replica benchmarks/results/reward_fidelity_seed1.jsonl
+    python benchmarks/reward_fidelity.py report \
+        --replica benchmarks/results/reward_fidelity_seed1.jsonl
 
 Today's recipe. The committed ``reward_fidelity.jsonl`` and its seed-1 replica were fine-tuned
 with the recipe of their time, towards the dataset's targets; the frontier's recipe now
