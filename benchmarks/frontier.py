@@ -145,7 +145,7 @@ PUBLISHED: dict[str, dict[str, tuple[Group, ...]]] = {
              (0, 1, 2)),
             (TEACHER_TARGET_BASELINES, (0.25, 0.05), (0, 1, 2)),
             (("pruned_separable_teacher_targets", "separable_teacher_targets",
-              "scratch_teacher_targets"), (0.025,), (0, 1, 2)),
+              "scratch_teacher_targets", "uniform_teacher_targets"), (0.025,), (0, 1, 2)),
             (("separable_slim_teacher_targets",), (0.25,), (0,)),  # the slimming start itself
             (("pruned_separable_slim_teacher_targets",), (0.1, 0.05, 0.025), (0, 1, 2)),
             # at 25% the start stays whole as at 10% (8.0% of the MACs): the same cell, bit for
@@ -153,6 +153,8 @@ PUBLISHED: dict[str, dict[str, tuple[Group, ...]]] = {
             (("pruned_separable_slim_teacher_targets",), (0.25,), (2,)),
             (TEACHER_TARGET_BASELINES, (0.1,), (0, 1, 2)),
             (("random_teacher_targets", "mggc_teacher_targets"), (0.1, 0.05), (0, 1, 2)),
+            (("random_teacher_targets", "mggc_teacher_targets"), (0.25,), (0, 1)),
+            (("random_teacher_targets", "mggc_teacher_targets"), (0.025,), (0,)),
             (("separable_slim_wide_teacher_targets",), (0.25,), (0,)),  # the 1.75x start itself
             (("pruned_separable_slim_wide_teacher_targets",), (0.25,), (0, 1, 2)),
         ),
@@ -167,7 +169,9 @@ The wide task's cells of the recipe before cutmix ran before session 18 (18-35 m
 core); today's recipe there measures GAN Compression's order (distil, then prune) and its
 separable student from scratch at 20x and 40x, the two baselines at 4x and 20x and the thin
 student at 10x and 40x, and (session 32) distil, then prune from the slimming start at 10%, 5%
-and 2.5% (seeds 0-2), and (session 34) the two searches at 10% and 5% (seeds 0-2), on the teacher
+and 2.5% (seeds 0-2), (session 34) the two searches at 10% and 5% (seeds 0-2), and (session
+35) the two searches at 25% (seeds 0-1) and 2.5% (seed 0), and uniform pruning at
+2.5% (seeds 0-2), on the teacher
 retrained in session 28 (13-24 min a cell on one
 core; the baselines under today's recipe on session 21's teacher are in
 ``teacher_targets/wide_today.jsonl``). Facades: the recipe's two
