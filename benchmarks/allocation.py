@@ -137,7 +137,7 @@ def plan(args: argparse.Namespace) -> list[dict[str, Any]]:
     """One cell per (seed, design), seeds outermost (a stopped run leaves whole seeds, paired)."""
     import torch
 
-    from gan_prune_env.envs import AGENTS, action_to_ratios, make_parallel_env
+    from gan_prune_env.envs import AGENTS, make_parallel_env
     from gan_prune_env.tasks import teacher_path
 
     torch.set_num_threads(1)
@@ -151,9 +151,7 @@ def plan(args: argparse.Namespace) -> list[dict[str, Any]]:
         actions = design_actions(game, design)
         archs[design] = {
             "actions": {a: np.asarray(actions[a], np.float32).tolist() for a in AGENTS},
-            "kept_channels": {a: game.ratio_counts(a, action_to_ratios(
-                np.asarray(actions[a], np.float64), game.config.min_keep)).tolist()
-                for a in AGENTS}}
+            "kept_channels": reward_fidelity.kept_channels(game, actions)}
     return [{**base, **archs[design], "design": design, "origin": design,
              "key": record_key(args.task, args.budget, design, seed), "arch_seed": None,
              "index": None, "env": protocol, "teacher_sha1": sha1, "seed": seed,

@@ -252,7 +252,7 @@ def plan_architectures(env, count: int, seed: int) -> list[dict[str, Any]]:
     from agents.base import SearchTracker
     from agents.baselines import RandomSearchAgent
     from agents.budget import achieved_compute, uniform_actions
-    from gan_prune_env.envs import AGENTS, action_to_ratios
+    from gan_prune_env.envs import AGENTS
 
     game = env.game
     sampler = RandomSearchAgent(seed=seed)
@@ -261,9 +261,7 @@ def plan_architectures(env, count: int, seed: int) -> list[dict[str, Any]]:
     seen: set[tuple] = set()
     actions, origin, draws = uniform_actions(game), "uniform", 0
     while len(archs) < count:
-        kept = {a: game.ratio_counts(a, action_to_ratios(np.asarray(actions[a], np.float64),
-                                                         game.config.min_keep)).tolist()
-                for a in AGENTS}
+        kept = kept_channels(game, actions)
         signature = tuple(tuple(kept[a]) for a in AGENTS)
         if signature not in seen:
             seen.add(signature)
@@ -280,6 +278,16 @@ def plan_architectures(env, count: int, seed: int) -> list[dict[str, Any]]:
             raise RuntimeError(f"only {len(archs)} distinct architectures in {draws} draws")
         actions, origin = sampler.act({}), "random"
     return archs
+
+
+def kept_channels(game, actions: dict[str, Any]) -> dict[str, list[int]]:
+    """Kept channels per group of each network for env ``actions`` (the env's own action ->
+    ratio -> count path)."""
+    from gan_prune_env.envs import AGENTS, action_to_ratios
+
+    return {a: game.ratio_counts(a, action_to_ratios(np.asarray(actions[a], np.float64),
+                                                     game.config.min_keep)).tolist()
+            for a in AGENTS}
 
 
 def arch_key(task: str, budget: float, arch_seed: int, index: int) -> str:
