@@ -2,15 +2,16 @@
 itself, with soft channel gates and the budget as a Lagrangian constraint
 (``gan_prune_env.width_search``); D stays at its uniform ratio. Not a reward-driven search: it
 never reads the env's reward, so it tests whether the allocation a *trained* student wants
-beats the uniform one, the question no proxy reward has answered (README, reward fidelity).
+beats the uniform one, the question no proxy reward has answered (``docs/RESULTS.md``, reward
+fidelity).
 
 The learned fractions are projected onto G's budget along their own direction
 (``agents.budget.fit_to_budget``), then evaluated in the env for ``rounds`` rounds like the
 uniform agent's ratios, so the run's tracker and artifacts are those of every other agent.
 
-Measured at 10% of the default task's G (3 seeds, README "Learned widths"): the same allocation
-on every seed, and worse than uniform pruning on every seed (FID +9.4 ± 2.8, PSNR to the teacher
--0.78 dB), so no pipeline uses it by default.
+Measured at 10% of the default task's G (3 seeds, ``docs/RESULTS.md``, "Learned widths"): the
+same allocation on every seed, and worse than uniform pruning on every seed (FID +9.4 ± 2.8,
+PSNR to the teacher -0.78 dB), so no pipeline uses it by default.
 """
 
 from __future__ import annotations

@@ -177,13 +177,14 @@ class FinetuneConfig:
     masked to the first ``width`` share of every path's channels (``PositionImportance``), with
     ``lambda_distill * L1`` to the teacher's output, averaged over the widths
     (``SlimmableDistillation``). Why: a start distilled alone prunes worse the better it gets
-    (README, 'Distil, then prune'), as its channels co-adapt; one trained as its own narrower
-    copies is narrowed (``separable_importance: position``) to networks it has already been.
-    Each width must split every channel group evenly (e.g. 0.5 and 0.3125 of ngf 16: widths 8
-    and 5). Empty turns it off. Measured on the default task (widths 13, 8 and 5 of 16, one
-    start, 2.6x its time): narrowed with no fine-tuning its copies keep 1-3 dB more PSNR to the
-    teacher than the plain start's, but after the recipe they tie the network-slimming start
-    at 5% and 2.5% and lose 5.6 FID at 10% on every seed (3-5 seeds). So off."""
+    (``docs/RESULTS.md``, 'Distil, then prune'), as its channels co-adapt; one trained as its own
+    narrower copies is narrowed (``separable_importance: position``) to networks it has
+    already been. Each width must split every channel group evenly (e.g. 0.5 and 0.3125 of
+    ngf 16: widths 8 and 5). Empty turns it off. Measured on the default task (widths 13, 8 and
+    5 of 16, one start, 2.6x its time): narrowed with no fine-tuning its copies keep 1-3 dB more
+    PSNR to the teacher than the plain start's, but after the recipe they tie the
+    network-slimming start at 5% and 2.5% and lose 5.6 FID at 10% on every seed (3-5 seeds).
+    So off."""
     norm_lr_scale: float = 1.0
     """Learning rate of the main generator's norm scales as a multiple of ``lr`` (their own
     optimiser group, following the same schedule). Why: Adam moves a parameter at most about
@@ -394,8 +395,8 @@ class NormScaleSparsity:
 
     Why: narrowing keeps the channels a ranking calls best, and a network trained without
     pressure spreads its signal over all of them (the longer it trains, the worse its narrowed
-    copy fares: README, 'Distil, then prune'). Under this term the scales of the channels the
-    loss can spare shrink towards zero, so ranking by them
+    copy fares: ``docs/RESULTS.md``, 'Distil, then prune'). Under this term the scales of the
+    channels the loss can spare shrink towards zero, so ranking by them
     (``RunConfig.separable_importance: norm_scale``) drops channels that carry little. The
     mean, not the sum, keeps the weight's meaning across widths."""
 

@@ -2,8 +2,8 @@
 
 Channel pruning keeps the teacher's layout. At 10x-20x fewer MACs a U-Net whose 4x4
 convolutions are depthwise-separable (``models.separable_unet``) keeps more of the teacher's
-pixels than any pruned copy of the teacher measured (README, "the compression frontier"), so a
-run may replace the pruned G by such a student (``RunConfig.student``):
+pixels than any pruned copy of the teacher measured (``docs/RESULTS.md``, "The compression
+frontier"), so a run may replace the pruned G by such a student (``RunConfig.student``):
 
 * :func:`fresh_separable_student`: the widest separable U-Net within the budget, from the
   reference init (GAN Compression's student, distilled from scratch);

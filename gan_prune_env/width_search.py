@@ -1,9 +1,9 @@
 """Learned widths: the distillation recipe itself decides how many channels each group keeps.
 
 Every other search ranks architectures by a proxy of the final model (the env's frozen-weight
-reward, a supernet's, a short distillation), and none of them ranks the final FID (README,
-"Does the env's reward rank architectures as fine-tuning does?"). This one asks the recipe.
-The teacher's generator, at full width, is trained with the recipe's losses
+reward, a supernet's, a short distillation), and none of them ranks the final FID
+(``docs/RESULTS.md``, "Does the env's reward rank architectures as fine-tuning does?"). This
+one asks the recipe. The teacher's generator, at full width, is trained with the recipe's losses
 (``FinetuneConfig``: teacher targets, distillation, cutmix, the GAN loss) while each of its
 channel groups is gated softly at a learned kept fraction: a sigmoid step along the group's
 importance ranking at ``fraction x channels`` (``ChannelSpace.soft_gates``, the relaxation of

@@ -93,8 +93,8 @@ class RunConfig:
     distilled from the teacher, e.g. the ``pruned.pt`` of a ``student: separable`` run at the
     teacher's width) narrowed to the widest that fits, keeping its best channels. U-Nets only.
     Why: at 10x-20x fewer MACs both keep more of the teacher's pixels than pruning does, on
-    every seed measured, though on a CPU they run about 2x slower at equal MACs (README, "the
-    compression frontier", has the numbers)."""
+    every seed measured, though on a CPU they run about 2x slower at equal MACs
+    (``docs/RESULTS.md``, "The compression frontier", has the numbers)."""
     separable_student: str | None = None
     """The checkpoint ``student: pruned_separable`` narrows."""
     separable_width: float = 1.0

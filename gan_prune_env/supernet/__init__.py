@@ -66,8 +66,8 @@ TRAIN_COMMAND = "python -m gan_prune_env.supernet --task NAME --out DIR --resume
 
 @dataclass
 class SupernetConfig:
-    """How a supernet is trained (the defaults are the setting the README's supernet
-    measurements used; they were not tuned)."""
+    """How a supernet is trained (the defaults are the setting of the supernet measurements in
+    ``docs/RESULTS.md``; they were not tuned)."""
 
     steps: int = 2000
     batch_size: int = 8
