@@ -55,7 +55,7 @@ import reward_fidelity
 from compare.cells import env_kwargs, file_sha1, run_pending
 from compare.plots import save_figure, subplots
 from compare.spec import DEFAULT_OUT, ENV_ID, TASKS, check_choices, rel_path
-from compare.store import append_record, read_records
+from compare.store import append_record, check_one_teacher, read_records
 from gan_prune_env.finetune import FinetuneConfig
 
 RESULTS, REPORT, PLOT = "allocation.jsonl", "allocation.md", "allocation.png"
@@ -171,8 +171,10 @@ def command_run(args: argparse.Namespace) -> int:
     args.tasks = [args.task]
     data_root = compare_methods._data_root(args)
     args.teachers = compare_methods.task_teachers(args)
-    done = {r["key"] for r in read_records(results)}
+    records = read_records(results)
+    done = {r["key"] for r in records}
     cells = plan(args)
+    check_one_teacher(results, args.task, cells[0]["teacher_sha1"], records)
     todo = [c for c in cells if c["key"] not in done]
     print(f"{len(cells)} fine-tunes, {len(cells) - len(todo)} finished in {results}, "
           f"{len(todo)} to run with {args.workers} worker(s)", flush=True)

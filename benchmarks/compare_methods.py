@@ -85,8 +85,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from compare.cells import (add_ray_argument, effective_recipe, method_recipe, recipe_config,
-                           recipe_dict, run_pending)
+from compare.cells import (add_ray_argument, builtin_task, effective_recipe, file_sha1,
+                           method_recipe, recipe_config, recipe_dict, run_pending)
 from gan_prune_env.finetune import FinetuneConfig
 from compare.report import make_report
 from compare.spec import (
@@ -94,7 +94,7 @@ from compare.spec import (
     TEACHER_COMMANDS, cell_key, check_choices, default_separable_student, default_supernet,
     quick_settings, rel_path, separable_student_command, supernet_command,
 )
-from compare.store import append_record, read_records
+from compare.store import append_record, check_one_teacher, read_records
 
 
 def plan_cells(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -181,7 +181,10 @@ def command_run(args: argparse.Namespace) -> int:
                              f"{args.methods[0]} has none")
         args.save_generator = str(Path(args.save_generator).resolve())
 
-    done = {r["key"]: r for r in read_records(results)}
+    records = read_records(results)
+    for task, sha1 in teacher_sha1s(args).items():
+        check_one_teacher(results, task, sha1, records)
+    done = {r["key"]: r for r in records}
     cells = plan_cells(args)
     todo = [c for c in cells if not _check_protocol(done, c)]
     print(f"{len(cells)} cells, {len(cells) - len(todo)} already in {results} (skipped), "
@@ -193,6 +196,15 @@ def command_run(args: argparse.Namespace) -> int:
     if not args.no_report and read_records(results):
         make_report(results, out)
     return 0 if succeeded else 1
+
+
+def teacher_sha1s(args: argparse.Namespace) -> dict[str, str]:
+    """The SHA-1 of the teacher file each task's cells will use (``task_teachers``, else the
+    shipped one), as the cells record it."""
+    from gan_prune_env.tasks import teacher_path
+
+    return {task: file_sha1(args.teachers.get(task) or teacher_path(builtin_task(task)))
+            for task in args.tasks}
 
 
 def _checked_key_values(items: list[str] | None, config_class: type, flag: str

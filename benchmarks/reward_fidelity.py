@@ -133,7 +133,7 @@ from compare.spec import (
     DEFAULT_OUT, ENV_ID, ROOT, TASKS, check_choices, rel_path, supernet_command,
 )
 from compare.plots import save_figure, subplots
-from compare.store import append_record, read_records
+from compare.store import append_record, check_one_teacher, read_records
 from gan_prune_env.config import to_dict
 from gan_prune_env.finetune import FinetuneConfig
 
@@ -630,8 +630,11 @@ def command_run(args: argparse.Namespace) -> int:
     if missing:
         raise SystemExit(f"error: --supernet file(s) not found: {missing}")
 
-    done = merge_records(read_records(results))
+    records = read_records(results)
+    done = merge_records(records)
     cells = plan(args)
+    for task, sha1 in sorted({(c["task"], c["teacher_sha1"]) for c in cells}):
+        check_one_teacher(results, task, sha1, records)
     todo = [c for c in (missing_parts(c, done.get(c["key"])) for c in cells) if c is not None]
     print(f"{len(cells)} architectures, {len(cells) - len(todo)} finished in {results}, "
           f"{len(todo)} to run with {args.workers} worker(s)", flush=True)

@@ -97,5 +97,10 @@ def test_run_resume_and_report(al, tmp_path, capsys):
     assert "2 finished" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="must include uniform"):
         al.main([*argv[:2], *argv[3:]])
+    retrained = tmp_path / "retrained.jsonl"  # another teacher's results: no mixing
+    retrained.write_text("".join(json.dumps({**r, "teacher_sha1": "f" * 40}) + "\n"
+                                 for r in records))
+    with pytest.raises(SystemExit, match="another teacher"):
+        al.main([*argv, "--results", str(retrained)])
     with pytest.raises(SystemExit, match="design"):
         al.main(["run", "--designs", "uniform", "no_such_design", "--out", str(tmp_path)])

@@ -105,6 +105,11 @@ def test_run_report_and_resume(compare, tmp_path, capsys):
             compare.main([*argv, "--env", bad])
     with pytest.raises(SystemExit, match="uniform_full_d sets"):  # a method's own setting
         compare.main([*argv, "--methods", "uniform_full_d", "--env", "budget_d:0.3"])
+    retrained = tmp_path / "retrained.jsonl"  # the same cells of another (retrained) teacher
+    retrained.write_text("".join(json.dumps({**r, "teacher_sha1": "f" * 40}) + "\n"
+                                 for r in records))
+    with pytest.raises(SystemExit, match="another teacher .SHA-1 ffffffffffff"):
+        compare.main([*argv[:-3], "--results", str(retrained), "--no-report"])
     from compare.cells import env_kwargs
 
     cell = {"task": "default", "budget": 0.1, "method": "uniform", "env": {"budget_d": 0.3}}
@@ -218,6 +223,19 @@ def test_torn_last_line_is_ignored(compare, tmp_path):
     path = tmp_path / "r.jsonl"
     path.write_text(json.dumps({"key": "a"}) + "\n" + '{"key": "b", "tr')
     assert [r["key"] for r in compare.read_records(path)] == ["a"]
+
+
+def test_a_results_file_keeps_one_teacher_per_task(compare, tmp_path):
+    from compare.store import check_one_teacher
+
+    path = tmp_path / "r.jsonl"
+    records = [{"task": "default_wide", "teacher_sha1": "a" * 40},
+               {"task": "default", "teacher_sha1": "b" * 40}, {"task": "default_wide"}]
+    check_one_teacher(path, "default_wide", "a" * 40, records)  # its own teacher
+    check_one_teacher(path, "facades", "c" * 40, records)  # a task the file does not hold
+    with pytest.raises(SystemExit, match=f"default_wide results of another teacher .SHA-1 "
+                                         f"{'a' * 12}.*this run would use .{'b' * 12}"):
+        check_one_teacher(path, "default_wide", "b" * 40, records)
 
 
 def test_append_after_torn_line(compare, tmp_path):

@@ -236,6 +236,11 @@ def test_run_resume_and_report(rf, env, tmp_path, capsys):
     assert again["arch"] == next(r for r in records if r["index"] == 2)["arch"]
     with pytest.raises(SystemExit, match="--only"):
         rf.main([*argv, "--only", "3"])
+    retrained = tmp_path / "retrained.jsonl"  # a new architecture of another teacher: refused
+    retrained.write_text(json.dumps({**records[0], "key": "default|0.1|0|9",
+                                     "teacher_sha1": "f" * 40}) + "\n")
+    with pytest.raises(SystemExit, match="another teacher"):
+        rf.main([*argv, "--results", str(retrained)])
     assert rf.main(["report", "--out", str(tmp_path / "again"), "--results", str(results)]) == 0
     assert (tmp_path / "again" / "reward_fidelity.md").read_text() == report
 

@@ -37,3 +37,22 @@ def append_record(path: Path, record: dict[str, Any]) -> None:
         fh.write(("\n" if torn else "") + json.dumps(record) + "\n")
         fh.flush()
         os.fsync(fh.fileno())
+
+
+def check_one_teacher(path: Path, task: str, teacher_sha1: str, records: list[dict[str, Any]]
+                      | None = None) -> None:
+    """Stop before anything runs when ``path`` already holds ``task``'s results of another
+    teacher (by the teacher file's SHA-1): its rows would mix two teachers in one mean, and no
+    pair across them is fair. A teacher trained again is another file even with the same seed:
+    its metadata records the training time, and on another machine its weights differ too
+    (floating point: the wide task's teacher retrained in session 36 scored PSNR 18.67 where
+    session 28's scored 18.86)."""
+    records = read_records(path) if records is None else records
+    others = sorted({r["teacher_sha1"] for r in records if r.get("task") == task
+                     and r.get("teacher_sha1") not in (None, teacher_sha1)})
+    if others:
+        raise SystemExit(
+            f"error: {path} holds {task} results of another teacher (SHA-1 "
+            f"{', '.join(s[:12] for s in others)}), not of the one this run would use "
+            f"({teacher_sha1[:12]}); restore that teacher, or write these results to another "
+            "file (--results/--out) to start the task's comparison afresh on this one")
