@@ -176,6 +176,9 @@ def test_same_seed_same_weights_other_seed_differs(tmp_path):
     b = train_teacher(tiny_config(n_steps=2), tmp_path / "b")
     c = train_teacher(tiny_config(n_steps=2, seed=1), tmp_path / "c")
     assert_same_weights(a, b)
+    # the same bytes, not only the same weights: benchmark results name their teacher by the
+    # file's SHA-1, so a retrain must be recognisable (no training time or path in the file)
+    assert a.read_bytes() == b.read_bytes()
     with pytest.raises(AssertionError):
         assert_same_weights(a, c)
 

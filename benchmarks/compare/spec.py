@@ -25,10 +25,11 @@ TEACHER_COMMANDS = {
                     "--out runs/teachers/default_wide --resume",
 }
 """The command that trains (or resumes) each of those teachers: the same recipe and seed every
-time, yet a retrain on another machine has other weights (floating point; the wide teacher of
-session 36 scores PSNR 18.67 on the test images where session 28's scored 18.86). So a task's
-results hold for the teacher file they record (``teacher_sha1``); the benchmarks refuse to add a
-cell of another teacher to a results file (``store.check_one_teacher``)."""
+time, yet a retrain on another kind of CPU has other weights (floating point; the wide teacher
+of sessions 21 and 36, on AMD EPYC machines, scores PSNR 18.67 on the test images, session
+28's, on an Intel Xeon, 18.86). So a task's results hold for the teacher file they record
+(``teacher_sha1``); the benchmarks refuse to add a cell of another teacher to a results file
+(``store.check_one_teacher``)."""
 
 
 def default_supernet(task: str) -> Path:

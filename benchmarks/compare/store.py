@@ -43,10 +43,11 @@ def check_one_teacher(path: Path, task: str, teacher_sha1: str, records: list[di
                       | None = None) -> None:
     """Stop before anything runs when ``path`` already holds ``task``'s results of another
     teacher (by the teacher file's SHA-1): its rows would mix two teachers in one mean, and no
-    pair across them is fair. A teacher trained again is another file even with the same seed:
-    its metadata records the training time, and on another machine its weights differ too
-    (floating point: the wide task's teacher retrained in session 36 scored PSNR 18.67 where
-    session 28's scored 18.86)."""
+    pair across them is fair. The same recipe and seed give the same weights only on the same
+    kind of CPU (floating point): the wide task's teacher trained on AMD EPYC machines in
+    sessions 21 and 36 scores PSNR 18.67 on the test images, session 28's on an Intel Xeon
+    18.86. Teacher files written since session 36 hold nothing else that varies (no training
+    time), so a retrain there is the same file; older ones differ in that too."""
     records = read_records(path) if records is None else records
     others = sorted({r["teacher_sha1"] for r in records if r.get("task") == task
                      and r.get("teacher_sha1") not in (None, teacher_sha1)})

@@ -101,8 +101,12 @@ def _checkpoint(kind: str, trainer: GANTrainer, config: TeacherTrainConfig, **ex
 
 def _write_teacher(path: Path, trainer: GANTrainer, config: TeacherTrainConfig, total: int,
                    seconds: float, logger: TrainLogger, extra: dict[str, Any]) -> Path:
-    """Final teacher file, with the paired test L1 in its metadata (Pix2Pix only)."""
-    metadata: dict[str, Any] = {"steps": total, "seed": config.seed, "train_seconds": seconds,
+    """Final teacher file, with the paired test L1 in its metadata (Pix2Pix only). Nothing of
+    the run's circumstances goes in (the training time goes to TensorBoard): the same recipe
+    and seed on the same kind of machine write the same bytes, so results recorded against a
+    teacher file's SHA-1 can be resumed with a retrained one."""
+    logger.scalars(total, {"train_seconds": seconds}, prefix="time")
+    metadata: dict[str, Any] = {"steps": total, "seed": config.seed,
                                 "train_config": to_dict(config), **extra}
     if config.family == "pix2pix":
         test_set = build_dataset(config.data, evaluation_split(config.data))
