@@ -460,3 +460,51 @@ def test_a_run_can_distil_a_separable_student_and_a_second_run_narrows_it(tmp_pa
     assert (flags.separable_student, flags.separable_importance) == (student, "norm_scale")
     with pytest.raises(ValueError, match="nope.pt is not a file"):  # before any search
         RunConfig(student="pruned_separable", separable_student=str(tmp_path / "nope.pt"))
+
+
+def test_distil_then_prune_runs_in_one_command(tmp_path: Path, monkeypatch) -> None:
+    """``student: distilled_separable``: the separable U-Net at the teacher's width distilled
+    with network slimming's term and kept, then narrowed to the budget by its norm scales and
+    fine-tuned with its weights as they are (the frontier's best method, measured with exactly
+    these two recipes); a resumed run does not distil its start again."""
+    import agents.run.finetune_ranks as ranks
+    from agents.run.config import load_run_config
+    from agents.run.search import read_best
+    from gan_prune_env.checkpoint import embedded_configs
+    from gan_prune_env.envs import make_parallel_env
+
+    fine_tunes, students = [], []
+    real_finetune, real_student = ranks.finetune_pair, ranks.use_student
+    monkeypatch.setattr(ranks, "finetune_pair", lambda networks, teacher, task, config, out_dir,
+                        **kw: fine_tunes.append((Path(out_dir).name, config)) or
+                        real_finetune(networks, teacher, task, config, out_dir, **kw))
+    monkeypatch.setattr(ranks, "use_student", lambda *args, **kw: students.append((args, kw))
+                        or real_student(*args, **kw))
+    config = yaml.safe_load(tiny_config(tmp_path, "uniform").read_text())
+    path = tmp_path / "dtp.yaml"
+    path.write_text(yaml.safe_dump({**config, "env_kwargs": {**TINY_ENV, "budget_g": 0.05},
+                                    "student": "distilled_separable"}))
+    assert main(["-conf", str(path), "-f", str(tmp_path / "dtp")]) == 0
+    run = run_dir_of(tmp_path / "dtp", "uniform")
+
+    (start_dir, start_recipe), (_, narrowed_recipe) = fine_tunes
+    assert start_dir == "distilled_start"
+    assert (start_recipe.lambda_norm_sparsity, start_recipe.generator_inherit) == (1.0, 1.0)
+    assert (narrowed_recipe.lambda_norm_sparsity, narrowed_recipe.generator_inherit) == (0.0, 1.0)
+    assert start_recipe.steps == narrowed_recipe.steps == config["finetune"]["steps"]
+    (fresh, _), (narrowed, narrowed_kw) = students
+    assert fresh[2:4] == ("separable", 1.0)  # as wide as the teacher, whatever the budget
+    assert narrowed[2:4] == ("pruned_separable", 0.05)
+    assert narrowed[5] == str(run / "distilled_start.pt") and narrowed_kw == {
+        "importance": "norm_scale"}
+    start = embedded_configs(run / "distilled_start.pt")[0]
+    assert start.separable and start.ngf == 16
+    results = json.loads((run / "results.json").read_text())
+    assert results["student"] == {"kind": "distilled_separable", "ngf": 8}
+
+    settings = load_run_config(run)  # resumed: the kept start is not distilled again
+    fine_tunes.clear()
+    env = make_parallel_env(settings.env, **settings.env_options)
+    assert ranks.distil_start(settings, env, read_best(run), run, "cpu", False) == \
+        run / "distilled_start.pt"
+    assert fine_tunes == []

@@ -55,8 +55,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="fine-tune data-parallel on N processes (torchrun; default 1)")
     p.add_argument("--student", default=None, choices=STUDENTS,
                    help="the generator fine-tuned: the pruned one (default), GAN Compression's "
-                        "separable student within budget_g, or a distilled one narrowed "
-                        "(pruned_separable, with --separable-student)")
+                        "separable student within budget_g, a distilled one narrowed "
+                        "(pruned_separable, with --separable-student), or both in one run "
+                        "(distilled_separable: distil, then prune, the best measured)")
     p.add_argument("--separable-student", default=None, metavar="CHECKPOINT",
                    help="the separable G that student pruned_separable narrows (the pruned.pt "
                         "of a --student separable run)")

@@ -67,7 +67,7 @@ class EvalConfig:
 
 
 SLICE_SOURCES = ("teacher", "supernet")
-STUDENTS = ("pruned", "separable", "pruned_separable")
+STUDENTS = ("pruned", "separable", "pruned_separable", "distilled_separable")
 
 
 @dataclass
@@ -91,9 +91,15 @@ class RunConfig:
     within ``env_kwargs.budget_g`` from a fresh init (GAN Compression's student; the search
     then only sets D); ``pruned_separable``, ``separable_student`` (a separable G already
     distilled from the teacher, e.g. the ``pruned.pt`` of a ``student: separable`` run at the
-    teacher's width) narrowed to the widest that fits, keeping its best channels. U-Nets only.
-    Why: at 10x-20x fewer MACs both keep more of the teacher's pixels than pruning does, on
-    every seed measured, though on a CPU they run about 2x slower at equal MACs
+    teacher's width) narrowed to the widest that fits, keeping its best channels;
+    ``distilled_separable``, both in one run, as measured best (GAN Compression's order,
+    distil, then prune, with network slimming): a separable U-Net at the teacher's width is
+    distilled first with the sparsity term on its norm scales (``agents.run.finetune_ranks``:
+    ``START_RECIPE``, kept as ``distilled_start.pt``), then narrowed to the budget by those
+    scales and fine-tuned with its weights as they are (``NARROWED_RECIPE``); two fine-tunes,
+    so twice the time. U-Nets only. Why: at 10x-20x fewer MACs these students keep more of the
+    teacher's pixels than pruning does, on every seed measured, and distil, then prune is the
+    best method of the frontier, though on a CPU they run about 2x slower at equal MACs
     (``docs/RESULTS.md``, "The compression frontier", has the numbers)."""
     separable_student: str | None = None
     """The checkpoint ``student: pruned_separable`` narrows."""

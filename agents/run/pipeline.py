@@ -15,7 +15,7 @@ from agents.run.artifacts import (
 )
 from agents.run.config import RunConfig
 from agents.run.finetune_ranks import (
-    finetune_run_pair, launch as launch_finetune_ranks, run_pair,
+    distil_start, finetune_run_pair, launch as launch_finetune_ranks, run_pair,
 )
 from agents.run.search import run_search
 from agents.run.tensorboard import add_image_grid
@@ -43,7 +43,9 @@ def run_pipeline(config: RunConfig, run_dir: Path, tensorboard_dir: str | None =
     try:
         env = make_parallel_env(config.env, **config.env_options)
         best = run_search(config, env, run_dir, writer)
-        pair = run_pair(config, env, best, config.device)
+        if config.student == "distilled_separable":
+            distil_start(config, env, best, run_dir, config.device, config.progress)
+        pair = run_pair(config, env, best, config.device, run_dir)
         task = env.game.task
         unfinetuned = _supernet_slice_quality(config, env, best, inception)
         if config.finetune_processes > 1:  # then the call below resumes the finished fine-tune
