@@ -94,7 +94,8 @@ from compare.spec import (
     TEACHER_COMMANDS, cell_key, check_choices, default_separable_student, default_supernet,
     quick_settings, rel_path, separable_student_command, supernet_command,
 )
-from compare.store import append_record, check_one_teacher, read_records
+from compare.store import (TEACHER_ALIASES, add_teacher_alias, append_record, check_one_teacher,
+                           read_records, same_teacher, teacher_aliases)
 
 
 def plan_cells(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -369,6 +370,58 @@ def command_teacher(args: argparse.Namespace) -> int:
     return 0
 
 
+SAME_OUTPUTS = ("psnr", "ssim")
+"""The teacher's numbers that ``same-teacher`` compares to the last bit: means over every pixel
+of the test images, equal only when the outputs are."""
+
+
+def command_same_teacher(args: argparse.Namespace) -> int:
+    """Show that the task's teacher file now holds the weights that a results file recorded
+    under another SHA-1 (a retrain on the same kind of CPU, or a file with other metadata):
+    its outputs on the records' test images give their teacher numbers to the last bit. Then
+    record the alias (``store.TEACHER_ALIASES``), so the file's cells resume and pair with new
+    ones; otherwise say what differs."""
+    import torch
+
+    from agents.run.artifacts import MAIN
+    from compare.cells import git_commit, host_info
+    from gan_prune_env.checkpoint import load_generator
+    from gan_prune_env.evaluation import evaluate_generator
+    from gan_prune_env.tasks import get_task, teacher_path
+
+    results = Path(args.results)
+    records = [r for r in read_records(results) if r.get("task") == args.task]
+    recorded = sorted({r["teacher_sha1"] for r in records})
+    if len(recorded) != 1:
+        raise SystemExit(f"error: {results} holds {args.task} results of {len(recorded)} "
+                         "teachers; same-teacher needs a file of one")
+    args.tasks = [args.task]
+    data_root = _data_root(args)
+    task = get_task(args.task, data_root=data_root)
+    path = Path(task_teachers(args).get(args.task) or teacher_path(task))
+    sha1 = file_sha1(path)
+    if same_teacher(sha1, recorded[0], teacher_aliases(Path(args.aliases))):
+        print(f"{path} is the teacher of {results}'s {args.task} results already")
+        return 0
+    torch.set_num_threads(1)  # as the cells evaluate
+    teacher = load_generator(path, MAIN[task.family][0])
+    quality = evaluate_generator(teacher, task.data, task.family, teacher=teacher, device="cpu",
+                                 max_images=records[0]["eval_images"], progress=False)
+    wanted = records[0]["teacher_quality"]
+    differ = {k: (wanted[k], float(quality[k])) for k in SAME_OUTPUTS if wanted[k] != quality[k]}
+    if differ:
+        raise SystemExit(f"error: {path} is another teacher than {results}'s {args.task} "
+                         f"results (recorded, measured: {differ}); start a new results file "
+                         "for it")
+    add_teacher_alias({"task": args.task, "teacher_sha1": sha1, "same_as": recorded[0],
+                       "evidence": {"eval_images": records[0]["eval_images"],
+                                    **{k: wanted[k] for k in SAME_OUTPUTS}},
+                       "commit": git_commit(), "host": host_info()}, Path(args.aliases))
+    print(f"{path} holds the weights of {results}'s {args.task} teacher ({recorded[0][:12]}): "
+          f"recorded in {args.aliases}")
+    return 0
+
+
 def command_report(args: argparse.Namespace) -> int:
     out = Path(args.out)
     results = Path(args.results) if args.results else out / RESULTS_FILE
@@ -436,6 +489,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     rep.add_argument("--out", default=str(DEFAULT_OUT))
     rep.add_argument("--results", default=None)
 
+    same = sub.add_parser("same-teacher", help="check that the task's teacher file holds the "
+                          "weights a results file recorded under another SHA-1, and record it")
+    same.add_argument("--task", required=True, choices=TASKS)
+    same.add_argument("--results", required=True, help="JSONL file of the task's cells")
+    same.add_argument("--teacher", action="append", metavar="TASK=PATH",
+                      help="the teacher file (default: as for run)")
+    same.add_argument("--aliases", default=str(TEACHER_ALIASES),
+                      help=f"where aliases are kept (default {rel_path(TEACHER_ALIASES)})")
+    same.add_argument("--data-root", default=None)
+
     teach = sub.add_parser("teacher", help="train the small facades teacher (resumable)")
     teach.add_argument("--out", default=str(DEFAULT_TEACHERS["facades"].parent))
     teach.add_argument("--steps", type=int, default=1000)
@@ -449,8 +512,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    return {"run": command_run, "report": command_report,
-            "teacher": command_teacher}[args.command](args)
+    return {"run": command_run, "report": command_report, "teacher": command_teacher,
+            "same-teacher": command_same_teacher}[args.command](args)
 
 
 if __name__ == "__main__":

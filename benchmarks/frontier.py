@@ -100,7 +100,7 @@ import compare_methods
 from compare.plots import save_figure, subplots
 from compare.cells import effective_recipe, recipe_changes
 from compare.spec import DEFAULT_OUT, METHODS, RECIPE_BEFORE_CUTMIX, TASKS
-from compare.store import read_records
+from compare.store import read_records, same_teacher
 
 BUDGETS = (0.25, 0.1, 0.05, 0.025)
 FRONTIER_METHODS = ("scratch", "uniform", "random", "mggc")
@@ -391,7 +391,7 @@ def _comparable(ours: dict[str, Any], reference: dict[str, Any]) -> bool:
     dataset's or the teacher's) from the same teacher (a retrained one can differ in its
     weights though not in its FID)."""
     return (_targets(ours) == _targets(reference)
-            and ours.get("teacher_sha1") == reference.get("teacher_sha1"))
+            and same_teacher(ours.get("teacher_sha1"), reference.get("teacher_sha1")))
 
 
 def _paired(cells: Cells, rows: list[Row], budgets: list[float], base: Row, label: str

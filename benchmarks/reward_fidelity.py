@@ -133,7 +133,7 @@ from compare.spec import (
     DEFAULT_OUT, ENV_ID, ROOT, TASKS, check_choices, rel_path, supernet_command,
 )
 from compare.plots import save_figure, subplots
-from compare.store import append_record, check_one_teacher, read_records
+from compare.store import append_record, check_one_teacher, read_records, same_teacher
 from gan_prune_env.config import to_dict
 from gan_prune_env.finetune import FinetuneConfig
 
@@ -583,10 +583,11 @@ def missing_parts(cell: dict[str, Any], record: dict[str, Any] | None) -> dict[s
     for what, recorded, asked, defaults in (
             ("the architecture", record["arch"]["kept_channels"], cell["kept_channels"], None),
             ("env options", record["env"], cell["env"], _env_defaults()),
-            ("teacher SHA-1", record["teacher_sha1"], cell["teacher_sha1"], None),
             ("fine-tuning seed", record["seed"], cell["seed"], None)):
         if not same_protocol(recorded, asked, defaults):
             raise _protocol_error(key, what, recorded, asked)
+    if not same_teacher(record["teacher_sha1"], cell["teacher_sha1"]):
+        raise _protocol_error(key, "teacher SHA-1", record["teacher_sha1"], cell["teacher_sha1"])
     for mode, options in cell["modes"].items():
         done = record["scores"].get(mode)
         if done is not None and done["options"] != options:

@@ -24,7 +24,7 @@ def _lines(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def test_run_report_and_resume(compare, tmp_path, capsys):
+def test_run_report_and_resume(compare, tmp_path, capsys, monkeypatch):
     results = tmp_path / "cells.jsonl"
     argv = ["run", "--quick", "--methods", "uniform", "scratch", "mggc", "uniform_teacher_targets",
             "separable_teacher_targets", "factorised_teacher_targets", "--seeds", "0", "--rounds", "4",
@@ -110,6 +110,25 @@ def test_run_report_and_resume(compare, tmp_path, capsys):
                                  for r in records))
     with pytest.raises(SystemExit, match="another teacher .SHA-1 ffffffffffff"):
         compare.main([*argv[:-3], "--results", str(retrained), "--no-report"])
+    # ... unless the teacher file now makes the images those cells recorded, to the last bit:
+    # then an alias records it and the cells resume (a retrain on the same kind of CPU)
+    from compare import store
+
+    aliases = tmp_path / "aliases.json"
+    monkeypatch.setattr(store, "TEACHER_ALIASES", aliases)
+    same = ["same-teacher", "--task", "default", "--results", str(retrained)]
+    assert compare.main([*same, "--aliases", str(aliases)]) == 0
+    [alias] = json.loads(aliases.read_text())
+    assert (alias["teacher_sha1"], alias["same_as"]) == (records[0]["teacher_sha1"], "f" * 40)
+    assert alias["evidence"]["psnr"] == records[0]["teacher_quality"]["psnr"]
+    assert compare.main([*argv[:-3], "--results", str(retrained), "--no-report"]) == 0
+    other = tmp_path / "other.jsonl"  # a teacher whose images differ: no alias
+    other.write_text(json.dumps({**records[0], "teacher_sha1": "e" * 40, "teacher_quality": {
+        **records[0]["teacher_quality"], "psnr": 1.0}}) + "\n")
+    with pytest.raises(SystemExit, match="another teacher than .*'psnr': .1.0"):
+        compare.main(["same-teacher", "--task", "default", "--results", str(other),
+                      "--aliases", str(aliases)])
+    assert len(json.loads(aliases.read_text())) == 1
     from compare.cells import env_kwargs
 
     cell = {"task": "default", "budget": 0.1, "method": "uniform", "env": {"budget_d": 0.3}}
@@ -235,7 +254,9 @@ def test_a_results_file_keeps_one_teacher_per_task(compare, tmp_path):
     check_one_teacher(path, "facades", "c" * 40, records)  # a task the file does not hold
     with pytest.raises(SystemExit, match=f"default_wide results of another teacher .SHA-1 "
                                          f"{'a' * 12}.*this run would use .{'b' * 12}"):
-        check_one_teacher(path, "default_wide", "b" * 40, records)
+        check_one_teacher(path, "default_wide", "b" * 40, records, aliases={})
+    # a file shown to hold the recorded weights (an alias) is that teacher
+    check_one_teacher(path, "default_wide", "b" * 40, records, aliases={"b" * 40: "a" * 40})
 
 
 def test_append_after_torn_line(compare, tmp_path):
