@@ -180,10 +180,11 @@ baselines at 10%, seeds 0-2 (a cell takes over an hour of one core at 128 px);
 (``compare.spec``), the pruned separable ones its separable student (the 25% separable cell's
 G, kept by ``compare.spec.separable_student_command``); ``default_wide`` needs its teacher
 (``TEACHER_COMMANDS``). The wide task's and facades' teachers are not in the repository and a
-retrain on another kind of CPU has other weights, so their published cells can be resumed only
-with the teacher files they record (``default_wide``: SHA-1 ``97ad5a71``, session 28; ``facades``: ``cf4e0bab``);
-on a retrained teacher ``run`` stops, and a new frontier of the task starts in another ``--out``
-with its baselines run again."""
+retrain on another kind of CPU has other weights, so their published cells resume only with the
+teacher files they record (``default_wide``: SHA-1 ``97ad5a71``, session 28, an Intel Xeon;
+``facades``: ``cf4e0bab``) or a retrain that ``compare_methods.py same-teacher`` shows to make
+its images to the last bit; on another teacher ``run`` stops, and a new frontier of the task
+starts in another ``--out`` with its baselines run again."""
 REPORT = "frontier.md"
 PAIRED_AGAINST = {"scratch": "the thin student from scratch",
                   "uniform": "uniform pruning",
