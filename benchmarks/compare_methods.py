@@ -384,9 +384,8 @@ def command_same_teacher(args: argparse.Namespace) -> int:
     import torch
 
     from agents.run.artifacts import MAIN
-    from compare.cells import git_commit, host_info
+    from compare.cells import evaluate_against_teacher, git_commit, host_info
     from gan_prune_env.checkpoint import load_generator
-    from gan_prune_env.evaluation import evaluate_generator
     from gan_prune_env.tasks import get_task, teacher_path
 
     results = Path(args.results)
@@ -405,8 +404,8 @@ def command_same_teacher(args: argparse.Namespace) -> int:
         return 0
     torch.set_num_threads(1)  # as the cells evaluate
     teacher = load_generator(path, MAIN[task.family][0])
-    quality = evaluate_generator(teacher, task.data, task.family, teacher=teacher, device="cpu",
-                                 max_images=records[0]["eval_images"], progress=False)
+    quality = evaluate_against_teacher(teacher, teacher, task, records[0]["eval_images"],
+                                       fid=False)
     wanted = records[0]["teacher_quality"]
     differ = {k: (wanted[k], float(quality[k])) for k in SAME_OUTPUTS if wanted[k] != quality[k]}
     if differ:

@@ -150,18 +150,26 @@ def evaluate_sliced(pair, task_name: str, task, n_images: int, fid: bool = True
     False) of a pair's main generator and of the teacher's, on the first ``n_images`` test
     images. The teacher's numbers are computed once per process and task."""
     from agents.run.artifacts import MAIN
-    from gan_prune_env.evaluation import evaluate_generator
 
     g_name = MAIN[task.family][0]
     teacher_g, pruned_g = pair.teacher[g_name], pair.networks[g_name]
-    options = {"teacher": teacher_g, "device": "cpu", "max_images": n_images, "progress": False,
-               "fid_weights": fid_inception() if fid else None}
-    quality = _numbers(evaluate_generator(pruned_g, task.data, task.family, **options))
+    quality = evaluate_against_teacher(pruned_g, teacher_g, task, n_images, fid)
     tq_key = f"{task_name}|{n_images}"
     if tq_key not in _TEACHER_QUALITY:
-        _TEACHER_QUALITY[tq_key] = _numbers(evaluate_generator(teacher_g, task.data, task.family,
-                                                               **options))
+        _TEACHER_QUALITY[tq_key] = evaluate_against_teacher(teacher_g, teacher_g, task,
+                                                            n_images, fid)
     return quality, _TEACHER_QUALITY[tq_key]
+
+
+def evaluate_against_teacher(generator, teacher_g, task, n_images: int, fid: bool = True
+                             ) -> dict[str, float]:
+    """The cells' evaluation protocol of one generator against the teacher's G: one place, so
+    that ``compare_methods.py same-teacher`` reproduces a recorded teacher's numbers exactly."""
+    from gan_prune_env.evaluation import evaluate_generator
+
+    return _numbers(evaluate_generator(
+        generator, task.data, task.family, teacher=teacher_g, device="cpu",
+        max_images=n_images, progress=False, fid_weights=fid_inception() if fid else None))
 
 
 def separable_student(pair, env, budget: float, seed: int, kind: str,

@@ -3,6 +3,7 @@ stopped run loses at most the cell in progress and a torn last line is ignored."
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -51,6 +52,12 @@ def teacher_aliases(path: Path | None = None) -> dict[str, str]:
     path = TEACHER_ALIASES if path is None else path
     if not path.is_file():
         return {}
+    return _read_aliases(path, path.stat().st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=8)
+def _read_aliases(path: Path, mtime_ns: int) -> dict[str, str]:
+    """Read once per version of the file (a report compares teachers for every pair)."""
     return {alias["teacher_sha1"]: alias["same_as"] for alias in json.loads(path.read_text())}
 
 
