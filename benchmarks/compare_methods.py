@@ -391,6 +391,9 @@ def command_same_teacher(args: argparse.Namespace) -> int:
     results = Path(args.results)
     records = [r for r in read_records(results) if r.get("task") == args.task]
     recorded = sorted({r["teacher_sha1"] for r in records})
+    if not recorded:
+        raise SystemExit(f"error: {results} holds no {args.task} results (missing or empty); "
+                         "name the results file whose teacher to check")
     if len(recorded) != 1:
         raise SystemExit(f"error: {results} holds {args.task} results of {len(recorded)} "
                          "teachers; same-teacher needs a file of one")

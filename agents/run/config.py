@@ -140,7 +140,8 @@ class RunConfig:
         if (self.student == "pruned_separable") != (self.separable_student is not None):
             raise ValueError("student: pruned_separable narrows separable_student (a checkpoint "
                              "of a separable G, e.g. the pruned.pt of a student: separable run); "
-                             "set both or neither")
+                             "set both or neither (student: distilled_separable distils its own "
+                             "start)")
         if self.separable_width != 1.0 and (self.student != "separable"
                                              or not self.separable_width > 0):
             raise ValueError(f"separable_width {self.separable_width} sets the width of a "
