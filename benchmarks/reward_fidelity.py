@@ -17,7 +17,8 @@ architecture is
    * ``distill_k``: "train a little, then look": ``--distill-steps`` (default 50) steps of the
      project's fine-tuning recipe (``finetune_pair``, ``FinetuneConfig(steps=k)``), then the
      student's L1 distance to the teacher's outputs on the env's 12 evaluation inputs (reward =
-     -L1; PSNR to the teacher on them is recorded too);
+     -L1; PSNR to the teacher on them is recorded too); ``distill_k@300`` is the same at k = 300,
+     recorded under its own name beside ``distill_k`` (how the ranking grows with k);
 
    * ``supernet``: the ``frozen`` reward with the weights of the task's generator supernet
      (``gan_prune_env.supernet``, env option ``supernet``, file given by ``--supernet
@@ -401,16 +402,50 @@ def score_balance(arch: Architecture, options: dict[str, Any]) -> dict[str, floa
 @dataclass(frozen=True)
 class RewardMode:
     """A predictor of an architecture's quality after fine-tuning. ``score(arch, options)``
-    returns ``{"reward": higher = predicted better, ...recorded terms}``; ``options(args)`` are
-    its settings from the command line, stored with each score (another setting under the same
-    key is another protocol)."""
+    returns ``{"reward": higher = predicted better, ...recorded terms}``; ``options(args, task,
+    steps)`` are its settings from the command line, stored with each score (another setting
+    under the same key is another protocol). A mode with ``steps`` (``distill_k``) can also be
+    asked for as ``NAME@STEPS``: the same predictor at another length, scored under that name
+    beside the default one, so lengths are compared on the same architectures."""
 
     label: str
     score: Callable[[Architecture, dict[str, Any]], dict[str, float]]
-    options: Callable[[argparse.Namespace, str], dict[str, Any]] = lambda args, task: {}
+    options: Callable[[argparse.Namespace, str, int | None], dict[str, Any]] = \
+        lambda args, task, steps: {}
+    takes_steps: bool = False
 
 
-def supernet_options(args: argparse.Namespace, task: str) -> dict[str, Any]:
+def reward_mode(name: str) -> tuple[RewardMode, int | None]:
+    """The mode called ``name`` (``NAME`` or ``NAME@STEPS``) and its steps (None: the
+    default); an unknown name or a bad length stops the run with what to write instead."""
+    base, at, steps = name.partition("@")
+    mode = REWARD_MODES.get(base)
+    if mode is None:
+        raise SystemExit(f"error: unknown mode {name!r}; choose from {list(REWARD_MODES)}")
+    if not at:
+        return mode, None
+    if not mode.takes_steps:
+        with_steps = [m for m, v in REWARD_MODES.items() if v.takes_steps]
+        raise SystemExit(f"error: mode {name!r}: only {with_steps} take a length (NAME@STEPS)")
+    if not steps.isdigit() or int(steps) < 1:
+        raise SystemExit(f"error: mode {name!r}: the length after '@' must be a whole number "
+                         f">= 1, e.g. {base}@300")
+    return mode, int(steps)
+
+
+def mode_label(name: str) -> str:
+    """What mode ``name`` measures, for the report (a recorded name no longer known: itself)."""
+    base, at, steps = name.partition("@")
+    if base not in REWARD_MODES:
+        return name
+    return REWARD_MODES[base].label + (f" (k = {steps})" if at else "")
+
+
+def distill_options(args: argparse.Namespace, task: str, steps: int | None) -> dict[str, Any]:
+    return {"k": args.distill_steps if steps is None else steps, "images": "env eval pool"}
+
+
+def supernet_options(args: argparse.Namespace, task: str, steps: int | None) -> dict[str, Any]:
     """The task's supernet file (``--supernet TASK=PATH``), by path and SHA-1."""
     path = args.supernets.get(task)
     if path is None:
@@ -422,8 +457,7 @@ def supernet_options(args: argparse.Namespace, task: str) -> dict[str, Any]:
 REWARD_MODES: dict[str, RewardMode] = {
     "frozen": RewardMode("env reward r_G (frozen weights, adaptive BN)", score_frozen),
     "distill_k": RewardMode("-L1 to the teacher after k fine-tuning steps", score_distill,
-                            lambda args, task: {"k": args.distill_steps,
-                                                "images": "env eval pool"}),
+                            distill_options, takes_steps=True),
     "supernet": RewardMode("env reward r_G with the supernet's weights (adaptive BN)",
                            score_supernet, supernet_options),
     "balance": RewardMode("-log(max / min kept fraction) of G's groups (no evaluation)",
@@ -462,7 +496,7 @@ def run_architecture(spec: dict[str, Any]) -> dict[str, Any]:
     scores = {}
     for mode, options in spec["modes"].items():
         t0 = time.perf_counter()
-        result = REWARD_MODES[mode].score(arch, options)
+        result = reward_mode(mode)[0].score(arch, options)
         scores[mode] = {"options": options, **result, "wall_s": time.perf_counter() - t0}
     finals = {}
     for steps in spec["final_steps"]:
@@ -528,7 +562,10 @@ def plan(args: argparse.Namespace) -> list[dict[str, Any]]:
             base = {"task": task, "budget": float(budget), "method": "random",
                     "teacher": args.teachers.get(task)}
             env = make_parallel_env(ENV_ID, **env_kwargs(base))
-            modes = {m: _jsonable(REWARD_MODES[m].options(args, task)) for m in args.modes}
+            modes = {}
+            for name in args.modes:
+                mode, steps = reward_mode(name)
+                modes[name] = _jsonable(mode.options(args, task, steps))
             protocol = env_protocol(env)
             sha1 = file_sha1(teacher_path(env.game.task))
             for index, arch in enumerate(plan_architectures(env, count, args.arch_seed)):
@@ -612,7 +649,8 @@ def missing_parts(cell: dict[str, Any], record: dict[str, Any] | None) -> dict[s
 
 
 def command_run(args: argparse.Namespace) -> int:
-    check_choices("mode", args.modes, REWARD_MODES)
+    for mode in args.modes:
+        reward_mode(mode)  # stops on an unknown mode, before any work
     check_choices("task", args.tasks, TASKS)
     if args.archs < 2 or args.finetune_steps < 1 or args.distill_steps < 1 \
             or args.eval_images < 2 or any(s < 1 for s in args.check_steps):
@@ -789,7 +827,7 @@ def _group_section(task: str, budget: float, archs: list[dict[str, Any]],
             lines.append(f"| {mode} | " + " | ".join(cells) + " |")
     lines += ["", "| mode | what | median s per reward evaluation | n |", "|---|---|---|---|"]
     for mode, wall in stats["wall_s"].items():
-        label = REWARD_MODES[mode].label if mode in REWARD_MODES else mode
+        label = mode_label(mode)
         lines.append(f"| {mode} | {label} | {wall['median']:.2f} | {wall['n']} |")
     finals = [r["finals"][str(length)] for r in archs if str(length) in r["finals"]]
     if finals:
@@ -981,7 +1019,7 @@ def _plot(groups: dict[tuple[str, float], tuple[list, dict]], path: Path) -> Non
                            color=points.get_facecolor()[0], edgecolor="black")
         ax.set_xlabel(f"reward: {mode} (higher = predicted better)")
         ax.set_ylabel("final FID (lower is better)")
-        ax.set_title(REWARD_MODES[mode].label if mode in REWARD_MODES else mode, fontsize=9)
+        ax.set_title(mode_label(mode), fontsize=9)
         ax.legend(fontsize=7)
     fig.suptitle("Reward vs final FID per architecture (star: the uniform pair); "
                  "Spearman fidelity > 0 = the reward ranks as fine-tuning does", fontsize=9)
@@ -1004,7 +1042,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     run.add_argument("--arch-seed", type=int, default=0, help="seed of the random architectures")
     run.add_argument("--modes", nargs="+", default=list(DEFAULT_MODES),
                      help=f"reward modes to score, of {list(REWARD_MODES)} (default "
-                          f"{list(DEFAULT_MODES)})")
+                          f"{list(DEFAULT_MODES)}); distill_k@STEPS: distill_k at another k")
     run.add_argument("--supernet", action="append", metavar="TASK=PATH",
                      help="a task's generator supernet, for the supernet mode")
     run.add_argument("--distill-steps", type=int, default=50,

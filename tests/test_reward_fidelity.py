@@ -265,6 +265,28 @@ def test_run_resume_and_report(rf, env, tmp_path, capsys):
     assert scored["reward"] != merged["default|0.1|0|0"]["scores"]["frozen"]["reward"]
     assert len(scored["options"]["sha1"]) == 40
 
+    # another length of distill_k, beside the default one: its own name, its own k
+    assert rf.main([*argv, "--modes", "distill_k@3", "--no-report"]) == 0
+    merged = rf.merge_records(_lines(results))
+    assert len(_lines(results)) == 9
+    for record in merged.values():
+        longer, default = record["scores"]["distill_k@3"], record["scores"]["distill_k"]
+        assert longer["options"]["k"] == 3 and default["options"]["k"] == 2
+        assert longer["reward"] == -longer["l1_teacher"] != default["reward"]
+    stats = rf.group_stats(rf._distinct(list(merged.values())))
+    assert {"distill_k", "distill_k@3"} <= set(stats["fidelity"])
+    assert rf.mode_label("distill_k@3").endswith("(k = 3)")
+
+
+def test_a_length_only_for_modes_that_take_one(rf):
+    """``NAME@STEPS`` names distill_k at another k; anything else stops with what to write."""
+    assert rf.reward_mode("distill_k") == (rf.REWARD_MODES["distill_k"], None)
+    assert rf.reward_mode("distill_k@300") == (rf.REWARD_MODES["distill_k"], 300)
+    for name, message in (("frozen@3", "take a length"), ("distill_k@0", "whole number"),
+                          ("distill_k@x", "whole number"), ("distil_k", "unknown mode")):
+        with pytest.raises(SystemExit, match=message):
+            rf.reward_mode(name)
+
 
 def test_an_option_added_after_a_record_counts_as_its_default(rf):
     """Records written before the env grew ``evaluation`` (or the recipe ``input_mix``) still
