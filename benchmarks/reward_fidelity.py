@@ -370,19 +370,13 @@ def score_supernet(arch: Architecture, options: dict[str, Any]) -> dict[str, flo
 
 def score_distill(arch: Architecture, options: dict[str, Any]) -> dict[str, float]:
     """k steps of the fine-tuning recipe, then -L1 of the student's outputs to the teacher's on
-    the env's evaluation inputs (PSNR to the teacher on them, images in [-1, 1], recorded too)."""
-    import torch
+    the env's evaluation inputs (PSNR to the teacher on them, images in [-1, 1], recorded too):
+    the score of the pipeline's screen (``agents.run.screen``), computed by its code."""
+    from agents.run.screen import distilled_agreement
 
-    pair = arch.sliced()
-    finetune_sliced(pair, arch.env, recipe_config(options["k"]), arch.spec["work_dir"],
-                    arch.seed)
-    batch = arch.env.game.eval_batch
-    student = pair.generator.eval()
-    with torch.no_grad():
-        diff = student(batch.inputs) - batch.outputs
-    l1, mse = float(diff.abs().mean()), float(diff.pow(2).mean())
-    psnr = 10 * math.log10(4.0 / mse) if mse > 0 else math.inf
-    return {"reward": -l1, "l1_teacher": l1, "psnr_teacher": psnr}
+    agreement = distilled_agreement(arch.sliced(), arch.env, recipe_config(options["k"]),
+                                    arch.seed, Path(arch.spec["work_dir"]), "cpu")
+    return {"reward": -agreement["l1_teacher"], **agreement}
 
 
 def score_balance(arch: Architecture, options: dict[str, Any]) -> dict[str, float]:

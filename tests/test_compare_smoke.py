@@ -705,3 +705,24 @@ def test_capacity_series_is_one_teachers_and_the_report_names_its_hash(tmp_path)
         points = capacity.series_points("one", cells, "uniform_teacher_targets", "default")
         md = capacity.report(points, "t", "default", ["cells.jsonl"], tmp_path).read_text()
         assert "teacher SHA-1 per series: one: 1f3b11a7aa" in md
+
+
+def test_a_screened_search_fine_tunes_the_pair_its_screen_scored_best(compare, tmp_path,
+                                                                      monkeypatch):
+    """``random_screened_teacher_targets``: the pipeline's screen between the search and the
+    fine-tune; the record keeps every score, and the fine-tuned pair is the lowest L1's."""
+    import dataclasses
+
+    name = "random_screened_teacher_targets"
+    monkeypatch.setitem(compare.METHODS, name,
+                        dataclasses.replace(compare.METHODS[name], screen=3, screen_steps=2))
+    results = tmp_path / "cells.jsonl"
+    assert compare.main(["run", "--quick", "--methods", name, "--seeds", "0", "--rounds", "4",
+                         "--finetune-steps", "2", "--eval-images", "8", "--latency-runs", "2",
+                         "--out", str(tmp_path), "--results", str(results), "--no-report"]) == 0
+    record, = _lines(results)
+    scores = record["screen"]["scores"]
+    assert record["screen"]["steps"] == 2 and len(scores) == 3 and scores[0]["round"] == -1
+    assert record["best"]["kept_channels"] == min(scores, key=lambda s: s["l1_teacher"])[
+        "kept_channels"]
+    assert record["timing_s"]["screen"] > 0

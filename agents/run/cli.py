@@ -50,6 +50,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help=f"YAML run config (default {DEFAULT_CONF.name} from configs/)")
     p.add_argument("--eval-freq", type=int, default=None, help="rounds between snapshots")
     p.add_argument("--save-freq", type=int, default=None, help="rounds between checkpoints")
+    p.add_argument("--screen", type=int, default=None, metavar="N",
+                   help="before the fine-tune, re-score the uniform pair and the search's N-1 "
+                        "best by a short distillation and keep the best (default 0: off)")
+    p.add_argument("--screen-steps", type=int, default=None, metavar="K",
+                   help="--screen: distillation steps per candidate (default 300)")
     p.add_argument("--finetune-steps", type=int, default=None, help="fine-tuning steps")
     p.add_argument("--finetune-processes", type=int, default=None, metavar="N",
                    help="fine-tune data-parallel on N processes (torchrun; default 1)")
@@ -89,6 +94,11 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         out["env"] = args.env
     if args.env_kwargs is not None:
         out["env_kwargs"] = parse_key_values(args.env_kwargs)
+    screen = {key: getattr(args, flag) for flag, key in
+              (("screen", "candidates"), ("screen_steps", "distill_steps"))
+              if getattr(args, flag) is not None}
+    if screen:
+        out["screen"] = screen
     if args.finetune_steps is not None:
         out["finetune"] = {"steps": args.finetune_steps}
     if args.finetune_processes is not None:

@@ -82,8 +82,8 @@ def finetune_run_pair(config: RunConfig, env: GANPruneParallelEnv, pair: PrunedP
                       run_dir: Path, device: str, progress: bool) -> None:
     """The run's fine-tune of ``pair`` (in place), resuming from its folder: the one call the
     pipeline and every rank make."""
-    _finetune(pair, env, student_recipe(config), finetune_dir(run_dir, pair), config.search.seed,
-              device, progress)
+    finetune_sliced_pair(pair, env, student_recipe(config), finetune_dir(run_dir, pair),
+                         config.search.seed, device, progress)
 
 
 def distil_start(config: RunConfig, env: GANPruneParallelEnv, best, run_dir: Path,
@@ -98,13 +98,17 @@ def distil_start(config: RunConfig, env: GANPruneParallelEnv, best, run_dir: Pat
     pair = slice_pair(env, best, device, config.slice_from)
     task = env.game.task
     use_student(pair, task, "separable", 1.0, config.search.seed)  # the teacher's width
-    _finetune(pair, env, dataclasses.replace(config.finetune, **START_RECIPE),
-              run_dir / FINETUNE_DIR / "distilled_start", config.search.seed, device, progress)
+    finetune_sliced_pair(pair, env, dataclasses.replace(config.finetune, **START_RECIPE),
+                         run_dir / FINETUNE_DIR / "distilled_start", config.search.seed, device,
+                         progress)
     return save_pruned(pair, task, path, metadata={"distilled_start": START_RECIPE})
 
 
-def _finetune(pair: PrunedPair, env: GANPruneParallelEnv, recipe: FinetuneConfig,
-              out_dir: Path, seed: int, device: str, progress: bool) -> None:
+def finetune_sliced_pair(pair: PrunedPair, env: GANPruneParallelEnv, recipe: FinetuneConfig,
+                         out_dir: Path, seed: int, device: str, progress: bool) -> None:
+    """Fine-tune ``pair`` in place with ``recipe``, resuming from ``out_dir``: the env gives
+    the task, the objective and the teacher's pool (every fine-tune of a sliced pair: the run's,
+    its distilled start's, the screen's and the benchmarks')."""
     finetune_pair(pair.networks, pair.teacher, student_task(pair, env.game.task), recipe,
                   out_dir, kept=pair.kept, input_shape=pair.input_shape, seed=seed,
                   device=device, progress=progress, objective=env.game.objective,

@@ -17,6 +17,7 @@ from agents.run.config import RunConfig
 from agents.run.finetune_ranks import (
     distil_start, finetune_run_pair, launch as launch_finetune_ranks, run_pair,
 )
+from agents.run.screen import read_screen, run_screen
 from agents.run.search import run_search
 from agents.run.tensorboard import add_image_grid
 from gan_prune_env.atomic import write_atomically
@@ -43,6 +44,8 @@ def run_pipeline(config: RunConfig, run_dir: Path, tensorboard_dir: str | None =
     try:
         env = make_parallel_env(config.env, **config.env_options)
         best = run_search(config, env, run_dir, writer)
+        if config.screen.candidates:
+            best = run_screen(config, env, run_dir, writer)
         if config.student == "distilled_separable":
             distil_start(config, env, best, run_dir, config.device, config.progress)
         pair = run_pair(config, env, best, config.device, run_dir)
@@ -62,6 +65,9 @@ def run_pipeline(config: RunConfig, run_dir: Path, tensorboard_dir: str | None =
         results["search"] = {"algo": config.search.algo, "rounds": config.search.n_rounds,
                              "seed": config.search.seed, "best_rewards": best.rewards,
                              "best_compute_ratio": best.compute_ratio}
+        if config.screen.candidates:
+            results["screen"] = {"pick_round": best.round,
+                                 "scores": read_screen(run_dir, config)}
         _write_text(run_dir / RESULTS_FILE, json.dumps(results, indent=2))
         summary = summary_table(results)
         _write_text(run_dir / SUMMARY_FILE, summary)

@@ -21,11 +21,11 @@ from gan_prune_env.config import ConfigError
 
 CONFIG_FILE = "config.yaml"
 FORK_NOTE = "forked_from.txt"
-SEARCH_DIR, FINETUNE_DIR = "search", "finetune"
+SEARCH_DIR, SCREEN_DIR, FINETUNE_DIR = "search", "screen", "finetune"
 
 DISPLAY_ONLY = ("progress",)
 """Keys a resume may change freely: they do not touch any result."""
-AFTER_SEARCH = ("finetune", "finetune_processes", "evaluation", "onnx", "torchscript",
+AFTER_SEARCH = ("screen", "finetune", "finetune_processes", "evaluation", "onnx", "torchscript",
                 "slice_from", "device", "search.save_freq", "search.eval_freq")
 """Keys (or key prefixes) whose change leaves the saved search valid: a fork keeps it."""
 
@@ -110,12 +110,13 @@ def write_config(run_dir: Path, config: dict[str, Any]) -> None:
 
 def fork_run(source: Path, config: dict[str, Any], changed: dict[str, tuple[Any, Any]]) -> Path:
     """A new run folder beside ``source`` with ``config`` and a copy of the work that stays
-    valid under it: the search always, the fine-tuning states only when no fine-tuning key
-    changed. ``source`` is only read."""
+    valid under it: the search and the screen's scores always (they are kept per protocol),
+    the fine-tuning states only when no fine-tuning key changed. ``source`` is only read."""
     stem = source.name.rsplit("_", 1)[0]
     fork = create_run_folder(source.parent, stem)
-    if (source / SEARCH_DIR).is_dir():
-        shutil.copytree(source / SEARCH_DIR, fork / SEARCH_DIR)
+    for folder in (SEARCH_DIR, SCREEN_DIR):
+        if (source / folder).is_dir():
+            shutil.copytree(source / folder, fork / folder)
     finetune_changed = any(k.startswith("finetune.") or k in ("slice_from", "device")
                            for k in changed)
     if (source / FINETUNE_DIR).is_dir() and not finetune_changed:

@@ -17,6 +17,7 @@ from agents.base import Candidate, PruningAgent, SearchTracker, load_agent_state
 from agents.run.config import RunConfig
 from agents.run.run_folder import SEARCH_DIR
 from agents.run.tensorboard import SearchLogger, add_image_grid, architecture_markdown
+from gan_prune_env.atomic import write_atomically
 from gan_prune_env.checkpoint import CheckpointError, save_checkpoint
 from gan_prune_env.config import ConfigError
 from gan_prune_env.envs import AGENTS, GANPruneParallelEnv
@@ -68,9 +69,21 @@ def run_search(config: RunConfig, env: GANPruneParallelEnv, run_dir: Path,
         failed = [c.error for c in tracker.history if c.error]
         cause = f": all {len(failed)} rounds failed, e.g. {failed[0]}" if failed else ""
         raise RuntimeError(f"the search evaluated no architecture{cause}")
-    (run_dir / BEST_FILE).write_text(json.dumps(
-        {**asdict(best), "group_names": names}, indent=2))
+    write_best(run_dir, best, names)
     return best
+
+
+def write_best(run_dir: Path, best: Candidate, names: dict[str, list[str]]) -> None:
+    """``best_architecture.json``: the pair the run fine-tunes, with its groups' names."""
+    text = json.dumps({**asdict(best), "group_names": names}, indent=2)
+    write_atomically(run_dir / BEST_FILE, lambda handle: handle.write(text.encode()))
+
+
+def read_history(run_dir: Path) -> list[Candidate]:
+    """Every round of the run's saved search, in order (failed rounds included)."""
+    tracker = SearchTracker()
+    tracker.load_state_dict(load_agent_state(run_dir / SEARCH_DIR / TRACKER_FILE))
+    return tracker.history
 
 
 def read_best(run_dir: Path) -> Candidate:

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from agents.base import Candidate, SearchTracker, load_agent_state
+from agents.base import Candidate
 from agents.run.config import load_run_config
-from agents.run.run_folder import SEARCH_DIR, find_run_folder
-from agents.run.search import TRACKER_FILE, read_best
+from agents.run.run_folder import find_run_folder
+from agents.run.search import read_best, read_history
 from gan_prune_env.config import ConfigError
 from gan_prune_env.envs import AGENTS, GANPruneParallelEnv, make_parallel_env, ratios_to_action
 
@@ -66,9 +66,7 @@ def replay(env: GANPruneParallelEnv, candidate: Candidate, seed: int) -> Verdict
 def candidates(run_dir: Path, everything: bool) -> list[Candidate]:
     """The found pair, or every evaluated round of the saved search."""
     if everything:
-        tracker = SearchTracker()
-        tracker.load_state_dict(load_agent_state(run_dir / SEARCH_DIR / TRACKER_FILE))
-        return [c for c in tracker.history if not c.error]
+        return [c for c in read_history(run_dir) if not c.error]
     return [read_best(run_dir)]
 
 

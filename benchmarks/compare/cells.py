@@ -127,18 +127,14 @@ def finetune_sliced(pair, env, config, work_dir: str | Path, seed: int) -> float
     """Fine-tune a sliced pair (``agents.run.artifacts.PrunedPair``) in place with ``config``
     (``finetune_pair``; the env gives the task, the objective and the pool), in a scratch folder
     under ``work_dir`` that is deleted afterwards. Returns the wall time in seconds."""
-    from agents.run.artifacts import student_task
-    from gan_prune_env.finetune import finetune_pair
+    from agents.run.finetune_ranks import finetune_sliced_pair
 
     t0 = time.perf_counter()
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
     ft_dir = Path(tempfile.mkdtemp(prefix="ft_", dir=work))
     try:
-        finetune_pair(pair.networks, pair.teacher, student_task(pair, env.game.task), config,
-                      ft_dir, kept=pair.kept, input_shape=pair.input_shape, seed=seed, device="cpu",
-                      progress=False, objective=env.game.objective,
-                      pool=env.game.train_pool)
+        finetune_sliced_pair(pair, env, config, ft_dir, seed, "cpu", progress=False)
     finally:
         shutil.rmtree(ft_dir, ignore_errors=True)
     return time.perf_counter() - t0
@@ -228,6 +224,7 @@ def run_cell(spec: dict[str, Any]) -> dict[str, Any]:
     from agents import AGENT_CLASSES
     from agents.base import SearchTracker
     from agents.run.artifacts import MAIN, compute_table, reinitialize, save_pruned, slice_pair
+    from agents.run.screen import screen, screen_recipe
     from gan_prune_env.config import to_dict
     from gan_prune_env.envs import make_parallel_env
     from gan_prune_env.latency import measure_latencies
@@ -258,6 +255,12 @@ def run_cell(spec: dict[str, Any]) -> dict[str, Any]:
     if best is None:
         raise RuntimeError(f"{cell_key(spec['task'], spec['budget'], spec['method'], seed)}: "
                            "the search evaluated no architecture")
+    t0, screened = time.perf_counter(), None
+    if method.screen:
+        best, screened = screen(env, tracker.history, method.screen,
+                                screen_recipe(ft_config, method.screen_steps), seed,
+                                Path(spec["work_dir"]), slice_from=method.slice_from)
+    screen_s = time.perf_counter() - t0
 
     pair = slice_pair(env, best, "cpu", method.slice_from)
     if method.reinit:
@@ -310,13 +313,16 @@ def run_cell(spec: dict[str, Any]) -> dict[str, Any]:
         "best": {"round": best.round, "within_budget": best.within_budget,
                  "compute_ratio": best.compute_ratio, "rewards": best.rewards,
                  "kept_channels": best.kept_channels},
+        **({"screen": {"candidates": method.screen, "steps": method.screen_steps,
+                       "scores": screened}} if screened else {}),
         "compute": compute_table(pair),
         "quality": quality,
         "teacher_quality": teacher_quality,
         "latency_ms": {"teacher": latency[0].as_dict(), "pruned": latency[1].as_dict()},
         "reference_terms": {k: float(v) for k, v in env.game.reference_terms.items()},
         "dynamics": dynamics,
-        "timing_s": {"search": search_s, "finetune": finetune_s, "evaluate": evaluate_s,
+        "timing_s": {"search": search_s, **({"screen": screen_s} if screened else {}),
+                     "finetune": finetune_s, "evaluate": evaluate_s,
                      "total": time.time() - started},
         "started_at": _dt.datetime.fromtimestamp(started).isoformat(timespec="seconds"),
         "finished_at": _dt.datetime.now().isoformat(timespec="seconds"),

@@ -121,6 +121,11 @@ class Method:
     student_start: str = PLAIN_START
     """``student="pruned_separable"``: the method whose 25% cell distilled the start it narrows
     (``default_separable_student``), a ``separable*`` method of its own recipe."""
+    screen: int = 0
+    """Candidates of the pipeline's screen after the search (``agents.run.screen``: the uniform
+    pair and the search's best distinct pairs by G reward, each re-scored by ``screen_steps``
+    steps of the cell's recipe; the lowest L1 to the teacher is fine-tuned); 0: none."""
+    screen_steps: int = 300
     supernet: bool = False  # the env scores architectures with the task's supernet
     slice_from: str = "teacher"  # weights the found G is sliced from ("teacher", "supernet")
     recipe: dict[str, Any] = field(default_factory=lambda: dict(DATA_TARGETS))
@@ -194,6 +199,9 @@ METHODS: dict[str, Method] = {
     "random": Method("random", label="random search"),
     "random_teacher_targets": Method("random", recipe=TEACHER_TARGETS,
                                      label="random search, teacher targets"),
+    "random_screened_teacher_targets": Method(
+        "random", recipe=TEACHER_TARGETS, screen=16,
+        label="random search, its best of 16 by a 300-step distillation"),
     "mggc_teacher_targets": Method("mggc", recipe=TEACHER_TARGETS,
                                    label="MGGC (ours), teacher targets"),
     "random_supernet": Method("random", supernet=True, slice_from="supernet",

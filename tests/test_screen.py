@@ -1,0 +1,135 @@
+"""The pipeline's screen: which candidates it scores, which one it keeps, and resumption."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from torch.utils.tensorboard import SummaryWriter
+
+from agents.base import Candidate
+from agents.run import screen
+from agents.run.cli import main
+from agents.run.config import RunConfig, ScreenConfig
+from agents.run.search import read_best, run_search
+from gan_prune_env.config import from_dict, load_yaml
+from gan_prune_env.envs import make_parallel_env
+from tests.test_cli import run_dir_of, tiny_config
+
+
+def candidate(round_: int, g: list[int], reward: float, within: bool = True,
+              error: str = "") -> Candidate:
+    return Candidate(round=round_, kept_channels={"generator": g, "discriminator": [4, 4]},
+                     keep_ratios={"generator": [], "discriminator": []},
+                     compute_ratio={"generator": 0.1, "discriminator": 0.5},
+                     rewards={"generator": reward, "discriminator": 0.0}, loss_terms={},
+                     within_budget=within, error=error)
+
+
+def test_the_uniform_pair_then_the_best_distinct_feasible_rewards_are_screened() -> None:
+    uniform = candidate(screen.UNIFORM_ROUND, [2, 2], -1.0)
+    history = [candidate(0, [1, 3], -0.5), candidate(1, [3, 1], -0.2),
+               candidate(2, [2, 2], 0.9),             # the uniform pair again: not twice
+               candidate(3, [1, 1], 5.0, within=False),  # over budget: never
+               candidate(4, [3, 3], 9.0, error="nan"),   # failed round: never
+               candidate(5, [3, 1], -0.2),            # the same pair as round 1: not twice
+               candidate(6, [4, 1], -0.2)]            # ties round 1's reward: after it
+    picked = screen.candidates_to_screen(history, uniform, count=4)
+    assert [c.round for c in picked] == [screen.UNIFORM_ROUND, 1, 6, 0]
+    assert [c.round for c in screen.candidates_to_screen(history, uniform, 2)] == [-1, 1]
+    assert len(screen.candidates_to_screen(history, uniform, 10)) == 4  # all there is
+
+
+@pytest.fixture
+def searched(tmp_path: Path):
+    """A finished 4-round random search of a tiny run, screened over 3 candidates."""
+    config = from_dict(RunConfig, load_yaml(tiny_config(tmp_path, "random", rounds=4)))
+    config.screen = ScreenConfig(candidates=3, distill_steps=2)
+    env = make_parallel_env(config.env, **config.env_kwargs)
+    run = tmp_path / "run"
+    writer = SummaryWriter(str(tmp_path / "tb"))
+    search_best = run_search(config, env, run, writer)
+    yield config, env, run, writer, search_best
+    writer.close()
+
+
+def test_the_pair_with_the_lowest_distilled_l1_is_kept_and_scores_resume(searched, monkeypatch
+                                                                          ) -> None:
+    """The screen keeps the lowest L1 to the teacher whatever the env's reward said, writes it
+    as the run's found pair, and a second call scores nothing again."""
+    config, env, run, writer, search_best = searched
+    todo = screen.candidates_to_screen(screen.read_history(run),
+                                       screen.uniform_candidate(env, config.search.seed), 3)
+    assert len(todo) == 3 and todo[0].round == screen.UNIFORM_ROUND
+    wanted = next(c for c in todo[1:] if c.kept_channels != search_best.kept_channels)
+    l1 = {json.dumps(c.kept_channels): 0.5 + i for i, c in enumerate(todo)}
+    l1[json.dumps(wanted.kept_channels)] = 0.1
+    calls = []
+
+    def fake_agreement(pair, env_, recipe, seed, work_dir, device):
+        calls.append(recipe.steps)
+        kept = {a: [len(i) for i in pair.kept[a].values()] for a in ("generator",
+                                                                     "discriminator")}
+        return {"l1_teacher": l1[json.dumps(kept)], "psnr_teacher": 20.0}
+
+    monkeypatch.setattr(screen, "distilled_agreement", fake_agreement)
+    pick = screen.run_screen(config, env, run, writer)
+    assert pick.kept_channels == wanted.kept_channels
+    assert read_best(run).kept_channels == wanted.kept_channels
+    assert calls == [2, 2, 2]  # the screen's steps, once per candidate
+    assert screen.run_screen(config, env, run, writer).kept_channels == wanted.kept_channels
+    assert len(calls) == 3  # resumed: nothing scored twice
+    config.screen = ScreenConfig(candidates=3, distill_steps=3)  # another protocol: afresh
+    screen.run_screen(config, env, run, writer)
+    assert calls[3:] == [3, 3, 3]
+
+
+def test_the_distilled_score_moves_with_the_steps_and_matches_the_teacher_at_zero(searched
+                                                                                   ) -> None:
+    """The score is the pair's G against the teacher after the recipe: the unpruned pair
+    agrees exactly without training, and training a pruned one changes its score."""
+    from agents.run.artifacts import slice_pair
+
+    config, env, run, _, search_best = searched
+    spaces = env.game.spaces
+    full = candidate(0, spaces["generator"].num_channels.tolist(), 0.0)
+    full.kept_channels["discriminator"] = spaces["discriminator"].num_channels.tolist()
+    teacher_pair = slice_pair(env, full, "cpu")
+    same = screen.teacher_agreement(teacher_pair.networks["generator"], env)
+    assert same["l1_teacher"] < 1e-6
+    before = screen.teacher_agreement(slice_pair(env, search_best, "cpu").networks["generator"],
+                                      env)
+    after = screen.distilled_agreement(slice_pair(env, search_best, "cpu"), env,
+                                       screen.screen_recipe(config.finetune, 2),
+                                       config.search.seed, run / "screen", "cpu")
+    assert after["l1_teacher"] != pytest.approx(before["l1_teacher"], abs=1e-6)
+    assert not any((run / "screen").iterdir())  # the scratch fine-tune is removed
+
+
+def test_a_run_with_a_screen_fine_tunes_the_pick_and_reports_the_scores(tmp_path: Path) -> None:
+    conf = tiny_config(tmp_path, "random", rounds=4)
+    assert main(["-conf", str(conf), "-f", str(tmp_path / "logs"), "--screen", "2",
+                 "--screen-steps", "2"]) == 0
+    run = run_dir_of(tmp_path / "logs", "random")
+    results = json.loads((run / "results.json").read_text())
+    scores = results["screen"]["scores"]
+    assert len(scores) == 2 and scores[0]["round"] == screen.UNIFORM_ROUND
+    best = min(scores, key=lambda s: s["l1_teacher"])
+    assert results["screen"]["pick_round"] == best["round"]
+    assert read_best(run).kept_channels == best["kept_channels"]
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"candidates": 1}, "0 \\(off\\) or >= 2"), ({"candidates": -2}, "0 \\(off\\) or >= 2"),
+    ({"candidates": 4, "distill_steps": 0}, "distill_steps must be >= 1")])
+def test_bad_screen_settings_are_refused(fields, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        ScreenConfig(**fields)
+
+
+def test_a_screen_needs_the_pruned_student() -> None:
+    with pytest.raises(ValueError, match="screen scores pairs sliced from the teacher"):
+        from_dict(RunConfig, {"screen": {"candidates": 4}, "student": "separable"})
+    with pytest.raises(Exception, match="candidats"):
+        from_dict(RunConfig, {"screen": {"candidats": 4}})
