@@ -54,7 +54,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="before the fine-tune, re-score the uniform pair and the search's N-1 "
                         "best by a short distillation and keep the best (default 0: off)")
     p.add_argument("--screen-steps", type=int, default=None, metavar="K",
-                   help="--screen: distillation steps per candidate (default 300)")
+                   help="--screen: distillation steps per candidate (default 50)")
     p.add_argument("--finetune-steps", type=int, default=None, help="fine-tuning steps")
     p.add_argument("--finetune-processes", type=int, default=None, metavar="N",
                    help="fine-tune data-parallel on N processes (torchrun; default 1)")

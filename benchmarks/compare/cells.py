@@ -224,6 +224,7 @@ def run_cell(spec: dict[str, Any]) -> dict[str, Any]:
     from agents import AGENT_CLASSES
     from agents.base import SearchTracker
     from agents.run.artifacts import MAIN, compute_table, reinitialize, save_pruned, slice_pair
+    from agents.run.config import ScreenConfig
     from agents.run.screen import screen, screen_recipe
     from gan_prune_env.config import to_dict
     from gan_prune_env.envs import make_parallel_env
@@ -256,9 +257,10 @@ def run_cell(spec: dict[str, Any]) -> dict[str, Any]:
         raise RuntimeError(f"{cell_key(spec['task'], spec['budget'], spec['method'], seed)}: "
                            "the search evaluated no architecture")
     t0, screened = time.perf_counter(), None
+    screen_steps = method.screen_steps or ScreenConfig().distill_steps
     if method.screen:
         best, screened = screen(env, tracker.history, method.screen,
-                                screen_recipe(ft_config, method.screen_steps), seed,
+                                screen_recipe(ft_config, screen_steps), seed,
                                 Path(spec["work_dir"]), slice_from=method.slice_from)
     screen_s = time.perf_counter() - t0
 
@@ -313,7 +315,7 @@ def run_cell(spec: dict[str, Any]) -> dict[str, Any]:
         "best": {"round": best.round, "within_budget": best.within_budget,
                  "compute_ratio": best.compute_ratio, "rewards": best.rewards,
                  "kept_channels": best.kept_channels},
-        **({"screen": {"candidates": method.screen, "steps": method.screen_steps,
+        **({"screen": {"candidates": method.screen, "steps": screen_steps,
                        "scores": screened}} if screened else {}),
         "compute": compute_table(pair),
         "quality": quality,

@@ -125,7 +125,9 @@ class Method:
     """Candidates of the pipeline's screen after the search (``agents.run.screen``: the uniform
     pair and the search's best distinct pairs by G reward, each re-scored by ``screen_steps``
     steps of the cell's recipe; the lowest L1 to the teacher is fine-tuned); 0: none."""
-    screen_steps: int = 300
+    screen_steps: int | None = None
+    """Steps of each screened candidate's distillation; None: the pipeline's default
+    (``agents.run.config.ScreenConfig``)."""
     supernet: bool = False  # the env scores architectures with the task's supernet
     slice_from: str = "teacher"  # weights the found G is sliced from ("teacher", "supernet")
     recipe: dict[str, Any] = field(default_factory=lambda: dict(DATA_TARGETS))
@@ -201,7 +203,7 @@ METHODS: dict[str, Method] = {
                                      label="random search, teacher targets"),
     "random_screened_teacher_targets": Method(
         "random", recipe=TEACHER_TARGETS, screen=16,
-        label="random search, its best of 16 by a 300-step distillation"),
+        label="random search, its best of 16 by a short distillation (the pipeline's screen)"),
     "mggc_teacher_targets": Method("mggc", recipe=TEACHER_TARGETS,
                                    label="MGGC (ours), teacher targets"),
     "random_supernet": Method("random", supernet=True, slice_from="supernet",
