@@ -107,7 +107,12 @@ def test_the_distilled_score_moves_with_the_steps_and_matches_the_teacher_at_zer
     assert not any((run / "screen").iterdir())  # the scratch fine-tune is removed
 
 
-def test_a_run_with_a_screen_fine_tunes_the_pick_and_reports_the_scores(tmp_path: Path) -> None:
+def test_a_run_with_a_screen_fine_tunes_the_pick_and_reports_the_scores(tmp_path: Path,
+                                                                        capsys) -> None:
+    """End to end: the screened pick is the run's found pair, and ``validate`` replays it
+    (the uniform pair's reward too, played from the run's seed)."""
+    from agents.run.validate import main as validate
+
     conf = tiny_config(tmp_path, "random", rounds=4)
     assert main(["-conf", str(conf), "-f", str(tmp_path / "logs"), "--screen", "2",
                  "--screen-steps", "2"]) == 0
@@ -118,6 +123,9 @@ def test_a_run_with_a_screen_fine_tunes_the_pick_and_reports_the_scores(tmp_path
     best = min(scores, key=lambda s: s["l1_teacher"])
     assert results["screen"]["pick_round"] == best["round"]
     assert read_best(run).kept_channels == best["kept_channels"]
+    capsys.readouterr()
+    assert validate([str(run)]) == 0
+    assert "1 of 1 pairs validated" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("fields, message", [
