@@ -132,6 +132,7 @@ PUBLISHED: dict[str, dict[str, tuple[Group, ...]]] = {
         (("separable_slim_teacher_targets",), (0.25,), (0,)),  # the slimming start itself
         (("pruned_separable_slim_teacher_targets",), (0.25, 0.1, 0.05), (0, 1, 2, 3, 4)),
         (("pruned_separable_slim_teacher_targets",), (0.025,), (0, 1, 2)),
+        (("random_screened_teacher_targets",), (0.1,), (0, 1, 2)),  # session 38: the screen
     )},
     "default_wide": {
         "before_cutmix": (
