@@ -155,7 +155,7 @@ PUBLISHED: dict[str, dict[str, tuple[Group, ...]]] = {
             (TEACHER_TARGET_BASELINES, (0.1,), (0, 1, 2)),
             (("random_teacher_targets", "mggc_teacher_targets"), (0.1, 0.05), (0, 1, 2)),
             (("random_teacher_targets", "mggc_teacher_targets"), (0.25,), (0, 1, 2)),
-            (("random_teacher_targets", "mggc_teacher_targets"), (0.025,), (0,)),
+            (("random_teacher_targets", "mggc_teacher_targets"), (0.025,), (0, 1, 2)),
             (("separable_slim_wide_teacher_targets",), (0.25,), (0,)),  # the 1.75x start itself
             (("pruned_separable_slim_wide_teacher_targets",), (0.25,), (0, 1, 2)),
         ),
@@ -171,7 +171,8 @@ core); today's recipe there measures GAN Compression's order (distil, then prune
 separable student from scratch at 20x and 40x, the two baselines at 4x and 20x and the thin
 student at 10x and 40x, and (session 32) distil, then prune from the slimming start at 10%, 5%
 and 2.5% (seeds 0-2), (session 34) the two searches at 10% and 5% (seeds 0-2), and (session
-35) the two searches at 25% (seeds 0-2) and 2.5% (seed 0), and uniform pruning at
+35) the two searches at 25% (seeds 0-2) and 2.5% (seed 0; seeds 1-2 in session 38, on the
+teacher retrained on an Intel Xeon, ``teacher_aliases.json``), and uniform pruning at
 2.5% (seeds 0-2), on the teacher
 retrained in session 28 (13-24 min a cell on one
 core; the baselines under today's recipe on session 21's teacher are in
