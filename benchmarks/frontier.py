@@ -158,6 +158,7 @@ PUBLISHED: dict[str, dict[str, tuple[Group, ...]]] = {
             (("random_teacher_targets", "mggc_teacher_targets"), (0.025,), (0, 1, 2)),
             (("separable_slim_wide_teacher_targets",), (0.25,), (0,)),  # the 1.75x start itself
             (("pruned_separable_slim_wide_teacher_targets",), (0.25,), (0, 1, 2)),
+            (("random_screened_teacher_targets",), (0.1,), (0, 1, 2)),  # session 38: the screen
         ),
     },
     "facades": {"before_cutmix": ((TEACHER_TARGET_BASELINES, (0.1,), (0, 1, 2)),)},
@@ -173,7 +174,8 @@ student at 10x and 40x, and (session 32) distil, then prune from the slimming st
 and 2.5% (seeds 0-2), (session 34) the two searches at 10% and 5% (seeds 0-2), and (session
 35) the two searches at 25% (seeds 0-2) and 2.5% (seed 0; seeds 1-2 in session 38, on the
 teacher retrained on an Intel Xeon, ``teacher_aliases.json``), and uniform pruning at
-2.5% (seeds 0-2), on the teacher
+2.5% (seeds 0-2), and (session 38) random search with the pipeline's screen at 10% (seeds
+0-2, on the default task too), on the teacher
 retrained in session 28 (13-24 min a cell on one
 core; the baselines under today's recipe on session 21's teacher are in
 ``teacher_targets/wide_today.jsonl``). Facades: the recipe's two
