@@ -159,6 +159,7 @@ PUBLISHED: dict[str, dict[str, tuple[Group, ...]]] = {
             (("separable_slim_wide_teacher_targets",), (0.25,), (0,)),  # the 1.75x start itself
             (("pruned_separable_slim_wide_teacher_targets",), (0.25,), (0, 1, 2)),
             (("random_screened_teacher_targets",), (0.1,), (0, 1, 2)),  # session 38: the screen
+            (("uniform_teacher_targets", "random_screened_teacher_targets"), (0.1,), (3,)),
         ),
     },
     "facades": {"before_cutmix": ((TEACHER_TARGET_BASELINES, (0.1,), (0, 1, 2)),)},
