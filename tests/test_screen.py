@@ -141,3 +141,16 @@ def test_a_screen_needs_the_pruned_student() -> None:
         from_dict(RunConfig, {"screen": {"candidates": 4}, "student": "separable"})
     with pytest.raises(Exception, match="candidats"):
         from_dict(RunConfig, {"screen": {"candidats": 4}})
+
+
+def test_scores_of_other_candidates_stop_the_screen_and_name_the_file(searched) -> None:
+    """A scores file whose candidates are not this search's (edited, or another search under
+    the same protocol) is an error naming the file, not a silent mix of two screens."""
+    config, env, run, writer, _ = searched
+    path = screen.screen_file(run, config)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"protocol": screen.protocol(config), "scores": [
+        {"round": 0, "kept_channels": {"generator": [1], "discriminator": [1]},
+         "l1_teacher": 0.1, "psnr_teacher": 20.0, "seconds": 1.0}]}))
+    with pytest.raises(RuntimeError, match="remove it to screen again"):
+        screen.run_screen(config, env, run, writer)

@@ -47,6 +47,10 @@ from gan_prune_env.finetune import FinetuneConfig
 
 UNIFORM_ROUND = -1
 """``round`` of the uniform pair when the search did not play it: not a search round."""
+class StaleScoresError(ValueError):
+    """Scores given to :func:`screen` belong to other candidates than its search's."""
+
+
 SCREEN_CADENCE = {"save_every": 100_000, "image_every": 0}
 """A screened pair's short fine-tune keeps no train state and draws no images: it is thrown
 away once scored (a stopped one restarts; it is short)."""
@@ -125,7 +129,8 @@ def screen(env: GANPruneParallelEnv, history: list[Candidate], count: int,
     todo = candidates_to_screen(history, uniform_candidate(env, seed), count)
     for candidate, score in zip(todo, scores):
         if score["kept_channels"] != candidate.kept_channels:
-            raise ValueError("the scores given are of other candidates than this search's")
+            raise StaleScoresError("the scores given are of other candidates than this "
+                                   "search's")
     for candidate in tqdm(todo[len(scores):], desc="screen", initial=len(scores),
                           total=len(todo), disable=not progress, dynamic_ncols=True):
         started = time.perf_counter()
@@ -155,7 +160,7 @@ def run_screen(config: RunConfig, env: GANPruneParallelEnv, run_dir: Path,
                          config.search.seed, run_dir / SCREEN_DIR, device=config.device,
                          slice_from=config.slice_from, scores=read_screen(run_dir, config),
                          on_score=keep, progress=config.progress)
-    except ValueError as err:
+    except StaleScoresError as err:
         raise RuntimeError(f"{path}: {err} (remove it to screen again)") from err
     names = group_names(env)
     writer.add_text("screen/pick", architecture_markdown(pick, names))
