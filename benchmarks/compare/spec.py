@@ -206,6 +206,9 @@ METHODS: dict[str, Method] = {
         label="random search, its best of 16 by a short distillation (the pipeline's screen)"),
     "mggc_teacher_targets": Method("mggc", recipe=TEACHER_TARGETS,
                                    label="MGGC (ours), teacher targets"),
+    "mggc_screened_teacher_targets": Method(
+        "mggc", recipe=TEACHER_TARGETS, screen=16,
+        label="MGGC (ours), its best of 16 by a short distillation (the pipeline's screen)"),
     "random_supernet": Method("random", supernet=True, slice_from="supernet",
                               label="random search on the supernet reward, sliced from it"),
     "random_sn_reward": Method("random", supernet=True,
