@@ -163,7 +163,8 @@ PUBLISHED: dict[str, dict[str, tuple[Group, ...]]] = {
             (("uniform_teacher_targets", "random_screened_teacher_targets"), (0.1,), (3,)),
             (("mggc_screened_teacher_targets",), (0.1,), (0, 1, 2, 3)),  # session 39
             (("mggc_teacher_targets",), (0.1,), (3,)),
-            (("mggc_screened_teacher_targets",), (0.05,), (0, 1, 2)),
+            (("mggc_screened_teacher_targets", "random_screened_teacher_targets"), (0.05,),
+             (0, 1, 2)),
         ),
     },
     "facades": {"before_cutmix": ((TEACHER_TARGET_BASELINES, (0.1,), (0, 1, 2)),)},
@@ -181,7 +182,8 @@ and 2.5% (seeds 0-2), (session 34) the two searches at 10% and 5% (seeds 0-2), a
 teacher retrained on an Intel Xeon, ``teacher_aliases.json``), and uniform pruning at
 2.5% (seeds 0-2), and (session 38) random search with the pipeline's screen at 10% (seeds
 0-2, on the default task too), and (session 39) mggc with the screen at 10% (seeds 0-3 and
-mggc's seed 3; seeds 0-2 on the default task) and 5% (seeds 0-2), on the teacher
+mggc's seed 3; seeds 0-2 on the default task) and, with random search's, at 5% (seeds
+0-2), on the teacher
 retrained in session 28 (13-24 min a cell on one
 core; the baselines under today's recipe on session 21's teacher are in
 ``teacher_targets/wide_today.jsonl``). Facades: the recipe's two
