@@ -47,13 +47,13 @@ from gan_prune_env.finetune import FinetuneConfig
 
 UNIFORM_ROUND = -1
 """``round`` of the uniform pair when the search did not play it: not a search round."""
-class StaleScoresError(ValueError):
-    """Scores given to :func:`screen` belong to other candidates than its search's."""
-
-
 SCREEN_CADENCE = {"save_every": 100_000, "image_every": 0}
 """A screened pair's short fine-tune keeps no train state and draws no images: it is thrown
 away once scored (a stopped one restarts; it is short)."""
+
+
+class StaleScoresError(ValueError):
+    """Scores given to :func:`screen` belong to other candidates than its search's."""
 
 
 def screen_recipe(recipe: FinetuneConfig, steps: int) -> FinetuneConfig:
