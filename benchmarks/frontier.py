@@ -204,8 +204,10 @@ PAIRED_AGAINST = {"scratch": "the thin student from scratch",
                   "uniform_teacher_targets": "uniform pruning, teacher targets",
                   "scratch_g_teacher_targets": "the thin G from scratch with the teacher's D",
                   "separable_teacher_targets": "the separable U-Net from scratch (GAN "
-                                               "Compression's student)"}
-"""The baselines every other method is paired with, by seed, where both were run."""
+                                               "Compression's student)",
+                  "mggc_screened_teacher_targets": "MGGC with the screen"}
+"""The baselines every other method is paired with, by seed, where both were run (MGGC with
+the screen: its ablations, listed after it)."""
 TEACHER_LEVEL = 0.05
 PAIRED_MACS_GAP = 0.2
 """Cells are paired only when their G MACs differ by at most this share (the 2.5% separable

@@ -170,6 +170,9 @@ screen, as ``mggc_screened_teacher_targets``, so the claims are tested under the
 that ranks architectures (the screen's short distillation)."""
 
 
+PPO = Method("ppo", label="SB3 PPO")
+
+
 def _screened(method: Method) -> Method:
     """``method``'s search followed by the pipeline's 16-candidate screen, today's recipe."""
     return replace(method, recipe=dict(TEACHER_TARGETS), screen=16,
@@ -232,7 +235,8 @@ METHODS: dict[str, Method] = {
                               label="random search on the supernet reward, sliced from it"),
     "random_sn_reward": Method("random", supernet=True,
                                label="random search on the supernet reward"),
-    "ppo": Method("ppo", label="SB3 PPO"),
+    "ppo": PPO,
+    "ppo_screened_teacher_targets": _screened(PPO),
     "sac": Method("sac", label="SB3 SAC"),
     "tqc": Method("tqc", label="sb3-contrib TQC"),
     "rllib_ppo": Method("rllib_ppo", label="RLlib PPO (one policy per agent)"),
