@@ -726,3 +726,20 @@ def test_a_screened_search_fine_tunes_the_pair_its_screen_scored_best(compare, t
     assert record["best"]["kept_channels"] == min(scores, key=lambda s: s["l1_teacher"])[
         "kept_channels"]
     assert record["timing_s"]["screen"] > 0
+
+
+def test_a_screened_ablation_is_its_ablation_searched_then_screened_as_mggc_is(compare):
+    """The paper's claims are tested under the screen only if each ``*_screened`` ablation
+    changes exactly one thing against ``mggc_screened_teacher_targets``: its ablation's agent
+    options and env, with the same screen and recipe."""
+    from compare.spec import ABLATIONS, METHODS
+
+    full = METHODS["mggc_screened_teacher_targets"]
+    for name, ablation in ABLATIONS.items():
+        screened = METHODS[f"{name}_screened_teacher_targets"]
+        assert (screened.agent, screened.params, screened.env) == (
+            ablation.agent, ablation.params, ablation.env)
+        assert (screened.screen, screened.screen_steps, screened.recipe) == (
+            full.screen, full.screen_steps, full.recipe)
+    ppo = METHODS["ppo_screened_teacher_targets"]
+    assert (ppo.agent, ppo.screen, ppo.recipe) == ("ppo", full.screen, full.recipe)
