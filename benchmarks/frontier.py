@@ -99,7 +99,7 @@ import numpy as np
 import compare_methods
 from compare.plots import save_figure, subplots
 from compare.cells import effective_recipe, recipe_changes
-from compare.spec import DEFAULT_OUT, METHODS, RECIPE_BEFORE_CUTMIX, TASKS
+from compare.spec import ABLATIONS, DEFAULT_OUT, METHODS, RECIPE_BEFORE_CUTMIX, TASKS
 from compare.store import read_records, same_teacher
 
 BUDGETS = (0.25, 0.1, 0.05, 0.025)
@@ -107,6 +107,7 @@ FRONTIER_METHODS = ("scratch", "uniform", "random", "mggc")
 TEACHER_TARGET_BASELINES = ("scratch_teacher_targets", "uniform_teacher_targets")
 SEARCHES_AT_10 = ("random_teacher_targets", "mggc_teacher_targets", "uniform_supernet",
                   "random_supernet", "random_sn_reward", "mggc_sn_reward")
+SCREENED_ABLATIONS = tuple(f"{name}_screened_teacher_targets" for name in ABLATIONS)
 Group = tuple[tuple[str, ...], tuple[float, ...], tuple[int, ...]]
 """(methods, budgets, seeds): every combination is one cell."""
 VARIANTS: dict[str, dict[str, Any]] = {"": {}, "before_cutmix": RECIPE_BEFORE_CUTMIX}
@@ -165,6 +166,7 @@ PUBLISHED: dict[str, dict[str, tuple[Group, ...]]] = {
             (("mggc_teacher_targets",), (0.1,), (3,)),
             (("mggc_screened_teacher_targets", "random_screened_teacher_targets"), (0.05,),
              (0, 1, 2)),
+            (SCREENED_ABLATIONS + ("ppo_screened_teacher_targets",), (0.1,), (0, 1, 2)),
         ),
     },
     "facades": {"before_cutmix": ((TEACHER_TARGET_BASELINES, (0.1,), (0, 1, 2)),)},
@@ -183,8 +185,8 @@ teacher retrained on an Intel Xeon, ``teacher_aliases.json``), and uniform pruni
 2.5% (seeds 0-2), and (session 38) random search with the pipeline's screen at 10% (seeds
 0-2, on the default task too), and (session 39) mggc with the screen at 10% (seeds 0-3 and
 mggc's seed 3; seeds 0-2 on the default task) and, with random search's, at 5% (seeds
-0-2), on the teacher
-retrained in session 28 (13-24 min a cell on one
+0-2), and (session 40) the paper's three ablations of mggc and SB3's PPO, each with the
+screen, at 10% (seeds 0-2), on the teacher retrained in session 28 (13-24 min a cell on one
 core; the baselines under today's recipe on session 21's teacher are in
 ``teacher_targets/wide_today.jsonl``). Facades: the recipe's two
 baselines at 10%, seeds 0-2 (a cell takes over an hour of one core at 128 px);
