@@ -170,13 +170,18 @@ screen, as ``mggc_screened_teacher_targets``, so the claims are tested under the
 that ranks architectures (the screen's short distillation)."""
 
 
+RANDOM = Method("random", label="random search")
+MGGC = Method("mggc", label="MGGC (ours)")
 PPO = Method("ppo", label="SB3 PPO")
+SCREEN_CANDIDATES = 16
+"""Candidates of every ``*_screened_teacher_targets`` method's screen."""
 
 
 def _screened(method: Method) -> Method:
-    """``method``'s search followed by the pipeline's 16-candidate screen, today's recipe."""
-    return replace(method, recipe=dict(TEACHER_TARGETS), screen=16,
-                   label=f"{method.label}, its best of 16 by a short distillation")
+    """``method``'s search followed by the pipeline's screen, today's recipe."""
+    return replace(method, recipe=dict(TEACHER_TARGETS), screen=SCREEN_CANDIDATES,
+                   label=f"{method.label}, its best of {SCREEN_CANDIDATES} by a short "
+                         "distillation (the pipeline's screen)")
 
 
 METHODS: dict[str, Method] = {
@@ -220,17 +225,13 @@ METHODS: dict[str, Method] = {
     **_distil_then_prune("slimmable", {"slimmable_widths": [0.8125, 0.5, 0.3125]},  # 13, 8, 5
                          "position", "trained as its narrower copies too",
                          "narrowed to its first channels", "a slimmable"),
-    "random": Method("random", label="random search"),
+    "random": RANDOM,
     "random_teacher_targets": Method("random", recipe=TEACHER_TARGETS,
                                      label="random search, teacher targets"),
-    "random_screened_teacher_targets": Method(
-        "random", recipe=TEACHER_TARGETS, screen=16,
-        label="random search, its best of 16 by a short distillation (the pipeline's screen)"),
+    "random_screened_teacher_targets": _screened(RANDOM),
     "mggc_teacher_targets": Method("mggc", recipe=TEACHER_TARGETS,
                                    label="MGGC (ours), teacher targets"),
-    "mggc_screened_teacher_targets": Method(
-        "mggc", recipe=TEACHER_TARGETS, screen=16,
-        label="MGGC (ours), its best of 16 by a short distillation (the pipeline's screen)"),
+    "mggc_screened_teacher_targets": _screened(MGGC),
     "random_supernet": Method("random", supernet=True, slice_from="supernet",
                               label="random search on the supernet reward, sliced from it"),
     "random_sn_reward": Method("random", supernet=True,
@@ -240,7 +241,7 @@ METHODS: dict[str, Method] = {
     "sac": Method("sac", label="SB3 SAC"),
     "tqc": Method("tqc", label="sb3-contrib TQC"),
     "rllib_ppo": Method("rllib_ppo", label="RLlib PPO (one policy per agent)"),
-    "mggc": Method("mggc", label="MGGC (ours)"),
+    "mggc": MGGC,
     "mggc_sn_reward": Method("mggc", supernet=True, label="MGGC on the supernet reward"),
     **ABLATIONS,
     **{f"{name}_screened_teacher_targets": _screened(ablation)
