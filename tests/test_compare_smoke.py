@@ -485,6 +485,8 @@ def test_every_committed_frontier_cell_ran_the_recipe_its_published_run_asks_for
                                           "finetune_steps", "eval_images")},
                 "env": record.get("env", {}), "recipe": recipe}
         assert compare._check_protocol({record["key"]: record}, cell), record["key"]
+        screened = record.get("screen", {}).get("candidates", 0)
+        assert screened == compare.METHODS[record["method"]].screen, record["key"]
 
 
 def test_a_cell_is_finished_only_under_the_recipe_it_ran(compare):
