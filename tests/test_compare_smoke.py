@@ -745,3 +745,18 @@ def test_a_screened_ablation_is_its_ablation_searched_then_screened_as_mggc_is(c
             full.screen, full.screen_steps, full.recipe)
     ppo = METHODS["ppo_screened_teacher_targets"]
     assert (ppo.agent, ppo.screen, ppo.recipe) == ("ppo", full.screen, full.recipe)
+
+
+def test_the_g_alone_control_is_uniform_pruning_with_the_g_alone_ablations_discriminator(compare):
+    """G alone fine-tunes against the whole teacher D; its control changes only that against
+    uniform pruning, so the two separate the search's share of the difference from D's."""
+    from compare.spec import METHODS
+
+    control = METHODS["uniform_full_d_teacher_targets"]
+    uniform = METHODS["uniform_teacher_targets"]
+    g_alone = METHODS["mggc_g_alone_screened_teacher_targets"]
+    assert control.env == g_alone.env == {"budget_d": 1.0}
+    assert (control.agent, control.params, control.recipe, control.screen) == (
+        uniform.agent, uniform.params, uniform.recipe, uniform.screen)
+    assert control.recipe == g_alone.recipe
+

@@ -199,6 +199,10 @@ METHODS: dict[str, Method] = {
         label="thin G from scratch with the teacher's D, teacher targets"),
     "uniform_teacher_targets": Method("uniform", recipe=TEACHER_TARGETS,
                                       label="uniform L1-norm, teacher targets"),
+    # the control of the G-alone ablation: its fine-tune, too, runs against the whole teacher D
+    "uniform_full_d_teacher_targets": Method(
+        "uniform", env=ABLATIONS["mggc_g_alone"].env, recipe=TEACHER_TARGETS,
+        label="uniform L1-norm, the teacher's full D, teacher targets"),
     "widths_teacher_targets": Method("widths", recipe=TEACHER_TARGETS,
                                      label="learned widths (recipe + soft gates), teacher targets"),
     "separable_teacher_targets": Method(
