@@ -29,6 +29,7 @@ from torch import nn
 
 from gan_prune_env.envs.config import EnvConfig
 from gan_prune_env.envs.preparation import PreparedTask, prepare_task, scoring_copy
+from gan_prune_env.models.partial_forward import ForwardCut
 from gan_prune_env.objective import TeacherPool
 from gan_prune_env.pruning import ArchitectureSlicer, ChannelMasker, SlicingUnsupported
 from gan_prune_env.tasks import TaskConfig
@@ -102,6 +103,11 @@ class PruningGame:
         self._pretrained = {name: copy.deepcopy(self.network(name).state_dict()) for name in AGENTS}
         self._dirty = False
         self._calibration_inputs = self.prepared.train_pool.inputs[: config.calibration_size]
+        # a recalibration pass stops after G's last norm: the layers after it (the outermost
+        # up-convolution, at full resolution) change no statistic
+        self._calibration_pass = ForwardCut(
+            [m for m in self.generator.modules()
+             if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats])
         self.min_compute = {a: self.spaces[a].macs_ratio(self.ratio_counts(a, self.min_ratios(a)))
                             for a in AGENTS}
         self._check_budgets()
@@ -354,7 +360,7 @@ class PruningGame:
         tensors = slicer.tensors(counts, fresh_statistics=fresh)
         if fresh:
             with self._unmasked_if_sliced(), slicer.recalibrating():
-                slicer(tensors, self._calibration_inputs)
+                self._calibration_pass(partial(slicer, tensors, self._calibration_inputs))
         return partial(slicer, tensors)
 
     @contextmanager
@@ -382,7 +388,7 @@ class PruningGame:
             return  # e.g. InstanceNorm (CycleGAN): no statistics, the pass would be wasted
         self._dirty = True
         with recalibrating(self.generator):
-            self.generator(self._calibration_inputs)
+            self._calibration_pass(partial(self.generator, self._calibration_inputs))
 
     def student_outputs(self, count: int | None = None) -> torch.Tensor:
         """Outputs of G at the current round's architecture (for rendering)."""
