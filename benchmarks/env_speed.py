@@ -8,8 +8,9 @@ episodes of the default ``rounds`` with the resets they need counted in the time
   pairs on (random actions never repeat a pair). The target (the RL-environment issue) is
   >= 65 steps/s on 2 cores;
 * ``default frozen, the env before``: the same env scoring as it did before channels-last
-  weights and kept real-pair verdicts (contiguous weights, ``cache_size=0``), the baseline of
-  the speed-up in the same run;
+  weights, kept real-pair verdicts and passes cut after the last layer they need (contiguous
+  weights, ``cache_size=0``, adaptive BN and phi run through the whole network), the baseline
+  of the speed-up in the same run;
 * ``default frozen, joint view``: both agents act at random (``view="joint"``), so D's
   architecture changes every round and its verdicts on the real pairs cannot be reused (the
   single view's fixed peer submits one D architecture every round);
@@ -82,6 +83,8 @@ import torch
 import gan_prune_env  # noqa: F401  (registers the ids)
 from compare.cells import file_sha1, git_commit
 from compare.plots import save_figure, subplots
+from gan_prune_env.models.partial_forward import ForwardCut
+from gan_prune_env.objective import DiscriminatorFeatures
 from gan_prune_env.tasks import DATA_ENV, get_task, teacher_path
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
@@ -98,7 +101,7 @@ class Setting:
     threads: int = THREADS
     action_pool: int = 0  # > 0: actions drawn from this many fixed ones
     workers: int = 0  # > 0: an async vector env of this many single-thread processes
-    contiguous: bool = False  # score with contiguous (NCHW) weights, as the env did before
+    as_before: bool = False  # score as the env did before its speed-ups (``score_as_before``)
     baseline: str | None = None  # the setting whose rate, run by run, this one is divided by
     result: dict[str, Any] = field(default_factory=dict)
 
@@ -128,7 +131,7 @@ def build_settings(args: argparse.Namespace, scratch: Path) -> tuple[list[Settin
     settings = [
         Setting("default frozen", {**default, "inner_steps": 0}),
         Setting("default frozen, the env before", {**default, "inner_steps": 0, "cache_size": 0},
-                contiguous=True, note="NCHW weights, cache_size=0 (nothing kept)"),
+                as_before=True, note="NCHW weights, cache_size=0 (nothing kept), whole passes"),
         Setting("default frozen, joint view", {**default, "inner_steps": 0, "view": "joint"},
                 note="view=joint: both agents random, D changes every round"),
         Setting("default frozen, sliced", {**default, "inner_steps": 0, "evaluation": "sliced"},
@@ -159,8 +162,9 @@ def build_settings(args: argparse.Namespace, scratch: Path) -> tuple[list[Settin
     if os.environ.get(DATA_ENV):
         facades = settings[-1]
         settings.append(Setting("facades frozen, the env before",
-                                {**facades.kwargs, "cache_size": 0}, contiguous=True,
-                                note=f"{facades.note}; NCHW weights, cache_size=0"))
+                                {**facades.kwargs, "cache_size": 0}, as_before=True,
+                                note=f"{facades.note}; NCHW weights, cache_size=0, "
+                                     "whole passes"))
         settings.append(Setting("facades frozen, sliced",
                                 {**facades.kwargs, "evaluation": "sliced"},
                                 note=f"{facades.note}; evaluation=sliced"))
@@ -173,11 +177,25 @@ def _baseline(setting: Setting, settings: list[Setting]) -> str | None:
     """``<task> frozen, the env before`` for every other frozen setting of that task: its rate
     divided by the baseline's in the same round-robin run cancels most of the background load
     of a shared machine, which moves both alike."""
-    if setting.kwargs.get("inner_steps") or setting.contiguous:
+    if setting.kwargs.get("inner_steps") or setting.as_before:
         return None
     names = {s.name for s in settings}
     name = f"{setting.kwargs['task']} frozen, the env before"
     return name if name in names else None
+
+
+def score_as_before(game) -> None:
+    """Undo the env's speed-ups that keep its rewards bit for bit (``cache_size=0`` undoes the
+    kept results): contiguous (NCHW) weights, and adaptive BN and the feature map phi run
+    through the whole network instead of stopping after the last layer they need
+    (``models.partial_forward.ForwardCut``; internals, as a baseline must)."""
+    for network in (game.generator, game.discriminator):
+        network.to(memory_format=torch.contiguous_format)
+    game._calibration_pass = ForwardCut([])
+    features = game.objective.feature_map
+    features = getattr(features, "base", features)  # inside StandardisedFeatures
+    if isinstance(features, DiscriminatorFeatures):
+        features._pass = ForwardCut([])
 
 
 # -- timing --------------------------------------------------------------------------------------
@@ -257,9 +275,8 @@ def prepare(setting: Setting, args: argparse.Namespace) -> gym.Env | gym.vector.
     env = gym.make("Pix2PixPrune-v0", **setting.kwargs)
     cached_make = time.perf_counter() - start
     game = env.unwrapped.game
-    if setting.contiguous:
-        for network in (game.generator, game.discriminator):
-            network.to(memory_format=torch.contiguous_format)
+    if setting.as_before:
+        score_as_before(game)
     setting.result = {
         "first_make_s": first_make,
         "cached_make_s": cached_make,
@@ -486,7 +503,7 @@ def write_markdown(path: Path, report: dict[str, Any]) -> None:
         "over the settings (shared machine: see the load column). Target: "
         f">= {TARGET_STEPS_PER_S:g} steps/s frozen on the default task.", "",
         "**x before**: the setting's rate divided by that of `<task> frozen, the env before` "
-        "(the env as it scored before channels-last weights and kept verdicts) in the same run; "
+        "(the env as it scored before channels-last weights, kept verdicts and cut passes) in the same run; "
         "median over runs, min-max beside it.", "",
         "| setting | steps/s (median) | min-max | x before | ms/step | cache hits | px | eval "
         "images / pairs | first make s | cached make s | load 1-min | note | teacher SHA-1 |",
