@@ -503,8 +503,8 @@ def write_markdown(path: Path, report: dict[str, Any]) -> None:
         "over the settings (shared machine: see the load column). Target: "
         f">= {TARGET_STEPS_PER_S:g} steps/s frozen on the default task.", "",
         "**x before**: the setting's rate divided by that of `<task> frozen, the env before` "
-        "(the env as it scored before channels-last weights, kept verdicts and cut passes) in the same run; "
-        "median over runs, min-max beside it.", "",
+        "(the env as it scored before channels-last weights, kept verdicts and cut passes) in "
+        "the same run; median over runs, min-max beside it.", "",
         "| setting | steps/s (median) | min-max | x before | ms/step | cache hits | px | eval "
         "images / pairs | first make s | cached make s | load 1-min | note | teacher SHA-1 |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
