@@ -422,6 +422,52 @@ def test_architecture_slicer_recalibrates_on_its_own_tensors(cases, name, kind):
     torch.testing.assert_close(got, expected, atol=ATOL, rtol=0)
 
 
+@pytest.mark.parametrize("kind", ("min", 0, 1, 2))
+@pytest.mark.parametrize("name", CASE_NAMES)
+def test_a_slicer_with_few_widths_runs_them_and_computes_the_architecture(cases, name, kind):
+    """With ``widths_per_group`` a group runs at a padded width whose extra channels no layer
+    reads: the outputs are the architecture's (the masks'), after adaptive BN too (the padded
+    channels' statistics must not leak), and the tensors have the padded widths."""
+    case = cases[name]
+    counts = arch(case.space, kind)
+    slicer = ArchitectureSlicer(case.model, case.space, widths_per_group=2)
+    widths = [slicer.run_width(c, n) for c, n in zip(case.space.num_channels, counts)]
+    assert all(n <= w <= c and (w == c or w % -(-c // 2) == 0)
+               for c, n, w in zip(case.space.num_channels, counts, widths))
+    with torch.no_grad():
+        got = slicer(slicer.tensors(counts), case.x)
+    torch.testing.assert_close(got, masked_output(case, counts), atol=ATOL, rtol=0)
+    if slicer.has_running_stats:
+        from gan_prune_env.envs.game import recalibrating  # the env's masked adaptive BN
+
+        tensors = slicer.tensors(counts, fresh_statistics=True)
+        with torch.no_grad(), slicer.recalibrating():
+            slicer(tensors, case.x)
+        masked = copy.deepcopy(case.model)
+        with ChannelMasker(masked, case.space) as masker, torch.no_grad():
+            masker.set_counts(counts)
+            with recalibrating(masked):
+                masked(case.x)
+            expected = masked(case.x)
+            got = slicer(tensors, case.x)
+        torch.testing.assert_close(got, expected, atol=ATOL, rtol=0)
+    if kind == "min":  # one kept channel per group, run at half the group's width or more
+        producer = case.space.groups[0].producers[0]
+        weight = slicer.tensors(counts)[f"{producer}.weight"]
+        assert widths[0] > 1 and widths[0] in weight.shape
+
+
+def test_slicer_widths_per_group(cases):
+    case = cases["unet"]
+    slicer = ArchitectureSlicer(case.model, case.space)
+    assert [slicer.run_width(16, n) for n in (1, 4, 5, 16)] == [1, 4, 5, 16]
+    slicer.widths_per_group = 8
+    assert [slicer.run_width(16, n) for n in (1, 2, 3, 15)] == [2, 2, 4, 16]
+    assert [slicer.run_width(12, n) for n in (1, 2, 11)] == [2, 2, 12]
+    with pytest.raises(ValueError, match="widths_per_group"):
+        ArchitectureSlicer(case.model, case.space, widths_per_group=-1)
+
+
 class PerChannelActivationNet(nn.Module):
     """A per-channel PReLU after a pruned convolution: state the groups do not know about."""
 

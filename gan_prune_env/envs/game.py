@@ -40,6 +40,11 @@ REFERENCE_FLOOR = 1e-8
 # D architectures whose verdicts on the real pairs are kept (frozen weights): the single view's
 # fixed peer submits one D architecture every round, a learning peer a few near each other
 REAL_VERDICTS_KEPT = 64
+# ``evaluation: sliced`` runs each group at one of this many widths (``ArchitectureSlicer``):
+# oneDNN then reuses the kernels it built for a shape instead of building one for every new
+# channel count (measured in ``benchmarks/env_speed.py``; 4 and 16 were slower on one task or
+# the other)
+SLICED_WIDTHS_PER_GROUP = 8
 
 
 @contextmanager
@@ -119,7 +124,9 @@ class PruningGame:
         """Slicers of both networks, each checked against its masks; None (masks, with a
         warning) for a model the slicer cannot cut exactly."""
         try:
-            slicers = {a: ArchitectureSlicer(self.network(a), self.spaces[a]) for a in AGENTS}
+            slicers = {a: ArchitectureSlicer(self.network(a), self.spaces[a],
+                                             widths_per_group=SLICED_WIDTHS_PER_GROUP)
+                       for a in AGENTS}
             for agent, slicer in slicers.items():
                 example = torch.zeros((2, *self.spaces[agent].input_shape), device=self.device)
                 example.normal_(generator=torch.Generator(self.device).manual_seed(0))
