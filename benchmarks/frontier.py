@@ -135,6 +135,9 @@ PUBLISHED: dict[str, dict[str, tuple[Group, ...]]] = {
         (("pruned_separable_slim_teacher_targets",), (0.025,), (0, 1, 2)),
         (("random_screened_teacher_targets",), (0.1,), (0, 1, 2)),  # session 38: the screen
         (("mggc_screened_teacher_targets",), (0.1,), (0, 1, 2)),  # session 39
+        # session 41: the paper's claims under the screen, and G alone's control
+        (SCREENED_ABLATIONS + ("ppo_screened_teacher_targets", "uniform_full_d_teacher_targets"),
+         (0.1,), (0, 1, 2)),
     )},
     "default_wide": {
         "before_cutmix": (
@@ -167,6 +170,7 @@ PUBLISHED: dict[str, dict[str, tuple[Group, ...]]] = {
             (("mggc_screened_teacher_targets", "random_screened_teacher_targets"), (0.05,),
              (0, 1, 2)),
             (SCREENED_ABLATIONS + ("ppo_screened_teacher_targets",), (0.1,), (0, 1, 2)),
+            (("uniform_full_d_teacher_targets",), (0.1,), (0, 1, 2)),  # session 41
         ),
     },
     "facades": {"before_cutmix": ((TEACHER_TARGET_BASELINES, (0.1,), (0, 1, 2)),)},
@@ -186,8 +190,10 @@ teacher retrained on an Intel Xeon, ``teacher_aliases.json``), and uniform pruni
 0-2, on the default task too), and (session 39) mggc with the screen at 10% (seeds 0-3 and
 mggc's seed 3; seeds 0-2 on the default task) and, with random search's, at 5% (seeds
 0-2), and (session 40) the paper's three ablations of mggc and SB3's PPO, each with the
-screen, at 10% (seeds 0-2), on the teacher retrained in session 28 (13-24 min a cell on one
-core; the baselines under today's recipe on session 21's teacher are in
+screen, at 10% (seeds 0-2), and (session 41) uniform pruning fine-tuned against the teacher's
+whole D, the control of the G-alone ablation, at 10% (seeds 0-2; on the default task too, with
+the three screened ablations and PPO), on the teacher retrained in session 28 (13-24 min a
+cell on one core; the baselines under today's recipe on session 21's teacher are in
 ``teacher_targets/wide_today.jsonl``). Facades: the recipe's two
 baselines at 10%, seeds 0-2 (a cell takes over an hour of one core at 128 px);
 ``--methods``/``--seeds`` run the rest. The supernet methods need the task's supernet
