@@ -11,6 +11,8 @@ episodes of the default ``rounds`` with the resets they need counted in the time
   weights, kept real-pair verdicts and passes cut after the last layer they need (contiguous
   weights, ``cache_size=0``, adaptive BN and phi run through the whole network), the baseline
   of the speed-up in the same run;
+* ``default frozen, whole passes``: the env with only its cut passes undone, so the cuts' own
+  share of the speed-up is measured in the same run;
 * ``default frozen, joint view``: both agents act at random (``view="joint"``), so D's
   architecture changes every round and its verdicts on the real pairs cannot be reused (the
   single view's fixed peer submits one D architecture every round);
@@ -102,6 +104,7 @@ class Setting:
     action_pool: int = 0  # > 0: actions drawn from this many fixed ones
     workers: int = 0  # > 0: an async vector env of this many single-thread processes
     as_before: bool = False  # score as the env did before its speed-ups (``score_as_before``)
+    whole_passes: bool = False  # only the cut passes undone (``run_whole_passes``)
     baseline: str | None = None  # the setting whose rate, run by run, this one is divided by
     result: dict[str, Any] = field(default_factory=dict)
 
@@ -132,6 +135,8 @@ def build_settings(args: argparse.Namespace, scratch: Path) -> tuple[list[Settin
         Setting("default frozen", {**default, "inner_steps": 0}),
         Setting("default frozen, the env before", {**default, "inner_steps": 0, "cache_size": 0},
                 as_before=True, note="NCHW weights, cache_size=0 (nothing kept), whole passes"),
+        Setting("default frozen, whole passes", {**default, "inner_steps": 0}, whole_passes=True,
+                note="adaptive BN and phi through the whole network (only the cuts undone)"),
         Setting("default frozen, joint view", {**default, "inner_steps": 0, "view": "joint"},
                 note="view=joint: both agents random, D changes every round"),
         Setting("default frozen, sliced", {**default, "inner_steps": 0, "evaluation": "sliced"},
@@ -185,12 +190,17 @@ def _baseline(setting: Setting, settings: list[Setting]) -> str | None:
 
 
 def score_as_before(game) -> None:
-    """Undo the env's speed-ups that keep its rewards bit for bit (``cache_size=0`` undoes the
-    kept results): contiguous (NCHW) weights, and adaptive BN and the feature map phi run
-    through the whole network instead of stopping after the last layer they need
-    (``models.partial_forward.ForwardCut``; internals, as a baseline must)."""
+    """Undo the env's speed-ups that keep its rewards (``cache_size=0`` undoes the kept
+    results): contiguous (NCHW) weights, and the whole passes of ``run_whole_passes``."""
     for network in (game.generator, game.discriminator):
         network.to(memory_format=torch.contiguous_format)
+    run_whole_passes(game)
+
+
+def run_whole_passes(game) -> None:
+    """Adaptive BN and the feature map phi through the whole network instead of stopping after
+    the last layer they need (``models.partial_forward.ForwardCut``; internals, as a baseline
+    must)."""
     game._calibration_pass = ForwardCut([])
     features = game.objective.feature_map
     features = getattr(features, "base", features)  # inside StandardisedFeatures
@@ -277,6 +287,8 @@ def prepare(setting: Setting, args: argparse.Namespace) -> gym.Env | gym.vector.
     game = env.unwrapped.game
     if setting.as_before:
         score_as_before(game)
+    elif setting.whole_passes:
+        run_whole_passes(game)
     setting.result = {
         "first_make_s": first_make,
         "cached_make_s": cached_make,
