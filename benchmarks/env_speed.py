@@ -35,7 +35,9 @@ episodes of the default ``rounds`` with the resets they need counted in the time
   unset) and a teacher: ``--facades-teacher PATH``, otherwise an *untrained* network pair of the
   facades architecture is built for the measurement (labelled "untrained teacher, speed only":
   step time depends on the architecture, not on the weights); beside it ``facades frozen, the
-  env before`` and ``facades frozen, sliced``, as for the default task.
+  env before`` and ``facades frozen, sliced``, as for the default task, and ``facades frozen,
+  sliced, exact widths``: sliced without rounding each group up to one of 8 widths, the share
+  of that rounding in the same run.
 
 Each setting: a warm-up, then ``--repeats`` timed runs of ``--steps`` steps (divided by
 ``1 + inner_steps`` for the slow settings), round-robin over
@@ -105,6 +107,7 @@ class Setting:
     workers: int = 0  # > 0: an async vector env of this many single-thread processes
     as_before: bool = False  # score as the env did before its speed-ups (``score_as_before``)
     whole_passes: bool = False  # only the cut passes undone (``run_whole_passes``)
+    exact_widths: bool = False  # sliced at each group's exact width (no padding to 8 widths)
     baseline: str | None = None  # the setting whose rate, run by run, this one is divided by
     result: dict[str, Any] = field(default_factory=dict)
 
@@ -173,6 +176,10 @@ def build_settings(args: argparse.Namespace, scratch: Path) -> tuple[list[Settin
         settings.append(Setting("facades frozen, sliced",
                                 {**facades.kwargs, "evaluation": "sliced"},
                                 note=f"{facades.note}; evaluation=sliced"))
+        settings.append(Setting("facades frozen, sliced, exact widths",
+                                {**facades.kwargs, "evaluation": "sliced"}, exact_widths=True,
+                                note=f"{facades.note}; evaluation=sliced, each group at its "
+                                     "exact width"))
     for setting in settings:
         setting.baseline = _baseline(setting, settings)
     return settings, skipped
@@ -289,6 +296,9 @@ def prepare(setting: Setting, args: argparse.Namespace) -> gym.Env | gym.vector.
         score_as_before(game)
     elif setting.whole_passes:
         run_whole_passes(game)
+    if setting.exact_widths:
+        for slicer in game.slicers.values():
+            slicer.widths_per_group = 0
     setting.result = {
         "first_make_s": first_make,
         "cached_make_s": cached_make,
