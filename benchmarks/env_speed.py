@@ -8,11 +8,8 @@ episodes of the default ``rounds`` with the resets they need counted in the time
   pairs on (random actions never repeat a pair). The target (the RL-environment issue) is
   >= 65 steps/s on 2 cores;
 * ``default frozen, the env before``: the same env scoring as it did before channels-last
-  weights, kept real-pair verdicts and passes cut after the last layer they need (contiguous
-  weights, ``cache_size=0``, adaptive BN and phi run through the whole network), the baseline
-  of the speed-up in the same run;
-* ``default frozen, whole passes``: the env with only its cut passes undone, so the cuts' own
-  share of the speed-up is measured in the same run;
+  weights and kept real-pair verdicts (contiguous weights, ``cache_size=0``), the baseline of
+  the speed-up in the same run;
 * ``default frozen, joint view``: both agents act at random (``view="joint"``), so D's
   architecture changes every round and its verdicts on the real pairs cannot be reused (the
   single view's fixed peer submits one D architecture every round);
@@ -35,9 +32,7 @@ episodes of the default ``rounds`` with the resets they need counted in the time
   unset) and a teacher: ``--facades-teacher PATH``, otherwise an *untrained* network pair of the
   facades architecture is built for the measurement (labelled "untrained teacher, speed only":
   step time depends on the architecture, not on the weights); beside it ``facades frozen, the
-  env before`` and ``facades frozen, sliced``, as for the default task, and ``facades frozen,
-  sliced, exact widths``: sliced without rounding each group up to one of 8 widths, the share
-  of that rounding in the same run.
+  env before`` and ``facades frozen, sliced``, as for the default task.
 
 Each setting: a warm-up, then ``--repeats`` timed runs of ``--steps`` steps (divided by
 ``1 + inner_steps`` for the slow settings), round-robin over
@@ -87,8 +82,6 @@ import torch
 import gan_prune_env  # noqa: F401  (registers the ids)
 from compare.cells import file_sha1, git_commit
 from compare.plots import save_figure, subplots
-from gan_prune_env.models.partial_forward import ForwardCut
-from gan_prune_env.objective import DiscriminatorFeatures
 from gan_prune_env.tasks import DATA_ENV, get_task, teacher_path
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
@@ -105,9 +98,7 @@ class Setting:
     threads: int = THREADS
     action_pool: int = 0  # > 0: actions drawn from this many fixed ones
     workers: int = 0  # > 0: an async vector env of this many single-thread processes
-    as_before: bool = False  # score as the env did before its speed-ups (``score_as_before``)
-    whole_passes: bool = False  # only the cut passes undone (``run_whole_passes``)
-    exact_widths: bool = False  # sliced at each group's exact width (no padding to 8 widths)
+    contiguous: bool = False  # score with contiguous (NCHW) weights, as the env did before
     baseline: str | None = None  # the setting whose rate, run by run, this one is divided by
     result: dict[str, Any] = field(default_factory=dict)
 
@@ -137,9 +128,7 @@ def build_settings(args: argparse.Namespace, scratch: Path) -> tuple[list[Settin
     settings = [
         Setting("default frozen", {**default, "inner_steps": 0}),
         Setting("default frozen, the env before", {**default, "inner_steps": 0, "cache_size": 0},
-                as_before=True, note="NCHW weights, cache_size=0 (nothing kept), whole passes"),
-        Setting("default frozen, whole passes", {**default, "inner_steps": 0}, whole_passes=True,
-                note="adaptive BN and phi through the whole network (only the cuts undone)"),
+                contiguous=True, note="NCHW weights, cache_size=0 (nothing kept)"),
         Setting("default frozen, joint view", {**default, "inner_steps": 0, "view": "joint"},
                 note="view=joint: both agents random, D changes every round"),
         Setting("default frozen, sliced", {**default, "inner_steps": 0, "evaluation": "sliced"},
@@ -170,16 +159,11 @@ def build_settings(args: argparse.Namespace, scratch: Path) -> tuple[list[Settin
     if os.environ.get(DATA_ENV):
         facades = settings[-1]
         settings.append(Setting("facades frozen, the env before",
-                                {**facades.kwargs, "cache_size": 0}, as_before=True,
-                                note=f"{facades.note}; NCHW weights, cache_size=0, "
-                                     "whole passes"))
+                                {**facades.kwargs, "cache_size": 0}, contiguous=True,
+                                note=f"{facades.note}; NCHW weights, cache_size=0"))
         settings.append(Setting("facades frozen, sliced",
                                 {**facades.kwargs, "evaluation": "sliced"},
                                 note=f"{facades.note}; evaluation=sliced"))
-        settings.append(Setting("facades frozen, sliced, exact widths",
-                                {**facades.kwargs, "evaluation": "sliced"}, exact_widths=True,
-                                note=f"{facades.note}; evaluation=sliced, each group at its "
-                                     "exact width"))
     for setting in settings:
         setting.baseline = _baseline(setting, settings)
     return settings, skipped
@@ -189,30 +173,11 @@ def _baseline(setting: Setting, settings: list[Setting]) -> str | None:
     """``<task> frozen, the env before`` for every other frozen setting of that task: its rate
     divided by the baseline's in the same round-robin run cancels most of the background load
     of a shared machine, which moves both alike."""
-    if setting.kwargs.get("inner_steps") or setting.as_before:
+    if setting.kwargs.get("inner_steps") or setting.contiguous:
         return None
     names = {s.name for s in settings}
     name = f"{setting.kwargs['task']} frozen, the env before"
     return name if name in names else None
-
-
-def score_as_before(game) -> None:
-    """Undo the env's speed-ups that keep its rewards (``cache_size=0`` undoes the kept
-    results): contiguous (NCHW) weights, and the whole passes of ``run_whole_passes``."""
-    for network in (game.generator, game.discriminator):
-        network.to(memory_format=torch.contiguous_format)
-    run_whole_passes(game)
-
-
-def run_whole_passes(game) -> None:
-    """Adaptive BN and the feature map phi through the whole network instead of stopping after
-    the last layer they need (``models.partial_forward.ForwardCut``; internals, as a baseline
-    must)."""
-    game._calibration_pass = ForwardCut([])
-    features = game.objective.feature_map
-    features = getattr(features, "base", features)  # inside StandardisedFeatures
-    if isinstance(features, DiscriminatorFeatures):
-        features._pass = ForwardCut([])
 
 
 # -- timing --------------------------------------------------------------------------------------
@@ -292,13 +257,9 @@ def prepare(setting: Setting, args: argparse.Namespace) -> gym.Env | gym.vector.
     env = gym.make("Pix2PixPrune-v0", **setting.kwargs)
     cached_make = time.perf_counter() - start
     game = env.unwrapped.game
-    if setting.as_before:
-        score_as_before(game)
-    elif setting.whole_passes:
-        run_whole_passes(game)
-    if setting.exact_widths:
-        for slicer in game.slicers.values():
-            slicer.widths_per_group = 0
+    if setting.contiguous:
+        for network in (game.generator, game.discriminator):
+            network.to(memory_format=torch.contiguous_format)
     setting.result = {
         "first_make_s": first_make,
         "cached_make_s": cached_make,
@@ -525,8 +486,8 @@ def write_markdown(path: Path, report: dict[str, Any]) -> None:
         "over the settings (shared machine: see the load column). Target: "
         f">= {TARGET_STEPS_PER_S:g} steps/s frozen on the default task.", "",
         "**x before**: the setting's rate divided by that of `<task> frozen, the env before` "
-        "(the env as it scored before channels-last weights, kept verdicts and cut passes) in "
-        "the same run; median over runs, min-max beside it.", "",
+        "(the env as it scored before channels-last weights and kept verdicts) in the same run; "
+        "median over runs, min-max beside it.", "",
         "| setting | steps/s (median) | min-max | x before | ms/step | cache hits | px | eval "
         "images / pairs | first make s | cached make s | load 1-min | note | teacher SHA-1 |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",

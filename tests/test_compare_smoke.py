@@ -694,25 +694,6 @@ def test_env_speed_counts_the_vector_steps_that_evaluate_and_not_the_autoresets(
     assert seconds > 0
 
 
-def test_the_env_before_scores_as_the_env_does_through_whole_passes():
-    """The speed benchmark's baseline differs from the env in time only: the same terms (to
-    the rounding of NCHW against channels-last convolutions), adaptive BN and phi run through
-    the whole network."""
-    from gan_prune_env.envs.config import EnvConfig
-    from gan_prune_env.envs.game import PruningGame
-
-    game = PruningGame(EnvConfig())
-    counts = {a: game.spaces[a].counts_for_ratios(np.full(game.num_groups(a), 0.4))
-              for a in ("generator", "discriminator")}
-    terms = game.evaluate(counts["generator"], counts["discriminator"])
-    assert game._calibration_pass.last is not None
-    with benchmark_script("env_speed") as env_speed:
-        env_speed.score_as_before(game)
-    assert game._calibration_pass.last is None
-    assert game.evaluate(counts["generator"], counts["discriminator"]) == pytest.approx(
-        terms, rel=1e-4)
-
-
 def test_capacity_series_is_one_teachers_and_the_report_names_its_hash(tmp_path):
     with benchmark_script("capacity") as capacity:
         cells = tmp_path / "cells.jsonl"

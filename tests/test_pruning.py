@@ -395,70 +395,33 @@ def test_architecture_slicer_computes_what_the_sliced_model_computes(cases, name
         assert not tensors  # nothing to cut
 
 
-def recalibrated_masked_output(case, counts) -> torch.Tensor:
-    """The masked network's output after the env's adaptive BN on ``case.x``."""
-    from gan_prune_env.envs.game import recalibrating
+@pytest.mark.parametrize("kind", ("min", 0, 1))
+@pytest.mark.parametrize("name", ("unet", "custom"))
+def test_architecture_slicer_recalibrates_on_its_own_tensors(cases, name, kind):
+    """Fresh statistics estimated on the sliced tensors equal those the masked network
+    estimates for its kept channels, and the model's own buffers do not move."""
+    case = cases[name]
+    counts = arch(case.space, kind)
+    model = copy.deepcopy(case.model)
+    before = copy.deepcopy(model.state_dict())
+    slicer = ArchitectureSlicer(model, case.space)
+    tensors = slicer.tensors(counts, fresh_statistics=True)
+    with torch.no_grad(), slicer.recalibrating():
+        slicer(tensors, case.x)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert not model.training
+
+    from gan_prune_env.envs.game import recalibrating  # the env's masked adaptive BN
 
     masked = copy.deepcopy(case.model)
     with ChannelMasker(masked, case.space) as masker, torch.no_grad():
         masker.set_counts(counts)
         with recalibrating(masked):
             masked(case.x)
-        return masked(case.x)
-
-
-@pytest.mark.parametrize("widths", (0, 2))
-@pytest.mark.parametrize("kind", ("min", 0, 1))
-@pytest.mark.parametrize("name", ("unet", "custom"))
-def test_architecture_slicer_recalibrates_on_its_own_tensors(cases, name, kind, widths):
-    """Fresh statistics estimated on the sliced tensors equal those the masked network
-    estimates for its kept channels (padded widths' extra channels leak into none), and the
-    model's own buffers do not move."""
-    case = cases[name]
-    counts = arch(case.space, kind)
-    model = copy.deepcopy(case.model)
-    before = copy.deepcopy(model.state_dict())
-    slicer = ArchitectureSlicer(model, case.space, widths_per_group=widths)
-    tensors = slicer.tensors(counts, fresh_statistics=True)
-    with torch.no_grad(), slicer.recalibrating():
-        slicer(tensors, case.x)
-    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
-    assert not model.training
+        expected = masked(case.x)
     with torch.no_grad():
         got = slicer(tensors, case.x)
-    torch.testing.assert_close(got, recalibrated_masked_output(case, counts), atol=ATOL, rtol=0)
-
-
-@pytest.mark.parametrize("kind", ("min", 0, 1, 2))
-@pytest.mark.parametrize("name", CASE_NAMES)
-def test_a_slicer_with_few_widths_runs_them_and_computes_the_architecture(cases, name, kind):
-    """With ``widths_per_group`` a group runs at a padded width whose extra channels no layer
-    reads: the outputs are the architecture's (the masks'; after adaptive BN: the test above),
-    and the tensors have the padded widths."""
-    case = cases[name]
-    counts = arch(case.space, kind)
-    slicer = ArchitectureSlicer(case.model, case.space, widths_per_group=2)
-    widths = [slicer.run_width(c, n) for c, n in zip(case.space.num_channels, counts)]
-    assert all(n <= w <= c and (w == c or w % -(-c // 2) == 0)
-               for c, n, w in zip(case.space.num_channels, counts, widths))
-    with torch.no_grad():
-        got = slicer(slicer.tensors(counts), case.x)
-    torch.testing.assert_close(got, masked_output(case, counts), atol=ATOL, rtol=0)
-    if kind == "min":  # one kept channel per group, run at half the group's width or more
-        producer = case.space.groups[0].producers[0]
-        weight = slicer.tensors(counts)[f"{producer}.weight"]
-        assert widths[0] > 1 and widths[0] in weight.shape
-
-
-def test_slicer_widths_per_group(cases):
-    case = cases["unet"]
-    slicer = ArchitectureSlicer(case.model, case.space)
-    assert [slicer.run_width(16, n) for n in (1, 4, 5, 16)] == [1, 4, 5, 16]
-    slicer.widths_per_group = 8
-    assert [slicer.run_width(16, n) for n in (1, 2, 3, 15)] == [2, 2, 4, 16]
-    assert [slicer.run_width(12, n) for n in (1, 2, 11)] == [2, 2, 12]
-    with pytest.raises(ValueError, match="widths_per_group"):
-        ArchitectureSlicer(case.model, case.space, widths_per_group=-1)
+    torch.testing.assert_close(got, expected, atol=ATOL, rtol=0)
 
 
 class PerChannelActivationNet(nn.Module):
@@ -484,8 +447,8 @@ def test_architecture_slicer_refuses_a_model_it_cannot_cut_exactly(cases):
         slicer.check(masker, case.x)  # agrees with the masks
         with torch.no_grad():  # a slicer whose cut misses a tensor: outputs differ
             original = slicer._slice_module
-            slicer._slice_module = lambda name, *args: {
-                k: v for k, v in original(name, *args).items()
+            slicer._slice_module = lambda name, out_idx, in_idx, fresh: {
+                k: v for k, v in original(name, out_idx, in_idx, fresh).items()
                 if not k.startswith("bn.")} if name != "bn" else {}
             with pytest.raises(SlicingUnsupported):
                 slicer.check(masker, case.x)

@@ -51,14 +51,13 @@ class EnvConfig:
             ``position`` (``gan_prune_env.pruning.IMPORTANCES``).
         evaluation: how an architecture is run when it is scored: ``"masked"`` zeroes the
             removed channels of the full network (the full network's cost); ``"sliced"`` cuts
-            every weight and norm tensor to the kept channels, each group rounded up to one of 8
-            widths whose extra channels no layer reads, and calls the same modules on them
-            (about the pruned network's cost, checked against the masks when the env is made,
+            every weight and norm tensor to the kept channels and calls the same modules on
+            them (the pruned network's cost, checked against the masks when the env is made,
             with a fallback to them and a warning for a model it cannot cut exactly). The two
             score alike up to float rounding. Which is faster depends on the network and the
-            CPU (``benchmarks/env_speed.py``, where the numbers are): oneDNN builds a kernel for
-            every new shape of a convolution, which at 64 px costs more than running it; the
-            full network's shapes never change, and the 8 widths make the sliced ones repeat.
+            CPU (``benchmarks/env_speed.py``): sliced is 1.3-1.6x faster on facades at 128 px
+            and 0.6-0.7x as fast on the default task at 64 px, where oneDNN builds a kernel for every
+            new channel count while the full network's widths are always the same.
         cache_size: architecture pairs whose scores the game keeps (most recent first) and
             answers again without evaluating, with frozen weights only (``inner_steps`` 0: a
             pair's score then depends on the pair alone); 0 turns the cache off. With frozen

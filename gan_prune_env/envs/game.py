@@ -29,7 +29,6 @@ from torch import nn
 
 from gan_prune_env.envs.config import EnvConfig
 from gan_prune_env.envs.preparation import PreparedTask, prepare_task, scoring_copy
-from gan_prune_env.models.partial_forward import ForwardCut
 from gan_prune_env.objective import TeacherPool
 from gan_prune_env.pruning import ArchitectureSlicer, ChannelMasker, SlicingUnsupported
 from gan_prune_env.tasks import TaskConfig
@@ -40,11 +39,6 @@ REFERENCE_FLOOR = 1e-8
 # D architectures whose verdicts on the real pairs are kept (frozen weights): the single view's
 # fixed peer submits one D architecture every round, a learning peer a few near each other
 REAL_VERDICTS_KEPT = 64
-# ``evaluation: sliced`` runs each group at one of this many widths (``ArchitectureSlicer``):
-# oneDNN then reuses the kernels it built for a shape instead of building one for every new
-# channel count (measured in ``benchmarks/env_speed.py``; 4 and 16 were slower on one task or
-# the other)
-SLICED_WIDTHS_PER_GROUP = 8
 
 
 @contextmanager
@@ -108,11 +102,6 @@ class PruningGame:
         self._pretrained = {name: copy.deepcopy(self.network(name).state_dict()) for name in AGENTS}
         self._dirty = False
         self._calibration_inputs = self.prepared.train_pool.inputs[: config.calibration_size]
-        # a recalibration pass stops after G's last norm: the layers after it (the outermost
-        # up-convolution, at full resolution) change no statistic
-        self._calibration_pass = ForwardCut(
-            [m for m in self.generator.modules()
-             if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats])
         self.min_compute = {a: self.spaces[a].macs_ratio(self.ratio_counts(a, self.min_ratios(a)))
                             for a in AGENTS}
         self._check_budgets()
@@ -124,9 +113,7 @@ class PruningGame:
         """Slicers of both networks, each checked against its masks; None (masks, with a
         warning) for a model the slicer cannot cut exactly."""
         try:
-            slicers = {a: ArchitectureSlicer(self.network(a), self.spaces[a],
-                                             widths_per_group=SLICED_WIDTHS_PER_GROUP)
-                       for a in AGENTS}
+            slicers = {a: ArchitectureSlicer(self.network(a), self.spaces[a]) for a in AGENTS}
             for agent, slicer in slicers.items():
                 example = torch.zeros((2, *self.spaces[agent].input_shape), device=self.device)
                 example.normal_(generator=torch.Generator(self.device).manual_seed(0))
@@ -367,7 +354,7 @@ class PruningGame:
         tensors = slicer.tensors(counts, fresh_statistics=fresh)
         if fresh:
             with self._unmasked_if_sliced(), slicer.recalibrating():
-                self._calibration_pass(partial(slicer, tensors, self._calibration_inputs))
+                slicer(tensors, self._calibration_inputs)
         return partial(slicer, tensors)
 
     @contextmanager
@@ -395,7 +382,7 @@ class PruningGame:
             return  # e.g. InstanceNorm (CycleGAN): no statistics, the pass would be wasted
         self._dirty = True
         with recalibrating(self.generator):
-            self._calibration_pass(partial(self.generator, self._calibration_inputs))
+            self.generator(self._calibration_inputs)
 
     def student_outputs(self, count: int | None = None) -> torch.Tensor:
         """Outputs of G at the current round's architecture (for rendering)."""

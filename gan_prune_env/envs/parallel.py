@@ -147,10 +147,7 @@ class GANPruneParallelEnv(ParallelEnv):
       vector entry point and ``info_format="numeric"``. Scoring with channels-last weights
       and D's kept verdicts on the real pairs (for speed) changed rewards by float rounding
       only: at most 2.9e-6 (1.3e-6 relative) over 60 random joint-view rounds of the default
-      task. Adaptive BN and the feature map stopping after the last layer they need left
-      every reward unchanged, bit for bit; sliced scoring at 8 widths per group moved the
-      sliced rewards by float rounding only (within 4.9e-6 of the masked ones over 60 random
-      joint-view rounds of the default task).
+      task.
     """
 
     metadata = {"render_modes": list(RENDER_MODES), "name": "gan_prune_v0",

@@ -9,13 +9,10 @@ so the density term can train a student through them.
 from __future__ import annotations
 
 import copy
-from functools import partial
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from gan_prune_env.models.partial_forward import ForwardCut
 
 FEATURE_MAPS = ("discriminator", "pixels")
 
@@ -34,8 +31,6 @@ class DiscriminatorFeatures(nn.Module):
         self._taps = [m for m in self.net.modules() if isinstance(m, nn.LeakyReLU)]
         if not self._taps:
             raise ValueError("discriminator features need a network with LeakyReLU activations")
-        # D's layers after its last tap (its verdict) feed no feature
-        self._pass = ForwardCut(self._taps)
 
     def train(self, mode: bool = True) -> DiscriminatorFeatures:
         return super().train(False)  # frozen: BatchNorm statistics never move
@@ -46,7 +41,7 @@ class DiscriminatorFeatures(nn.Module):
         handles = [m.register_forward_hook(lambda _m, _i, out: captured.append(out))
                    for m in self._taps]
         try:
-            self._pass(partial(self.net, x))
+            self.net(x)
         finally:
             for handle in handles:
                 handle.remove()

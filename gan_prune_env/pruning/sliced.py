@@ -37,29 +37,10 @@ class SlicingUnsupported(ValueError):
 
 
 class ArchitectureSlicer:
-    """Sliced parameters and buffers of ``model`` for any channel counts of ``space``.
+    """Sliced parameters and buffers of ``model`` for any channel counts of ``space``."""
 
-    Args:
-        model: the network whose tensors are sliced (its modules run them).
-        space: its pruning space.
-        widths_per_group: 0 cuts each group to exactly its kept channels. ``n > 0`` runs a
-            group at the smallest of ``n`` evenly spaced widths (multiples of
-            ``ceil(channels / n)``) that holds its kept channels; the extra channels are the
-            next ones by rank, and no layer reads them (their input weights are zeroed in every
-            consumer), so the outputs are the same up to float rounding. Why: oneDNN builds a
-            kernel for every new shape of a convolution and keeps the most recent ones; on a CPU
-            at 64 px building it costs more than running it, and an agent that tries a new
-            channel count every round would pay that in every layer. With ``n`` widths per
-            group the shapes repeat and their kernels are reused, for a little more arithmetic
-            than the exact widths.
-    """
-
-    def __init__(self, model: nn.Module, space: ChannelSpace, widths_per_group: int = 0) -> None:
-        if widths_per_group < 0:
-            raise ValueError(f"widths_per_group must be >= 0 (0: exact widths), got "
-                             f"{widths_per_group}")
+    def __init__(self, model: nn.Module, space: ChannelSpace) -> None:
         self.model, self.space = model, space
-        self.widths_per_group = widths_per_group
         self._out_group: dict[str, int] = {}
         self._in_terms: dict[str, list[tuple[int, torch.Tensor, torch.Tensor]]] = {}
         for group in space.groups:
@@ -95,45 +76,20 @@ class ArchitectureSlicer:
         """Every parameter and buffer of a layer whose width ``counts`` changes, sliced; with
         ``fresh_statistics`` the norms' running statistics start afresh (for recalibration)."""
         counts = self.space.check_counts(counts)
-        kept: dict[int, torch.Tensor] = {}  # group -> root channels run (kept and idle)
-        idle: dict[int, torch.Tensor] = {}  # group -> root channels run but read by no layer
-        for group, count in zip(self.space.groups, counts):
-            width = self.run_width(group.num_channels, int(count))
-            if width < group.num_channels:
-                kept[group.index] = group.keep_indices(width)
-            if width > count:
-                idle[group.index] = group.ranking[int(count):width]
+        kept = {g.index: g.keep_indices(int(n)) for g, n in zip(self.space.groups, counts)
+                if int(n) < g.num_channels}
         result: dict[str, torch.Tensor] = {}
         for name in self._sliceable:
             out_idx = self._out_indices(name, kept)
             in_idx = self._in_indices(name, kept)
-            idle_in = self._idle_inputs(name, in_idx, idle)
-            if out_idx is None and in_idx is None and idle_in is None and not fresh_statistics:
+            if out_idx is None and in_idx is None and not fresh_statistics:
                 continue
-            result.update(self._slice_module(name, out_idx, in_idx, idle_in, fresh_statistics))
+            result.update(self._slice_module(name, out_idx, in_idx, fresh_statistics))
         if fresh_statistics:
             for prefix, module in self._ungrouped_norms:
                 result.update(self._fresh_statistics(prefix, module.num_features,
                                                      module.running_mean))
         return result
-
-    def run_width(self, channels: int, count: int) -> int:
-        """The width a group of ``channels`` keeping ``count`` runs at (``widths_per_group``)."""
-        if not self.widths_per_group:
-            return int(count)
-        step = -(-int(channels) // self.widths_per_group)
-        return min(-(-int(count) // step) * step, int(channels))
-
-    def _idle_inputs(self, name: str, in_idx: torch.Tensor | None,
-                     idle: dict[int, torch.Tensor]) -> torch.Tensor | None:
-        """Which of the (sliced) inputs of layer ``name`` are idle channels, or None if none."""
-        terms = [t for t in self._in_terms.get(name, ()) if t[0] in idle]
-        if not terms:
-            return None
-        is_idle = torch.zeros(self.space.layers[name].in_channels, dtype=torch.bool)
-        for group, in_pos, root_idx in terms:
-            is_idle[in_pos[torch.isin(root_idx, idle[group])]] = True
-        return is_idle if in_idx is None else is_idle[in_idx]
 
     def _out_indices(self, name: str, kept: dict[int, torch.Tensor]) -> torch.Tensor | None:
         group = self._out_group.get(name)
@@ -150,8 +106,7 @@ class ArchitectureSlicer:
         return keep.nonzero().flatten()
 
     def _slice_module(self, name: str, out_idx: torch.Tensor | None,
-                      in_idx: torch.Tensor | None, idle_in: torch.Tensor | None, fresh: bool
-                      ) -> dict[str, torch.Tensor]:
+                      in_idx: torch.Tensor | None, fresh: bool) -> dict[str, torch.Tensor]:
         module = self._modules[name]
         prefix = f"{name}." if name else ""
         result = {}
@@ -165,12 +120,8 @@ class ArchitectureSlicer:
                 result.update(self._fresh_statistics(prefix, width, module.running_mean))
             return result
         out_dim, in_dim = _WEIGHT_DIMS[type(module)]
-        weight = _select(_select(module.weight, out_dim, out_idx), in_dim, in_idx)
-        if idle_in is not None:  # idle channels are read by nothing
-            shape = [1] * weight.dim()
-            shape[in_dim] = -1
-            weight = weight * (~idle_in).to(weight).view(shape)
-        result[prefix + "weight"] = weight
+        weight = _select(module.weight, out_dim, out_idx)
+        result[prefix + "weight"] = _select(weight, in_dim, in_idx)
         if module.bias is not None:
             result[prefix + "bias"] = _select(module.bias, 0, out_idx)
         return result
