@@ -759,4 +759,3 @@ def test_the_g_alone_control_is_uniform_pruning_with_the_g_alone_ablations_discr
     assert (control.agent, control.params, control.recipe, control.screen) == (
         uniform.agent, uniform.params, uniform.recipe, uniform.screen)
     assert control.recipe == g_alone.recipe
-

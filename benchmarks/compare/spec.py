@@ -157,11 +157,15 @@ def _distil_then_prune(variant: str, start_recipe: dict[str, Any], importance: s
     }
 
 
+WHOLE_D = {"budget_d": 1.0}
+"""The env setting that keeps the teacher's D whole: what G alone searches and fine-tunes with."""
+UNIFORM_WHOLE_D = Method("uniform", env=WHOLE_D, label="uniform L1-norm, the teacher's full D")
+
 ABLATIONS: dict[str, Method] = {
     "mggc_no_peer": Method("mggc", {"peer_feedback": False}, label="MGGC, no peer feedback"),
     "mggc_no_density": Method("mggc", env={"objective": {"lambda_kde": 0.0, "lambda_adv": 0.0}},
                               label="MGGC, L1-only reward"),
-    "mggc_g_alone": Method("mggc", {"prune_discriminator": False}, env={"budget_d": 1.0},
+    "mggc_g_alone": Method("mggc", {"prune_discriminator": False}, env=WHOLE_D,
                            label="MGGC, G alone (full D)"),
 }
 """The ablations that test the paper's claims: its density term, its peer feedback, pruning G
@@ -187,8 +191,7 @@ def _screened(method: Method) -> Method:
 METHODS: dict[str, Method] = {
     "scratch": Method("uniform", label="thin student from scratch", reinit=SCRATCH),
     "uniform": Method("uniform", label="uniform L1-norm"),
-    "uniform_full_d": Method("uniform", env={"budget_d": 1.0},
-                             label="uniform L1-norm, the teacher's full D"),
+    "uniform_full_d": UNIFORM_WHOLE_D,
     "uniform_supernet": Method("uniform", supernet=True, slice_from="supernet",
                                label="uniform, sliced from the supernet"),
     "scratch_teacher_targets": Method(
@@ -200,9 +203,9 @@ METHODS: dict[str, Method] = {
     "uniform_teacher_targets": Method("uniform", recipe=TEACHER_TARGETS,
                                       label="uniform L1-norm, teacher targets"),
     # the control of the G-alone ablation: its fine-tune, too, runs against the whole teacher D
-    "uniform_full_d_teacher_targets": Method(
-        "uniform", env=ABLATIONS["mggc_g_alone"].env, recipe=TEACHER_TARGETS,
-        label="uniform L1-norm, the teacher's full D, teacher targets"),
+    "uniform_full_d_teacher_targets": replace(
+        UNIFORM_WHOLE_D, recipe=dict(TEACHER_TARGETS),
+        label=f"{UNIFORM_WHOLE_D.label}, teacher targets"),
     "widths_teacher_targets": Method("widths", recipe=TEACHER_TARGETS,
                                      label="learned widths (recipe + soft gates), teacher targets"),
     "separable_teacher_targets": Method(
