@@ -38,3 +38,13 @@ def module_device(module: nn.Module) -> torch.device:
     if tensor is None:
         tensor = next(module.buffers(), None)
     return tensor.device if tensor is not None else torch.device("cpu")
+
+
+def has_native_bfloat16(device: torch.device) -> bool:
+    """Whether ``device`` runs bfloat16 convolutions natively (a CPU with AMX or AVX512-BF16, as
+    oneDNN reports it; any CUDA GPU counts, its support being per kernel): elsewhere bfloat16 is
+    emulated and slower than float32, which is worth a warning, not an error."""
+    if device.type != "cpu":
+        return True
+    supported = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    return bool(supported is not None and supported())

@@ -427,6 +427,7 @@ def test_bad_actions_in_views():
     ({"inner_lr": -1e-4}, r"inner_lr must be > 0"),
     ({"device": "tpu"}, r"device 'tpu' is not a device"),
     ({"compute_penalty": "both"}, r"compute_penalty"),
+    ({"precision": "float16"}, r"precision 'float16' is not one of"),
     ({"eval_size": 4}, r"eval_size.*k"),
     ({"objective": {"feature_map": "vgg"}}, r"feature_map"),
     ({"objective": {"lambda_kdee": 1.0}}, r"lambda_kdee"),
@@ -1118,6 +1119,41 @@ def test_sliced_and_masked_evaluation_pay_the_same_rewards(task, inner):
 def test_evaluation_mode_is_checked():
     with pytest.raises(ValueError, match="evaluation 'slice'"):
         EnvConfig(evaluation="slice")
+
+
+# -- bfloat16 scoring ----------------------------------------------------------------------------
+
+
+def test_bfloat16_scoring_pays_close_to_float32_and_ranks_alike():
+    """``precision="bfloat16"`` must change the arithmetic (else the option does nothing) and
+    not what is paid: each loss term within 1% of float32's, the same order over the pairs,
+    float rewards, and what ``render`` shows in float32."""
+    envs = {p: parallel(rounds=6, precision=p) for p in ("float32", "bfloat16")}
+    for env in envs.values():
+        env.reset(seed=0)
+    rng = np.random.default_rng(0)
+    paid = {p: [] for p in envs}
+    for _ in range(6):
+        actions = random_actions(envs["float32"], rng)
+        for precision, env in envs.items():
+            _, rewards, _, _, infos = env.step(actions)
+            assert all(type(r) is float for r in rewards.values())
+            paid[precision].append(infos["generator"]["reward_terms"]["loss"])
+    reference, low = np.array(paid["float32"]), np.array(paid["bfloat16"])
+    assert not np.array_equal(reference, low), "bfloat16 scoring computed in float32"
+    np.testing.assert_allclose(low, reference, rtol=1e-2)
+    assert list(np.argsort(low)) == list(np.argsort(reference))
+    assert envs["bfloat16"].game.student_outputs(2).dtype == torch.float32
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_bfloat16_scoring_warns_on_a_cpu_that_would_emulate_it(monkeypatch, native):
+    monkeypatch.setattr("gan_prune_env.envs.game.has_native_bfloat16", lambda device: native)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        parallel(precision="bfloat16")
+    emulated = [w for w in caught if "no native bfloat16" in str(w.message)]
+    assert len(emulated) == (0 if native else 1)
 
 
 # -- cache of evaluated pairs --------------------------------------------------------------------

@@ -15,6 +15,7 @@ COMPUTE_PENALTIES = ("one_sided", "two_sided")
 ON_ERROR = ("end", "raise")
 EVALUATIONS = ("sliced", "masked")
 INFO_FORMATS = ("rich", "numeric")
+PRECISIONS = ("float32", "bfloat16")
 
 
 @dataclass
@@ -64,7 +65,14 @@ class EnvConfig:
             weights the game also keeps D's verdicts on the real pairs for the 64 most recent
             D architectures (unless ``cache_size`` is 0): they do not depend on G, so a round
             whose D was seen before judges only its fake pairs.
-        device: torch device of all computation.
+        precision: number format of the scoring passes. ``"float32"`` is the reference
+            and what published rewards use. ``"bfloat16"`` runs every scoring pass (adaptive BN
+            included) under ``torch.autocast``; the weights, the norm statistics and the
+            rewards stay float32. It is worth it on CPUs with native bfloat16 arithmetic
+            (Intel AMX or AVX512-BF16: ``benchmarks/env_speed.py`` measured 1.3x on the
+            default task and 3x on facades) and slower elsewhere, where making the env warns.
+            Rewards move by about 0.1% and rank architectures as float32 ones do
+            (``benchmarks/env_precision.py``). Inner updates and soft gates stay float32.
         seed: selects the pool and evaluation images (not the episode randomness).
         on_error: what a round whose evaluation fails does (non-finite losses or rewards, out
             of memory, any runtime error inside the game): ``"end"`` ends the episode for both
@@ -105,6 +113,7 @@ class EnvConfig:
     evaluation: str = "masked"
     cache_size: int = 4096
     device: str = "cpu"
+    precision: str = "float32"
     seed: int = 0
     on_error: str = "end"
     error_reward: float = -10.0
@@ -149,6 +158,8 @@ class EnvConfig:
             raise ValueError(f"info_format {self.info_format!r} is not one of {INFO_FORMATS}")
         if self.evaluation not in EVALUATIONS:
             raise ValueError(f"evaluation {self.evaluation!r} is not one of {EVALUATIONS}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision {self.precision!r} is not one of {PRECISIONS}")
         if self.on_error not in ON_ERROR:
             raise ValueError(f"on_error {self.on_error!r} is not one of {ON_ERROR}")
         if self.seed < 0:

@@ -19,7 +19,7 @@ import math
 import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from gan_prune_env.devices import has_native_bfloat16
 from gan_prune_env.envs.config import EnvConfig
 from gan_prune_env.envs.preparation import PreparedTask, prepare_task, scoring_copy
 from gan_prune_env.objective import TeacherPool
@@ -84,6 +85,7 @@ class PruningGame:
         self.prepared: PreparedTask = prepare_task(config)
         self.device = torch.device(config.device)
         self.objective = self.prepared.objective
+        self._check_precision()
         # the supernet's weights, when given, are where every architecture starts (and what a
         # reset restores); the teacher itself stays the reference of the objective
         start = self.prepared.supernet
@@ -124,6 +126,19 @@ class PruningGame:
                           stacklevel=3)
             return None
         return slicers
+
+    def _check_precision(self) -> None:
+        if self.config.precision == "bfloat16" and not has_native_bfloat16(self.device):
+            warnings.warn("precision='bfloat16': this CPU has no native bfloat16 arithmetic (AMX "
+                          "or AVX512-BF16), so scoring will be slower than in float32; use "
+                          "precision='float32'", stacklevel=3)
+
+    def _scoring_precision(self):
+        """The context of every scoring pass: ``torch.autocast`` to bfloat16 when
+        ``precision`` asks for it (weights, norm statistics and rewards stay float32)."""
+        if self.config.precision == "float32":
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=getattr(torch, self.config.precision))
 
     def _check_budgets(self) -> None:
         for agent, budget in (("generator", self.config.budget_g),
@@ -206,9 +221,11 @@ class PruningGame:
         """The first ``count`` evaluation outputs of G at ``counts_g`` as they are scored
         (recalibrated norms included): snapshots of an architecture."""
         self.generator.eval()
-        generator = self._runnable("generator", self.spaces["generator"].check_counts(counts_g))
-        with self._unmasked_if_sliced():
-            return generator(self.eval_batch.inputs[:count])
+        counts_g = self.spaces["generator"].check_counts(counts_g)
+        with self._scoring_precision():
+            generator = self._runnable("generator", counts_g)
+            with self._unmasked_if_sliced():
+                return generator(self.eval_batch.inputs[:count]).float()
 
     def network(self, agent: str) -> nn.Module:
         return self.generator if agent == "generator" else self.discriminator
@@ -313,12 +330,14 @@ class PruningGame:
         """L_G and L_D terms of the pair on the fixed evaluation neighbourhoods (no cache)."""
         self.generator.eval()
         self.discriminator.eval()
-        generator = self._runnable("generator", counts_g)
-        discriminator = self._runnable("discriminator", counts_d)
         batch = self.eval_batch
-        with self._unmasked_if_sliced():
-            real = self._judge_real(counts_d, discriminator)
-            return self.objective.evaluate(discriminator, batch, generator(batch.inputs), real)
+        with self._scoring_precision():
+            generator = self._runnable("generator", counts_g)
+            discriminator = self._runnable("discriminator", counts_d)
+            with self._unmasked_if_sliced():
+                real = self._judge_real(counts_d, discriminator)
+                return self.objective.evaluate(discriminator, batch, generator(batch.inputs),
+                                               real)
 
     def _judge_real(self, counts_d: np.ndarray, discriminator: Callable) -> torch.Tensor:
         """D's verdicts on the evaluation batch's real pairs (center, teacher neighbour). With

@@ -128,8 +128,8 @@ class GANPruneParallelEnv(ParallelEnv):
     ``compute_penalty``), the episode (``rounds``, ``inner_steps``, ``inner_batch``,
     ``inner_lr``), the objective's pools (``pool_size``, ``eval_size``, ``k``, ``objective``),
     scoring (``recalibrate_norms``, ``calibration_size``, ``evaluation``: masked or sliced to
-    the kept channels, ``cache_size``), the action mapping (``min_keep``, ``divisor``,
-    ``importance``), faults (``on_error``, ``error_reward``), ``device`` and ``seed``; plus
+    the kept channels, ``cache_size``, ``precision``: float32 or bfloat16), the action
+    mapping (``min_keep``, ``divisor``, ``importance``), faults (``on_error``, ``error_reward``), ``device`` and ``seed``; plus
     ``render_mode`` (``ansi``, ``rgb_array``). ``gymnasium.make_vec(id, num_envs)`` runs
     ``num_envs`` episodes of a view over one shared game (frozen weights only).
 
@@ -147,7 +147,8 @@ class GANPruneParallelEnv(ParallelEnv):
       vector entry point and ``info_format="numeric"``. Scoring with channels-last weights
       and D's kept verdicts on the real pairs (for speed) changed rewards by float rounding
       only: at most 2.9e-6 (1.3e-6 relative) over 60 random joint-view rounds of the default
-      task.
+      task. Added since, opt-in: bfloat16 scoring (``precision="bfloat16"``; float32 stays
+      the default and the reference).
     """
 
     metadata = {"render_modes": list(RENDER_MODES), "name": "gan_prune_v0",
