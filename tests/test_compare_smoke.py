@@ -7,6 +7,7 @@ import importlib.util
 import json
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
 import gymnasium as gym
 import numpy as np
@@ -692,6 +693,25 @@ def test_env_speed_counts_the_vector_steps_that_evaluate_and_not_the_autoresets(
     # per env: steps 1-2 evaluate, 3 only resets, 4-5 evaluate, 6 only resets
     assert evaluated == sum(e.evaluated for e in env.envs) == 8
     assert seconds > 0
+
+
+def test_env_precision_measures_how_far_and_in_what_order_bfloat16_pays():
+    with benchmark_script("env_precision") as env_precision:
+        reference = np.array([-1.0, -0.6, -0.5, -0.2, -0.1, 0.0])
+        shifted = env_precision.agreement(reference, reference + 1e-3)
+        reversed_ = env_precision.agreement(reference, reference[::-1].copy())
+        game = SimpleNamespace(config=SimpleNamespace(min_keep=0.3),
+                               num_groups=lambda agent: 3 if agent == "generator" else 2)
+        pairs = env_precision.random_pairs(game, 20, seed=0)
+    assert shifted["max_abs_diff"] == pytest.approx(1e-3)
+    assert shifted["max_diff_share_of_range"] == pytest.approx(1e-3)
+    assert shifted["spearman"] == shifted["kendall"] == pytest.approx(1.0)
+    assert reversed_["spearman"] == reversed_["kendall"] == pytest.approx(-1.0)
+    assert reversed_["max_diff_share_of_range"] == pytest.approx(1.0)
+    assert len(pairs) == 20 and all(len(p["generator"]) == 3 and len(p["discriminator"]) == 2
+                                    for p in pairs)
+    ratios = np.concatenate([np.concatenate(list(p.values())) for p in pairs])
+    assert ratios.min() >= 0.3 and ratios.max() <= 1.0
 
 
 def test_capacity_series_is_one_teachers_and_the_report_names_its_hash(tmp_path):
