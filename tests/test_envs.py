@@ -22,6 +22,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from torch import nn
 import yaml
 from gymnasium.utils.env_checker import check_env as gym_check_env
 from pettingzoo.test import parallel_api_test, parallel_seed_test
@@ -38,10 +39,12 @@ from gan_prune_env.envs import (
 from gan_prune_env.envs.peers import uniform_budget_peer
 from gan_prune_env.envs.rendering import to_uint8
 from gan_prune_env.families import build_network, network_config, network_names
+from gan_prune_env.envs.game import recalibrating, to_eval_mode
 from gan_prune_env.objective import (
     LocalDensityObjective, ObjectiveConfig, build_neighbourhoods, kernel_weights, pair_input,
     widen_for_center,
 )
+from gan_prune_env.objective.features import spatial_mean_std
 from gan_prune_env.tasks import get_task, load_teacher
 
 P2P = "Pix2PixPrune-v0"
@@ -1083,6 +1086,32 @@ def test_widened_discriminator_judges_as_teacher():
     with torch.no_grad():
         torch.testing.assert_close(wide(pair_input(c, x, center_first=False)), d(x))
     assert ObjectiveConfig().k == 4
+
+
+def test_spatial_mean_std_is_the_mean_and_unbiased_std_over_space_in_float32():
+    """The density term's features: per channel, the mean then the std over space (as
+    ``Tensor.mean``/``Tensor.std``), in float32 even from a bfloat16 pass."""
+    x = torch.randn(4, 3, 5, 6).mul(3).add(1).to(memory_format=torch.channels_last)
+    expected = torch.cat([x.mean((2, 3)), x.std((2, 3))], 1)
+    torch.testing.assert_close(spatial_mean_std(x), expected, rtol=1e-5, atol=1e-6)
+    low = x.bfloat16()
+    out = spatial_mean_std(low)
+    assert out.dtype == torch.float32
+    wide = low.float()
+    torch.testing.assert_close(out, torch.cat([wide.mean((2, 3)), wide.std((2, 3))], 1),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_recalibrating_trains_only_the_norms_and_leaves_every_module_in_eval_mode():
+    network = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Dropout(0.5),
+                            nn.Sequential(nn.BatchNorm2d(4)))
+    network.train()  # a caller's network in train mode: dropout must still be off inside
+    with recalibrating(network):
+        assert [m.training for m in network.modules()] == [False, False, True, False, False,
+                                                           True]
+    assert not any(m.training for m in network.modules())
+    network[2].train()  # one stray module in train mode is found too
+    assert not any(m.training for m in to_eval_mode(network).modules())
 
 
 # -- sliced evaluation ---------------------------------------------------------------------------

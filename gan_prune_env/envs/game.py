@@ -53,7 +53,7 @@ def recalibrating(network: nn.Module):
         m.momentum = None
     # Only the norms train: dropout stays off, as at evaluation (and a dropout pass would draw
     # from the global torch RNG, making same-seed episodes differ, e.g. on facades)
-    network.eval()
+    to_eval_mode(network)
     for m in norms:
         m.train()
     try:
@@ -61,7 +61,17 @@ def recalibrating(network: nn.Module):
     finally:
         for m, momentum in zip(norms, momenta):
             m.momentum = momentum
+            m.eval()
+        to_eval_mode(network)
+
+
+def to_eval_mode(network: nn.Module) -> nn.Module:
+    """``network.eval()``, skipped when every module already is in eval mode: the env calls it
+    several times a step, and ``Module.train`` sets the flag of every submodule through the
+    slow ``Module.__setattr__`` (about 4% of a step) even when nothing changes."""
+    if any(m.training for m in network.modules()):
         network.eval()
+    return network
 
 
 @dataclass
@@ -220,7 +230,7 @@ class PruningGame:
     def generator_outputs(self, counts_g: np.ndarray, count: int | None = None) -> torch.Tensor:
         """The first ``count`` evaluation outputs of G at ``counts_g`` as they are scored
         (recalibrated norms included): snapshots of an architecture."""
-        self.generator.eval()
+        to_eval_mode(self.generator)
         counts_g = self.spaces["generator"].check_counts(counts_g)
         with self._scoring_precision():
             generator = self._runnable("generator", counts_g)
@@ -328,8 +338,8 @@ class PruningGame:
     @torch.no_grad()
     def evaluate(self, counts_g: np.ndarray, counts_d: np.ndarray) -> dict[str, float]:
         """L_G and L_D terms of the pair on the fixed evaluation neighbourhoods (no cache)."""
-        self.generator.eval()
-        self.discriminator.eval()
+        to_eval_mode(self.generator)
+        to_eval_mode(self.discriminator)
         batch = self.eval_batch
         with self._scoring_precision():
             generator = self._runnable("generator", counts_g)

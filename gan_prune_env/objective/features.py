@@ -45,8 +45,20 @@ class DiscriminatorFeatures(nn.Module):
         finally:
             for handle in handles:
                 handle.remove()
-        pooled = [torch.cat([a.mean((2, 3)), a.std((2, 3))], 1) for a in captured]
-        return torch.cat(pooled, 1)
+        return torch.cat([spatial_mean_std(a) for a in captured], 1)
+
+
+def spatial_mean_std(activations: torch.Tensor) -> torch.Tensor:
+    """Per-channel mean and (unbiased) std over space, in float32, side by side.
+
+    Two passes (the mean, then the centred squares) rather than ``Tensor.std``: on the
+    channels-last activations the env scores with, its one-pass reduction is 2-10x slower
+    than this (about a tenth of a bfloat16 env step), and float32 keeps a bfloat16 pass's
+    statistics as exact as a float32 pass's."""
+    x = activations.float()
+    mean = x.mean((2, 3), keepdim=True)
+    variance = (x - mean).square().sum((2, 3)) / (x.shape[2] * x.shape[3] - 1)
+    return torch.cat([mean.flatten(1), variance.sqrt()], 1)
 
 
 class PixelFeatures(nn.Module):
