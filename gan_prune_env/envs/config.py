@@ -70,7 +70,7 @@ class EnvConfig:
             included) under ``torch.autocast``; the weights, the norm statistics and the
             rewards stay float32. It is worth it on CPUs with native bfloat16 arithmetic
             (Intel AMX or AVX512-BF16: ``benchmarks/env_speed.py`` measured 1.4x on the
-            default task and 2.8x on facades) and slower elsewhere, where making the env warns.
+            default task and 3x on facades) and slower elsewhere, where making the env warns.
             Rewards move by about 0.1% and rank architectures as float32 ones do
             (``benchmarks/env_precision.py``). Inner updates and soft gates stay float32.
         seed: selects the pool and evaluation images (not the episode randomness).

@@ -103,7 +103,8 @@ class TeacherTrainConfig:
     autocast: str | None = None
     """Mixed precision: ``"bfloat16"`` runs the forward passes under ``torch.autocast`` (weights,
     optimiser states and backward accumulation stay float32; bfloat16 needs no loss scaling).
-    Worth it on GPUs with bfloat16 tensor cores; on CPU it is usually slower. None: float32."""
+    Worth it on GPUs with bfloat16 tensor cores and on CPUs with native bfloat16 (AMX: 1.1x a
+    fine-tuning step at 64 px, 2.2x at 128 px); elsewhere on CPU it is slower. None: float32."""
     progress: bool = True
 
     def __post_init__(self) -> None:
