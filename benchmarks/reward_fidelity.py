@@ -24,6 +24,10 @@ architecture is
      (``gan_prune_env.supernet``, env option ``supernet``, file given by ``--supernet
      TASK=PATH``) instead of the teacher's: GAN Compression's way of scoring sub-networks;
 
+   * ``frozen_pool``: the ``frozen`` reward with the density loss measured on more
+     neighbourhoods (``--pool-eval-size`` test images as centers, default 96, against the env's
+     12): whether the frozen reward's ranking is only the noise of a small pool;
+
    * ``balance``: no evaluation at all, how evenly G's groups keep their channels
      (``-log(max/min kept fraction)``): a hypothesis formed on arch seed 0's architectures,
      tested on fresh ones;
@@ -92,6 +96,8 @@ report (``teacher_targets/today/reward_fidelity.md``)::
         --results benchmarks/results/teacher_targets/reward_fidelity_today.jsonl --no-report
     python benchmarks/reward_fidelity.py run --budgets 0.1 --modes frozen --seed 1 \
         --results benchmarks/results/teacher_targets/reward_fidelity_today_seed1.jsonl --no-report
+    python benchmarks/reward_fidelity.py run --budgets 0.1 --modes frozen_pool \
+        --results benchmarks/results/teacher_targets/reward_fidelity_today.jsonl --no-report
     python benchmarks/reward_fidelity.py report \
         --results benchmarks/results/teacher_targets/reward_fidelity_today.jsonl \
         --out benchmarks/results/teacher_targets/today \
@@ -350,22 +356,35 @@ def score_frozen(arch: Architecture, options: dict[str, Any]) -> dict[str, float
     return _env_reward(*arch.play())
 
 
-_SUPERNET_ENVS: dict[str, Any] = {}  # per worker process: one env per (env options, supernet)
+_VARIANT_ENVS: dict[str, Any] = {}  # per worker process: one env per set of env options
+
+
+def _variant_reward(arch: Architecture, changes: dict[str, Any]) -> dict[str, float]:
+    """The env's reward as ``frozen`` scores it, in an env whose options differ by
+    ``changes`` (built once per worker and set of options)."""
+    from gan_prune_env.envs import make_parallel_env
+
+    kwargs = {**env_kwargs(arch.spec), **changes}
+    key = json.dumps(kwargs, sort_keys=True)
+    if key not in _VARIANT_ENVS:
+        _VARIANT_ENVS[key] = make_parallel_env(ENV_ID, **kwargs)
+    env = _VARIANT_ENVS[key]
+    env.reset(seed=arch.seed)
+    _, rewards, _, _, infos = env.step(arch.actions)
+    return _env_reward(rewards, infos)
 
 
 def score_supernet(arch: Architecture, options: dict[str, Any]) -> dict[str, float]:
     """The env's reward with the generator supernet's weights (env option ``supernet``) instead
-    of the teacher's; everything else as ``frozen``. The env is built once per worker."""
-    from gan_prune_env.envs import make_parallel_env
+    of the teacher's; everything else as ``frozen``."""
+    return _variant_reward(arch, {"supernet": str(ROOT / options["path"])})  # root-relative
 
-    kwargs = {**env_kwargs(arch.spec), "supernet": str(ROOT / options["path"])}  # root-relative
-    key = json.dumps(kwargs, sort_keys=True)
-    if key not in _SUPERNET_ENVS:
-        _SUPERNET_ENVS[key] = make_parallel_env(ENV_ID, **kwargs)
-    env = _SUPERNET_ENVS[key]
-    env.reset(seed=arch.seed)
-    _, rewards, _, _, infos = env.step(arch.actions)
-    return _env_reward(rewards, infos)
+
+def score_frozen_pool(arch: Architecture, options: dict[str, Any]) -> dict[str, float]:
+    """The env's reward with the density loss measured on ``eval_size`` neighbourhoods instead
+    of the env's 12 (env option ``eval_size``, the test images each a center), everything
+    else as ``frozen``: is the frozen reward's ranking only noise of a small pool?"""
+    return _variant_reward(arch, {"eval_size": options["eval_size"]})
 
 
 def score_distill(arch: Architecture, options: dict[str, Any]) -> dict[str, float]:
@@ -448,8 +467,14 @@ def supernet_options(args: argparse.Namespace, task: str, steps: int | None) -> 
     return {"path": rel_path(Path(path)), "sha1": file_sha1(Path(path))}
 
 
+def pool_options(args: argparse.Namespace, task: str, steps: int | None) -> dict[str, Any]:
+    return {"eval_size": args.pool_eval_size}
+
+
 REWARD_MODES: dict[str, RewardMode] = {
     "frozen": RewardMode("env reward r_G (frozen weights, adaptive BN)", score_frozen),
+    "frozen_pool": RewardMode("env reward r_G on more neighbourhoods (--pool-eval-size)",
+                              score_frozen_pool, pool_options),
     "distill_k": RewardMode("-L1 to the teacher after k fine-tuning steps", score_distill,
                             distill_options, takes_steps=True),
     "supernet": RewardMode("env reward r_G with the supernet's weights (adaptive BN)",
@@ -1041,6 +1066,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                      help="a task's generator supernet, for the supernet mode")
     run.add_argument("--distill-steps", type=int, default=50,
                      help="k of the distill_k mode (fine-tuning steps before looking)")
+    run.add_argument("--pool-eval-size", type=int, default=96,
+                     help="neighbourhoods (test images as centers) of the frozen_pool mode")
     run.add_argument("--finetune-steps", type=int, default=FinetuneConfig().steps,
                      help="steps of the final fine-tune (default: the recipe's)")
     run.add_argument("--eval-images", type=int, default=100, help="test images (default 100)")

@@ -277,6 +277,17 @@ def test_run_resume_and_report(rf, env, tmp_path, capsys):
     assert {"distill_k", "distill_k@3"} <= set(stats["fidelity"])
     assert rf.mode_label("distill_k@3").endswith("(k = 3)")
 
+    # the frozen reward on more neighbourhoods: the env's reward with that eval_size
+    assert rf.main([*argv, "--modes", "frozen_pool", "--pool-eval-size", "20",
+                    "--no-report"]) == 0
+    pooled = rf.merge_records(_lines(results))["default|0.1|0|0"]["scores"]["frozen_pool"]
+    wider = GANPruneParallelEnv(budget_g=0.1, seed=0, device="cpu", eval_size=20)
+    wider.reset(seed=0)
+    _, rewards, _, _, _ = wider.step(uniform_actions(wider.game))
+    assert pooled["options"]["eval_size"] == 20
+    assert pooled["reward"] == pytest.approx(rewards["generator"])
+    assert pooled["reward"] != merged["default|0.1|0|0"]["scores"]["frozen"]["reward"]
+
 
 def test_a_length_only_for_modes_that_take_one(rf):
     """``NAME@STEPS`` names distill_k at another k; anything else stops with what to write."""
