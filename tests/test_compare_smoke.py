@@ -695,6 +695,20 @@ def test_env_speed_counts_the_vector_steps_that_evaluate_and_not_the_autoresets(
     assert seconds > 0
 
 
+def test_env_speed_times_the_chosen_settings_with_their_baselines_only():
+    with benchmark_script("env_speed") as env_speed:
+        settings = [env_speed.Setting(name, {"task": "default"}) for name in
+                    ("default frozen", "default frozen, the env before", "default frozen, sliced",
+                     "default frozen, bfloat16")]
+        for setting in settings[2:]:
+            setting.baseline = "default frozen, the env before"
+        chosen = env_speed.chosen_settings(settings, ["default frozen, bfloat16"])
+        with pytest.raises(SystemExit, match=r"\['default frozen, bf16'\] not among"):
+            env_speed.chosen_settings(settings, ["default frozen, bf16"])
+    assert [s.name for s in chosen] == ["default frozen, the env before",
+                                        "default frozen, bfloat16"]
+
+
 def test_env_precision_measures_how_far_and_in_what_order_bfloat16_pays():
     with benchmark_script("env_precision") as env_precision:
         reference = np.array([-1.0, -0.6, -0.5, -0.2, -0.1, 0.0])
