@@ -60,6 +60,8 @@ Outputs (``--out``, default ``benchmarks/results``): ``env_speed.json``, ``env_s
 
     python benchmarks/env_speed.py                 # full run (a few minutes on 2 cores)
     python benchmarks/env_speed.py --quick         # fewer steps and repeats
+    ONEDNN_PRIMITIVE_CACHE_CAPACITY=16384 python benchmarks/env_speed.py --out DIR
+                                                   # oneDNN keeps 16x the kernels
     python benchmarks/env_speed.py --settings "default frozen, bfloat16, 2 processes x 1 thread" \
         --repeats 15 --out benchmarks/results/env_speed_target   # a few settings, more runs
 """
@@ -93,6 +95,10 @@ from gan_prune_env.tasks import DATA_ENV, get_task, teacher_path
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 TARGET_STEPS_PER_S = 65.0
+ONEDNN_CACHE_ENV = "ONEDNN_PRIMITIVE_CACHE_CAPACITY"
+"""oneDNN's kernel cache size, read from the environment when the process starts: the
+benchmark's 17 envs in one process crowd the default 1024 (as does sliced scoring's stream of
+new channel counts), so the header records it."""
 THREADS = 2
 UNTRAINED_LABEL = "untrained teacher, speed only"
 
@@ -524,7 +530,9 @@ def write_markdown(path: Path, report: dict[str, Any]) -> None:
         f"{report['created']}, commit {report['commit']}, {report['machine']['cpu_count']} CPU "
         "cores, torch "
         f"{report['machine']['torch']} with {THREADS} threads, native bfloat16 "
-        f"{report['machine'].get('native_bfloat16', 'not recorded')}, load average before/after "
+        f"{report['machine'].get('native_bfloat16', 'not recorded')}, oneDNN primitive cache "
+        f"{report['machine'].get('onednn_primitive_cache_capacity', 'not recorded')}, "
+        "load average before/after "
         f"{report['machine']['load_before']} / {report['machine']['load_after']}.",
         "Random actions (unless the setting says otherwise), single view (generator agent), "
         "episode resets included; median over "
@@ -649,6 +657,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
                     "torch": torch.__version__, "threads": THREADS,
                     "native_bfloat16": has_native_bfloat16(torch.device("cpu")),
+                    "onednn_primitive_cache_capacity":
+                        os.environ.get(ONEDNN_CACHE_ENV, "default (1024)"),
                     "load_before": load_before,
                     "load_after": [round(x, 2) for x in os.getloadavg()]},
         "steps": args.steps, "repeats": args.repeats, "warmup": args.warmup,
