@@ -29,9 +29,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import json
-import os
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -40,8 +37,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from compare.cells import file_sha1, git_commit
+from compare.cells import file_sha1, git_commit, host_info
 from compare.plots import save_figure, subplots
+from compare.report import write_outputs
 from gan_prune_env.devices import has_native_bfloat16
 from gan_prune_env.envs import AGENTS, EnvConfig, PruningGame
 from gan_prune_env.tasks import teacher_path
@@ -125,8 +123,8 @@ def write_markdown(path: Path, report: dict[str, Any]) -> None:
     machine = report["machine"]
     lines = [
         "# bfloat16 against float32 scoring", "",
-        f"{report['created']}, commit {report['commit']}, {machine['cpu_count']} CPU cores "
-        f"({machine['processor']}), native bfloat16: {machine['native_bfloat16']}, torch "
+        f"{report['created']}, commit {report['commit']}, {machine['cpus']} CPU cores "
+        f"({machine['cpu']}), native bfloat16: {machine['native_bfloat16']}, torch "
         f"{machine['torch']} with {THREADS} threads. The same random architecture pairs scored "
         "by two games that differ only in `precision`; loss terms of the rewards (the compute "
         "terms are exact in both); 95% bootstrap intervals over the pairs; evaluation times "
@@ -181,28 +179,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         tasks.append(score_task(task, teachers.get(task), args.pairs, args.seed))
     report = {
         "created": _dt.datetime.now().isoformat(timespec="seconds"), "commit": git_commit(),
-        "machine": {"platform": platform.platform(), "processor": _cpu_name(),
-                    "cpu_count": os.cpu_count(), "torch": torch.__version__,
-                    "native_bfloat16": has_native_bfloat16(torch.device("cpu"))},
+        "machine": host_info(native_bfloat16=has_native_bfloat16(torch.device("cpu"))),
         "seed": args.seed, "tasks": tasks,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "env_precision.json").write_text(json.dumps(report, indent=2) + "\n")
-    write_markdown(args.out / "env_precision.md", report)
-    plot(args.out / "env_precision.png", report)
-    print((args.out / "env_precision.md").read_text())
+    write_outputs(args.out, "env_precision", report, write_markdown, plot)
     return report
-
-
-def _cpu_name() -> str:
-    """The CPU's model name (Linux), else the platform's processor string."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 if __name__ == "__main__":

@@ -72,7 +72,6 @@ import argparse
 import cProfile
 import datetime as _dt
 import functools
-import json
 import os
 import platform
 import pstats
@@ -90,6 +89,7 @@ import torch
 import gan_prune_env  # noqa: F401  (registers the ids)
 from compare.cells import file_sha1, git_commit
 from compare.plots import save_figure, subplots
+from compare.report import write_outputs
 from gan_prune_env.devices import has_native_bfloat16
 from gan_prune_env.tasks import DATA_ENV, get_task, teacher_path
 
@@ -674,11 +674,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     report["best_default_frozen"] = best and {"setting": best.name,
                                               "steps_per_s": best.result["steps_per_s_median"]}
     report["meets_target"] = best and best.result["steps_per_s_median"] >= TARGET_STEPS_PER_S
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "env_speed.json").write_text(json.dumps(report, indent=2) + "\n")
-    write_markdown(args.out / "env_speed.md", report)
-    plot(args.out / "env_speed.png", report)
-    print((args.out / "env_speed.md").read_text())
+    write_outputs(args.out, "env_speed", report, write_markdown, plot)
     return report
 
 

@@ -6,6 +6,7 @@ import math
 import datetime as _dt
 import json
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -351,3 +352,16 @@ def make_report(results: Path, out: Path) -> Path:
     plot_dynamics(records, out / DYNAMICS_PLOT)
     print(f"wrote {path}, {out / QUALITY_PLOT}, {out / DYNAMICS_PLOT}")
     return path
+
+
+def write_outputs(out: Path, stem: str, report: dict[str, Any],
+                  write_markdown: Callable[[Path, dict[str, Any]], None],
+                  plot: Callable[[Path, dict[str, Any]], None]) -> None:
+    """``out/<stem>.json``, ``.md`` (by ``write_markdown``) and ``.png`` (by ``plot``) of a
+    benchmark's ``report``, then the Markdown on stdout: the one way a timing benchmark
+    publishes what it measured."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_markdown(out / f"{stem}.md", report)
+    plot(out / f"{stem}.png", report)
+    print((out / f"{stem}.md").read_text())
