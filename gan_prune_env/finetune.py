@@ -262,8 +262,8 @@ class FinetuneConfig:
     GPUs with bfloat16 tensor cores or CPUs with AMX; None (float32) is the measured recipe.
     Measured on an AMX CPU (default task, 10% of G's MACs, uniform architecture, 5 seeds,
     paired): 1.1x as fast at 64 px, FID +1.8 +- 4.7 (higher on 4 of 5 seeds), PSNR to the
-    teacher -0.05 dB; not worth changing the recipe there. 2.2x as fast at facades' 128 px,
-    where its quality is not measured."""
+    teacher -0.05 dB; on the wide task (3 seeds) 1.1-1.2x, FID -0.1 +- 0.3: the same quality
+    for little time. 2.2x as fast at facades' 128 px, where its quality is not measured."""
     sync_batchnorm: bool = False
     """BatchNorm statistics over all processes' rows when fine-tuning on several GPUs
     (``TeacherTrainConfig.sync_batchnorm``); no effect in one process."""
