@@ -138,13 +138,18 @@ def write_markdown(path: Path, report: dict[str, Any]) -> None:
             a = task["agreement"][agent]
             low, high = a["reference_range"]
             lines.append(
-                f"| {task['task']} | {LOSS_TERMS[agent].replace('|', chr(92) + '|')} | {task['pairs']} | {low:.3f} to "
-                f"{high:.3f} | {a['max_abs_diff']:.2e} | {a['max_diff_share_of_range']:.2%} | "
+                f"| {task['task']} | {_escaped(LOSS_TERMS[agent])} | {task['pairs']} | "
+                f"{low:.3f} to {high:.3f} | {a['max_abs_diff']:.2e} | {a['max_diff_share_of_range']:.2%} | "
                 f"{_corr(a, 'spearman')} | {_corr(a, 'kendall')} | "
                 f"{1e3 * task['seconds_median']['float32']:.1f} | "
                 f"{1e3 * task['seconds_median']['bfloat16']:.1f} | {task['speedup']:.2f}x | "
                 f"{task['teacher_sha1'][:12]} |")
     path.write_text("\n".join(lines) + "\n")
+
+
+def _escaped(cell: str) -> str:
+    """``cell`` with its pipes escaped, for a Markdown table."""
+    return cell.replace("|", "\\|")
 
 
 def _corr(agreement_: dict[str, Any], name: str) -> str:

@@ -709,6 +709,19 @@ def test_env_speed_times_the_chosen_settings_with_their_baselines_only():
                                         "default frozen, bfloat16"]
 
 
+def test_env_speed_judges_the_target_on_todays_env_with_random_actions_only():
+    """Neither the env before, nor a policy the cache answers, nor inner updates count."""
+    with benchmark_script("env_speed") as env_speed:
+        setting = env_speed.Setting
+        counted = [setting("default frozen", {"task": "default", "inner_steps": 0}),
+                   setting("2 processes", {"task": "default"}, workers=2)]
+        ignored = [setting("before", {"task": "default"}, contiguous=True),
+                   setting("repeated", {"task": "default"}, action_pool=8),
+                   setting("inner", {"task": "default", "inner_steps": 1})]
+        assert all(env_speed.is_new_random(s) for s in counted)
+        assert not any(env_speed.is_new_random(s) for s in ignored)
+
+
 def test_env_precision_measures_how_far_and_in_what_order_bfloat16_pays():
     with benchmark_script("env_precision") as env_precision:
         reference = np.array([-1.0, -0.6, -0.5, -0.2, -0.1, 0.0])

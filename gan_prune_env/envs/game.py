@@ -61,8 +61,7 @@ def recalibrating(network: nn.Module):
     finally:
         for m, momentum in zip(norms, momenta):
             m.momentum = momentum
-            m.eval()
-        to_eval_mode(network)
+            m.eval()  # the rest of the network already is
 
 
 def to_eval_mode(network: nn.Module) -> nn.Module:

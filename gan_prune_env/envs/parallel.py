@@ -128,10 +128,11 @@ class GANPruneParallelEnv(ParallelEnv):
     ``compute_penalty``), the episode (``rounds``, ``inner_steps``, ``inner_batch``,
     ``inner_lr``), the objective's pools (``pool_size``, ``eval_size``, ``k``, ``objective``),
     scoring (``recalibrate_norms``, ``calibration_size``, ``evaluation``: masked or sliced to
-    the kept channels, ``cache_size``, ``precision``: float32 or bfloat16), the action
-    mapping (``min_keep``, ``divisor``, ``importance``), faults (``on_error``, ``error_reward``), ``device`` and ``seed``; plus
-    ``render_mode`` (``ansi``, ``rgb_array``). ``gymnasium.make_vec(id, num_envs)`` runs
-    ``num_envs`` episodes of a view over one shared game (frozen weights only).
+    the kept channels, ``cache_size``, ``precision``: float32 or bfloat16), the action mapping
+    (``min_keep``, ``divisor``, ``importance``), faults (``on_error``, ``error_reward``),
+    ``device`` and ``seed``; plus ``render_mode`` (``ansi``, ``rgb_array``).
+    ``gymnasium.make_vec(id, num_envs)`` runs ``num_envs`` episodes of a view over one shared
+    game (frozen weights only).
 
     ## Version history
     * v0: initial release. Opt-in options added since (``supernet``) leave the default
