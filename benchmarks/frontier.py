@@ -47,7 +47,8 @@ about 25 minutes on 2 idle cores, and check its test curve with ``teacher_curve.
 Regenerate the published frontier (one command per task, after what it needs; each resumes where
 it stopped and runs exactly the cells of ``PUBLISHED``, each recipe variant into its own results
 file: today's recipe for the default task, the wide task's cells at 4x, 20x and 40x;
-the recipe before cutmix and the shrunk start for the wide task's other cells and facades)::
+the recipe before cutmix and the shrunk start for the wide task's other cells and facades'
+first cells; today's recipe under bfloat16 autocast for facades' cells since session 43)::
 
     python -m gan_prune_env.supernet --task default --out runs/supernets/default --resume
     python benchmarks/compare_methods.py run --tasks default --budgets 0.25 --methods \
@@ -78,11 +79,14 @@ the recipe before cutmix and the shrunk start for the wide task's other cells an
         --results benchmarks/results/frontier_default_wide.jsonl --no-report
     python benchmarks/frontier.py run --tasks default_wide --published --workers 2
     python benchmarks/compare_methods.py teacher --out runs/compare_facades_teacher
+    python benchmarks/frontier.py run --tasks facades --variant bfloat16 --methods \
+        separable_slim_teacher_targets --budgets 0.25 --seeds 0 --workers 1 --save-generator \
+        runs/separable/facades_separable_slim_teacher_targets/generator.pt
     python benchmarks/frontier.py run --tasks facades --published --workers 2
     python benchmarks/frontier.py report
 
 Other cells: ``--methods``, ``--budgets`` and ``--seeds`` (defaults: the four methods above at
-every budget, seeds 0-2), under today's recipe or ``--variant before_cutmix``.
+every budget, seeds 0-2), under today's recipe or ``--variant before_cutmix`` or ``bfloat16``.
 """
 
 from __future__ import annotations

@@ -224,9 +224,25 @@ def test_run_resume_and_report(rf, env, tmp_path, capsys):
     assert len(_lines(results)) == 3
     for change, message in ((["--distill-steps", "3"], "mode distill_k options"),
                             (["--eval-images", "5"], "eval_images"),
-                            (["--seed", "1"], "fine-tuning seed")):
+                            (["--seed", "1"], "fine-tuning seed"),
+                            (["--recipe", "autocast:bfloat16"], "mode distill_k options"),
+                            (["--modes", "frozen", "--recipe", "autocast:bfloat16"],
+                             "the fine-tuning recipe"),
+                            (["--recipe", "autocats:bfloat16"], "autocats")):
         with pytest.raises(SystemExit, match=message):  # same key, another protocol
             rf.main([*argv, *change])
+    # another recipe (--recipe) runs the final fine-tunes and distill_k with its changes
+    bf16 = tmp_path / "bf16.jsonl"
+    assert rf.main([*argv, "--only", "1", "--recipe", "autocast:bfloat16", "--results",
+                    str(bf16), "--no-report"]) == 0
+    [changed] = _lines(bf16)
+    assert changed["scores"]["distill_k"]["options"]["recipe"] == {"autocast": "bfloat16"}
+    plain = next(r for r in records if r["index"] == 1)  # same architecture and seed, float32
+    assert changed["scores"]["distill_k"]["reward"] != plain["scores"]["distill_k"]["reward"]
+    assert {final["finetune"]["autocast"] for final in changed["finals"].values()} == \
+        {"bfloat16"}
+    assert {final["finetune"]["autocast"] for r in records for final in r["finals"].values()} \
+        == {None}
     # more fine-tuning seeds for a chosen few: only those, the same architectures
     only = tmp_path / "seed1.jsonl"
     assert rf.main([*argv, "--only", "2", "--seed", "1", "--results", str(only),
