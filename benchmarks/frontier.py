@@ -181,7 +181,18 @@ PUBLISHED: dict[str, dict[str, tuple[Group, ...]]] = {
             (("uniform_full_d_teacher_targets",), (0.1,), (0, 1, 2)),  # session 41
         ),
     },
-    "facades": {"before_cutmix": ((TEACHER_TARGET_BASELINES, (0.1,), (0, 1, 2)),)},
+    "facades": {
+        # session 43, on the teacher retrained in session 36 (6f8e9887): listed first, so that
+        # --published runs them before the before_cutmix cells stop on their older teacher
+        "bfloat16": (
+            (TEACHER_TARGET_BASELINES, (0.1,), (0, 1, 2)),
+            # the start itself: at the teacher's width 9.6% of its MACs, inside the 10% budget
+            (("separable_slim_teacher_targets",), (0.25,), (0,)),
+            (("mggc_teacher_targets",), (0.1,), (0, 1, 2)),
+            (("random_teacher_targets",), (0.1,), (0, 1)),
+        ),
+        "before_cutmix": ((TEACHER_TARGET_BASELINES, (0.1,), (0, 1, 2)),),
+    },
 }
 """Per task and recipe variant, the (methods, budgets, seeds) groups of the published frontier:
 ``run --published`` runs (or resumes) exactly these cells. Default: the two teacher-target
@@ -203,14 +214,17 @@ whole D, the control of the G-alone ablation, at 10% (seeds 0-2; on the default 
 the three screened ablations and PPO), on the teacher retrained in session 28 (13-24 min a
 cell on one core; the baselines under today's recipe on session 21's teacher are in
 ``teacher_targets/wide_today.jsonl``). Facades: the recipe's two
-baselines at 10%, seeds 0-2 (a cell takes over an hour of one core at 128 px);
-``--methods``/``--seeds`` run the rest. The supernet methods need the task's supernet
+baselines at 10%, seeds 0-2, before cutmix (a cell took over an hour of one core at 128 px);
+and (session 43, ``bfloat16``: 16-22 minutes a cell, the separable start 44) today's recipe's
+two baselines, mggc and random search at 10% (seeds 0-2; random 0-1) and the separable
+start; ``--methods``/``--seeds`` run the rest. The supernet methods need the task's supernet
 (``compare.spec``), the pruned separable ones its separable student (the 25% separable cell's
 G, kept by ``compare.spec.separable_student_command``); ``default_wide`` needs its teacher
 (``TEACHER_COMMANDS``). The wide task's and facades' teachers are not in the repository and a
 retrain on another kind of CPU has other weights, so their published cells resume only with the
 teacher files they record (``default_wide``: SHA-1 ``97ad5a71``, session 28, an Intel Xeon;
-``facades``: ``cf4e0bab``) or a retrain that ``compare_methods.py same-teacher`` shows to make
+``facades``: ``cf4e0bab`` before cutmix, ``6f8e9887`` under ``bfloat16``, session 36's
+retrain on an Intel Xeon) or a retrain that ``compare_methods.py same-teacher`` shows to make
 its images to the last bit; on another teacher ``run`` stops, and a new frontier of the task
 starts in another ``--out`` with its baselines run again."""
 REPORT = "frontier.md"
