@@ -156,7 +156,8 @@ def plan(args: argparse.Namespace) -> list[dict[str, Any]]:
              "key": record_key(args.task, args.budget, design, seed), "arch_seed": None,
              "index": None, "env": protocol, "teacher_sha1": sha1, "seed": seed,
              "modes": {"frozen": {}}, "final_steps": [args.finetune_steps],
-             "eval_images": args.eval_images, "work_dir": str(args.work_dir), "threads": 1}
+             "eval_images": args.eval_images, "recipe": {}, "work_dir": str(args.work_dir),
+             "threads": 1}
             for seed in args.seeds for design in args.designs]
 
 
