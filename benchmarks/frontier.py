@@ -189,7 +189,7 @@ PUBLISHED: dict[str, dict[str, tuple[Group, ...]]] = {
             # the start itself: at the teacher's width 9.6% of its MACs, inside the 10% budget
             (("separable_slim_teacher_targets",), (0.25,), (0,)),
             (("mggc_teacher_targets",), (0.1,), (0, 1, 2)),
-            (("random_teacher_targets",), (0.1,), (0, 1)),
+            (("random_teacher_targets",), (0.1,), (0, 1, 2)),
         ),
         "before_cutmix": ((TEACHER_TARGET_BASELINES, (0.1,), (0, 1, 2)),),
     },
@@ -216,7 +216,7 @@ cell on one core; the baselines under today's recipe on session 21's teacher are
 ``teacher_targets/wide_today.jsonl``). Facades: the recipe's two
 baselines at 10%, seeds 0-2, before cutmix (a cell took over an hour of one core at 128 px);
 and (session 43, ``bfloat16``: 16-22 minutes a cell, the separable start 44) today's recipe's
-two baselines, mggc and random search at 10% (seeds 0-2; random 0-1) and the separable
+two baselines, mggc and random search at 10% (seeds 0-2) and the separable
 start; ``--methods``/``--seeds`` run the rest. The supernet methods need the task's supernet
 (``compare.spec``), the pruned separable ones its separable student (the 25% separable cell's
 G, kept by ``compare.spec.separable_student_command``); ``default_wide`` needs its teacher
