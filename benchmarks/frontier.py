@@ -48,7 +48,8 @@ Regenerate the published frontier (one command per task, after what it needs; ea
 it stopped and runs exactly the cells of ``PUBLISHED``, each recipe variant into its own results
 file: today's recipe for the default task, the wide task's cells at 4x, 20x and 40x;
 the recipe before cutmix and the shrunk start for the wide task's other cells and facades'
-first cells; today's recipe under bfloat16 autocast for facades' cells since session 43)::
+first cells; today's recipe under bfloat16 autocast for facades' cells since session 43, with
+one float32 cell of today's recipe as its control)::
 
     python -m gan_prune_env.supernet --task default --out runs/supernets/default --resume
     python benchmarks/compare_methods.py run --tasks default --budgets 0.25 --methods \
@@ -120,7 +121,8 @@ VARIANTS: dict[str, dict[str, Any]] = {"": {}, "before_cutmix": RECIPE_BEFORE_CU
 before session 18's cutmix and shrunk start (its ``--recipe`` changes), ``bfloat16`` today's
 recipe with its forward passes under bfloat16 autocast (2.2x a step on facades' 128 px on a CPU
 with native bfloat16; on the default and wide tasks it moved FID by +1.8 +- 4.7 and -0.1 +- 0.3,
-``teacher_targets/autocast_bfloat16*.jsonl``). Each keeps its own results file per task
+``teacher_targets/autocast_bfloat16*.jsonl``; on facades +3.5, one seed: the float32 cell of
+``PUBLISHED``). Each keeps its own results file per task
 (``results_file``): a cell resumes only under the recipe it ran."""
 PUBLISHED: dict[str, dict[str, tuple[Group, ...]]] = {
     "default": {"": (
@@ -190,7 +192,11 @@ PUBLISHED: dict[str, dict[str, tuple[Group, ...]]] = {
             (("separable_slim_teacher_targets",), (0.25,), (0,)),
             (("mggc_teacher_targets",), (0.1,), (0, 1, 2)),
             (("random_teacher_targets",), (0.1,), (0, 1, 2)),
+            # session 44: distil, then prune (the start, whole, fine-tuned again)
+            (("pruned_separable_slim_teacher_targets",), (0.1,), (0, 1, 2)),
         ),
+        # session 44: the float32 control of the bfloat16 cells (same teacher)
+        "": ((("uniform_teacher_targets",), (0.1,), (0,)),),
         "before_cutmix": ((TEACHER_TARGET_BASELINES, (0.1,), (0, 1, 2)),),
     },
 }
@@ -217,7 +223,9 @@ cell on one core; the baselines under today's recipe on session 21's teacher are
 baselines at 10%, seeds 0-2, before cutmix (a cell took over an hour of one core at 128 px);
 and (session 43, ``bfloat16``: 16-22 minutes a cell, the separable start 44) today's recipe's
 two baselines, mggc and random search at 10% (seeds 0-2) and the separable
-start; ``--methods``/``--seeds`` run the rest. The supernet methods need the task's supernet
+start; (session 44) distil, then prune at 10% (seeds 0-2: the start stays whole, 9.6% of the
+MACs, and is fine-tuned again) and, in float32, uniform pruning's seed 0 as the control of
+bfloat16; ``--methods``/``--seeds`` run the rest. The supernet methods need the task's supernet
 (``compare.spec``), the pruned separable ones its separable student (the 25% separable cell's
 G, kept by ``compare.spec.separable_student_command``); ``default_wide`` needs its teacher
 (``TEACHER_COMMANDS``). The wide task's and facades' teachers are not in the repository and a

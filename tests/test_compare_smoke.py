@@ -445,7 +445,8 @@ def test_cells_run_as_ray_tasks_and_a_failing_one_is_reported(compare, tmp_path)
 
 
 PUBLISHED_VARIANTS = [("default", ""), ("default_wide", "before_cutmix"), ("default_wide", ""),
-                      ("facades", "before_cutmix"), ("facades", "bfloat16")]
+                      ("facades", "before_cutmix"), ("facades", "bfloat16"),
+                      ("facades", "")]
 
 
 def test_every_published_variant_is_checked_below(compare):
