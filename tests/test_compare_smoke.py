@@ -444,6 +444,63 @@ def test_cells_run_as_ray_tasks_and_a_failing_one_is_reported(compare, tmp_path)
     assert not ray.is_initialized()  # Ray started for the run is shut down after it
 
 
+ORPHAN_SCRIPT = """
+import os, sys, time
+from pathlib import Path
+sys.path.insert(0, {benchmarks!r})
+from compare.cells import run_cells
+
+def hold(cell):
+    Path({out!r}, f"worker{{cell}}.pid").write_text(str(os.getpid()))
+    time.sleep(120)
+    return {{}}
+
+if __name__ == "__main__":
+    run_cells([0, 1], 2, None, lambda record: None, str, hold)
+"""
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, dead but not yet reaped, counts as gone)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "\nState:\tZ" not in status
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc (Linux)")
+def test_pool_workers_exit_when_the_run_is_killed(tmp_path):
+    """A run killed by a signal takes its pool workers with it: orphans would finish their cells
+    (hours each) on the cores the resumed run needs."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "run.py"
+    script.write_text(ORPHAN_SCRIPT.format(benchmarks=str(BENCHMARKS), out=str(tmp_path)))
+    run = subprocess.Popen([sys.executable, str(script)])
+    try:
+        pid_files = [tmp_path / f"worker{i}.pid" for i in (0, 1)]
+        deadline = time.monotonic() + 120
+        while not all(f.exists() and f.read_text() for f in pid_files):
+            assert time.monotonic() < deadline and run.poll() is None, "workers never started"
+            time.sleep(0.2)
+        workers = [int(f.read_text()) for f in pid_files]
+        assert all(_alive(pid) for pid in workers)
+    finally:
+        run.send_signal(signal.SIGKILL)
+        run.wait()
+    deadline = time.monotonic() + 30
+    while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = [pid for pid in workers if _alive(pid)]
+    for pid in left:  # do not leave them to the rest of the suite
+        os.kill(pid, signal.SIGKILL)
+    assert not left, "pool workers outlived the killed run"
+
+
 PUBLISHED_VARIANTS = [("default", ""), ("default_wide", "before_cutmix"), ("default_wide", ""),
                       ("facades", "before_cutmix"), ("facades", "bfloat16"),
                       ("facades", "")]

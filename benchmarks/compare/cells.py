@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -375,12 +376,36 @@ def file_sha1(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def worker_init(data_root: str | None) -> None:
+PARENT_POLL_S = 1.0
+"""How often a pool worker checks that the process that started it is still alive."""
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Exit this worker once ``parent`` is gone (the worker is re-parented: ``getppid`` changes).
+
+    A pool's workers outlive a parent killed by a signal (``kill``, an out-of-memory kill, a
+    closed terminal): they would finish their cell, each hours of a core, and hold the cores
+    that the resumed run needs. A resumed run re-runs unfinished cells anyway."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_POLL_S)
+    os._exit(1)
+
+
+def configure_worker(data_root: str | None) -> None:
+    """Set up a process that runs cells: one torch thread, the data root."""
     import torch
 
     torch.set_num_threads(1)
     if data_root:
         os.environ["GAN_PRUNE_DATA"] = data_root
+
+
+def pool_worker_init(data_root: str | None) -> None:
+    """A pool worker's initializer: :func:`configure_worker`, and exit when the parent dies.
+    (Not for the run's own process, which ``nohup`` and ``&`` leave re-parented on purpose.)"""
+    configure_worker(data_root)
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True,
+                     name="exit-with-parent").start()
 
 
 def run_cells(cells: list[dict[str, Any]], workers: int, data_root: str | None,
@@ -406,15 +431,15 @@ def run_cells(cells: list[dict[str, Any]], workers: int, data_root: str | None,
         run_cells_on_ray(cells, workers, data_root, on_record, failure, cell_fn, ray_address)
         return failed
     if workers <= 1:
-        worker_init(data_root)
+        configure_worker(data_root)
         for cell in cells:
             try:
                 on_record(cell_fn(cell))
             except Exception:  # report it now, go on with the other cells
                 failure(cell)
         return failed
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=worker_init,
-                             initargs=(data_root,)) as pool:
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn"),
+                             initializer=pool_worker_init, initargs=(data_root,)) as pool:
         futures = {pool.submit(cell_fn, cell): cell for cell in cells}
         for future in as_completed(futures):
             try:
@@ -427,7 +452,7 @@ def run_cells(cells: list[dict[str, Any]], workers: int, data_root: str | None,
 def _ray_cell(cell_fn: Callable[[dict[str, Any]], dict[str, Any]], cell: dict[str, Any],
               data_root: str | None) -> dict[str, Any]:
     """One cell inside a Ray worker, set up as a pool worker is (one torch thread, the data)."""
-    worker_init(data_root)
+    configure_worker(data_root)
     return cell_fn(cell)
 
 
