@@ -42,6 +42,7 @@ Methods (``--methods``):
 =================  ==============================================================================
 
 Tasks (``--tasks``): ``default`` (procedural label->photo 64x64, the shipped teacher),
+``default_long`` (the same, with the shipped teacher trained four times as long),
 ``default_wide`` (the same data, a teacher of the reference width ngf 64 / ndf 64, trained by
 ``python -m gan_prune_env.train_teacher --task default_wide --out runs/teachers/default_wide``)
 and ``facades`` (labels->photo 128x128, ``unet_128`` ngf 32 / PatchGAN ndf 64, a teacher trained

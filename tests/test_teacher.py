@@ -301,19 +301,35 @@ def test_processes_that_need_the_same_first_use_teacher_train_it_once(monkeypatc
     assert len(trained) == 1 and paths[0] == paths[1] and paths[0].read_bytes() == b"built"
 
 
-def test_shipped_default_teacher_beats_an_untrained_generator():
-    asset = tasks.SHIPPED_TEACHERS["default"]
+@pytest.mark.parametrize("name", ["default", "default_long"])
+def test_shipped_default_teacher_beats_an_untrained_generator(name):
+    asset = tasks.SHIPPED_TEACHERS[name]
     assert asset.stat().st_size <= 10 * 2**20
     record = json.loads(asset.with_suffix(".json").read_text())
     assert record["sha256"] == hashlib.sha256(asset.read_bytes()).hexdigest()
 
-    task = get_task("default")
+    task = get_task(name)
+    assert tasks.teacher_path(task, train_if_missing=False) == asset
     generator, discriminator = load_teacher(task)
     assert not generator.training and discriminator.model[0].in_channels == 6
     test_items = Subset(build_dataset(task.data, "test"), range(32))
     teacher_l1 = mean_l1(generator, test_items)
     untrained_l1 = mean_l1(build_generator(task.generator, seed=0), test_items)
     assert teacher_l1 < 0.5 * untrained_l1, (teacher_l1, untrained_l1)
+
+
+def test_default_long_is_the_default_task_with_its_teacher_trained_four_times_as_long():
+    """The JSON beside the shipped file gives ``--task default_long`` as its command: that
+    recipe must be the default's with the steps (and what scales with them) changed, or the
+    command would not reproduce the file."""
+    default, long = (to_dict(teacher_train_config(get_task(n))) for n in ("default",
+                                                                          "default_long"))
+    changed = {k: (default[k], long[k]) for k in default if default[k] != long[k]}
+    assert changed == {"n_steps": (1200, 4800), "lr_decay_steps": (400, 2400),
+                       "save_every": (200, 600), "keep_train_states": (default[
+                           "keep_train_states"], 100)}
+    record = json.loads(tasks.SHIPPED_TEACHERS["default_long"].with_suffix(".json").read_text())
+    assert "--task default_long" in record["command"] and record["steps"] == 4800
 
 
 def test_shipped_cyclegan_teacher_loads_at_once_and_beats_an_untrained_generator():

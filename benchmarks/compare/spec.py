@@ -258,7 +258,7 @@ METHODS: dict[str, Method] = {
     "mggc_gates": Method("mggc", {"mode": "gates"}, label="MGGC, relaxed gates"),
 }
 BASELINES = ("scratch", "uniform", "random", "ppo")
-TASKS = ("default", "default_wide", "facades")
+TASKS = ("default", "default_long", "default_wide", "facades")
 DYNAMICS_KEYS = {"generator": ("g_loss", "g_adv", "g_kde", "g_rec"),
                  "discriminator": ("d_loss", "d_real", "d_fake")}
 
