@@ -38,7 +38,8 @@ margins over the scratch student) and ``frontier_<task>.png``.
 
 Teacher level: a mean FID within 5% of the teacher's, or within the teacher's bootstrap std.
 
-Tasks: ``default`` (the shipped ngf-16 teacher), ``default_wide`` (the same data, a teacher of
+Tasks: ``default`` (the shipped ngf-16 teacher), ``default_long`` (the same network trained
+four times as long, shipped too), ``default_wide`` (the same data, a teacher of
 the reference width ngf 64; train it once with the command in ``compare.spec.TEACHER_COMMANDS``,
 about 25 minutes on 2 idle cores, and check its test curve with ``teacher_curve.py``) and
 ``facades``. Other flags go to ``compare_methods.py run`` (``--rounds``, ``--recipe``,
@@ -62,6 +63,12 @@ one float32 cell of today's recipe as its control)::
         runs/separable/default_separable_slim_teacher_targets \
         --results benchmarks/results/frontier_default.jsonl --no-report
     python benchmarks/frontier.py run --tasks default --published --workers 2
+    python benchmarks/compare_methods.py run --tasks default_long --budgets 0.25 --methods \
+        separable_slim_teacher_targets --seeds 0 --save-generator \
+        runs/separable/default_long_separable_slim_teacher_targets/generator.pt --out \
+        runs/separable/default_long_separable_slim_teacher_targets \
+        --results benchmarks/results/frontier_default_long.jsonl --no-report
+    python benchmarks/frontier.py run --tasks default_long --published --workers 2
     python -m gan_prune_env.train_teacher --task default_wide --out runs/teachers/default_wide \
         --resume
     python benchmarks/compare_methods.py run --tasks default_wide --budgets 0.25 --methods \
@@ -148,6 +155,14 @@ PUBLISHED: dict[str, dict[str, tuple[Group, ...]]] = {
         # session 41: the paper's claims under the screen, and G alone's control
         (SCREENED_ABLATIONS + ("ppo_screened_teacher_targets", "uniform_full_d_teacher_targets"),
          (0.1,), (0, 1, 2)),
+    )},
+    # session 46: the longer-trained teacher that ships with the package, retrained on an AMD
+    # EPYC (other weights than sessions 22 and 45's Intel Xeon file): the two baselines and our
+    # best variant at every budget
+    "default_long": {"": (
+        (("separable_slim_teacher_targets",), (0.25,), (0,)),  # the slimming start itself
+        (TEACHER_TARGET_BASELINES + ("pruned_separable_slim_teacher_targets",), BUDGETS,
+         (0, 1, 2)),
     )},
     "default_wide": {
         "before_cutmix": (

@@ -123,7 +123,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--task", required=True,
                         help="the task it was trained for: a built-in name or a task YAML file")
     parser.add_argument("--eval-images", type=int, default=100)
-    parser.add_argument("--out", default=str(DEFAULT_OUT))
+    parser.add_argument("--out", default=str(DEFAULT_OUT),
+                        help="folder of the results: teacher_curve_<run folder's name>.json, "
+                             ".md and .png (name the run folder as the curve should be named)")
     return parser.parse_args(argv)
 
 

@@ -501,7 +501,8 @@ def test_pool_workers_exit_when_the_run_is_killed(tmp_path):
     assert not left, "pool workers outlived the killed run"
 
 
-PUBLISHED_VARIANTS = [("default", ""), ("default_wide", "before_cutmix"), ("default_wide", ""),
+PUBLISHED_VARIANTS = [("default", ""), ("default_long", ""), ("default_wide", "before_cutmix"),
+                      ("default_wide", ""),
                       ("facades", "before_cutmix"), ("facades", "bfloat16"),
                       ("facades", "")]
 
