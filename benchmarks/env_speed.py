@@ -87,7 +87,7 @@ import numpy as np
 import torch
 
 import gan_prune_env  # noqa: F401  (registers the ids)
-from compare.cells import file_sha1, git_commit
+from compare.cells import cpu_name, file_sha1, git_commit
 from compare.plots import save_figure, subplots
 from compare.report import write_outputs
 from gan_prune_env.devices import has_native_bfloat16
@@ -527,8 +527,9 @@ def _best_line(report: dict[str, Any]) -> str:
 def write_markdown(path: Path, report: dict[str, Any]) -> None:
     lines = [
         "# Environment speed", "",
-        f"{report['created']}, commit {report['commit']}, {report['machine']['cpu_count']} CPU "
-        "cores, torch "
+        f"{report['created']}, commit {report['commit']}, "
+        f"{report['machine'].get('cpu', 'processor not recorded')}, "
+        f"{report['machine']['cpu_count']} CPU cores, torch "
         f"{report['machine']['torch']} with {THREADS} threads, native bfloat16 "
         f"{report['machine'].get('native_bfloat16', 'not recorded')}, oneDNN primitive cache "
         f"{report['machine'].get('onednn_primitive_cache_capacity', 'not recorded')}, "
@@ -654,7 +655,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     report = {
         "created": _dt.datetime.now().isoformat(timespec="seconds"),
         "commit": git_commit(),
-        "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
+        "machine": {"platform": platform.platform(), "cpu": cpu_name(),
+                    "cpu_count": os.cpu_count(),
                     "torch": torch.__version__, "threads": THREADS,
                     "native_bfloat16": has_native_bfloat16(torch.device("cpu")),
                     "onednn_primitive_cache_capacity":

@@ -158,10 +158,12 @@ PUBLISHED: dict[str, dict[str, tuple[Group, ...]]] = {
     )},
     # session 46: the longer-trained teacher that ships with the package, retrained on an AMD
     # EPYC (other weights than sessions 22 and 45's Intel Xeon file): the two baselines and our
-    # best variant at every budget
+    # best variant at every budget, and the two searches with the screen at 10%
     "default_long": {"": (
         (("separable_slim_teacher_targets",), (0.25,), (0,)),  # the slimming start itself
         (TEACHER_TARGET_BASELINES + ("pruned_separable_slim_teacher_targets",), BUDGETS,
+         (0, 1, 2)),
+        (("mggc_screened_teacher_targets", "random_screened_teacher_targets"), (0.1,),
          (0, 1, 2)),
     )},
     "default_wide": {
