@@ -24,6 +24,13 @@ architecture is
      (``gan_prune_env.supernet``, env option ``supernet``, file given by ``--supernet
      TASK=PATH``) instead of the teacher's: GAN Compression's way of scoring sub-networks;
 
+   * ``supernet_fid``: GAN Compression's own search metric: the architecture sliced from the
+     supernet (BatchNorm re-estimated as the env does), not fine-tuned, scored by the real FID
+     on ``--slice-fid-images`` images of the *training* split (the finals are measured on the
+     test images; a predictor on them would share their sampling noise); a supernet trained
+     with the adversarial term (``gan_prune_env.supernet``, ``gan_weight``) is GAN
+     Compression's setting; ``frozen_fid``: the same slice from the teacher's weights;
+
    * ``frozen_pool``: the ``frozen`` reward with the density loss measured on more
      neighbourhoods (``--pool-eval-size`` test images as centers, default 96, against the env's
      12): whether the frozen reward's ranking is only the noise of a small pool;
@@ -143,8 +150,8 @@ import numpy as np
 
 import compare_methods
 from compare.cells import (
-    add_ray_argument, effective_recipe, env_kwargs, evaluate_sliced, file_sha1, finetune_sliced,
-    git_commit, host_info, recipe_config, recipe_dict, run_pending,
+    add_ray_argument, effective_recipe, env_kwargs, evaluate_sliced, fid_inception, file_sha1,
+    finetune_sliced, git_commit, host_info, recipe_config, recipe_dict, run_pending,
 )
 from compare.spec import (
     DEFAULT_OUT, ENV_ID, ROOT, TASKS, check_choices, rel_path, supernet_command,
@@ -369,16 +376,22 @@ def score_frozen(arch: Architecture, options: dict[str, Any]) -> dict[str, float
 _VARIANT_ENVS: dict[str, Any] = {}  # per worker process: one env per set of env options
 
 
-def _variant_reward(arch: Architecture, changes: dict[str, Any]) -> dict[str, float]:
-    """The env's reward as ``frozen`` scores it, in an env whose options differ by
-    ``changes`` (built once per worker and set of options)."""
+def _variant_env(arch: Architecture, changes: dict[str, Any]):
+    """The env of ``arch`` with its options changed by ``changes`` (built once per worker and
+    set of options)."""
     from gan_prune_env.envs import make_parallel_env
 
     kwargs = {**env_kwargs(arch.spec), **changes}
     key = json.dumps(kwargs, sort_keys=True)
     if key not in _VARIANT_ENVS:
         _VARIANT_ENVS[key] = make_parallel_env(ENV_ID, **kwargs)
-    env = _VARIANT_ENVS[key]
+    return _VARIANT_ENVS[key]
+
+
+def _variant_reward(arch: Architecture, changes: dict[str, Any]) -> dict[str, float]:
+    """The env's reward as ``frozen`` scores it, in an env whose options differ by
+    ``changes``."""
+    env = _variant_env(arch, changes)
     env.reset(seed=arch.seed)
     _, rewards, _, _, infos = env.step(arch.actions)
     return _env_reward(rewards, infos)
@@ -388,6 +401,39 @@ def score_supernet(arch: Architecture, options: dict[str, Any]) -> dict[str, flo
     """The env's reward with the generator supernet's weights (env option ``supernet``) instead
     of the teacher's; everything else as ``frozen``."""
     return _variant_reward(arch, {"supernet": str(ROOT / options["path"])})  # root-relative
+
+
+def _slice_fid(arch: Architecture, env, source: str, options: dict[str, Any]
+               ) -> dict[str, float]:
+    """The architecture sliced from ``source`` ("teacher" or "supernet", the weights ``env``
+    scores with), BatchNorm re-estimated on the env's calibration images, not fine-tuned,
+    scored by the evaluation protocol (real FID) on ``options["images"]`` images of the
+    *training* split: the final metrics are measured on the test images, and a predictor scored
+    on them would share their sampling noise."""
+    from agents.run.artifacts import MAIN, recalibrated_generator, slice_pair
+    from gan_prune_env.evaluation import evaluate_generator
+
+    pair = slice_pair(env, arch.candidate, "cpu", source)
+    task = env.game.task
+    quality = evaluate_generator(
+        recalibrated_generator(pair, env), task.data, task.family, options["split"],
+        teacher=pair.teacher[MAIN[task.family][0]], device="cpu",
+        max_images=options["images"], progress=False, fid_weights=fid_inception())
+    return {"reward": -float(quality["fid"]),
+            **{k: float(quality[k]) for k in ("fid", "kid", "psnr", "psnr_teacher")}}
+
+
+def score_supernet_fid(arch: Architecture, options: dict[str, Any]) -> dict[str, float]:
+    """GAN Compression's search metric: -FID of the architecture sliced from the supernet,
+    with no fine-tune (``_slice_fid``)."""
+    env = _variant_env(arch, {"supernet": str(ROOT / options["path"])})
+    return _slice_fid(arch, env, "supernet", options)
+
+
+def score_frozen_fid(arch: Architecture, options: dict[str, Any]) -> dict[str, float]:
+    """-FID of the architecture sliced from the teacher, with no fine-tune (``_slice_fid``):
+    what pruning alone leaves, judged by the final metric instead of the env's loss."""
+    return _slice_fid(arch, arch.env, "teacher", options)
 
 
 def score_frozen_pool(arch: Architecture, options: dict[str, Any]) -> dict[str, float]:
@@ -477,13 +523,23 @@ def supernet_options(args: argparse.Namespace, task: str, steps: int | None) -> 
     """The task's supernet file (``--supernet TASK=PATH``), by path and SHA-1."""
     path = args.supernets.get(task)
     if path is None:
-        raise SystemExit(f"error: mode supernet needs --supernet {task}=PATH (train one with "
-                         f"`{supernet_command(task)}`)")
+        raise SystemExit(f"error: a supernet mode needs --supernet {task}=PATH "
+                         f"(train one with `{supernet_command(task)}`)")
     return {"path": rel_path(Path(path)), "sha1": file_sha1(Path(path))}
 
 
 def pool_options(args: argparse.Namespace, task: str, steps: int | None) -> dict[str, Any]:
     return {"eval_size": args.pool_eval_size}
+
+
+def slice_fid_options(args: argparse.Namespace, task: str, steps: int | None) -> dict[str, Any]:
+    """Which images score a slice's FID (``--slice-fid-images`` of the training split)."""
+    return {"split": "train", "images": args.slice_fid_images}
+
+
+def supernet_fid_options(args: argparse.Namespace, task: str, steps: int | None
+                         ) -> dict[str, Any]:
+    return {**supernet_options(args, task, steps), **slice_fid_options(args, task, steps)}
 
 
 REWARD_MODES: dict[str, RewardMode] = {
@@ -494,6 +550,10 @@ REWARD_MODES: dict[str, RewardMode] = {
                             distill_options, takes_steps=True),
     "supernet": RewardMode("env reward r_G with the supernet's weights (adaptive BN)",
                            score_supernet, supernet_options),
+    "supernet_fid": RewardMode("-FID (train images) of the slice from the supernet, no "
+                               "fine-tune", score_supernet_fid, supernet_fid_options),
+    "frozen_fid": RewardMode("-FID (train images) of the slice from the teacher, no fine-tune",
+                             score_frozen_fid, slice_fid_options),
     "balance": RewardMode("-log(max / min kept fraction) of G's groups (no evaluation)",
                           score_balance),
 }
@@ -1084,6 +1144,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                      help="k of the distill_k mode (fine-tuning steps before looking)")
     run.add_argument("--pool-eval-size", type=int, default=96,
                      help="neighbourhoods (test images as centers) of the frozen_pool mode")
+    run.add_argument("--slice-fid-images", type=int, default=100,
+                     help="training images of the supernet_fid and frozen_fid modes' FID")
     run.add_argument("--finetune-steps", type=int, default=FinetuneConfig().steps,
                      help="steps of the final fine-tune (default: the recipe's)")
     run.add_argument("--eval-images", type=int, default=100, help="test images (default 100)")

@@ -304,6 +304,32 @@ def test_run_resume_and_report(rf, env, tmp_path, capsys):
     assert pooled["reward"] == pytest.approx(rewards["generator"])
     assert pooled["reward"] != merged["default|0.1|0|0"]["scores"]["frozen"]["reward"]
 
+    # GAN Compression's metric: -FID, on training images, of the slice from the supernet (and,
+    # for comparison, from the teacher), BatchNorm re-estimated as the env does, no fine-tune
+    assert rf.main([*argv, "--modes", "supernet_fid", "frozen_fid", "--supernet",
+                    f"default={supernet}", "--slice-fid-images", "4", "--no-report"]) == 0
+    scores = rf.merge_records(_lines(results))["default|0.1|0|0"]["scores"]
+    from agents.base import Candidate
+    from agents.run.artifacts import MAIN, recalibrated_generator, slice_pair
+    from compare.cells import fid_inception
+    from gan_prune_env.evaluation import evaluate_generator
+
+    for mode, env_options, source in (("supernet_fid", {"supernet": str(supernet)}, "supernet"),
+                                      ("frozen_fid", {}, "teacher")):
+        scored = scores[mode]
+        assert scored["options"]["split"] == "train" and scored["options"]["images"] == 4
+        judge = GANPruneParallelEnv(budget_g=0.1, seed=0, device="cpu", **env_options)
+        judge.reset(seed=0)
+        _, rewards, _, _, infos = judge.step(uniform_actions(judge.game))
+        pair = slice_pair(judge, Candidate.from_infos(0, infos, rewards), "cpu", source)
+        task = judge.game.task
+        quality = evaluate_generator(recalibrated_generator(pair, judge), task.data, task.family,
+                                     "train", teacher=pair.teacher[MAIN[task.family][0]],
+                                     max_images=4, progress=False, fid_weights=fid_inception())
+        assert scored["reward"] == pytest.approx(-quality["fid"], rel=1e-4)
+        assert scored["fid"] == pytest.approx(quality["fid"], rel=1e-4)
+    assert scores["supernet_fid"]["reward"] != scores["frozen_fid"]["reward"]
+
 
 def test_a_length_only_for_modes_that_take_one(rf):
     """``NAME@STEPS`` names distill_k at another k; anything else stops with what to write."""

@@ -33,25 +33,37 @@ SIZE = 32
 SMALL_ENV = {"eval_size": 4, "pool_size": 6, "k": 2, "rounds": 2}
 
 
-def tiny_task(teacher: Path | None = None) -> TaskConfig:
+def tiny_task(teacher: Path | None = None, d_norm: str = "batch") -> TaskConfig:
     """32x32 procedural images, a U-Net of ngf 4 (a step takes milliseconds)."""
     data = DataConfig(crop_size=SIZE, load_size=SIZE, procedural_size=16, max_items=16)
     return TaskConfig(name="tiny", family="pix2pix", data=data,
                       generator=GeneratorConfig(arch="unet_auto", ngf=4, image_size=SIZE),
-                      discriminator=DiscriminatorConfig(input_nc=6, ndf=4), image_size=SIZE,
-                      teacher_checkpoint=None if teacher is None else str(teacher))
+                      discriminator=DiscriminatorConfig(input_nc=6, ndf=4, norm=d_norm),
+                      image_size=SIZE, teacher_checkpoint=None if teacher is None else str(teacher))
+
+
+def _save_tiny_teacher(folder: Path, d_norm: str = "batch") -> Path:
+    """An untrained pair of the tiny task's architecture, saved as its teacher."""
+    task = tiny_task(d_norm=d_norm)
+    config = TeacherTrainConfig(data=task.data, generator=task.generator,
+                                discriminator=task.discriminator, seed=3)
+    path = folder / "teacher.pt"
+    save_checkpoint(path, make_checkpoint("teacher", "pix2pix", build_networks(config),
+                                          task.generator, task.discriminator))
+    return path
 
 
 @pytest.fixture(scope="module")
 def tiny_teacher(tmp_path_factory) -> Path:
-    """An untrained pair of the tiny task's architecture, saved as its teacher."""
-    task = tiny_task()
-    config = TeacherTrainConfig(data=task.data, generator=task.generator,
-                                discriminator=task.discriminator, seed=3)
-    path = tmp_path_factory.mktemp("teacher") / "teacher.pt"
-    save_checkpoint(path, make_checkpoint("teacher", "pix2pix", build_networks(config),
-                                          task.generator, task.discriminator))
-    return path
+    return _save_tiny_teacher(tmp_path_factory.mktemp("teacher"))
+
+
+@pytest.fixture(scope="module")
+def plain_d_task(tmp_path_factory) -> TaskConfig:
+    """The tiny task with a discriminator without normalisation: its logits on a batch of
+    teacher outputs and on one of sub-network outputs can be compared (a BatchNorm D would
+    normalise each batch into looking like the other)."""
+    return tiny_task(_save_tiny_teacher(tmp_path_factory.mktemp("plain_d"), "none"), "none")
 
 
 def quick(**overrides) -> SupernetConfig:
@@ -147,16 +159,113 @@ def test_training_pulls_the_smallest_subnetwork_to_the_teacher(tiny_teacher, tmp
     assert info["rankings"] == space_rankings(space)
 
 
-def test_resumed_supernet_training_is_exact(tiny_teacher, tmp_path):
+@pytest.mark.parametrize("gan_weight", [0.0, 0.5])
+def test_resumed_supernet_training_is_exact(tiny_teacher, tmp_path, gan_weight):
     task = tiny_task(tiny_teacher)
-    whole = read_checkpoint(train_supernet(task, quick(), tmp_path / "whole", progress=False))
-    train_supernet(task, quick(), tmp_path / "resumed", until_step=3, progress=False)
-    resumed = read_checkpoint(train_supernet(task, quick(), tmp_path / "resumed",
+    config = quick(gan_weight=gan_weight)
+    whole = read_checkpoint(train_supernet(task, config, tmp_path / "whole", progress=False))
+    train_supernet(task, config, tmp_path / "resumed", until_step=3, progress=False)
+    resumed = read_checkpoint(train_supernet(task, config, tmp_path / "resumed",
                                              progress=False))
-    assert all(torch.equal(whole["generator"][k], resumed["generator"][k])
-               for k in whole["generator"])
+    trained = ["generator", "discriminator"] if gan_weight else ["generator"]
+    for name in trained:
+        assert all(torch.equal(whole[name][k], resumed[name][k]) for k in whole[name])
+    if gan_weight:  # the adversarial term's D is trained from the teacher's, and kept
+        teacher_d = read_checkpoint(tiny_teacher)["discriminator"]
+        assert any(not torch.equal(whole["discriminator"][k], teacher_d[k]) for k in teacher_d)
+    else:
+        assert "discriminator" not in whole
     with pytest.raises(ConfigError, match="random_subnets"):
-        train_supernet(task, quick(random_subnets=1), tmp_path / "resumed", progress=False)
+        train_supernet(task, quick(gan_weight=gan_weight, random_subnets=1),
+                       tmp_path / "resumed", progress=False)
+    with pytest.raises(ConfigError, match="gan_weight"):
+        train_supernet(task, quick(gan_weight=0.25), tmp_path / "resumed", progress=False)
+
+
+# --- the adversarial term -----------------------------------------------------------------------
+
+
+def _adversarial_trainer(task, gan_weight: float):
+    from gan_prune_env.supernet import SupernetTrainer
+    from gan_prune_env.tasks import load_teacher
+
+    teacher, space = teacher_and_space(task)
+    _, discriminator = load_teacher(task)
+    trainer = SupernetTrainer("pix2pix", copy.deepcopy(teacher).train(), teacher, space,
+                              SandwichSampler(space, quick(random_subnets=0), "digest"),
+                              lr=1e-3, discriminator=discriminator.train(),
+                              gan_weight=gan_weight)
+    return trainer, space
+
+
+def _train(trainer, inputs: torch.Tensor, steps: int, lr_g: float, lr_d: float) -> dict:
+    """``steps`` updates at these rates (0 holds a network still); the last step's losses."""
+    for name, lr in (("generator", lr_g), ("discriminator", lr_d)):
+        for group in trainer.optimizers[name].param_groups:
+            group["lr"] = lr
+    losses = {}
+    for _ in range(steps):
+        losses = trainer.train_step({"A": inputs})
+    return losses
+
+
+def _judge(trainer, space, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The discriminator's logits on the teacher's outputs and on the smallest sub-network's
+    (no gradient)."""
+    supernet, discriminator = trainer.networks["generator"], trainer.networks["discriminator"]
+    with torch.no_grad(), frozen_norm_statistics(supernet), \
+            ChannelMasker(supernet, space) as masker:
+        masker.set_counts(space.counts_for_ratios(np.full(space.num_groups, 0.25)))
+        fake = supernet(inputs)
+        real = trainer.teacher(inputs)
+        return tuple(discriminator(torch.cat([inputs, image], 1)) for image in (real, fake))
+
+
+def _d_loss(trainer, space, inputs: torch.Tensor) -> float:
+    """D's loss of telling the teacher's outputs (real) from a sub-network's (fake), computed
+    apart from the trainer."""
+    from gan_prune_env.losses import gan_loss
+
+    real, fake = _judge(trainer, space, inputs)
+    return (gan_loss(real, True) + gan_loss(fake, False)).item()
+
+
+def test_the_discriminator_learns_the_teacher_from_the_subnetworks(plain_d_task):
+    """With the generator held still, D's updates lower its loss of telling the teacher's
+    outputs from a sub-network's (swapped labels raise it)."""
+    trainer, space = _adversarial_trainer(plain_d_task, gan_weight=1.0)
+    inputs = fixed_inputs(plain_d_task)
+    before = _d_loss(trainer, space, inputs)
+    losses = _train(trainer, inputs, steps=30, lr_g=0.0, lr_d=1e-2)
+    assert _d_loss(trainer, space, inputs) < before - 0.05, (before, _d_loss(trainer, space,
+                                                                             inputs))
+    assert {"D_real", "D_fake", "G_GAN_largest", "G_GAN_smallest", "L1_smallest"} <= set(losses)
+
+
+def test_the_adversarial_term_moves_subnetworks_towards_what_d_calls_real(plain_d_task):
+    """Once D tells them apart, generator updates with the adversarial term dominant (D held
+    still) raise D's logit on a sub-network's outputs (a flipped target lowers it)."""
+    trainer, space = _adversarial_trainer(plain_d_task, gan_weight=1e3)
+    inputs = fixed_inputs(plain_d_task)
+    _train(trainer, inputs, steps=30, lr_g=0.0, lr_d=1e-2)
+    before = _judge(trainer, space, inputs)[1].mean().item()
+    _train(trainer, inputs, steps=3, lr_g=5e-3, lr_d=0.0)
+    after = _judge(trainer, space, inputs)[1].mean().item()
+    assert after > before + 0.1, (before, after)
+
+
+def test_an_adversarial_term_needs_a_discriminator_and_a_weight(tiny_teacher):
+    from gan_prune_env.supernet import SupernetTrainer
+
+    task = tiny_task(tiny_teacher)
+    teacher, space = teacher_and_space(task)
+    sampler = SandwichSampler(space, quick(), "digest")
+    with pytest.raises(ValueError, match="both a discriminator and gan_weight"):
+        SupernetTrainer("pix2pix", copy.deepcopy(teacher), teacher, space, sampler, lr=1e-3,
+                        gan_weight=0.01)
+    for bad in ({"gan_weight": -0.1}, {"gan_weight": float("nan")}, {"gan_mode": "wgan"}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            quick(**bad)
 
 
 def test_supernet_command_rejects_a_misspelt_key(tmp_path, capsys):

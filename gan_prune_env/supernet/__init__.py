@@ -15,7 +15,12 @@ scores sub-networks with those weights. This module does that for the env's own 
 * the sandwich rule (Yu & Huang, 2019; OFA; GAN Compression): every step trains the largest
   network, the smallest (every group at ``min_keep``) and ``random_subnets`` random ones on the
   same batch, their gradients summed into one Adam step;
-* each one's loss is output distillation, ``L1(G_sub(x), T(x))`` to the frozen teacher;
+* each one's loss is output distillation, ``L1(G_sub(x), T(x))`` to the frozen teacher, plus,
+  with ``gan_weight > 0``, ``gan_weight`` times an adversarial term against a discriminator
+  trained alongside (started from the teacher's, full width), which takes the teacher's outputs
+  for real and every sub-network's for fake: the fine-tuning recipe's two main terms (teacher
+  targets; ``gan_weight = 0.01`` is pix2pix's 1 : 100 of GAN to L1), as GAN Compression trains
+  its once-for-all network with distillation and the GAN loss;
 * BatchNorm running statistics follow the largest network only: the env re-estimates them for
   every pruned generator anyway ("adaptive BN"), and the full network stays the teacher's match.
 
@@ -23,8 +28,8 @@ Random sub-networks [ours]: a global keep ratio ``w`` log-uniform in ``[min_keep
 group's ratio ``clip(w * exp(width_jitter * N(0, 1)), min_keep, 1)``: every kept-MACs ratio from
 the smallest network to the full one is visited, in the non-uniform shapes agents propose.
 
-Not (yet) here: a discriminator supernet (the env's D keeps the teacher's weights) and the
-local-density objective as a supernet loss.
+Not (yet) here: a discriminator supernet (the env's D keeps the teacher's weights; the adversarial
+term's D is one full-width network) and the local-density objective as a supernet loss.
 
 Train one (resumable; progress bar; TensorBoard under ``<out>/tensorboard``)::
 
@@ -52,11 +57,11 @@ from torch import nn
 
 from gan_prune_env.checkpoint import CheckpointError, load_generator, read_checkpoint
 from gan_prune_env.config import check_same_settings, to_dict
-from gan_prune_env.losses import l1_loss
+from gan_prune_env.losses import GAN_MODES, discriminator_terms, gan_loss, l1_loss
 from gan_prune_env.pruning import ChannelMasker, ChannelSpace, make_importance
 from gan_prune_env.pruning.importance import IMPORTANCES
 from gan_prune_env.tasks import TaskConfig, check_teacher_fits, load_teacher
-from gan_prune_env.teacher.base import Batch, GANTrainer, adam
+from gan_prune_env.teacher.base import Batch, GANTrainer, adam, set_requires_grad
 from gan_prune_env.teacher.config import TeacherTrainConfig
 from gan_prune_env.teacher.loop import TRAINERS, train_teacher
 
@@ -84,6 +89,11 @@ class SupernetConfig:
     """Channel ranking; the env must use the same (its ``importance``)."""
     divisor: int = 1
     """Channel counts are multiples of it; the env must use the same (its ``divisor``)."""
+    gan_weight: float = 0.0
+    """Weight of the adversarial term beside the L1 (0: distillation alone, the setting of the
+    first supernet measurements; 0.01: the fine-tuning recipe's ratio of GAN to L1)."""
+    gan_mode: str = "vanilla"
+    """The adversarial loss (``gan_prune_env.losses.gan_loss``), as the teacher's recipe."""
     seed: int = 0
     save_every: int = 250
     log_every: int = 20
@@ -102,8 +112,12 @@ class SupernetConfig:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if not 0 < self.min_keep <= 1:
             raise ValueError(f"min_keep must be in (0, 1], got {self.min_keep}")
-        if not (math.isfinite(self.width_jitter) and self.width_jitter >= 0):
-            raise ValueError(f"width_jitter must be finite and >= 0, got {self.width_jitter}")
+        for name in ("width_jitter", "gan_weight"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be finite and >= 0, got {value}")
+        if self.gan_mode not in GAN_MODES:
+            raise ValueError(f"gan_mode must be one of {GAN_MODES}, got {self.gan_mode!r}")
         if self.importance not in IMPORTANCES:
             raise ValueError(f"importance {self.importance!r} not in {sorted(IMPORTANCES)}")
 
@@ -127,15 +141,17 @@ def space_rankings(space: ChannelSpace) -> dict[str, list[int]]:
 class SandwichSampler:
     """The sub-networks of each step: largest, smallest, then ``random_subnets`` random ones.
 
-    A trainer extension: its settings and random state are saved in train states, so a resumed
-    run draws what the uninterrupted one would have, and a resume with other settings is refused.
+    A trainer extension: its settings (with the supernet's loss, which a resume must not change
+    either) and random state are saved in train states, so a resumed run draws what the
+    uninterrupted one would have, and a resume with other settings is refused.
     """
 
     def __init__(self, space: ChannelSpace, config: SupernetConfig, teacher: str) -> None:
         self.space = space
         self.settings = {"random_subnets": config.random_subnets, "min_keep": config.min_keep,
                          "width_jitter": config.width_jitter, "importance": config.importance,
-                         "divisor": config.divisor, "teacher": teacher}
+                         "divisor": config.divisor, "teacher": teacher,
+                         "gan_weight": config.gan_weight, "gan_mode": config.gan_mode}
         self.rng = np.random.default_rng(config.seed)
 
     def largest(self) -> np.ndarray:
@@ -186,41 +202,85 @@ class SupernetTrainer(GANTrainer):
 
     Loss names: ``L1_largest``, ``L1_smallest``, ``L1_random`` (mean over the random ones), each
     the unweighted L1 to the teacher's output; the step minimises their mean over sub-networks.
+    With a ``discriminator`` (and ``gan_weight > 0``) each sub-network's loss adds ``gan_weight``
+    times its adversarial term (``G_GAN_<name>``), and after the generator's update the
+    discriminator is updated once on the teacher's outputs (real) against every sub-network's
+    (fake, ``D_real`` and ``D_fake``): the generator moves first so each sub-network's graph is
+    freed before the masks change for the next.
     """
 
     def __init__(self, family: str, supernet: nn.Module, teacher: nn.Module,
                  space: ChannelSpace, sampler: SandwichSampler, lr: float,
-                 betas: tuple[float, float] = (0.5, 0.999)) -> None:
+                 betas: tuple[float, float] = (0.5, 0.999), *,
+                 discriminator: nn.Module | None = None, gan_weight: float = 0.0,
+                 gan_mode: str = "vanilla") -> None:
+        if (discriminator is None) != (gan_weight == 0):
+            raise ValueError("an adversarial term needs both a discriminator and gan_weight > 0")
         self.family = family
         self.main_generator = TRAINERS[family].main_generator
-        super().__init__({self.main_generator: supernet},
-                         {"generator": adam([supernet], lr, betas)})
+        networks = {self.main_generator: supernet}
+        optimizers = {"generator": adam([supernet], lr, betas)}
+        if discriminator is not None:
+            networks["discriminator"] = discriminator
+            optimizers["discriminator"] = adam([discriminator], lr, betas)
+        super().__init__(networks, optimizers)
         self.teacher = teacher.eval().requires_grad_(False)
         self.masker = ChannelMasker(supernet, space)
         self.extensions["sandwich"] = sampler
+        self.gan_weight, self.gan_mode = gan_weight, gan_mode
+
+    def _judged(self, inputs: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+        """What the discriminator sees: Pix2Pix's is conditioned on the input, CycleGAN's not."""
+        return torch.cat([inputs, images], 1) if self.family == "pix2pix" else images
 
     def train_step(self, batch: Batch) -> dict[str, float]:
         inputs = batch["A"]
         supernet = self.networks[self.main_generator]
+        discriminator = self.networks.get("discriminator")
         with torch.no_grad():
             target = self.teacher(inputs)
         optimizer = self.optimizers["generator"]
         optimizer.zero_grad(set_to_none=True)
         architectures = self.extensions["sandwich"].step_architectures()
         losses: dict[str, list[float]] = {}
+        fakes = []
+        if discriminator is not None:
+            set_requires_grad([discriminator], False)
         try:
             for name, counts in architectures:
                 self.masker.set_counts(counts)
                 statistics = nullcontext() if name == "largest" else frozen_norm_statistics(
                     supernet)
                 with statistics:
-                    loss = l1_loss(supernet(inputs), target)
-                (loss / len(architectures)).backward()
+                    fake = supernet(inputs)
+                loss = l1_loss(fake, target)
                 losses.setdefault(f"L1_{name}", []).append(loss.item())
+                if discriminator is not None:
+                    adversarial = gan_loss(discriminator(self._judged(inputs, fake)), True,
+                                           self.gan_mode)
+                    losses.setdefault(f"G_GAN_{name}", []).append(adversarial.item())
+                    loss = loss + self.gan_weight * adversarial
+                    fakes.append(fake.detach())
+                (loss / len(architectures)).backward()
         finally:
             self.masker.reset()
         optimizer.step()
+        if discriminator is not None:
+            losses.update(self._discriminator_step(inputs, target, fakes))
         return {name: float(np.mean(values)) for name, values in losses.items()}
+
+    def _discriminator_step(self, inputs: torch.Tensor, target: torch.Tensor,
+                            fakes: list[torch.Tensor]) -> dict[str, list[float]]:
+        """One update of the discriminator: the teacher's outputs against all sub-networks'."""
+        discriminator = self.networks["discriminator"]
+        set_requires_grad([discriminator], True)
+        self.optimizers["discriminator"].zero_grad(set_to_none=True)
+        fake = self._judged(inputs.repeat(len(fakes), 1, 1, 1), torch.cat(fakes))
+        d_real, d_fake = discriminator_terms(discriminator, self._judged(inputs, target), fake,
+                                             self.gan_mode)
+        (0.5 * (d_real + d_fake)).backward()
+        self.optimizers["discriminator"].step()
+        return {"D_real": [d_real.item()], "D_fake": [d_fake.item()]}
 
 
 def _space(generator: nn.Module, task: TaskConfig, importance: str, divisor: int,
@@ -237,7 +297,7 @@ def train_supernet(task: TaskConfig, config: SupernetConfig, out_dir: str | Path
     """Train ``task``'s generator supernet into ``out_dir`` (resuming from its newest train state
     when ``resume``); returns ``out_dir/supernet.pt`` once complete, else the last train state
     (``until_step``: stop early, for time-sliced jobs and tests)."""
-    teacher, _ = load_teacher(task, device)
+    teacher, teacher_discriminator = load_teacher(task, device)
     supernet = copy.deepcopy(teacher)
     space = _space(teacher, task, config.importance, config.divisor, device)
     digest = weights_digest(teacher)
@@ -249,7 +309,11 @@ def train_supernet(task: TaskConfig, config: SupernetConfig, out_dir: str | Path
         log_every=config.log_every, image_every=config.image_every,
         save_every=config.save_every, keep_train_states=config.keep_train_states,
         device=device, progress=progress)
-    trainer = SupernetTrainer(task.family, supernet, teacher, space, sampler, config.lr)
+    adversarial = ({"discriminator": copy.deepcopy(teacher_discriminator).train(),
+                    "gan_weight": config.gan_weight, "gan_mode": config.gan_mode}
+                   if config.gan_weight > 0 else {})
+    trainer = SupernetTrainer(task.family, supernet, teacher, space, sampler, config.lr,
+                              **adversarial)
     metadata = {"supernet": {"config": to_dict(config), "teacher": digest,
                              "rankings": space_rankings(space)}}
     try:

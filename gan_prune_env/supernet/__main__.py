@@ -5,6 +5,8 @@ Examples::
     python -m gan_prune_env.supernet --task default --out runs/supernets/default --resume
     python -m gan_prune_env.supernet --task default_wide --out runs/supernets/default_wide \\
         --teacher runs/teachers/default_wide/teacher.pt --set steps:3000 --resume
+    python -m gan_prune_env.supernet --task default --out runs/supernets/default_gan \\
+        --set steps:6000 --set lr_decay_steps:3000 --set gan_weight:0.01 --resume
 
 ``--config`` is a YAML mapping of :class:`SupernetConfig` fields; ``--set key:value`` overrides
 it. The finished supernet is written to ``<out>/supernet.pt``.
