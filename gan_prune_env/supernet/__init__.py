@@ -57,7 +57,7 @@ from torch import nn
 
 from gan_prune_env.checkpoint import CheckpointError, load_generator, read_checkpoint
 from gan_prune_env.config import check_same_settings, to_dict
-from gan_prune_env.losses import GAN_MODES, discriminator_terms, gan_loss, l1_loss
+from gan_prune_env.losses import GAN_MODES, gan_loss, l1_loss
 from gan_prune_env.pruning import ChannelMasker, ChannelSpace, make_importance
 from gan_prune_env.pruning.importance import IMPORTANCES
 from gan_prune_env.tasks import TaskConfig, check_teacher_fits, load_teacher
@@ -271,13 +271,16 @@ class SupernetTrainer(GANTrainer):
 
     def _discriminator_step(self, inputs: torch.Tensor, target: torch.Tensor,
                             fakes: list[torch.Tensor]) -> dict[str, list[float]]:
-        """One update of the discriminator: the teacher's outputs against all sub-networks'."""
+        """One update of the discriminator: the teacher's outputs against every sub-network's,
+        each sub-network's outputs a batch of their own, as the generator's update showed them
+        (a BatchNorm D judging one mixed batch would learn other batch statistics than those
+        the generator is judged under)."""
         discriminator = self.networks["discriminator"]
         set_requires_grad([discriminator], True)
         self.optimizers["discriminator"].zero_grad(set_to_none=True)
-        fake = self._judged(inputs.repeat(len(fakes), 1, 1, 1), torch.cat(fakes))
-        d_real, d_fake = discriminator_terms(discriminator, self._judged(inputs, target), fake,
-                                             self.gan_mode)
+        d_fake = torch.stack([gan_loss(discriminator(self._judged(inputs, fake)), False,
+                                       self.gan_mode) for fake in fakes]).mean()
+        d_real = gan_loss(discriminator(self._judged(inputs, target)), True, self.gan_mode)
         (0.5 * (d_real + d_fake)).backward()
         self.optimizers["discriminator"].step()
         return {"D_real": [d_real.item()], "D_fake": [d_fake.item()]}
