@@ -406,21 +406,17 @@ def score_supernet(arch: Architecture, options: dict[str, Any]) -> dict[str, flo
 def _slice_fid(arch: Architecture, env, source: str, options: dict[str, Any]
                ) -> dict[str, float]:
     """The architecture sliced from ``source`` ("teacher" or "supernet", the weights ``env``
-    scores with), BatchNorm re-estimated on the env's calibration images, not fine-tuned,
-    scored by the evaluation protocol (real FID) on ``options["images"]`` images of the
-    *training* split: the final metrics are measured on the test images, and a predictor scored
-    on them would share their sampling noise."""
-    from agents.run.artifacts import MAIN, recalibrated_generator, slice_pair
-    from gan_prune_env.evaluation import evaluate_generator
+    scores with), not fine-tuned, scored by the pipeline screen's ``sliced_quality`` (real FID
+    on ``options["images"]`` training images; the finals are the test images')."""
+    from agents.run.artifacts import slice_pair
+    from agents.run.screen import FID_SPLIT, sliced_quality
 
-    pair = slice_pair(env, arch.candidate, "cpu", source)
-    task = env.game.task
-    quality = evaluate_generator(
-        recalibrated_generator(pair, env), task.data, task.family, options["split"],
-        teacher=pair.teacher[MAIN[task.family][0]], device="cpu",
-        max_images=options["images"], progress=False, fid_weights=fid_inception())
-    return {"reward": -float(quality["fid"]),
-            **{k: float(quality[k]) for k in ("fid", "kid", "psnr", "psnr_teacher")}}
+    if options["split"] != FID_SPLIT:
+        raise SystemExit(f"error: recorded split {options['split']!r}; the screen scores on "
+                         f"{FID_SPLIT!r}")
+    quality = sliced_quality(slice_pair(env, arch.candidate, "cpu", source), env,
+                             options["images"], fid_inception(), "cpu")
+    return {"reward": -quality["fid"], **quality}
 
 
 def score_supernet_fid(arch: Architecture, options: dict[str, Any]) -> dict[str, float]:
@@ -534,7 +530,9 @@ def pool_options(args: argparse.Namespace, task: str, steps: int | None) -> dict
 
 def slice_fid_options(args: argparse.Namespace, task: str, steps: int | None) -> dict[str, Any]:
     """Which images score a slice's FID (``--slice-fid-images`` of the training split)."""
-    return {"split": "train", "images": args.slice_fid_images}
+    from agents.run.screen import FID_SPLIT
+
+    return {"split": FID_SPLIT, "images": args.slice_fid_images}
 
 
 def supernet_fid_options(args: argparse.Namespace, task: str, steps: int | None

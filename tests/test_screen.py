@@ -130,10 +130,66 @@ def test_a_run_with_a_screen_fine_tunes_the_pick_and_reports_the_scores(tmp_path
 
 @pytest.mark.parametrize("fields, message", [
     ({"candidates": 1}, "0 \\(off\\) or >= 2"), ({"candidates": -2}, "0 \\(off\\) or >= 2"),
-    ({"candidates": 4, "distill_steps": 0}, "distill_steps must be >= 1")])
+    ({"candidates": 4, "distill_steps": 0}, "distill_steps must be >= 1"),
+    ({"candidates": 4, "score": "fid"}, "score must be one of"),
+    ({"candidates": 4, "fid_images": 1}, "fid_images must be >= 2")])
 def test_bad_screen_settings_are_refused(fields, message) -> None:
     with pytest.raises(ValueError, match=message):
         ScreenConfig(**fields)
+
+
+def test_the_supernet_fid_screen_keeps_the_lowest_fid_of_the_supernet_slices(
+        tmp_path: Path, monkeypatch) -> None:
+    """``score: supernet_fid`` scores each candidate sliced from the env's supernet (not the
+    teacher), keeps the lowest FID whatever the env's reward said, and keeps its scores apart
+    from a distillation screen's."""
+    import torch
+
+    from agents.run.artifacts import slice_pair
+    from gan_prune_env.supernet import SupernetConfig, train_supernet
+    from gan_prune_env.tasks import get_task
+
+    supernet = train_supernet(get_task("default"), SupernetConfig(steps=2, batch_size=2),
+                              tmp_path / "supernet", progress=False)
+    config = from_dict(RunConfig, load_yaml(tiny_config(tmp_path, "random", rounds=4)))
+    config.env_kwargs = {**config.env_kwargs, "supernet": str(supernet)}
+    config.screen = ScreenConfig(candidates=3, score="supernet_fid", fid_images=4)
+    env = make_parallel_env(config.env, **config.env_kwargs)
+    run = tmp_path / "run"
+    with SummaryWriter(str(tmp_path / "tb")) as writer:
+        search_best = run_search(config, env, run, writer)
+        todo = screen.candidates_to_screen(screen.read_history(run),
+                                           screen.uniform_candidate(env, config.search.seed), 3)
+        wanted = next(c for c in todo[1:] if c.kept_channels != search_best.kept_channels)
+        fids = {json.dumps(c.kept_channels): 200.0 + i for i, c in enumerate(todo)}
+        fids[json.dumps(wanted.kept_channels)] = 150.0
+        seen = []
+
+        def fake_quality(pair, env_, images, fid_weights, device):
+            kept = {a: [len(i) for i in pair.kept[a].values()] for a in ("generator",
+                                                                         "discriminator")}
+            chosen = next(c for c in todo if c.kept_channels == kept)
+            expected = slice_pair(env_, chosen, "cpu", "supernet").networks["generator"]
+            seen.append(all(torch.equal(a, b) for a, b in zip(
+                pair.networks["generator"].state_dict().values(),
+                expected.state_dict().values())))
+            assert images == 4 and fid_weights is not None
+            return {"fid": fids[json.dumps(kept)], "kid": 0.0, "psnr": 0.0, "psnr_teacher": 0.0}
+
+        monkeypatch.setattr(screen, "sliced_quality", fake_quality)
+        pick = screen.run_screen(config, env, run, writer)
+    assert pick.kept_channels == wanted.kept_channels == read_best(run).kept_channels
+    assert seen == [True, True, True]  # every candidate sliced from the supernet
+    distilled = ScreenConfig(candidates=3)
+    assert screen.screen_file(run, config) != screen.screen_file(
+        run, from_dict(RunConfig, {**load_yaml(tiny_config(tmp_path, "random", rounds=4)),
+                                   "env_kwargs": config.env_kwargs,
+                                   "screen": {"candidates": distilled.candidates}}))
+
+
+def test_a_supernet_fid_screen_needs_a_supernet() -> None:
+    with pytest.raises(ValueError, match="set env_kwargs.supernet"):
+        from_dict(RunConfig, {"screen": {"candidates": 4, "score": "supernet_fid"}})
 
 
 def test_a_screen_needs_the_pruned_student() -> None:

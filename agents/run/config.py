@@ -66,6 +66,9 @@ class EvalConfig:
             raise ValueError(f"evaluation.fid_bootstrap must be >= 0, got {self.fid_bootstrap}")
 
 
+SCREEN_SCORES = ("distill", "supernet_fid")
+
+
 @dataclass
 class ScreenConfig:
     """Screening (``agents.run.screen``): before the fine-tune, the uniform pair and the
@@ -87,13 +90,23 @@ class ScreenConfig:
     candidates: int = 0
     """Pairs screened, the uniform one included; 0 turns screening off (1 would screen only
     the uniform pair)."""
+    score: str = "distill"
+    """What re-scores a candidate (lowest wins): ``distill``, its L1 to the teacher after
+    ``distill_steps`` steps of the recipe; ``supernet_fid``, GAN Compression's search metric,
+    the real FID on ``fid_images`` training images of the candidate sliced from the env's
+    supernet (``env_kwargs.supernet``), BatchNorm re-estimated, not fine-tuned."""
     distill_steps: int = 50
+    fid_images: int = 100
 
     def __post_init__(self) -> None:
         if self.candidates < 0 or self.candidates == 1:
             raise ValueError(f"screen.candidates must be 0 (off) or >= 2, got {self.candidates}")
         if self.distill_steps < 1:
             raise ValueError(f"screen.distill_steps must be >= 1, got {self.distill_steps}")
+        if self.score not in SCREEN_SCORES:
+            raise ValueError(f"screen.score must be one of {SCREEN_SCORES}, got {self.score!r}")
+        if self.fid_images < 2:
+            raise ValueError(f"screen.fid_images must be >= 2, got {self.fid_images}")
 
 
 SLICE_SOURCES = ("teacher", "supernet")
@@ -192,6 +205,11 @@ class RunConfig:
                                          or self.finetune.prune_stages > 1):
             raise ValueError(f"student: {self.student} replaces the sliced G; it takes neither "
                              "slice_from: supernet nor finetune.prune_stages > 1")
+        if (self.screen.candidates and self.screen.score == "supernet_fid"
+                and not self.env_kwargs.get("supernet")):
+            raise ValueError("screen.score: supernet_fid slices the candidates from the env's "
+                             "supernet: set env_kwargs.supernet (train one with `python -m "
+                             "gan_prune_env.supernet --task NAME --out DIR --resume`)")
         if self.screen.candidates and self.student != "pruned":
             raise ValueError(f"screen scores pairs sliced from the teacher; student: "
                              f"{self.student} replaces the sliced G (set screen.candidates: 0)")

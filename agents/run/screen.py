@@ -1,4 +1,4 @@
-"""Screening: the search's candidates re-scored by a short distillation, the best one kept.
+"""Screening: the search's candidates re-scored by a costlier predictor, the best one kept.
 
 The env pays an architecture pair by the teacher's frozen weights: fast, and on the tasks
 measured it ranks architectures unlike fine-tuning does (``docs/RESULTS.md``, reward
@@ -8,7 +8,9 @@ env's reward -0.04). ``RunConfig.screen`` spends that cost between the search an
 fine-tune: the uniform pair and the search's best distinct pairs within budget are each sliced
 from the teacher, fine-tuned for ``distill_steps`` steps of the run's recipe and scored by the
 L1 between their outputs and the teacher's on the env's evaluation inputs; the lowest wins and
-becomes ``best_architecture.json``. The uniform pair is always screened, so the run never
+becomes ``best_architecture.json``. ``ScreenConfig.score: supernet_fid`` scores them instead as
+GAN Compression's search does: each sliced from the env's supernet, not fine-tuned, by the
+real FID on training images (:func:`sliced_quality`). The uniform pair is always screened, so the run never
 fine-tunes a pair that the screen scored worse than uniform pruning.
 
 Scores are written atomically after each candidate to ``RUN_DIR/screen/<protocol>.json``, the
@@ -109,38 +111,83 @@ def distilled_agreement(pair: PrunedPair, env: GANPruneParallelEnv, recipe: Fine
     return teacher_agreement(pair.networks[MAIN[pair.family][0]], env)
 
 
+SCORE_KEYS = {"distill": "l1_teacher", "supernet_fid": "fid"}
+"""The measurement each screen score ranks by, lowest first."""
+FID_SPLIT = "train"
+"""The split ``supernet_fid`` scores on: the final metrics are the test split's, and a screen
+scored on those images would share their sampling noise."""
+
+
+def sliced_quality(pair: PrunedPair, env: GANPruneParallelEnv, images: int, fid_weights,
+                   device: str) -> dict[str, float]:
+    """The evaluation protocol (real FID, KID, PSNR to the targets and to the teacher) of
+    ``pair``'s G as sliced, BatchNorm re-estimated on the env's calibration images as the env
+    scores a pruned G, on the first ``images`` images of :data:`FID_SPLIT`: the screen's
+    ``supernet_fid`` score (from the supernet's weights), and the reward-fidelity benchmark's
+    ``supernet_fid`` and ``frozen_fid``."""
+    from agents.run.artifacts import recalibrated_generator
+    from gan_prune_env.evaluation import evaluate_generator
+
+    task = env.game.task
+    quality = evaluate_generator(
+        recalibrated_generator(pair, env), task.data, task.family, FID_SPLIT,
+        teacher=pair.teacher[MAIN[task.family][0]], device=device, max_images=images,
+        progress=False, fid_weights=fid_weights)
+    return {k: float(quality[k]) for k in ("fid", "kid", "psnr", "psnr_teacher")}
+
+
 def protocol(config: RunConfig) -> dict[str, Any]:
-    """What a screen score depends on besides the architecture."""
+    """What a screen score depends on besides the architecture (``score`` only when not the
+    first screen's, so the files of distillation screens keep their names)."""
+    scored = config.screen.score
     return {"distill_steps": config.screen.distill_steps, "seed": config.search.seed,
             "recipe": to_dict(screen_recipe(config.finetune, config.screen.distill_steps)),
-            "slice_from": config.slice_from, "env": config.env, "env_kwargs": config.env_kwargs}
+            "slice_from": config.slice_from, "env": config.env, "env_kwargs": config.env_kwargs,
+            **({"score": scored, "fid_images": config.screen.fid_images}
+               if scored != "distill" else {})}
 
 
 def screen(env: GANPruneParallelEnv, history: list[Candidate], count: int,
            recipe: FinetuneConfig, seed: int, work_dir: Path, *, device: str = "cpu",
-           slice_from: str = "teacher", scores: list[dict[str, Any]] | None = None,
+           slice_from: str = "teacher", score: str = "distill", fid_images: int = 100,
+           scores: list[dict[str, Any]] | None = None,
            on_score: Callable[[list[dict[str, Any]]], None] | None = None,
            progress: bool = False) -> tuple[Candidate, list[dict[str, Any]]]:
     """Screen ``history``'s candidates (:func:`candidates_to_screen`, ``count`` of them) by
-    :func:`distilled_agreement` after ``recipe``; return the lowest-L1 pair and every score,
-    in screening order. ``scores`` already measured are kept (a resumed screen starts after
-    them); ``on_score(scores)`` is called after each new one."""
+    ``score``: ``distill``, :func:`distilled_agreement` after ``recipe`` of the pair sliced
+    from ``slice_from``; ``supernet_fid``, :func:`sliced_quality` on ``fid_images`` images of
+    the pair sliced from the env's supernet. Return the pair with the lowest
+    :data:`SCORE_KEYS` measurement and every score, in screening order. ``scores`` already
+    measured are kept (a resumed screen starts after them); ``on_score(scores)`` is called
+    after each new one."""
+    if score not in SCORE_KEYS:
+        raise ValueError(f"score must be one of {tuple(SCORE_KEYS)}, got {score!r}")
+    fid_weights = None
+    if score == "supernet_fid":
+        from gan_prune_env.evaluation import load_fid_inception
+
+        fid_weights = load_fid_inception()
     scores = list(scores or [])
     todo = candidates_to_screen(history, uniform_candidate(env, seed), count)
-    for candidate, score in zip(todo, scores):
-        if score["kept_channels"] != candidate.kept_channels:
+    for candidate, measured in zip(todo, scores):
+        if measured["kept_channels"] != candidate.kept_channels:
             raise StaleScoresError("the scores given are of other candidates than this "
                                    "search's")
     for candidate in tqdm(todo[len(scores):], desc="screen", initial=len(scores),
                           total=len(todo), disable=not progress, dynamic_ncols=True):
         started = time.perf_counter()
-        pair = slice_pair(env, candidate, device, slice_from)
-        agreement = distilled_agreement(pair, env, recipe, seed, work_dir, device)
+        if score == "distill":
+            measured = distilled_agreement(slice_pair(env, candidate, device, slice_from), env,
+                                           recipe, seed, work_dir, device)
+        else:
+            measured = sliced_quality(slice_pair(env, candidate, device, "supernet"), env,
+                                      fid_images, fid_weights, device)
         scores.append({"round": candidate.round, "kept_channels": candidate.kept_channels,
-                       **agreement, "seconds": time.perf_counter() - started})
+                       **measured, "seconds": time.perf_counter() - started})
         if on_score is not None:
             on_score(scores)
-    return todo[min(range(len(todo)), key=lambda i: scores[i]["l1_teacher"])], scores
+    key = SCORE_KEYS[score]
+    return todo[min(range(len(todo)), key=lambda i: scores[i][key])], scores
 
 
 def run_screen(config: RunConfig, env: GANPruneParallelEnv, run_dir: Path,
@@ -151,15 +198,17 @@ def run_screen(config: RunConfig, env: GANPruneParallelEnv, run_dir: Path,
 
     def keep(scores: list[dict[str, Any]]) -> None:
         _save(path, settings, scores)
-        for name in ("l1_teacher", "psnr_teacher"):
+        for name in (SCORE_KEYS[config.screen.score], "psnr_teacher"):
             writer.add_scalar(f"screen/{name}", scores[-1][name], len(scores) - 1)
 
     try:
         pick, _ = screen(env, read_history(run_dir), config.screen.candidates,
                          screen_recipe(config.finetune, config.screen.distill_steps),
                          config.search.seed, run_dir / SCREEN_DIR, device=config.device,
-                         slice_from=config.slice_from, scores=read_screen(run_dir, config),
-                         on_score=keep, progress=config.progress)
+                         slice_from=config.slice_from, score=config.screen.score,
+                         fid_images=config.screen.fid_images,
+                         scores=read_screen(run_dir, config), on_score=keep,
+                         progress=config.progress)
     except StaleScoresError as err:
         raise RuntimeError(f"{path}: {err} (remove it to screen again)") from err
     names = group_names(env)

@@ -262,7 +262,8 @@ def run_cell(spec: dict[str, Any]) -> dict[str, Any]:
     if method.screen:
         best, screened = screen(env, tracker.history, method.screen,
                                 screen_recipe(ft_config, screen_steps), seed,
-                                Path(spec["work_dir"]), slice_from=method.slice_from)
+                                Path(spec["work_dir"]), slice_from=method.slice_from,
+                                score=method.screen_score)
     screen_s = time.perf_counter() - t0
 
     pair = slice_pair(env, best, "cpu", method.slice_from)
@@ -317,7 +318,8 @@ def run_cell(spec: dict[str, Any]) -> dict[str, Any]:
                  "compute_ratio": best.compute_ratio, "rewards": best.rewards,
                  "kept_channels": best.kept_channels},
         **({"screen": {"candidates": method.screen, "steps": screen_steps,
-                       "scores": screened}} if screened else {}),
+                       "score": method.screen_score, "scores": screened}}
+           if screened else {}),
         "compute": compute_table(pair),
         "quality": quality,
         "teacher_quality": teacher_quality,

@@ -128,6 +128,10 @@ class Method:
     screen_steps: int | None = None
     """Steps of each screened candidate's distillation; None: the pipeline's default
     (``agents.run.config.ScreenConfig``)."""
+    screen_score: str = "distill"
+    """What the screen ranks by (``ScreenConfig.score``): ``distill``, or ``supernet_fid``,
+    each candidate sliced from the task's supernet and scored by its real FID on training
+    images, not fine-tuned (GAN Compression's search metric; needs ``supernet``)."""
     supernet: bool = False  # the env scores architectures with the task's supernet
     slice_from: str = "teacher"  # weights the found G is sliced from ("teacher", "supernet")
     recipe: dict[str, Any] = field(default_factory=lambda: dict(DATA_TARGETS))
@@ -186,6 +190,17 @@ def _screened(method: Method) -> Method:
     return replace(method, recipe=dict(TEACHER_TARGETS), screen=SCREEN_CANDIDATES,
                    label=f"{method.label}, its best of {SCREEN_CANDIDATES} by a short "
                          "distillation (the pipeline's screen)")
+
+
+def _fid_screened(method: Method) -> Method:
+    """``method``'s search on the supernet's reward, then the pipeline's screen by the FID of
+    each candidate sliced from the supernet (GAN Compression's search: a supernet, its
+    sub-networks judged by the final metric); the pick is sliced from the teacher and
+    fine-tuned with today's recipe, as every other method's."""
+    return replace(method, recipe=dict(TEACHER_TARGETS), screen=SCREEN_CANDIDATES,
+                   screen_score="supernet_fid", supernet=True,
+                   label=f"{method.label} on the supernet, its best of {SCREEN_CANDIDATES} by "
+                         "the FID of its supernet slice")
 
 
 METHODS: dict[str, Method] = {
@@ -250,6 +265,8 @@ METHODS: dict[str, Method] = {
     "rllib_ppo": Method("rllib_ppo", label="RLlib PPO (one policy per agent)"),
     "mggc": MGGC,
     "mggc_sn_reward": Method("mggc", supernet=True, label="MGGC on the supernet reward"),
+    "random_sn_fid_screened_teacher_targets": _fid_screened(RANDOM),
+    "mggc_sn_fid_screened_teacher_targets": _fid_screened(MGGC),
     **ABLATIONS,
     **{f"{name}_screened_teacher_targets": _screened(ablation)
        for name, ablation in ABLATIONS.items()},
