@@ -110,6 +110,24 @@ report (``teacher_targets/today/reward_fidelity.md``)::
         --out benchmarks/results/teacher_targets/today \
         --replica benchmarks/results/teacher_targets/reward_fidelity_today_seed1.jsonl
 
+GAN Compression's way, on the same finished architectures (session 47): two supernets of 6000
+steps, one distilled by L1 alone, one with the adversarial term as well, each scoring the 16
+by the env's reward with its weights and by the FID of its slice (a supernet mode takes one
+supernet file per results file, so the L1 supernet's scores go into a copy of the results)::
+
+    python -m gan_prune_env.supernet --task default --out runs/supernets/default_l1 \\
+        --set steps:6000 --set lr_decay_steps:3000 --resume
+    python -m gan_prune_env.supernet --task default --out runs/supernets/default_gan \\
+        --set steps:6000 --set lr_decay_steps:3000 --set gan_weight:0.01 --resume
+    cp benchmarks/results/teacher_targets/reward_fidelity_today.jsonl \\
+        benchmarks/results/teacher_targets/reward_fidelity_today_l1_supernet.jsonl  # first
+    python benchmarks/reward_fidelity.py run --budgets 0.1 --modes supernet supernet_fid \\
+        --supernet default=runs/supernets/default_l1/supernet.pt --no-report \\
+        --results benchmarks/results/teacher_targets/reward_fidelity_today_l1_supernet.jsonl
+    python benchmarks/reward_fidelity.py run --budgets 0.1 --modes frozen_fid supernet \\
+        supernet_fid --supernet default=runs/supernets/default_gan/supernet.pt --no-report \\
+        --results benchmarks/results/teacher_targets/reward_fidelity_today.jsonl
+
 Another recipe. ``--recipe KEY:VALUE`` changes the recipe of the final fine-tunes and of
 ``distill_k`` (``FinetuneConfig`` fields, checked before anything runs), recorded with each
 architecture, so a file holds one recipe. Facades' fine-tunes at 128 px take over an hour of
