@@ -187,9 +187,12 @@ def test_the_supernet_fid_screen_keeps_the_lowest_fid_of_the_supernet_slices(
                                    "screen": {"candidates": distilled.candidates}}))
 
 
-def test_a_supernet_fid_screen_needs_a_supernet() -> None:
+def test_a_supernet_fid_screen_needs_a_supernet(tmp_path: Path, capsys) -> None:
     with pytest.raises(ValueError, match="set env_kwargs.supernet"):
         from_dict(RunConfig, {"screen": {"candidates": 4, "score": "supernet_fid"}})
+    assert main(["-conf", str(tiny_config(tmp_path, "random")), "-f", str(tmp_path / "logs"),
+                 "--screen", "2", "--screen-score", "supernet_fid"]) != 0
+    assert "set env_kwargs.supernet" in capsys.readouterr().err
 
 
 def test_a_screen_needs_the_pruned_student() -> None:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.run.config import ALGOS, STUDENTS, RunConfig
+from agents.run.config import ALGOS, SCREEN_SCORES, STUDENTS, RunConfig
 from agents.run.run_folder import (
     CONFIG_FILE, check_resumable, create_run_folder, describe, differences, find_run_folder,
     fork_run, write_config,
@@ -55,6 +55,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "best by a short distillation and keep the best (default 0: off)")
     p.add_argument("--screen-steps", type=int, default=None, metavar="K",
                    help="--screen: distillation steps per candidate (default 50)")
+    p.add_argument("--screen-score", default=None, choices=SCREEN_SCORES,
+                   help="--screen: what re-scores a candidate (default distill; supernet_fid: "
+                        "the FID of its slice from env_kwargs.supernet)")
     p.add_argument("--finetune-steps", type=int, default=None, help="fine-tuning steps")
     p.add_argument("--finetune-processes", type=int, default=None, metavar="N",
                    help="fine-tune data-parallel on N processes (torchrun; default 1)")
@@ -95,7 +98,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     if args.env_kwargs is not None:
         out["env_kwargs"] = parse_key_values(args.env_kwargs)
     screen = {key: getattr(args, flag) for flag, key in
-              (("screen", "candidates"), ("screen_steps", "distill_steps"))
+              (("screen", "candidates"), ("screen_steps", "distill_steps"),
+               ("screen_score", "score"))
               if getattr(args, flag) is not None}
     if screen:
         out["screen"] = screen
