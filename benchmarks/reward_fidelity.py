@@ -128,6 +128,13 @@ supernet file per results file, so the L1 supernet's scores go into a copy of th
         supernet_fid --supernet default=runs/supernets/default_gan/supernet.pt --no-report \\
         --results benchmarks/results/teacher_targets/reward_fidelity_today.jsonl
 
+and the L1 supernet's slice FID on 400 training images, into a copy of the results without
+the supernet scores (``reward_fidelity_today_l1_supernet_400.jsonl``)::
+
+    python benchmarks/reward_fidelity.py run --budgets 0.1 --modes supernet_fid \\
+        --slice-fid-images 400 --supernet default=runs/supernets/default_l1/supernet.pt \\
+        --results benchmarks/results/teacher_targets/reward_fidelity_today_l1_supernet_400.jsonl
+
 Another recipe. ``--recipe KEY:VALUE`` changes the recipe of the final fine-tunes and of
 ``distill_k`` (``FinetuneConfig`` fields, checked before anything runs), recorded with each
 architecture, so a file holds one recipe. Facades' fine-tunes at 128 px take over an hour of
