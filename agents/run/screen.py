@@ -10,8 +10,8 @@ from the teacher, fine-tuned for ``distill_steps`` steps of the run's recipe and
 L1 between their outputs and the teacher's on the env's evaluation inputs; the lowest wins and
 becomes ``best_architecture.json``. ``ScreenConfig.score: supernet_fid`` scores them instead as
 GAN Compression's search does: each sliced from the env's supernet, not fine-tuned, by the
-real FID on training images (:func:`sliced_quality`). The uniform pair is always screened, so the run never
-fine-tunes a pair that the screen scored worse than uniform pruning.
+real FID on training images (:func:`sliced_quality`). The uniform pair is always screened, so
+the run never fine-tunes a pair that the screen scored worse than uniform pruning.
 
 Scores are written atomically after each candidate to ``RUN_DIR/screen/<protocol>.json``, the
 protocol being a digest of what changes a score (steps, recipe, seed, env): a stopped run
