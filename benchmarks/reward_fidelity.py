@@ -473,6 +473,19 @@ def score_distill(arch: Architecture, options: dict[str, Any]) -> dict[str, floa
     return {"reward": -agreement["l1_teacher"], **agreement}
 
 
+def score_distill_fid(arch: Architecture, options: dict[str, Any]) -> dict[str, float]:
+    """k steps of the fine-tuning recipe (its first steps, the schedule cut to k), then -FID on
+    ``options["images"]`` training images: the final fine-tune's start judged by the final
+    metric, computed by the pipeline screen's ``distilled_quality``."""
+    from agents.run.screen import distilled_quality
+
+    config = recipe_config(options["k"], options.get("recipe"))
+    quality = distilled_quality(arch.sliced(), arch.env, config, arch.seed,
+                                Path(arch.spec["work_dir"]), "cpu", options["images"],
+                                fid_inception())
+    return {"reward": -quality["fid"], **quality}
+
+
 def score_balance(arch: Architecture, options: dict[str, Any]) -> dict[str, float]:
     """How evenly G's groups keep their channels, ``-log(max_g f_g / min_g f_g)`` over the kept
     fractions ``f_g`` (near 0 for the uniform architecture, whose counts are rounded; lower the
@@ -557,6 +570,11 @@ def slice_fid_options(args: argparse.Namespace, task: str, steps: int | None) ->
     return {"split": FID_SPLIT, "images": args.slice_fid_images}
 
 
+def distill_fid_options(args: argparse.Namespace, task: str, steps: int | None
+                        ) -> dict[str, Any]:
+    return {**distill_options(args, task, steps), **slice_fid_options(args, task, steps)}
+
+
 def supernet_fid_options(args: argparse.Namespace, task: str, steps: int | None
                          ) -> dict[str, Any]:
     return {**supernet_options(args, task, steps), **slice_fid_options(args, task, steps)}
@@ -568,6 +586,8 @@ REWARD_MODES: dict[str, RewardMode] = {
                               score_frozen_pool, pool_options),
     "distill_k": RewardMode("-L1 to the teacher after k fine-tuning steps", score_distill,
                             distill_options, takes_steps=True),
+    "distill_fid": RewardMode("-FID (train images) after k fine-tuning steps",
+                              score_distill_fid, distill_fid_options, takes_steps=True),
     "supernet": RewardMode("env reward r_G with the supernet's weights (adaptive BN)",
                            score_supernet, supernet_options),
     "supernet_fid": RewardMode("-FID (train images) of the slice from the supernet, no "

@@ -56,8 +56,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--screen-steps", type=int, default=None, metavar="K",
                    help="--screen: distillation steps per candidate (default 50)")
     p.add_argument("--screen-score", default=None, choices=SCREEN_SCORES,
-                   help="--screen: what re-scores a candidate (default distill; supernet_fid: "
-                        "the FID of its slice from env_kwargs.supernet)")
+                   help="--screen: what re-scores a candidate (default distill: its L1 to the "
+                        "teacher after the steps; distill_fid: its FID after them; "
+                        "supernet_fid: the FID of its slice from env_kwargs.supernet)")
     p.add_argument("--finetune-steps", type=int, default=None, help="fine-tuning steps")
     p.add_argument("--finetune-processes", type=int, default=None, metavar="N",
                    help="fine-tune data-parallel on N processes (torchrun; default 1)")

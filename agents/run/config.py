@@ -66,7 +66,7 @@ class EvalConfig:
             raise ValueError(f"evaluation.fid_bootstrap must be >= 0, got {self.fid_bootstrap}")
 
 
-SCREEN_SCORES = ("distill", "supernet_fid")
+SCREEN_SCORES = ("distill", "distill_fid", "supernet_fid")
 
 
 @dataclass
@@ -92,7 +92,8 @@ class ScreenConfig:
     the uniform pair)."""
     score: str = "distill"
     """What re-scores a candidate (lowest wins): ``distill``, its L1 to the teacher after
-    ``distill_steps`` steps of the recipe; ``supernet_fid``, GAN Compression's search metric,
+    ``distill_steps`` steps of the recipe; ``distill_fid``, the real FID on ``fid_images``
+    training images after those steps; ``supernet_fid``, GAN Compression's search metric,
     the real FID on ``fid_images`` training images of the candidate sliced from the env's
     supernet (``env_kwargs.supernet``), BatchNorm re-estimated, not fine-tuned."""
     distill_steps: int = 50

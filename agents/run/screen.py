@@ -100,40 +100,64 @@ def teacher_agreement(generator: torch.nn.Module, env: GANPruneParallelEnv) -> d
             "psnr_teacher": 10 * math.log10(4.0 / mse) if mse > 0 else math.inf}
 
 
-def distilled_agreement(pair: PrunedPair, env: GANPruneParallelEnv, recipe: FinetuneConfig,
-                        seed: int, work_dir: Path, device: str) -> dict[str, float]:
-    """:func:`teacher_agreement` of ``pair``'s G after ``recipe`` (in place, in a scratch
-    folder under ``work_dir`` removed afterwards): the screen's score, and the reward
-    fidelity benchmark's ``distill_k``."""
+def short_finetune(pair: PrunedPair, env: GANPruneParallelEnv, recipe: FinetuneConfig,
+                   seed: int, work_dir: Path, device: str) -> torch.nn.Module:
+    """``pair`` fine-tuned in place by ``recipe`` (the screen's few steps), in a scratch folder
+    under ``work_dir`` removed afterwards; returns its main G."""
     work_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="distill_", dir=work_dir) as scratch:
         finetune_sliced_pair(pair, env, recipe, Path(scratch), seed, device, progress=False)
-    return teacher_agreement(pair.networks[MAIN[pair.family][0]], env)
+    return pair.networks[MAIN[pair.family][0]]
 
 
-SCORE_KEYS = {"distill": "l1_teacher", "supernet_fid": "fid"}
+def distilled_agreement(pair: PrunedPair, env: GANPruneParallelEnv, recipe: FinetuneConfig,
+                        seed: int, work_dir: Path, device: str) -> dict[str, float]:
+    """:func:`teacher_agreement` of ``pair``'s G after :func:`short_finetune`: the ``distill``
+    screen's score, and the reward fidelity benchmark's ``distill_k``."""
+    return teacher_agreement(short_finetune(pair, env, recipe, seed, work_dir, device), env)
+
+
+SCORE_KEYS = {"distill": "l1_teacher", "supernet_fid": "fid", "distill_fid": "fid"}
 """The measurement each screen score ranks by, lowest first."""
 FID_SPLIT = "train"
-"""The split ``supernet_fid`` scores on: the final metrics are the test split's, and a screen
+"""The split the FID scores rank on: the final metrics are the test split's, and a screen
 scored on those images would share their sampling noise."""
 
 
-def sliced_quality(pair: PrunedPair, env: GANPruneParallelEnv, images: int, fid_weights,
-                   device: str) -> dict[str, float]:
+def generator_quality(generator: torch.nn.Module, pair: PrunedPair, env: GANPruneParallelEnv,
+                      images: int, fid_weights, device: str) -> dict[str, float]:
     """The evaluation protocol (real FID, KID, PSNR to the targets and to the teacher) of
-    ``pair``'s G as sliced, BatchNorm re-estimated on the env's calibration images as the env
-    scores a pruned G, on the first ``images`` images of :data:`FID_SPLIT`: the screen's
-    ``supernet_fid`` score (from the supernet's weights), and the reward-fidelity benchmark's
-    ``supernet_fid`` and ``frozen_fid``."""
-    from agents.run.artifacts import recalibrated_generator
+    ``generator``, one of ``pair``'s, on the first ``images`` images of :data:`FID_SPLIT`."""
     from gan_prune_env.evaluation import evaluate_generator
 
     task = env.game.task
     quality = evaluate_generator(
-        recalibrated_generator(pair, env), task.data, task.family, FID_SPLIT,
-        teacher=pair.teacher[MAIN[task.family][0]], device=device, max_images=images,
-        progress=False, fid_weights=fid_weights)
+        generator, task.data, task.family, FID_SPLIT, teacher=pair.teacher[MAIN[task.family][0]],
+        device=device, max_images=images, progress=False, fid_weights=fid_weights)
     return {k: float(quality[k]) for k in ("fid", "kid", "psnr", "psnr_teacher")}
+
+
+def sliced_quality(pair: PrunedPair, env: GANPruneParallelEnv, images: int, fid_weights,
+                   device: str) -> dict[str, float]:
+    """:func:`generator_quality` of ``pair``'s G as sliced, BatchNorm re-estimated on the env's
+    calibration images as the env scores a pruned G: the ``supernet_fid`` screen's score
+    (from the supernet's weights), and the reward-fidelity benchmark's ``supernet_fid`` and
+    ``frozen_fid``."""
+    from agents.run.artifacts import recalibrated_generator
+
+    return generator_quality(recalibrated_generator(pair, env), pair, env, images, fid_weights,
+                             device)
+
+
+def distilled_quality(pair: PrunedPair, env: GANPruneParallelEnv, recipe: FinetuneConfig,
+                      seed: int, work_dir: Path, device: str, images: int, fid_weights
+                      ) -> dict[str, float]:
+    """:func:`generator_quality` of ``pair``'s G after :func:`short_finetune` (its BatchNorm
+    statistics the fine-tune's, as the final model is evaluated): the start of the final
+    fine-tune judged by the final metric, the ``distill_fid`` screen's score and the
+    reward-fidelity benchmark's ``distill_fid``."""
+    generator = short_finetune(pair, env, recipe, seed, work_dir, device)
+    return generator_quality(generator, pair, env, images, fid_weights, device)
 
 
 def protocol(config: RunConfig) -> dict[str, Any]:
@@ -155,15 +179,16 @@ def screen(env: GANPruneParallelEnv, history: list[Candidate], count: int,
            progress: bool = False) -> tuple[Candidate, list[dict[str, Any]]]:
     """Screen ``history``'s candidates (:func:`candidates_to_screen`, ``count`` of them) by
     ``score``: ``distill``, :func:`distilled_agreement` after ``recipe`` of the pair sliced
-    from ``slice_from``; ``supernet_fid``, :func:`sliced_quality` on ``fid_images`` images of
-    the pair sliced from the env's supernet. Return the pair with the lowest
+    from ``slice_from``; ``distill_fid``, :func:`distilled_quality` on ``fid_images`` images
+    of that pair after ``recipe``; ``supernet_fid``, :func:`sliced_quality` on ``fid_images``
+    images of the pair sliced from the env's supernet. Return the pair with the lowest
     :data:`SCORE_KEYS` measurement and every score, in screening order. ``scores`` already
     measured are kept (a resumed screen starts after them); ``on_score(scores)`` is called
     after each new one."""
     if score not in SCORE_KEYS:
         raise ValueError(f"score must be one of {tuple(SCORE_KEYS)}, got {score!r}")
     fid_weights = None
-    if score == "supernet_fid":
+    if SCORE_KEYS[score] == "fid":
         from gan_prune_env.evaluation import load_fid_inception
 
         fid_weights = load_fid_inception()
@@ -176,12 +201,15 @@ def screen(env: GANPruneParallelEnv, history: list[Candidate], count: int,
     for candidate in tqdm(todo[len(scores):], desc="screen", initial=len(scores),
                           total=len(todo), disable=not progress, dynamic_ncols=True):
         started = time.perf_counter()
-        if score == "distill":
-            measured = distilled_agreement(slice_pair(env, candidate, device, slice_from), env,
-                                           recipe, seed, work_dir, device)
-        else:
+        if score == "supernet_fid":
             measured = sliced_quality(slice_pair(env, candidate, device, "supernet"), env,
                                       fid_images, fid_weights, device)
+        elif score == "distill_fid":
+            measured = distilled_quality(slice_pair(env, candidate, device, slice_from), env,
+                                         recipe, seed, work_dir, device, fid_images, fid_weights)
+        else:
+            measured = distilled_agreement(slice_pair(env, candidate, device, slice_from), env,
+                                           recipe, seed, work_dir, device)
         scores.append({"round": candidate.round, "kept_channels": candidate.kept_channels,
                        **measured, "seconds": time.perf_counter() - started})
         if on_score is not None:
