@@ -48,7 +48,7 @@ from gan_prune_env.config import ConfigError
 from gan_prune_env.families import network_names
 from gan_prune_env.losses import l1_loss
 from gan_prune_env.models.factory import reinitialize
-from gan_prune_env.objective import LocalDensityObjective, TeacherPool
+from gan_prune_env.objective import DensityTerm, LocalDensityObjective, TeacherPool
 from gan_prune_env.pruning import (
     ChannelMasker,
     ChannelSpace,
@@ -372,25 +372,6 @@ class FinetuneConfig:
         if self.targets == "auto":
             return "teacher" if family == "pix2pix" else "data"
         return self.targets
-
-
-class DensityTerm:
-    """KDE + anchor terms of the local-density objective on random teacher neighbourhoods."""
-
-    def __init__(self, student: nn.Module, objective: LocalDensityObjective, pool: TeacherPool,
-                 weight: float, centers: int, seed: int) -> None:
-        self.student, self.objective, self.pool = student, objective, pool
-        self.weight, self.centers = weight, centers
-        self.rng = torch.Generator().manual_seed(seed)
-
-    def __call__(self, batch: Batch, fake: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        chosen = torch.randperm(len(self.pool), generator=self.rng)[: self.centers]
-        neighbourhoods = self.pool.batch(chosen)
-        outputs = self.student(neighbourhoods.inputs)
-        kl = self.objective.density_kl(neighbourhoods, outputs)
-        anchor = l1_loss(outputs, neighbourhoods.outputs)
-        loss = kl + self.objective.config.lambda_rec * anchor
-        return self.weight * loss, {"G_density_kl": kl.detach(), "G_density_l1": anchor.detach()}
 
 
 class NormScaleSparsity:
@@ -776,7 +757,7 @@ def _train_stage(networks: dict[str, nn.Module], teacher: dict[str, nn.Module], 
         ema.copy_to(networks[trainer.main_generator])
 
 
-__all__ = ["DensityTerm", "Distillation", "FinetuneConfig", "NormScaleShrink",
+__all__ = ["Distillation", "FinetuneConfig", "NormScaleShrink",
            "NormScaleSparsity", "SlimmableDistillation", "attach_distillation", "attach_ema",
            "RecipeAttachments", "build_finetune_trainer", "build_recipe_trainer",
            "finetune_pair", "train_config"]

@@ -330,6 +330,27 @@ def test_run_resume_and_report(rf, env, tmp_path, capsys):
         assert scored["fid"] == pytest.approx(quality["fid"], rel=1e-4)
     assert scores["supernet_fid"]["reward"] != scores["frozen_fid"]["reward"]
 
+    # the first k steps of the recipe, then -FID on training images of the fine-tuned G (its
+    # own BatchNorm statistics, as the final model is evaluated)
+    assert rf.main([*argv, "--modes", "distill_fid@2", "--slice-fid-images", "4",
+                    "--no-report"]) == 0
+    scored = rf.merge_records(_lines(results))["default|0.1|0|0"]["scores"]["distill_fid@2"]
+    assert scored["options"]["k"] == 2 and scored["options"]["images"] == 4
+    from agents.run.finetune_ranks import finetune_sliced_pair
+
+    judge = GANPruneParallelEnv(budget_g=0.1, seed=0, device="cpu")
+    judge.reset(seed=0)
+    _, rewards, _, _, infos = judge.step(uniform_actions(judge.game))
+    pair = slice_pair(judge, Candidate.from_infos(0, infos, rewards), "cpu")
+    finetune_sliced_pair(pair, judge, rf.recipe_config(2), tmp_path / "independent", 0, "cpu",
+                         progress=False)
+    task = judge.game.task
+    quality = evaluate_generator(pair.networks[MAIN[task.family][0]], task.data, task.family,
+                                 "train", teacher=pair.teacher[MAIN[task.family][0]],
+                                 max_images=4, progress=False, fid_weights=fid_inception())
+    assert scored["reward"] == pytest.approx(-quality["fid"], rel=1e-4)
+    assert scored["reward"] != scores["frozen_fid"]["reward"]  # the steps changed the slice
+
 
 def test_a_length_only_for_modes_that_take_one(rf):
     """``NAME@STEPS`` names distill_k at another k; anything else stops with what to write."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -105,6 +106,37 @@ def test_the_distilled_score_moves_with_the_steps_and_matches_the_teacher_at_zer
                                        config.search.seed, run / "screen", "cpu")
     assert after["l1_teacher"] != pytest.approx(before["l1_teacher"], abs=1e-6)
     assert not any((run / "screen").iterdir())  # the scratch fine-tune is removed
+
+
+def test_the_distill_fid_screen_keeps_the_lowest_fid_after_the_screen_steps(searched,
+                                                                            monkeypatch) -> None:
+    """``score: distill_fid`` fine-tunes each candidate for the screen's steps, keeps the lowest
+    FID whatever its L1 to the teacher or the env's reward said, and keeps its scores apart
+    from an L1 screen's."""
+    config, env, run, writer, search_best = searched
+    config.screen = ScreenConfig(candidates=3, distill_steps=2, score="distill_fid",
+                                 fid_images=4)
+    todo = screen.candidates_to_screen(screen.read_history(run),
+                                       screen.uniform_candidate(env, config.search.seed), 3)
+    wanted = next(c for c in todo[1:] if c.kept_channels != search_best.kept_channels)
+    fids = {json.dumps(c.kept_channels): 200.0 + i for i, c in enumerate(todo)}
+    fids[json.dumps(wanted.kept_channels)] = 150.0
+    calls = []
+
+    def fake_quality(pair, env_, recipe, seed, work_dir, device, images, fid_weights):
+        calls.append((recipe.steps, images, fid_weights is not None))
+        kept = {a: [len(i) for i in pair.kept[a].values()] for a in ("generator",
+                                                                     "discriminator")}
+        fid = fids[json.dumps(kept)]
+        return {"fid": fid, "kid": 0.0, "psnr": 0.0, "psnr_teacher": 0.0,
+                "l1_teacher": 1000.0 - fid}  # the L1 ranks the other way round: not used
+
+    monkeypatch.setattr(screen, "distilled_quality", fake_quality)
+    pick = screen.run_screen(config, env, run, writer)
+    assert pick.kept_channels == wanted.kept_channels == read_best(run).kept_channels
+    assert calls == [(2, 4, True)] * 3
+    assert screen.screen_file(run, config) != screen.screen_file(
+        run, dataclasses.replace(config, screen=ScreenConfig(candidates=3, distill_steps=2)))
 
 
 def test_a_run_with_a_screen_fine_tunes_the_pick_and_reports_the_scores(tmp_path: Path,

@@ -159,14 +159,36 @@ def test_training_pulls_the_smallest_subnetwork_to_the_teacher(tiny_teacher, tmp
     assert info["rankings"] == space_rankings(space)
 
 
-@pytest.mark.parametrize("gan_weight", [0.0, 0.5])
-def test_resumed_supernet_training_is_exact(tiny_teacher, tmp_path, gan_weight):
+def density_inputs(task: TaskConfig) -> dict:
+    """A local-density objective and training pool for ``task``, built as the env builds its
+    own (the objective's defaults; the teacher's D as feature map)."""
+    from gan_prune_env.objective import LocalDensityObjective, ObjectiveConfig, make_feature_map
+    from gan_prune_env.tasks import load_teacher
+
+    teacher, discriminator = load_teacher(task)
+    teacher.eval().requires_grad_(False)
+    discriminator.eval().requires_grad_(False)
+    inputs = fixed_inputs(task, 6)
+    with torch.no_grad():
+        outputs = teacher(inputs)
+    config = ObjectiveConfig(k=2)
+    objective = LocalDensityObjective(
+        config, make_feature_map(config, discriminator, True, outputs, inputs),
+        center_first=True, gan_mode="vanilla")
+    return {"objective": objective, "pool": objective.build_pool(inputs, outputs)}
+
+
+@pytest.mark.parametrize("settings", [{}, {"gan_weight": 0.5}, {"density_weight": 1.0}])
+def test_resumed_supernet_training_is_exact(tiny_teacher, tmp_path, settings):
     task = tiny_task(tiny_teacher)
-    config = quick(gan_weight=gan_weight)
-    whole = read_checkpoint(train_supernet(task, config, tmp_path / "whole", progress=False))
-    train_supernet(task, config, tmp_path / "resumed", until_step=3, progress=False)
+    config = quick(**settings)
+    inputs = density_inputs(task) if "density_weight" in settings else {}
+    whole = read_checkpoint(train_supernet(task, config, tmp_path / "whole", progress=False,
+                                           **inputs))
+    train_supernet(task, config, tmp_path / "resumed", until_step=3, progress=False, **inputs)
     resumed = read_checkpoint(train_supernet(task, config, tmp_path / "resumed",
-                                             progress=False))
+                                             progress=False, **inputs))
+    gan_weight = settings.get("gan_weight", 0.0)
     trained = ["generator", "discriminator"] if gan_weight else ["generator"]
     for name in trained:
         assert all(torch.equal(whole[name][k], resumed[name][k]) for k in whole[name])
@@ -176,10 +198,89 @@ def test_resumed_supernet_training_is_exact(tiny_teacher, tmp_path, gan_weight):
     else:
         assert "discriminator" not in whole
     with pytest.raises(ConfigError, match="random_subnets"):
-        train_supernet(task, quick(gan_weight=gan_weight, random_subnets=1),
-                       tmp_path / "resumed", progress=False)
+        train_supernet(task, quick(**settings, random_subnets=1), tmp_path / "resumed",
+                       progress=False, **inputs)
     with pytest.raises(ConfigError, match="gan_weight"):
-        train_supernet(task, quick(gan_weight=0.25), tmp_path / "resumed", progress=False)
+        train_supernet(task, quick(**{**settings, "gan_weight": 0.25}), tmp_path / "resumed",
+                       progress=False, **inputs)
+
+
+# --- the local-density term ---------------------------------------------------------------------
+
+
+class KnownDensity:
+    """A stand-in density term whose gradient is known: ``weight * sum(p)`` of the supernet's
+    first parameter ``p`` has gradient ``weight`` on each of its entries, whatever the masks."""
+
+    def __init__(self, student: torch.nn.Module, weight: float) -> None:
+        self.student, self.weight = student, weight
+
+    def loss(self):
+        return self.weight * next(self.student.parameters()).sum(), {}
+
+    def state_dict(self):
+        return {}
+
+    def load_state_dict(self, state) -> None:
+        pass
+
+
+def _first_parameter_after_a_step(task: TaskConfig, density_weight: float | None
+                                  ) -> torch.Tensor:
+    """The supernet's first parameter after one plain gradient step (lr 1) of the sandwich
+    loss, with a :class:`KnownDensity` of ``density_weight`` (None: no density term)."""
+    from gan_prune_env.supernet import SupernetTrainer
+
+    teacher, space = teacher_and_space(task)
+    supernet = copy.deepcopy(teacher).train()
+    density = None if density_weight is None else KnownDensity(supernet, density_weight)
+    trainer = SupernetTrainer("pix2pix", supernet, teacher, space,
+                              SandwichSampler(space, quick(), "digest"), lr=1e-3,
+                              density=density)
+    trainer.optimizers["generator"] = torch.optim.SGD(supernet.parameters(), lr=1.0)
+    losses = trainer.train_step({"A": fixed_inputs(task)})
+    if density is not None:
+        assert losses["G_density_smallest"] == pytest.approx(
+            density_weight * next(teacher.parameters()).sum().item(), rel=1e-5)
+    return next(supernet.parameters()).detach().clone()
+
+
+def test_the_density_term_is_added_to_every_subnetworks_loss(tiny_teacher):
+    """Every sub-network's loss is its L1 plus the density term (averaged over the step's
+    sub-networks): with a term of known gradient ``w`` on one parameter, one step of plain
+    gradient descent moves that parameter by exactly ``-w`` more than the L1 alone does (a
+    subtracted term moves it by ``+w``, a dropped one not at all)."""
+    task = tiny_task(tiny_teacher)
+    without = _first_parameter_after_a_step(task, None)
+    with_term = _first_parameter_after_a_step(task, 0.125)
+    assert torch.allclose(with_term - without, torch.full_like(without, -0.125), atol=1e-6)
+
+
+def test_a_density_term_needs_the_objective_and_runs_the_supernet(tiny_teacher, tmp_path):
+    from gan_prune_env.supernet import SupernetTrainer
+
+    task = tiny_task(tiny_teacher)
+    with pytest.raises(ValueError, match="density_weight > 0 needs the env's local-density"):
+        train_supernet(task, quick(density_weight=1.0), tmp_path, progress=False)
+    teacher, space = teacher_and_space(task)
+    with pytest.raises(ValueError, match="must run the supernet itself"):
+        SupernetTrainer("pix2pix", copy.deepcopy(teacher), teacher, space,
+                        SandwichSampler(space, quick(), "digest"), lr=1e-3,
+                        density=KnownDensity(teacher, 1.0))
+    for bad in ({"density_weight": -1.0}, {"density_weight": float("inf")},
+                {"density_centers": 0}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            quick(**bad)
+
+
+def test_supernet_command_trains_with_the_envs_density_objective(tmp_path):
+    """``--set density_weight:W`` on the command line builds the env's objective and pool."""
+    out = tmp_path / "density"
+    assert supernet_main(["--task", "default", "--out", str(out), "--set", "steps:2",
+                          "--set", "batch_size:2", "--set", "density_weight:0.5",
+                          "--set", "image_every:0"]) == 0
+    config = read_checkpoint(out / "supernet.pt")["metadata"]["supernet"]["config"]
+    assert config["density_weight"] == 0.5
 
 
 # --- the adversarial term -----------------------------------------------------------------------

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gan_prune_env.losses import gan_loss
+from gan_prune_env.losses import gan_loss, l1_loss
 from gan_prune_env.objective.conditioning import pair_input
 from gan_prune_env.objective.features import (
     FEATURE_MAPS, DiscriminatorFeatures, PixelFeatures, StandardisedFeatures,
@@ -227,3 +227,41 @@ def make_feature_map(config: ObjectiveConfig, teacher_discriminator: nn.Module,
     with torch.no_grad():
         reference = base(reference_outputs, reference_inputs)
     return StandardisedFeatures(base, reference)
+
+
+class DensityTerm:
+    """The local-density objective's generator-side terms as a training loss: ``weight *
+    (KL(P_c || Q_c) + lambda_rec * L1)`` on ``centers`` random neighbourhoods of ``pool`` per
+    call, the student's outputs computed by ``student`` (whatever sub-network it is set to).
+
+    Why no adversarial term: it needs a discriminator trained alongside, which the fine-tune
+    and the supernet each have their own of; this is the part of MGGC that needs only the
+    teacher's neighbourhoods. A fine-tuning generator regularizer (``term(batch, fake)``), and
+    a supernet loss (:meth:`loss`)."""
+
+    def __init__(self, student: nn.Module, objective: LocalDensityObjective, pool: TeacherPool,
+                 weight: float, centers: int, seed: int) -> None:
+        self.student, self.objective, self.pool = student, objective, pool
+        self.weight, self.centers = weight, centers
+        self.rng = torch.Generator().manual_seed(seed)
+
+    def loss(self) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The weighted term on newly drawn neighbourhoods, and its unweighted parts."""
+        chosen = torch.randperm(len(self.pool), generator=self.rng)[: self.centers]
+        neighbourhoods = self.pool.batch(chosen)
+        outputs = self.student(neighbourhoods.inputs)
+        kl = self.objective.density_kl(neighbourhoods, outputs)
+        anchor = l1_loss(outputs, neighbourhoods.outputs)
+        loss = kl + self.objective.config.lambda_rec * anchor
+        return self.weight * loss, {"G_density_kl": kl.detach(), "G_density_l1": anchor.detach()}
+
+    def __call__(self, batch: object, fake: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        return self.loss()
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """Which neighbourhoods come next: a trainer extension's state, so a resumed run draws
+        what the uninterrupted one would have."""
+        return {"rng": self.rng.get_state()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.rng.set_state(state["rng"])

@@ -21,6 +21,11 @@ scores sub-networks with those weights. This module does that for the env's own 
   for real and every sub-network's for fake: the fine-tuning recipe's two main terms (teacher
   targets; ``gan_weight = 0.01`` is pix2pix's 1 : 100 of GAN to L1), as GAN Compression trains
   its once-for-all network with distillation and the GAN loss;
+* with ``density_weight > 0`` each one's loss adds MGGC's local-density term
+  (``gan_prune_env.objective.DensityTerm``: the KL between the teacher's and the sub-network's
+  neighbourhood densities plus the objective's L1 anchor, on ``density_centers`` random
+  neighbourhoods of the env's training pool per sub-network): the env's own objective, so the
+  sub-networks learn what the env pays them for;
 * BatchNorm running statistics follow the largest network only: the env re-estimates them for
   every pruned generator anyway ("adaptive BN"), and the full network stays the teacher's match.
 
@@ -29,7 +34,7 @@ group's ratio ``clip(w * exp(width_jitter * N(0, 1)), min_keep, 1)``: every kept
 the smallest network to the full one is visited, in the non-uniform shapes agents propose.
 
 Not (yet) here: a discriminator supernet (the env's D keeps the teacher's weights; the adversarial
-term's D is one full-width network) and the local-density objective as a supernet loss.
+term's D is one full-width network).
 
 Train one (resumable; progress bar; TensorBoard under ``<out>/tensorboard``)::
 
@@ -58,6 +63,7 @@ from torch import nn
 from gan_prune_env.checkpoint import CheckpointError, load_generator, read_checkpoint
 from gan_prune_env.config import check_same_settings, to_dict
 from gan_prune_env.losses import GAN_MODES, gan_loss, l1_loss
+from gan_prune_env.objective import DensityTerm, LocalDensityObjective, TeacherPool
 from gan_prune_env.pruning import ChannelMasker, ChannelSpace, make_importance
 from gan_prune_env.pruning.importance import IMPORTANCES
 from gan_prune_env.tasks import TaskConfig, check_teacher_fits, load_teacher
@@ -94,6 +100,12 @@ class SupernetConfig:
     first supernet measurements; 0.01: the fine-tuning recipe's ratio of GAN to L1)."""
     gan_mode: str = "vanilla"
     """The adversarial loss (``gan_prune_env.losses.gan_loss``), as the teacher's recipe."""
+    density_weight: float = 0.0
+    """Weight of the local-density term beside the L1 (0: none). Needs the env's objective and
+    training pool (``train_supernet``'s ``objective`` and ``pool``; the command line builds
+    them with the env's defaults)."""
+    density_centers: int = 4
+    """Neighbourhoods per sub-network and step of the local-density term."""
     seed: int = 0
     save_every: int = 250
     log_every: int = 20
@@ -102,7 +114,7 @@ class SupernetConfig:
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "save_every", "log_every", "divisor",
-                     "keep_train_states"):
+                     "keep_train_states", "density_centers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("random_subnets", "lr_decay_steps", "image_every", "seed"):
@@ -112,7 +124,7 @@ class SupernetConfig:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if not 0 < self.min_keep <= 1:
             raise ValueError(f"min_keep must be in (0, 1], got {self.min_keep}")
-        for name in ("width_jitter", "gan_weight"):
+        for name in ("width_jitter", "gan_weight", "density_weight"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be finite and >= 0, got {value}")
@@ -151,7 +163,9 @@ class SandwichSampler:
         self.settings = {"random_subnets": config.random_subnets, "min_keep": config.min_keep,
                          "width_jitter": config.width_jitter, "importance": config.importance,
                          "divisor": config.divisor, "teacher": teacher,
-                         "gan_weight": config.gan_weight, "gan_mode": config.gan_mode}
+                         "gan_weight": config.gan_weight, "gan_mode": config.gan_mode,
+                         "density_weight": config.density_weight,
+                         "density_centers": config.density_centers}
         self.rng = np.random.default_rng(config.seed)
 
     def largest(self) -> np.ndarray:
@@ -206,14 +220,15 @@ class SupernetTrainer(GANTrainer):
     times its adversarial term (``G_GAN_<name>``), and after the generator's update the
     discriminator is updated once on the teacher's outputs (real) against every sub-network's
     (fake, ``D_real`` and ``D_fake``): the generator moves first so each sub-network's graph is
-    freed before the masks change for the next.
+    freed before the masks change for the next. With a ``density`` term each sub-network's
+    loss adds it (``G_density_<name>``, weighted), on its own neighbourhoods.
     """
 
     def __init__(self, family: str, supernet: nn.Module, teacher: nn.Module,
                  space: ChannelSpace, sampler: SandwichSampler, lr: float,
                  betas: tuple[float, float] = (0.5, 0.999), *,
                  discriminator: nn.Module | None = None, gan_weight: float = 0.0,
-                 gan_mode: str = "vanilla") -> None:
+                 gan_mode: str = "vanilla", density: DensityTerm | None = None) -> None:
         if (discriminator is None) != (gan_weight == 0):
             raise ValueError("an adversarial term needs both a discriminator and gan_weight > 0")
         self.family = family
@@ -228,6 +243,11 @@ class SupernetTrainer(GANTrainer):
         self.masker = ChannelMasker(supernet, space)
         self.extensions["sandwich"] = sampler
         self.gan_weight, self.gan_mode = gan_weight, gan_mode
+        if density is not None and density.student is not supernet:
+            raise ValueError("the density term must run the supernet itself")
+        self.density = density
+        if density is not None:
+            self.extensions["density"] = density
 
     def _judged(self, inputs: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
         """What the discriminator sees: Pix2Pix's is conditioned on the input, CycleGAN's not."""
@@ -253,8 +273,12 @@ class SupernetTrainer(GANTrainer):
                     supernet)
                 with statistics:
                     fake = supernet(inputs)
+                    density = self.density.loss()[0] if self.density is not None else None
                 loss = l1_loss(fake, target)
                 losses.setdefault(f"L1_{name}", []).append(loss.item())
+                if density is not None:
+                    losses.setdefault(f"G_density_{name}", []).append(density.item())
+                    loss = loss + density
                 if discriminator is not None:
                     adversarial = gan_loss(discriminator(self._judged(inputs, fake)), True,
                                            self.gan_mode)
@@ -296,10 +320,16 @@ def _space(generator: nn.Module, task: TaskConfig, importance: str, divisor: int
 
 def train_supernet(task: TaskConfig, config: SupernetConfig, out_dir: str | Path, *,
                    resume: bool = True, until_step: int | None = None, device: str = "cpu",
-                   progress: bool = True) -> Path:
+                   progress: bool = True, objective: LocalDensityObjective | None = None,
+                   pool: TeacherPool | None = None) -> Path:
     """Train ``task``'s generator supernet into ``out_dir`` (resuming from its newest train state
     when ``resume``); returns ``out_dir/supernet.pt`` once complete, else the last train state
-    (``until_step``: stop early, for time-sliced jobs and tests)."""
+    (``until_step``: stop early, for time-sliced jobs and tests). ``objective`` and ``pool``
+    (the env's, ``PreparedTask``) are needed when ``config.density_weight > 0``."""
+    if config.density_weight > 0 and (objective is None or pool is None):
+        raise ValueError("density_weight > 0 needs the env's local-density objective and "
+                         "training pool (train_supernet(..., objective=, pool=); the command "
+                         "line builds them)")
     teacher, teacher_discriminator = load_teacher(task, device)
     supernet = copy.deepcopy(teacher)
     space = _space(teacher, task, config.importance, config.divisor, device)
@@ -315,8 +345,11 @@ def train_supernet(task: TaskConfig, config: SupernetConfig, out_dir: str | Path
     adversarial = ({"discriminator": copy.deepcopy(teacher_discriminator).train(),
                     "gan_weight": config.gan_weight, "gan_mode": config.gan_mode}
                    if config.gan_weight > 0 else {})
+    density = (DensityTerm(supernet, objective, pool, config.density_weight,
+                           config.density_centers, config.seed)
+               if config.density_weight > 0 else None)
     trainer = SupernetTrainer(task.family, supernet, teacher, space, sampler, config.lr,
-                              **adversarial)
+                              density=density, **adversarial)
     metadata = {"supernet": {"config": to_dict(config), "teacher": digest,
                              "rankings": space_rankings(space)}}
     try:
