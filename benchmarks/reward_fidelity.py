@@ -19,6 +19,10 @@ architecture is
      student's L1 distance to the teacher's outputs on the env's 12 evaluation inputs (reward =
      -L1; PSNR to the teacher on them is recorded too); ``distill_k@300`` is the same at k = 300,
      recorded under its own name beside ``distill_k`` (how the ranking grows with k);
+   * ``distill_fid@K``: the same first k steps of the recipe (its schedule cut to k), judged
+     by the final metric instead of the L1: the real FID of the student on
+     ``--slice-fid-images`` *training* images (the start of the final fine-tune, by the final
+     metric);
 
    * ``supernet``: the ``frozen`` reward with the weights of the task's generator supernet
      (``gan_prune_env.supernet``, env option ``supernet``, file given by ``--supernet

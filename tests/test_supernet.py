@@ -110,6 +110,27 @@ def test_sandwich_has_the_largest_the_smallest_and_random_subnetworks(tiny_teach
     assert all(np.array_equal(a, b) for a, b in zip(draws, [again.random() for _ in range(200)]))
 
 
+def test_random_widths_narrow_the_random_subnetworks_to_a_budget(tiny_teacher):
+    """``random_widths`` bounds the random sub-networks' global keep ratio (the largest and
+    the smallest stay); unset, the draws are those of ``[min_keep, 1]``; bad ranges refused."""
+    task = tiny_task(tiny_teacher)
+    _, space = teacher_and_space(task)
+    narrow = SandwichSampler(space, quick(min_keep=0.25, width_jitter=0.0,
+                                          random_widths=[0.4, 0.5]), "digest")
+    draws = [narrow.random() / space.num_channels for _ in range(100)]
+    assert min(d.min() for d in draws) > 0.3 and max(d.max() for d in draws) < 0.6
+    assert np.ptp([d.mean() for d in draws]) > 0.03  # still a range, not one width
+    names, counts = zip(*narrow.step_architectures())
+    assert np.array_equal(counts[0], space.num_channels)
+    every = SandwichSampler(space, quick(min_keep=0.25, random_widths=[0.25, 1.0]), "digest")
+    unset = SandwichSampler(space, quick(min_keep=0.25), "digest")
+    assert all(np.array_equal(every.random(), unset.random()) for _ in range(20))
+    assert "random_widths" not in unset.state_dict()  # older train states still resume
+    for bad in ([0.1, 0.5], [0.5, 0.4], [0.3, 1.2], [0.3]):
+        with pytest.raises(ValueError, match="random_widths"):
+            quick(min_keep=0.25, random_widths=bad)
+
+
 def test_frozen_norm_statistics_keep_running_statistics(tiny_teacher):
     teacher, _ = teacher_and_space(tiny_task(tiny_teacher))
     net = copy.deepcopy(teacher).train()

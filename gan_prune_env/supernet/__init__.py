@@ -29,9 +29,10 @@ scores sub-networks with those weights. This module does that for the env's own 
 * BatchNorm running statistics follow the largest network only: the env re-estimates them for
   every pruned generator anyway ("adaptive BN"), and the full network stays the teacher's match.
 
-Random sub-networks [ours]: a global keep ratio ``w`` log-uniform in ``[min_keep, 1]`` and each
-group's ratio ``clip(w * exp(width_jitter * N(0, 1)), min_keep, 1)``: every kept-MACs ratio from
-the smallest network to the full one is visited, in the non-uniform shapes agents propose.
+Random sub-networks [ours]: a global keep ratio ``w`` log-uniform in ``[min_keep, 1]`` (or in
+``random_widths``) and each group's ratio ``clip(w * exp(width_jitter * N(0, 1)), min_keep, 1)``:
+every kept-MACs ratio from the smallest network to the full one is visited, in the non-uniform
+shapes agents propose.
 
 Not (yet) here: a discriminator supernet (the env's D keeps the teacher's weights; the adversarial
 term's D is one full-width network).
@@ -91,6 +92,11 @@ class SupernetConfig:
     """Keep ratio of every group in the smallest sub-network: the env's ``min_keep``."""
     width_jitter: float = 0.3
     """Spread (log scale) of a random sub-network's per-group ratios around its global ratio."""
+    random_widths: list[float] | None = None
+    """``[low, high]``: the range of a random sub-network's global keep ratio (log-uniform;
+    None: ``[min_keep, 1]``, every width). Narrowed around the width of a search's budget,
+    the random sub-networks are those the search visits, trained several times as often (GAN
+    Compression trains its once-for-all network over the range of MACs it then searches)."""
     importance: str = "l1"
     """Channel ranking; the env must use the same (its ``importance``)."""
     divisor: int = 1
@@ -130,6 +136,11 @@ class SupernetConfig:
                 raise ValueError(f"{name} must be finite and >= 0, got {value}")
         if self.gan_mode not in GAN_MODES:
             raise ValueError(f"gan_mode must be one of {GAN_MODES}, got {self.gan_mode!r}")
+        if self.random_widths is not None:
+            if (len(self.random_widths) != 2
+                    or not self.min_keep <= self.random_widths[0] < self.random_widths[1] <= 1):
+                raise ValueError(f"random_widths must be [low, high] with min_keep <= low < "
+                                 f"high <= 1, got {self.random_widths}")
         if self.importance not in IMPORTANCES:
             raise ValueError(f"importance {self.importance!r} not in {sorted(IMPORTANCES)}")
 
@@ -163,9 +174,13 @@ class SandwichSampler:
         self.settings = {"random_subnets": config.random_subnets, "min_keep": config.min_keep,
                          "width_jitter": config.width_jitter, "importance": config.importance,
                          "divisor": config.divisor, "teacher": teacher,
-                         "gan_weight": config.gan_weight, "gan_mode": config.gan_mode,
-                         "density_weight": config.density_weight,
-                         "density_centers": config.density_centers}
+                         "gan_weight": config.gan_weight, "gan_mode": config.gan_mode}
+        # settings added later, only when used: the train states of older runs still resume
+        if config.density_weight > 0:
+            self.settings.update(density_weight=config.density_weight,
+                                 density_centers=config.density_centers)
+        if config.random_widths is not None:
+            self.settings["random_widths"] = list(config.random_widths)
         self.rng = np.random.default_rng(config.seed)
 
     def largest(self) -> np.ndarray:
@@ -177,7 +192,8 @@ class SandwichSampler:
 
     def random(self) -> np.ndarray:
         low = self.settings["min_keep"]
-        width = math.exp(self.rng.uniform(math.log(low), 0.0))
+        narrowest, widest = self.settings.get("random_widths", (low, 1.0))
+        width = math.exp(self.rng.uniform(math.log(narrowest), math.log(widest)))
         jitter = np.exp(self.settings["width_jitter"] * self.rng.standard_normal(
             self.space.num_groups))
         return self.space.counts_for_ratios(np.clip(width * jitter, low, 1.0))
