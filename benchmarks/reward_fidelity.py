@@ -139,6 +139,40 @@ the supernet scores (``reward_fidelity_today_l1_supernet_400.jsonl``)::
         --slice-fid-images 400 --supernet default=runs/supernets/default_l1/supernet.pt \\
         --results benchmarks/results/teacher_targets/reward_fidelity_today_l1_supernet_400.jsonl
 
+Session 48, on the same architectures: the first k steps of the recipe judged by FID
+(``distill_fid``), and two more L1 supernets, one with the local-density term, one whose random
+sub-networks are drawn around the 10% budget's width (each into its own copy of the results)::
+
+    python benchmarks/reward_fidelity.py run --budgets 0.1 \\
+        --modes distill_fid@300 distill_fid@1000 --workers 2 --no-report \\
+        --results benchmarks/results/teacher_targets/reward_fidelity_today.jsonl
+    python -m gan_prune_env.supernet --task default --out runs/supernets/default_density \\
+        --set steps:6000 --set lr_decay_steps:3000 --set density_weight:1.0 --resume
+    python -m gan_prune_env.supernet --task default --out runs/supernets/default_l1_focused \\
+        --set steps:6000 --set lr_decay_steps:3000 --set "random_widths:[0.18, 0.32]" \\
+        --set width_jitter:0.6 --resume
+    python benchmarks/reward_fidelity.py run --budgets 0.1 --modes supernet supernet_fid \\
+        --supernet default=runs/supernets/default_density/supernet.pt --no-report \\
+        --results benchmarks/results/teacher_targets/reward_fidelity_today_density_supernet.jsonl
+    python benchmarks/reward_fidelity.py run --budgets 0.1 --modes supernet supernet_fid \\
+        --supernet default=runs/supernets/default_l1_focused/supernet.pt --no-report \\
+        --results benchmarks/results/teacher_targets/reward_fidelity_today_focused_supernet.jsonl
+
+(each of the last two files first made a copy of ``reward_fidelity_today.jsonl`` without its
+supernet scores, which another supernet file may not overwrite)::
+
+    python -c "import json, sys; [print(json.dumps({**r, 'scores': {m: v for m, v in \\
+        r['scores'].items() if not m.startswith('supernet')}})) for r in map(json.loads, \\
+        sys.stdin)]" < benchmarks/results/teacher_targets/reward_fidelity_today.jsonl \\
+        > benchmarks/results/teacher_targets/reward_fidelity_today_density_supernet.jsonl
+
+Fresh architectures (arch seed 1) under today's recipe, scored by the L1 supernet::
+
+    python benchmarks/reward_fidelity.py run --budgets 0.1 --arch-seed 1 \\
+        --modes frozen distill_k balance supernet_fid \\
+        --supernet default=runs/supernets/default_l1/supernet.pt --no-report --workers 2 \\
+        --results benchmarks/results/teacher_targets/reward_fidelity_today_archseed1.jsonl
+
 Another recipe. ``--recipe KEY:VALUE`` changes the recipe of the final fine-tunes and of
 ``distill_k`` (``FinetuneConfig`` fields, checked before anything runs), recorded with each
 architecture, so a file holds one recipe. Facades' fine-tunes at 128 px take over an hour of

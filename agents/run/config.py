@@ -93,7 +93,8 @@ class ScreenConfig:
     score: str = "distill"
     """What re-scores a candidate (lowest wins): ``distill``, its L1 to the teacher after
     ``distill_steps`` steps of the recipe; ``distill_fid``, the real FID on ``fid_images``
-    training images after those steps; ``supernet_fid``, GAN Compression's search metric,
+    training images after those steps (on the default task at 10% it ranks the final FID at
+    chance: +0.14 at 300 steps, +0.02 at 1000); ``supernet_fid``, GAN Compression's search metric,
     the real FID on ``fid_images`` training images of the candidate sliced from the env's
     supernet (``env_kwargs.supernet``), BatchNorm re-estimated, not fine-tuned."""
     distill_steps: int = 50
