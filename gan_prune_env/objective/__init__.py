@@ -5,15 +5,16 @@ from gan_prune_env.objective.features import (
     DiscriminatorFeatures, PixelFeatures, StandardisedFeatures,
 )
 from gan_prune_env.objective.local_density import (
-    DensityTerm, LocalDensityObjective, NeighbourhoodBatch, ObjectiveConfig, TeacherPool, make_feature_map,
+    DensityTerm, LocalDensityObjective, NeighbourhoodBatch, ObjectiveConfig, TeacherPool,
+    make_feature_map,
 )
 from gan_prune_env.objective.neighbourhoods import (
     Neighbourhoods, build_neighbourhoods, kernel_weights,
 )
 
 __all__ = [
-    "DensityTerm", "DiscriminatorFeatures", "LocalDensityObjective", "NeighbourhoodBatch", "Neighbourhoods",
-    "ObjectiveConfig", "PixelFeatures", "StandardisedFeatures", "TeacherPool",
+    "DensityTerm", "DiscriminatorFeatures", "LocalDensityObjective", "NeighbourhoodBatch",
+    "Neighbourhoods", "ObjectiveConfig", "PixelFeatures", "StandardisedFeatures", "TeacherPool",
     "build_neighbourhoods", "kernel_weights", "make_feature_map", "pair_input",
     "widen_for_center",
 ]
