@@ -55,24 +55,36 @@ def searched(tmp_path: Path):
     writer.close()
 
 
+def rigged_scores(run: Path, env, config: RunConfig, search_best: Candidate, worst: float,
+                  best: float) -> tuple[list[Candidate], Candidate, dict[str, float]]:
+    """The 3 candidates the screen scores, one of them (not the search's pick) rigged to score
+    ``best``, the others from ``worst`` up: (candidates, that one, score by :func:`kept_key`)."""
+    todo = screen.candidates_to_screen(screen.read_history(run),
+                                       screen.uniform_candidate(env, config.search.seed), 3)
+    wanted = next(c for c in todo[1:] if c.kept_channels != search_best.kept_channels)
+    scores = {json.dumps(c.kept_channels): worst + i for i, c in enumerate(todo)}
+    scores[json.dumps(wanted.kept_channels)] = best
+    return todo, wanted, scores
+
+
+def kept_key(pair) -> str:
+    """A sliced pair's kept channel counts, as :func:`rigged_scores` keys them."""
+    return json.dumps({a: [len(i) for i in pair.kept[a].values()]
+                       for a in ("generator", "discriminator")})
+
+
 def test_the_pair_with_the_lowest_distilled_l1_is_kept_and_scores_resume(searched, monkeypatch
                                                                           ) -> None:
     """The screen keeps the lowest L1 to the teacher whatever the env's reward said, writes it
     as the run's found pair, and a second call scores nothing again."""
     config, env, run, writer, search_best = searched
-    todo = screen.candidates_to_screen(screen.read_history(run),
-                                       screen.uniform_candidate(env, config.search.seed), 3)
+    todo, wanted, l1 = rigged_scores(run, env, config, search_best, worst=0.5, best=0.1)
     assert len(todo) == 3 and todo[0].round == screen.UNIFORM_ROUND
-    wanted = next(c for c in todo[1:] if c.kept_channels != search_best.kept_channels)
-    l1 = {json.dumps(c.kept_channels): 0.5 + i for i, c in enumerate(todo)}
-    l1[json.dumps(wanted.kept_channels)] = 0.1
     calls = []
 
     def fake_agreement(pair, env_, recipe, seed, work_dir, device):
         calls.append(recipe.steps)
-        kept = {a: [len(i) for i in pair.kept[a].values()] for a in ("generator",
-                                                                     "discriminator")}
-        return {"l1_teacher": l1[json.dumps(kept)], "psnr_teacher": 20.0}
+        return {"l1_teacher": l1[kept_key(pair)], "psnr_teacher": 20.0}
 
     monkeypatch.setattr(screen, "distilled_agreement", fake_agreement)
     pick = screen.run_screen(config, env, run, writer)
@@ -116,18 +128,12 @@ def test_the_distill_fid_screen_keeps_the_lowest_fid_after_the_screen_steps(sear
     config, env, run, writer, search_best = searched
     config.screen = ScreenConfig(candidates=3, distill_steps=2, score="distill_fid",
                                  fid_images=4)
-    todo = screen.candidates_to_screen(screen.read_history(run),
-                                       screen.uniform_candidate(env, config.search.seed), 3)
-    wanted = next(c for c in todo[1:] if c.kept_channels != search_best.kept_channels)
-    fids = {json.dumps(c.kept_channels): 200.0 + i for i, c in enumerate(todo)}
-    fids[json.dumps(wanted.kept_channels)] = 150.0
+    _, wanted, fids = rigged_scores(run, env, config, search_best, worst=200.0, best=150.0)
     calls = []
 
     def fake_quality(pair, env_, recipe, seed, work_dir, device, images, fid_weights):
         calls.append((recipe.steps, images, fid_weights is not None))
-        kept = {a: [len(i) for i in pair.kept[a].values()] for a in ("generator",
-                                                                     "discriminator")}
-        fid = fids[json.dumps(kept)]
+        fid = fids[kept_key(pair)]
         return {"fid": fid, "kid": 0.0, "psnr": 0.0, "psnr_teacher": 0.0,
                 "l1_teacher": 1000.0 - fid}  # the L1 ranks the other way round: not used
 
@@ -190,23 +196,18 @@ def test_the_supernet_fid_screen_keeps_the_lowest_fid_of_the_supernet_slices(
     run = tmp_path / "run"
     with SummaryWriter(str(tmp_path / "tb")) as writer:
         search_best = run_search(config, env, run, writer)
-        todo = screen.candidates_to_screen(screen.read_history(run),
-                                           screen.uniform_candidate(env, config.search.seed), 3)
-        wanted = next(c for c in todo[1:] if c.kept_channels != search_best.kept_channels)
-        fids = {json.dumps(c.kept_channels): 200.0 + i for i, c in enumerate(todo)}
-        fids[json.dumps(wanted.kept_channels)] = 150.0
+        todo, wanted, fids = rigged_scores(run, env, config, search_best, worst=200.0,
+                                           best=150.0)
         seen = []
 
         def fake_quality(pair, env_, images, fid_weights, device):
-            kept = {a: [len(i) for i in pair.kept[a].values()] for a in ("generator",
-                                                                         "discriminator")}
-            chosen = next(c for c in todo if c.kept_channels == kept)
+            chosen = next(c for c in todo if json.dumps(c.kept_channels) == kept_key(pair))
             expected = slice_pair(env_, chosen, "cpu", "supernet").networks["generator"]
             seen.append(all(torch.equal(a, b) for a, b in zip(
                 pair.networks["generator"].state_dict().values(),
                 expected.state_dict().values())))
             assert images == 4 and fid_weights is not None
-            return {"fid": fids[json.dumps(kept)], "kid": 0.0, "psnr": 0.0, "psnr_teacher": 0.0}
+            return {"fid": fids[kept_key(pair)], "kid": 0.0, "psnr": 0.0, "psnr_teacher": 0.0}
 
         monkeypatch.setattr(screen, "sliced_quality", fake_quality)
         pick = screen.run_screen(config, env, run, writer)
