@@ -281,8 +281,14 @@ def test_a_density_term_needs_the_objective_and_runs_the_supernet(tiny_teacher, 
     from gan_prune_env.supernet import SupernetTrainer
 
     task = tiny_task(tiny_teacher)
-    with pytest.raises(ValueError, match="density_weight > 0 needs the env's local-density"):
+    with pytest.raises(ValueError, match="both the objective and its pool"):
+        train_supernet(task, quick(density_weight=1.0), tmp_path, progress=False,
+                       objective=density_inputs(task)["objective"])
+    with pytest.raises(ValueError, match="fewer than density_pool_size=64; lower it"):
         train_supernet(task, quick(density_weight=1.0), tmp_path, progress=False)
+    built = train_supernet(task, quick(density_weight=1.0, density_pool_size=6, steps=2),
+                           tmp_path / "built", progress=False)  # its own objective and pool
+    assert read_checkpoint(built)["metadata"]["supernet"]["config"]["density_pool_size"] == 6
     teacher, space = teacher_and_space(task)
     with pytest.raises(ValueError, match="must run the supernet itself"):
         SupernetTrainer("pix2pix", copy.deepcopy(teacher), teacher, space,
@@ -294,8 +300,8 @@ def test_a_density_term_needs_the_objective_and_runs_the_supernet(tiny_teacher, 
             quick(**bad)
 
 
-def test_supernet_command_trains_with_the_envs_density_objective(tmp_path):
-    """``--set density_weight:W`` on the command line builds the env's objective and pool."""
+def test_supernet_command_trains_with_the_density_term(tmp_path):
+    """``--set density_weight:W`` on the command line: the objective at its defaults."""
     out = tmp_path / "density"
     assert supernet_main(["--task", "default", "--out", str(out), "--set", "steps:2",
                           "--set", "batch_size:2", "--set", "density_weight:0.5",

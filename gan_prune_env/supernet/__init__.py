@@ -64,7 +64,10 @@ from torch import nn
 from gan_prune_env.checkpoint import CheckpointError, load_generator, read_checkpoint
 from gan_prune_env.config import check_same_settings, to_dict
 from gan_prune_env.losses import GAN_MODES, gan_loss, l1_loss
-from gan_prune_env.objective import DensityTerm, LocalDensityObjective, TeacherPool
+from gan_prune_env.data import build_dataset
+from gan_prune_env.objective import (
+    DensityTerm, LocalDensityObjective, ObjectiveConfig, TeacherPool, make_feature_map,
+)
 from gan_prune_env.pruning import ChannelMasker, ChannelSpace, make_importance
 from gan_prune_env.pruning.importance import IMPORTANCES
 from gan_prune_env.tasks import TaskConfig, check_teacher_fits, load_teacher
@@ -107,11 +110,14 @@ class SupernetConfig:
     gan_mode: str = "vanilla"
     """The adversarial loss (``gan_prune_env.losses.gan_loss``), as the teacher's recipe."""
     density_weight: float = 0.0
-    """Weight of the local-density term beside the L1 (0: none). Needs the env's objective and
-    training pool (``train_supernet``'s ``objective`` and ``pool``; the command line builds
-    them with the env's defaults)."""
+    """Weight of the local-density term beside the L1 (0: none): the objective's defaults
+    (``ObjectiveConfig``) on ``density_pool_size`` training images, or ``train_supernet``'s
+    ``objective`` and ``pool`` (an env's)."""
     density_centers: int = 4
     """Neighbourhoods per sub-network and step of the local-density term."""
+    density_pool_size: int = 64
+    """Training images (drawn by ``seed``) whose teacher outputs form the density term's
+    neighbourhoods when ``train_supernet`` is not given a pool (the env's ``pool_size``)."""
     seed: int = 0
     save_every: int = 250
     log_every: int = 20
@@ -120,7 +126,7 @@ class SupernetConfig:
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "save_every", "log_every", "divisor",
-                     "keep_train_states", "density_centers"):
+                     "keep_train_states", "density_centers", "density_pool_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("random_subnets", "lr_decay_steps", "image_every", "seed"):
@@ -340,12 +346,11 @@ def train_supernet(task: TaskConfig, config: SupernetConfig, out_dir: str | Path
                    pool: TeacherPool | None = None) -> Path:
     """Train ``task``'s generator supernet into ``out_dir`` (resuming from its newest train state
     when ``resume``); returns ``out_dir/supernet.pt`` once complete, else the last train state
-    (``until_step``: stop early, for time-sliced jobs and tests). ``objective`` and ``pool``
-    (the env's, ``PreparedTask``) are needed when ``config.density_weight > 0``."""
-    if config.density_weight > 0 and (objective is None or pool is None):
-        raise ValueError("density_weight > 0 needs the env's local-density objective and "
-                         "training pool (train_supernet(..., objective=, pool=); the command "
-                         "line builds them)")
+    (``until_step``: stop early, for time-sliced jobs and tests). With
+    ``config.density_weight > 0`` the density term uses ``objective`` and ``pool`` (an env's,
+    ``PreparedTask``; both or neither), else :func:`density_objective`'s."""
+    if (objective is None) != (pool is None):
+        raise ValueError("give train_supernet both the objective and its pool, or neither")
     teacher, teacher_discriminator = load_teacher(task, device)
     supernet = copy.deepcopy(teacher)
     space = _space(teacher, task, config.importance, config.divisor, device)
@@ -361,9 +366,13 @@ def train_supernet(task: TaskConfig, config: SupernetConfig, out_dir: str | Path
     adversarial = ({"discriminator": copy.deepcopy(teacher_discriminator).train(),
                     "gan_weight": config.gan_weight, "gan_mode": config.gan_mode}
                    if config.gan_weight > 0 else {})
-    density = (DensityTerm(supernet, objective, pool, config.density_weight,
-                           config.density_centers, config.seed)
-               if config.density_weight > 0 else None)
+    density = None
+    if config.density_weight > 0:
+        if objective is None:
+            objective, pool = density_objective(task, teacher, teacher_discriminator,
+                                                config.density_pool_size, config.seed, device)
+        density = DensityTerm(supernet, objective, pool, config.density_weight,
+                              config.density_centers, config.seed)
     trainer = SupernetTrainer(task.family, supernet, teacher, space, sampler, config.lr,
                               density=density, **adversarial)
     metadata = {"supernet": {"config": to_dict(config), "teacher": digest,
@@ -373,6 +382,29 @@ def train_supernet(task: TaskConfig, config: SupernetConfig, out_dir: str | Path
                              trainer=trainer, final_file=SUPERNET_FILE, final_metadata=metadata)
     finally:
         trainer.masker.remove()
+
+
+def density_objective(task: TaskConfig, teacher: nn.Module, discriminator: nn.Module,
+                      pool_size: int, seed: int, device: str
+                      ) -> tuple[LocalDensityObjective, TeacherPool]:
+    """The local-density objective (``ObjectiveConfig`` defaults, the teacher's D as feature
+    map) and its pool of the teacher's outputs on ``pool_size`` training images drawn by
+    ``seed``: the env's objective at its defaults, built without an env."""
+    dataset = build_dataset(task.data, "train")
+    if len(dataset) < pool_size:
+        raise ValueError(f"task {task.name!r}: the training split has {len(dataset)} images, "
+                         f"fewer than density_pool_size={pool_size}; lower it")
+    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))
+    inputs = torch.stack([dataset[int(i)]["A"] for i in order[:pool_size]]).to(device)
+    frozen_d = copy.deepcopy(discriminator).eval().requires_grad_(False)
+    with torch.no_grad():
+        outputs = teacher.eval()(inputs)
+    config, conditional = ObjectiveConfig(), task.family == "pix2pix"
+    objective = LocalDensityObjective(
+        config, make_feature_map(config, frozen_d, conditional, outputs, inputs),
+        center_first=conditional,
+        gan_mode=config.gan_mode or ("vanilla" if conditional else "lsgan")).to(device)
+    return objective, objective.build_pool(inputs, outputs)
 
 
 def load_supernet_generator(path: str | Path, task: TaskConfig, teacher: nn.Module,

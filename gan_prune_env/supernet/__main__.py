@@ -36,19 +36,6 @@ def build_config(config_file: str | Path | None, overrides: list[str] | None) ->
     return from_dict(SupernetConfig, merge_overrides(data, parse_key_values(overrides)))
 
 
-def density_inputs(args: argparse.Namespace, config: SupernetConfig) -> dict[str, Any]:
-    """The env's local-density objective and training pool (the env's defaults for the task,
-    teacher and channel ranking), when ``config`` asks for the density term."""
-    if config.density_weight == 0:
-        return {}
-    from gan_prune_env.envs.config import EnvConfig
-    from gan_prune_env.envs.preparation import prepare_task
-
-    prepared = prepare_task(EnvConfig(task=args.task, teacher=args.teacher, device=args.device,
-                                      importance=config.importance, divisor=config.divisor))
-    return {"objective": prepared.objective, "pool": prepared.train_pool}
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m gan_prune_env.supernet",
                                      description="Train a task's generator supernet.")
@@ -68,8 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         task = get_task(args.task)
         if args.teacher is not None:
             task = dataclasses.replace(task, teacher_checkpoint=args.teacher)
-        path = train_supernet(task, config, args.out, resume=args.resume, device=args.device,
-                              **density_inputs(args, config))
+        path = train_supernet(task, config, args.out, resume=args.resume, device=args.device)
     except (ConfigError, CheckpointError, ValueError, FileExistsError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
