@@ -183,7 +183,7 @@ def test_training_pulls_the_smallest_subnetwork_to_the_teacher(tiny_teacher, tmp
 def density_inputs(task: TaskConfig) -> dict:
     """A local-density objective and training pool for ``task``, built as the env builds its
     own (the objective's defaults; the teacher's D as feature map)."""
-    from gan_prune_env.objective import LocalDensityObjective, ObjectiveConfig, make_feature_map
+    from gan_prune_env.objective import ObjectiveConfig, build_objective
     from gan_prune_env.tasks import load_teacher
 
     teacher, discriminator = load_teacher(task)
@@ -192,10 +192,7 @@ def density_inputs(task: TaskConfig) -> dict:
     inputs = fixed_inputs(task, 6)
     with torch.no_grad():
         outputs = teacher(inputs)
-    config = ObjectiveConfig(k=2)
-    objective = LocalDensityObjective(
-        config, make_feature_map(config, discriminator, True, outputs, inputs),
-        center_first=True, gan_mode="vanilla")
+    objective = build_objective(ObjectiveConfig(k=2), discriminator, True, inputs, outputs)
     return {"objective": objective, "pool": objective.build_pool(inputs, outputs)}
 
 
@@ -224,6 +221,10 @@ def test_resumed_supernet_training_is_exact(tiny_teacher, tmp_path, settings):
     with pytest.raises(ConfigError, match="gan_weight"):
         train_supernet(task, quick(**{**settings, "gan_weight": 0.25}), tmp_path / "resumed",
                        progress=False, **inputs)
+    if "density_weight" in settings:
+        with pytest.raises(ConfigError, match="density_pool_size"):
+            train_supernet(task, quick(**settings, density_pool_size=5), tmp_path / "resumed",
+                           progress=False, **inputs)
 
 
 # --- the local-density term ---------------------------------------------------------------------
@@ -298,6 +299,26 @@ def test_a_density_term_needs_the_objective_and_runs_the_supernet(tiny_teacher, 
                 {"density_centers": 0}):
         with pytest.raises(ValueError, match=next(iter(bad))):
             quick(**bad)
+
+
+def test_the_density_term_without_an_env_uses_the_envs_objective_and_pool():
+    """The command line's density term (no env) is the env's at its defaults: the same 64
+    training images, teacher outputs, features and neighbourhoods."""
+    from gan_prune_env.envs.config import EnvConfig
+    from gan_prune_env.envs.preparation import prepare_task
+    from gan_prune_env.supernet import density_objective
+    from gan_prune_env.tasks import load_teacher
+
+    env_config = EnvConfig()
+    prepared = prepare_task(env_config)
+    teacher, discriminator = load_teacher(prepared.task)
+    objective, pool = density_objective(prepared.task, teacher, discriminator,
+                                        env_config.pool_size, env_config.seed, "cpu")
+    expected = prepared.train_pool
+    for name in ("inputs", "outputs", "features"):
+        assert torch.allclose(getattr(pool, name), getattr(expected, name), atol=1e-6), name
+    assert torch.equal(pool.neighbourhoods.neighbours, expected.neighbourhoods.neighbours)
+    assert objective.gan_mode == prepared.objective.gan_mode == "vanilla"
 
 
 def test_supernet_command_trains_with_the_density_term(tmp_path):

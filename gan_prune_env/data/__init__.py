@@ -14,6 +14,7 @@ from gan_prune_env.data.datasets import (
     UnalignedDataset,
     build_dataset,
     evaluation_split,
+    seeded_inputs,
     split_pair,
 )
 from gan_prune_env.data.images import (
@@ -44,6 +45,7 @@ __all__ = [
     "load_rgb",
     "render_scene",
     "sample_rng",
+    "seeded_inputs",
     "split_pair",
     "to_tensor",
 ]

@@ -156,3 +156,14 @@ def build_dataset(config: DataConfig, split: str) -> PairDataset:
     if config.mode == "aligned":
         return AlignedDataset(config.root, split, config)
     return UnalignedDataset(config.root, split, config)
+
+
+def seeded_inputs(dataset: PairDataset, count: int, seed: int) -> torch.Tensor:
+    """The generator inputs (``"A"``) of ``count`` images of ``dataset`` chosen by a permutation
+    seeded by ``seed``: every user of a task's image pools (the env, the supernet's density
+    term) draws the same images for the same seed. Callers check ``count`` against the split
+    first, to name the option that sets it."""
+    if count > len(dataset):
+        raise ValueError(f"{count} images asked of a split of {len(dataset)}")
+    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))
+    return torch.stack([dataset[int(i)]["A"] for i in order[:count]])

@@ -18,11 +18,11 @@ from torch import nn
 
 from gan_prune_env.checkpoint import read_checkpoint
 from gan_prune_env.config import to_dict
-from gan_prune_env.data import build_dataset, evaluation_split
+from gan_prune_env.data import build_dataset, evaluation_split, seeded_inputs
 from gan_prune_env.data.images import check_image_files
 from gan_prune_env.envs.config import EnvConfig
 from gan_prune_env.objective import (
-    LocalDensityObjective, TeacherPool, make_feature_map, pair_input, widen_for_center,
+    LocalDensityObjective, TeacherPool, build_objective, pair_input, widen_for_center,
 )
 from gan_prune_env.pruning import ChannelSpace, make_importance
 from gan_prune_env.supernet import load_supernet_generator
@@ -118,17 +118,14 @@ def _prepare(config: EnvConfig) -> PreparedTask:
     generator.eval().requires_grad_(False)
     discriminator.eval().requires_grad_(False)
     conditional = task.family == "pix2pix"
-    gan_mode = config.objective.gan_mode or ("vanilla" if conditional else "lsgan")
     train_inputs, eval_inputs = (_load_inputs(task, split, count, option, config.seed, device)
                                  for split, count, option in _input_splits(task, config))
     with torch.no_grad():
         train_outputs = generator(train_inputs)
         # by the copy the game scores with, so that the unpruned teacher scores L1 = 0 exactly
         eval_outputs = scoring_copy(generator)(eval_inputs)
-    feature_map = make_feature_map(config.objective, discriminator, conditional,
-                                   train_outputs, train_inputs)
-    objective = LocalDensityObjective(copy.deepcopy(config.objective), feature_map,
-                                      center_first=conditional, gan_mode=gan_mode).to(device)
+    objective = build_objective(config.objective, discriminator, conditional, train_inputs,
+                                train_outputs).to(device)
     conditioned = discriminator if conditional else widen_for_center(discriminator)
     spaces = {
         "generator": _space(config, generator, eval_inputs[:1]),
@@ -171,5 +168,4 @@ def _load_inputs(task: TaskConfig, split: str, count: int, option: str, seed: in
     """``count`` generator inputs of ``split``, chosen by a seeded permutation."""
     dataset = build_dataset(task.data, split)
     _check_split_size(task, split, len(dataset), count, option)
-    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))
-    return torch.stack([dataset[int(i)]["A"] for i in order[:count]]).to(device)
+    return seeded_inputs(dataset, count, seed).to(device)

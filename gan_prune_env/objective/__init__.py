@@ -6,7 +6,7 @@ from gan_prune_env.objective.features import (
 )
 from gan_prune_env.objective.local_density import (
     DensityTerm, LocalDensityObjective, NeighbourhoodBatch, ObjectiveConfig, TeacherPool,
-    make_feature_map,
+    build_objective, make_feature_map,
 )
 from gan_prune_env.objective.neighbourhoods import (
     Neighbourhoods, build_neighbourhoods, kernel_weights,
@@ -15,6 +15,6 @@ from gan_prune_env.objective.neighbourhoods import (
 __all__ = [
     "DensityTerm", "DiscriminatorFeatures", "LocalDensityObjective", "NeighbourhoodBatch",
     "Neighbourhoods", "ObjectiveConfig", "PixelFeatures", "StandardisedFeatures", "TeacherPool",
-    "build_neighbourhoods", "kernel_weights", "make_feature_map", "pair_input",
+    "build_neighbourhoods", "build_objective", "kernel_weights", "make_feature_map", "pair_input",
     "widen_for_center",
 ]

@@ -13,6 +13,7 @@ For neighbourhoods (c, N(c)) of the teacher manifold, teacher outputs y and stud
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import torch
@@ -227,6 +228,19 @@ def make_feature_map(config: ObjectiveConfig, teacher_discriminator: nn.Module,
     with torch.no_grad():
         reference = base(reference_outputs, reference_inputs)
     return StandardisedFeatures(base, reference)
+
+
+def build_objective(config: ObjectiveConfig, teacher_discriminator: nn.Module,
+                    conditional: bool, inputs: torch.Tensor,
+                    outputs: torch.Tensor) -> LocalDensityObjective:
+    """The objective ``config`` describes, its feature map standardised on the teacher's
+    ``outputs`` for ``inputs`` (a pool): the one construction shared by the env and the
+    supernet. The GAN loss is the teacher's unless set: vanilla for Pix2Pix (``conditional``),
+    least squares for CycleGAN."""
+    feature_map = make_feature_map(config, teacher_discriminator, conditional, outputs, inputs)
+    return LocalDensityObjective(copy.deepcopy(config), feature_map, center_first=conditional,
+                                 gan_mode=config.gan_mode or ("vanilla" if conditional
+                                                              else "lsgan"))
 
 
 class DensityTerm:

@@ -64,9 +64,9 @@ from torch import nn
 from gan_prune_env.checkpoint import CheckpointError, load_generator, read_checkpoint
 from gan_prune_env.config import check_same_settings, to_dict
 from gan_prune_env.losses import GAN_MODES, gan_loss, l1_loss
-from gan_prune_env.data import build_dataset
+from gan_prune_env.data import build_dataset, seeded_inputs
 from gan_prune_env.objective import (
-    DensityTerm, LocalDensityObjective, ObjectiveConfig, TeacherPool, make_feature_map,
+    DensityTerm, LocalDensityObjective, ObjectiveConfig, TeacherPool, build_objective,
 )
 from gan_prune_env.pruning import ChannelMasker, ChannelSpace, make_importance
 from gan_prune_env.pruning.importance import IMPORTANCES
@@ -184,7 +184,8 @@ class SandwichSampler:
         # settings added later, only when used: the train states of older runs still resume
         if config.density_weight > 0:
             self.settings.update(density_weight=config.density_weight,
-                                 density_centers=config.density_centers)
+                                 density_centers=config.density_centers,
+                                 density_pool_size=config.density_pool_size)
         if config.random_widths is not None:
             self.settings["random_widths"] = list(config.random_widths)
         self.rng = np.random.default_rng(config.seed)
@@ -394,16 +395,12 @@ def density_objective(task: TaskConfig, teacher: nn.Module, discriminator: nn.Mo
     if len(dataset) < pool_size:
         raise ValueError(f"task {task.name!r}: the training split has {len(dataset)} images, "
                          f"fewer than density_pool_size={pool_size}; lower it")
-    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))
-    inputs = torch.stack([dataset[int(i)]["A"] for i in order[:pool_size]]).to(device)
+    inputs = seeded_inputs(dataset, pool_size, seed).to(device)
     frozen_d = copy.deepcopy(discriminator).eval().requires_grad_(False)
     with torch.no_grad():
         outputs = teacher.eval()(inputs)
-    config, conditional = ObjectiveConfig(), task.family == "pix2pix"
-    objective = LocalDensityObjective(
-        config, make_feature_map(config, frozen_d, conditional, outputs, inputs),
-        center_first=conditional,
-        gan_mode=config.gan_mode or ("vanilla" if conditional else "lsgan")).to(device)
+    objective = build_objective(ObjectiveConfig(), frozen_d, task.family == "pix2pix", inputs,
+                                outputs).to(device)
     return objective, objective.build_pool(inputs, outputs)
 
 
@@ -439,6 +436,6 @@ def load_supernet_generator(path: str | Path, task: TaskConfig, teacher: nn.Modu
 
 __all__ = [
     "SUPERNET_FILE", "SandwichSampler", "SupernetConfig", "SupernetTrainer", "TRAIN_COMMAND",
-    "frozen_norm_statistics", "load_supernet_generator", "space_rankings", "train_supernet",
+    "density_objective", "frozen_norm_statistics", "load_supernet_generator", "space_rankings", "train_supernet",
     "weights_digest",
 ]
