@@ -217,7 +217,7 @@ from compare.cells import (
     finetune_sliced, git_commit, host_info, recipe_config, recipe_dict, run_pending,
 )
 from compare.spec import (
-    DEFAULT_OUT, ENV_ID, ROOT, TASKS, check_choices, rel_path, supernet_command,
+    DEFAULT_OUT, DENSITY_ALONE, ENV_ID, ROOT, TASKS, check_choices, rel_path, supernet_command,
 )
 from compare.plots import save_figure, subplots
 from compare.store import append_record, check_one_teacher, read_records, same_teacher
@@ -466,6 +466,23 @@ def score_supernet(arch: Architecture, options: dict[str, Any]) -> dict[str, flo
     return _variant_reward(arch, {"supernet": str(ROOT / options["path"])})  # root-relative
 
 
+def _density_alone(arch: Architecture) -> dict[str, Any]:
+    """The env option that reduces ``arch``'s objective to its local-density term."""
+    return {"objective": {**(env_kwargs(arch.spec).get("objective") or {}), **DENSITY_ALONE}}
+
+
+def score_supernet_kde(arch: Architecture, options: dict[str, Any]) -> dict[str, float]:
+    """The env's reward with the supernet's weights and the objective's local-density term
+    alone (``DENSITY_ALONE``): ``-KL / KL_uniform``, D plays no part."""
+    return _variant_reward(arch, {"supernet": str(ROOT / options["path"]),
+                                  **_density_alone(arch)})
+
+
+def score_frozen_kde(arch: Architecture, options: dict[str, Any]) -> dict[str, float]:
+    """``supernet_kde``'s reward with the teacher's weights: what the supernet adds."""
+    return _variant_reward(arch, _density_alone(arch))
+
+
 def _slice_fid(arch: Architecture, env, source: str, options: dict[str, Any]
                ) -> dict[str, float]:
     """The architecture sliced from ``source`` ("teacher" or "supernet", the weights ``env``
@@ -628,6 +645,11 @@ REWARD_MODES: dict[str, RewardMode] = {
                               score_distill_fid, distill_fid_options, takes_steps=True),
     "supernet": RewardMode("env reward r_G with the supernet's weights (adaptive BN)",
                            score_supernet, supernet_options),
+    "supernet_kde": RewardMode("env reward with the supernet's weights, the density term "
+                               "alone (-KL / KL_uniform)", score_supernet_kde,
+                               supernet_options),
+    "frozen_kde": RewardMode("env reward, frozen weights, the density term alone",
+                             score_frozen_kde),
     "supernet_fid": RewardMode("-FID (train images) of the slice from the supernet, no "
                                "fine-tune", score_supernet_fid, supernet_fid_options),
     "frozen_fid": RewardMode("-FID (train images) of the slice from the teacher, no fine-tune",

@@ -192,6 +192,22 @@ def _screened(method: Method) -> Method:
                          "distillation (the pipeline's screen)")
 
 
+DENSITY_ALONE = {"lambda_adv": 0.0, "lambda_rec": 0.0}
+"""The env's objective reduced to MGGC's local-density term (``ObjectiveConfig``: no
+adversarial term, no L1 anchor): ``L_G`` is the KL between the teacher's and the student's
+neighbourhood densities, and the reward ``-KL / KL_uniform`` (the teacher scores 0, so the
+uniform pair scales it). With the supernet's weights, the env reward that ranks architectures
+as fine-tuning does (``docs/RESULTS.md``, "The density term alone")."""
+
+
+def _on_density(method: Method) -> Method:
+    """``method``'s search on the supernet's density reward (``DENSITY_ALONE``), its best pair
+    within budget sliced from the teacher and fine-tuned with today's recipe, no screen."""
+    return replace(method, recipe=dict(TEACHER_TARGETS), supernet=True,
+                   env={"objective": dict(DENSITY_ALONE)},
+                   label=f"{method.label} on the supernet's density reward (KDE term alone)")
+
+
 def _fid_screened(method: Method) -> Method:
     """``method``'s search on the supernet's reward, then the pipeline's screen by the FID of
     each candidate sliced from the supernet (GAN Compression's search: a supernet, its
@@ -267,6 +283,8 @@ METHODS: dict[str, Method] = {
     "mggc_sn_reward": Method("mggc", supernet=True, label="MGGC on the supernet reward"),
     "random_sn_fid_screened_teacher_targets": _fid_screened(RANDOM),
     "mggc_sn_fid_screened_teacher_targets": _fid_screened(MGGC),
+    "random_sn_kde_teacher_targets": _on_density(RANDOM),
+    "mggc_sn_kde_teacher_targets": _on_density(MGGC),
     **ABLATIONS,
     **{f"{name}_screened_teacher_targets": _screened(ablation)
        for name, ablation in ABLATIONS.items()},
