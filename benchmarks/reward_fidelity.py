@@ -451,12 +451,13 @@ def _variant_env(arch: Architecture, changes: dict[str, Any]):
     return _VARIANT_ENVS[key]
 
 
-def _variant_reward(arch: Architecture, changes: dict[str, Any]) -> dict[str, float]:
+def _variant_reward(arch: Architecture, changes: dict[str, Any],
+                    actions: dict[str, np.ndarray] | None = None) -> dict[str, float]:
     """The env's reward as ``frozen`` scores it, in an env whose options differ by
-    ``changes``."""
+    ``changes`` (and for other ``actions`` than the architecture's, when given)."""
     env = _variant_env(arch, changes)
     env.reset(seed=arch.seed)
-    _, rewards, _, _, infos = env.step(arch.actions)
+    _, rewards, _, _, infos = env.step(arch.actions if actions is None else actions)
     return _env_reward(rewards, infos)
 
 
@@ -476,6 +477,14 @@ def score_supernet_kde(arch: Architecture, options: dict[str, Any]) -> dict[str,
     alone (``DENSITY_ALONE``): ``-KL / KL_uniform``, D plays no part."""
     return _variant_reward(arch, {"supernet": str(ROOT / options["path"]),
                                   **_density_alone(arch)})
+
+
+def score_supernet_full_d(arch: Architecture, options: dict[str, Any]) -> dict[str, float]:
+    """The env's reward with the supernet's weights, G's architecture judged by the *whole*
+    discriminator (genD's action at full width; the G-alone ablation's D): how much of the
+    ``supernet`` reward's ranking the pruned D costs."""
+    whole_d = {**arch.actions, "discriminator": np.ones_like(arch.actions["discriminator"])}
+    return _variant_reward(arch, {"supernet": str(ROOT / options["path"])}, whole_d)
 
 
 def score_frozen_kde(arch: Architecture, options: dict[str, Any]) -> dict[str, float]:
@@ -648,6 +657,8 @@ REWARD_MODES: dict[str, RewardMode] = {
     "supernet_kde": RewardMode("env reward with the supernet's weights, the density term "
                                "alone (-KL / KL_uniform)", score_supernet_kde,
                                supernet_options),
+    "supernet_full_d": RewardMode("env reward r_G with the supernet's weights, G judged by "
+                                  "the whole D", score_supernet_full_d, supernet_options),
     "frozen_kde": RewardMode("env reward, frozen weights, the density term alone",
                              score_frozen_kde),
     "supernet_fid": RewardMode("-FID (train images) of the slice from the supernet, no "

@@ -281,10 +281,32 @@ def test_run_resume_and_report(rf, env, tmp_path, capsys):
     assert scored["reward"] != merged["default|0.1|0|0"]["scores"]["frozen"]["reward"]
     assert len(scored["options"]["sha1"]) == 40
 
+    # the density term alone (with the supernet's weights, and the teacher's), and G judged
+    # by the whole D: each the env's own reward under that option or action
+    assert rf.main([*argv, "--modes", "supernet_kde", "frozen_kde", "supernet_full_d",
+                    "--supernet", f"default={supernet}", "--no-report"]) == 0
+    scores = rf.merge_records(_lines(results))["default|0.1|0|0"]["scores"]
+    from compare.spec import DENSITY_ALONE
+
+    uniform = uniform_actions(shared.game)
+    whole_d = {**uniform, "discriminator": np.ones_like(uniform["discriminator"])}
+    for mode, env_options, actions in (
+            ("supernet_kde", {"supernet": str(supernet), "objective": DENSITY_ALONE}, uniform),
+            ("frozen_kde", {"objective": DENSITY_ALONE}, uniform),
+            ("supernet_full_d", {"supernet": str(supernet)}, whole_d)):
+        judge = GANPruneParallelEnv(budget_g=0.1, seed=0, device="cpu", **env_options)
+        judge.reset(seed=0)
+        _, rewards, _, _, _ = judge.step(actions)
+        assert scores[mode]["reward"] == pytest.approx(rewards["generator"]), mode
+    for mode in ("supernet_kde", "frozen_kde"):  # L_G is the KL and nothing else
+        assert scores[mode]["g_loss"] == pytest.approx(10 * scores[mode]["g_kde"])
+    assert scores["frozen_kde"]["reward"] == pytest.approx(-1.0)  # scaled by the uniform pair
+    assert scores["supernet_full_d"]["g_adv"] != scores["supernet"]["g_adv"]
+
     # another length of distill_k, beside the default one: its own name, its own k
     assert rf.main([*argv, "--modes", "distill_k@3", "--no-report"]) == 0
     merged = rf.merge_records(_lines(results))
-    assert len(_lines(results)) == 9
+    assert len(_lines(results)) == 12
     for record in merged.values():
         longer, default = record["scores"]["distill_k@3"], record["scores"]["distill_k"]
         assert longer["options"]["k"] == 3 and default["options"]["k"] == 2
