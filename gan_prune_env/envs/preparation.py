@@ -25,7 +25,7 @@ from gan_prune_env.objective import (
     LocalDensityObjective, TeacherPool, build_objective, pair_input, widen_for_center,
 )
 from gan_prune_env.pruning import ChannelSpace, make_importance
-from gan_prune_env.supernet import load_supernet_generator
+from gan_prune_env.supernet import load_supernet
 from gan_prune_env.tasks import (
     FIRST_USE_TEACHERS, TaskConfig, check_teacher_fits, get_task, load_teacher, teacher_path,
 )
@@ -134,9 +134,11 @@ def _prepare(config: EnvConfig) -> PreparedTask:
     }
     supernet = None
     if config.supernet is not None:
-        supernet = load_supernet_generator(config.supernet, task, generator, spaces["generator"],
-                                           config.importance, config.divisor, config.device)
+        supernet, critic = load_supernet(config.supernet, task, generator, spaces,
+                                         config.importance, config.divisor, config.device)
         supernet.eval().requires_grad_(False)
+        if critic is not None:  # every D architecture judges with the critic's weights
+            conditioned = critic.requires_grad_(False)
     return PreparedTask(
         task=task,
         generator=generator,

@@ -49,6 +49,7 @@ architectures with its weights.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import math
 from collections.abc import Iterator
@@ -61,15 +62,19 @@ import numpy as np
 import torch
 from torch import nn
 
-from gan_prune_env.checkpoint import CheckpointError, load_generator, read_checkpoint
+from gan_prune_env.checkpoint import (
+    CheckpointError, load_discriminator, load_generator, read_checkpoint,
+)
 from gan_prune_env.config import check_same_settings, to_dict
 from gan_prune_env.losses import GAN_MODES, gan_loss, l1_loss
 from gan_prune_env.data import build_dataset, seeded_inputs
 from gan_prune_env.objective import (
-    DensityTerm, LocalDensityObjective, ObjectiveConfig, TeacherPool, build_objective,
+    DensityTerm, LocalDensityObjective, NeighbourhoodBatch, ObjectiveConfig, TeacherPool,
+    build_objective,
 )
 from gan_prune_env.pruning import ChannelMasker, ChannelSpace, make_importance
 from gan_prune_env.pruning.importance import IMPORTANCES
+from gan_prune_env.supernet.critic import CriticSandwich
 from gan_prune_env.tasks import TaskConfig, check_teacher_fits, load_teacher
 from gan_prune_env.teacher.base import Batch, GANTrainer, adam, set_requires_grad
 from gan_prune_env.teacher.config import TeacherTrainConfig
@@ -118,6 +123,12 @@ class SupernetConfig:
     density_pool_size: int = 64
     """Training images (drawn by ``seed``) whose teacher outputs form the density term's
     neighbourhoods when ``train_supernet`` is not given a pool (the env's ``pool_size``)."""
+    critic: bool = False
+    """Also train the env's discriminator as a supernet over its channel space
+    (``gan_prune_env.supernet.critic``): every D sub-network a critic of the G sub-networks'
+    outputs under the objective's own adversarial game, on ``density_centers`` neighbourhoods
+    of the density term's pool. Pix2Pix tasks; not with ``gan_weight`` (both would be the
+    file's discriminator). The env then judges with its weights."""
     seed: int = 0
     save_every: int = 250
     log_every: int = 20
@@ -147,6 +158,9 @@ class SupernetConfig:
                     or not self.min_keep <= self.random_widths[0] < self.random_widths[1] <= 1):
                 raise ValueError(f"random_widths must be [low, high] with min_keep <= low < "
                                  f"high <= 1, got {self.random_widths}")
+        if self.critic and self.gan_weight > 0:
+            raise ValueError("critic and gan_weight > 0 each train the file's discriminator; "
+                             "set one of them (gan_weight: 0 for a critic supernet)")
         if self.importance not in IMPORTANCES:
             raise ValueError(f"importance {self.importance!r} not in {sorted(IMPORTANCES)}")
 
@@ -188,6 +202,8 @@ class SandwichSampler:
                                  density_pool_size=config.density_pool_size)
         if config.random_widths is not None:
             self.settings["random_widths"] = list(config.random_widths)
+        if config.critic:
+            self.settings["critic"] = True
         self.rng = np.random.default_rng(config.seed)
 
     def largest(self) -> np.ndarray:
@@ -251,9 +267,13 @@ class SupernetTrainer(GANTrainer):
                  space: ChannelSpace, sampler: SandwichSampler, lr: float,
                  betas: tuple[float, float] = (0.5, 0.999), *,
                  discriminator: nn.Module | None = None, gan_weight: float = 0.0,
-                 gan_mode: str = "vanilla", density: DensityTerm | None = None) -> None:
+                 gan_mode: str = "vanilla", density: DensityTerm | None = None,
+                 critic: CriticSandwich | None = None) -> None:
         if (discriminator is None) != (gan_weight == 0):
             raise ValueError("an adversarial term needs both a discriminator and gan_weight > 0")
+        if discriminator is not None and critic is not None:
+            raise ValueError("an adversarial term's discriminator and a critic supernet cannot "
+                             "both be the file's discriminator")
         self.family = family
         self.main_generator = TRAINERS[family].main_generator
         networks = {self.main_generator: supernet}
@@ -261,16 +281,23 @@ class SupernetTrainer(GANTrainer):
         if discriminator is not None:
             networks["discriminator"] = discriminator
             optimizers["discriminator"] = adam([discriminator], lr, betas)
+        if critic is not None:
+            networks["discriminator"] = critic.critic
+            optimizers["discriminator"] = adam([critic.critic], lr, betas)
         super().__init__(networks, optimizers)
         self.teacher = teacher.eval().requires_grad_(False)
         self.masker = ChannelMasker(supernet, space)
         self.extensions["sandwich"] = sampler
+        self.adversary = discriminator  # the adversarial term's D (the critic is not one)
         self.gan_weight, self.gan_mode = gan_weight, gan_mode
         if density is not None and density.student is not supernet:
             raise ValueError("the density term must run the supernet itself")
         self.density = density
         if density is not None:
             self.extensions["density"] = density
+        self.critic = critic
+        if critic is not None:
+            self.extensions["critic"] = critic
 
     def _judged(self, inputs: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
         """What the discriminator sees: Pix2Pix's is conditioned on the input, CycleGAN's not."""
@@ -279,7 +306,7 @@ class SupernetTrainer(GANTrainer):
     def train_step(self, batch: Batch) -> dict[str, float]:
         inputs = batch["A"]
         supernet = self.networks[self.main_generator]
-        discriminator = self.networks.get("discriminator")
+        discriminator = self.adversary
         with torch.no_grad():
             target = self.teacher(inputs)
         optimizer = self.optimizers["generator"]
@@ -287,11 +314,14 @@ class SupernetTrainer(GANTrainer):
         architectures = self.extensions["sandwich"].step_architectures()
         losses: dict[str, list[float]] = {}
         fakes = []
+        judged = []  # the critic's neighbourhoods and each sub-network's outputs on them
         if discriminator is not None:
             set_requires_grad([discriminator], False)
         try:
             for name, counts in architectures:
                 self.masker.set_counts(counts)
+                if self.critic is not None:
+                    judged.append(self._outputs_to_judge(supernet))
                 statistics = nullcontext() if name == "largest" else frozen_norm_statistics(
                     supernet)
                 with statistics:
@@ -314,7 +344,27 @@ class SupernetTrainer(GANTrainer):
         optimizer.step()
         if discriminator is not None:
             losses.update(self._discriminator_step(inputs, target, fakes))
+        if self.critic is not None:
+            losses.update(self._critic_step(judged))
         return {name: float(np.mean(values)) for name, values in losses.items()}
+
+    @torch.no_grad()
+    def _outputs_to_judge(self, supernet: nn.Module) -> tuple[NeighbourhoodBatch, torch.Tensor]:
+        """Fresh neighbourhoods for the critic and the current sub-network's outputs on them
+        (no gradient; running statistics left alone, the largest network's included)."""
+        batch = self.critic.draw()
+        with frozen_norm_statistics(supernet):
+            return batch, supernet(batch.inputs)
+
+    def _critic_step(self, judged: list[tuple[NeighbourhoodBatch, torch.Tensor]]
+                     ) -> dict[str, list[float]]:
+        """One update of the critic supernet on the step's generator outputs."""
+        optimizer = self.optimizers["discriminator"]
+        optimizer.zero_grad(set_to_none=True)
+        loss, losses = self.critic.loss(judged)
+        loss.backward()
+        optimizer.step()
+        return losses
 
     def _discriminator_step(self, inputs: torch.Tensor, target: torch.Tensor,
                             fakes: list[torch.Tensor]) -> dict[str, list[float]]:
@@ -322,7 +372,7 @@ class SupernetTrainer(GANTrainer):
         each sub-network's outputs a batch of their own, as the generator's update showed them
         (a BatchNorm D judging one mixed batch would learn other batch statistics than those
         the generator is judged under)."""
-        discriminator = self.networks["discriminator"]
+        discriminator = self.adversary
         set_requires_grad([discriminator], True)
         self.optimizers["discriminator"].zero_grad(set_to_none=True)
         d_fake = torch.stack([gan_loss(discriminator(self._judged(inputs, fake)), False,
@@ -367,22 +417,48 @@ def train_supernet(task: TaskConfig, config: SupernetConfig, out_dir: str | Path
     adversarial = ({"discriminator": copy.deepcopy(teacher_discriminator).train(),
                     "gan_weight": config.gan_weight, "gan_mode": config.gan_mode}
                    if config.gan_weight > 0 else {})
+    if (config.density_weight > 0 or config.critic) and objective is None:
+        objective, pool = density_objective(task, teacher, teacher_discriminator,
+                                            config.density_pool_size, config.seed, device)
     density = None
     if config.density_weight > 0:
-        if objective is None:
-            objective, pool = density_objective(task, teacher, teacher_discriminator,
-                                                config.density_pool_size, config.seed, device)
         density = DensityTerm(supernet, objective, pool, config.density_weight,
                               config.density_centers, config.seed)
+    critic = (_critic(task, config, teacher_discriminator, objective, pool, digest, device)
+              if config.critic else None)
     trainer = SupernetTrainer(task.family, supernet, teacher, space, sampler, config.lr,
-                              density=density, **adversarial)
+                              density=density, critic=critic, **adversarial)
     metadata = {"supernet": {"config": to_dict(config), "teacher": digest,
                              "rankings": space_rankings(space)}}
+    if critic is not None:
+        metadata["supernet"]["critic_rankings"] = space_rankings(critic.masker.space)
     try:
         return train_teacher(recipe, out_dir, resume=resume, until_step=until_step,
                              trainer=trainer, final_file=SUPERNET_FILE, final_metadata=metadata)
     finally:
         trainer.masker.remove()
+        if critic is not None:
+            critic.remove()
+
+
+def _critic(task: TaskConfig, config: SupernetConfig, teacher_discriminator: nn.Module,
+            objective: LocalDensityObjective, pool: TeacherPool, digest: str,
+            device: str) -> CriticSandwich:
+    """The critic supernet's side of training: the teacher's D (Pix2Pix's, already
+    center-conditioned as the env's), its channel space as the env builds it, and its own
+    draws of sub-networks (over every width) and neighbourhoods."""
+    if task.family != "pix2pix":
+        raise ValueError(f"task {task.name!r}: a critic supernet is for Pix2Pix tasks (the env "
+                         "widens a CycleGAN discriminator for its center); set critic: false")
+    critic = copy.deepcopy(teacher_discriminator).eval()
+    example = torch.zeros(1, task.discriminator.input_nc, task.image_size, task.image_size,
+                          device=device)
+    space = ChannelSpace(critic, example, importance=make_importance(config.importance),
+                         divisor=config.divisor)
+    sampler = SandwichSampler(space, dataclasses.replace(config, random_widths=None,
+                                                         seed=config.seed + 1), digest)
+    return CriticSandwich(critic, space, sampler, objective, pool, config.density_centers,
+                          config.seed + 1)
 
 
 def density_objective(task: TaskConfig, teacher: nn.Module, discriminator: nn.Module,
@@ -404,10 +480,12 @@ def density_objective(task: TaskConfig, teacher: nn.Module, discriminator: nn.Mo
     return objective, objective.build_pool(inputs, outputs)
 
 
-def load_supernet_generator(path: str | Path, task: TaskConfig, teacher: nn.Module,
-                            space: ChannelSpace, importance: str, divisor: int,
-                            device: str = "cpu") -> nn.Module:
-    """The supernet generator of ``path``, after checking it belongs to this teacher and space.
+def load_supernet(path: str | Path, task: TaskConfig, teacher: nn.Module,
+                  spaces: dict[str, ChannelSpace], importance: str, divisor: int,
+                  device: str = "cpu") -> tuple[nn.Module, nn.Module | None]:
+    """The supernet generator of ``path`` and its critic supernet (None when it was trained
+    without one), after checking they belong to this teacher and the env's channel spaces
+    (``spaces["generator"]``, ``spaces["discriminator"]``).
 
     Raises CheckpointError when the file is not a supernet of ``task``, was trained from another
     teacher, or under another channel ranking (another ``importance`` or ``divisor``): its
@@ -428,14 +506,19 @@ def load_supernet_generator(path: str | Path, task: TaskConfig, teacher: nn.Modu
     if trained != asked:
         raise CheckpointError(f"{path}: the supernet's channel space has {trained}, the env "
                               f"{asked}; give the env the supernet's settings")
-    if info["rankings"] != space_rankings(space):
-        raise CheckpointError(f"{path}: the supernet's channel rankings differ from the env's "
-                              "(another teacher or ranking code); retrain the supernet")
-    return load_generator(payload, device=device)
+    rankings = {"rankings": "generator", "critic_rankings": "discriminator"}
+    for key, agent in rankings.items():
+        if key in info and info[key] != space_rankings(spaces[agent]):
+            raise CheckpointError(f"{path}: the supernet's {agent} channel rankings differ from "
+                                  "the env's (another teacher or ranking code); retrain the "
+                                  "supernet")
+    critic = (load_discriminator(payload, device=device)
+              if info["config"].get("critic", False) else None)
+    return load_generator(payload, device=device), critic
 
 
 __all__ = [
     "SUPERNET_FILE", "SandwichSampler", "SupernetConfig", "SupernetTrainer", "TRAIN_COMMAND",
-    "density_objective", "frozen_norm_statistics", "load_supernet_generator", "space_rankings", "train_supernet",
+    "density_objective", "frozen_norm_statistics", "load_supernet", "space_rankings", "train_supernet",
     "weights_digest",
 ]
