@@ -196,21 +196,23 @@ def density_inputs(task: TaskConfig) -> dict:
     return {"objective": objective, "pool": objective.build_pool(inputs, outputs)}
 
 
-@pytest.mark.parametrize("settings", [{}, {"gan_weight": 0.5}, {"density_weight": 1.0}])
+@pytest.mark.parametrize("settings", [{}, {"gan_weight": 0.5}, {"density_weight": 1.0},
+                                      {"critic": True}])
 def test_resumed_supernet_training_is_exact(tiny_teacher, tmp_path, settings):
     task = tiny_task(tiny_teacher)
     config = quick(**settings)
-    inputs = density_inputs(task) if "density_weight" in settings else {}
+    inputs = density_inputs(task) if {"density_weight", "critic"} & set(settings) else {}
     whole = read_checkpoint(train_supernet(task, config, tmp_path / "whole", progress=False,
                                            **inputs))
     train_supernet(task, config, tmp_path / "resumed", until_step=3, progress=False, **inputs)
     resumed = read_checkpoint(train_supernet(task, config, tmp_path / "resumed",
                                              progress=False, **inputs))
     gan_weight = settings.get("gan_weight", 0.0)
-    trained = ["generator", "discriminator"] if gan_weight else ["generator"]
+    with_d = gan_weight or settings.get("critic", False)
+    trained = ["generator", "discriminator"] if with_d else ["generator"]
     for name in trained:
         assert all(torch.equal(whole[name][k], resumed[name][k]) for k in whole[name])
-    if gan_weight:  # the adversarial term's D is trained from the teacher's, and kept
+    if with_d:  # the adversarial term's D (or the critic) is trained from the teacher's, kept
         teacher_d = read_checkpoint(tiny_teacher)["discriminator"]
         assert any(not torch.equal(whole["discriminator"][k], teacher_d[k]) for k in teacher_d)
     else:
@@ -218,9 +220,10 @@ def test_resumed_supernet_training_is_exact(tiny_teacher, tmp_path, settings):
     with pytest.raises(ConfigError, match="random_subnets"):
         train_supernet(task, quick(**settings, random_subnets=1), tmp_path / "resumed",
                        progress=False, **inputs)
-    with pytest.raises(ConfigError, match="gan_weight"):
-        train_supernet(task, quick(**{**settings, "gan_weight": 0.25}), tmp_path / "resumed",
-                       progress=False, **inputs)
+    if not settings.get("critic"):
+        with pytest.raises(ConfigError, match="gan_weight"):
+            train_supernet(task, quick(**{**settings, "gan_weight": 0.25}),
+                           tmp_path / "resumed", progress=False, **inputs)
     if "density_weight" in settings:
         with pytest.raises(ConfigError, match="density_pool_size"):
             train_supernet(task, quick(**settings, density_pool_size=5), tmp_path / "resumed",
@@ -329,6 +332,98 @@ def test_supernet_command_trains_with_the_density_term(tmp_path):
                           "--set", "image_every:0"]) == 0
     config = read_checkpoint(out / "supernet.pt")["metadata"]["supernet"]["config"]
     assert config["density_weight"] == 0.5
+
+
+# --- the critic supernet -----------------------------------------------------------------------
+
+
+def _state_without_counters(state: dict) -> dict:
+    return {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
+
+
+def test_the_critic_trains_the_discriminator_and_leaves_the_generator_alone(tiny_teacher,
+                                                                            tmp_path):
+    """With a critic the file's discriminator is the teacher's D trained (weights moved, its
+    norms' running statistics the teacher's: it trains in eval mode, as the env judges), and the
+    generator supernet is exactly the one trained without a critic."""
+    task = tiny_task(tiny_teacher)
+    inputs = density_inputs(task)
+    with_critic = read_checkpoint(train_supernet(task, quick(critic=True), tmp_path / "critic",
+                                                 progress=False, **inputs))
+    alone = read_checkpoint(train_supernet(task, quick(), tmp_path / "alone", progress=False))
+    g_critic, g_alone = (_state_without_counters(p["generator"]) for p in (with_critic, alone))
+    assert all(torch.equal(g_critic[k], g_alone[k]) for k in g_alone)
+    teacher_d = read_checkpoint(tiny_teacher)["discriminator"]
+    critic = with_critic["discriminator"]
+    statistics = [k for k in teacher_d if "running" in k]
+    assert statistics and all(torch.equal(critic[k], teacher_d[k]) for k in statistics)
+    assert any(not torch.equal(critic[k], teacher_d[k]) for k in teacher_d if "weight" in k)
+    info = with_critic["metadata"]["supernet"]
+    assert info["config"]["critic"] and info["critic_rankings"]
+
+
+def test_the_critic_minimises_the_objectives_discriminator_loss(tiny_teacher):
+    """A few gradient steps of the critic on fixed outputs lower the objective's
+    discriminator loss of the sub-networks it trains (a flipped sign raises it)."""
+    from gan_prune_env.pruning import ChannelSpace, make_importance
+    from gan_prune_env.supernet.critic import CriticSandwich
+    from gan_prune_env.tasks import load_teacher
+
+    task = tiny_task(tiny_teacher)
+    teacher, discriminator = load_teacher(task)
+    inputs = density_inputs(task)
+    objective, pool = inputs["objective"], inputs["pool"]
+    critic = copy.deepcopy(discriminator).requires_grad_(True)
+    space = ChannelSpace(critic, torch.zeros(1, 6, SIZE, SIZE), importance=make_importance("l1"))
+    sandwich = CriticSandwich(critic, space, SandwichSampler(space, quick(random_subnets=0),
+                                                             "digest"), objective, pool, 3, 0)
+    batch = sandwich.draw()
+    with torch.no_grad():
+        outputs = teacher(batch.inputs) + 0.5 * torch.randn(batch.inputs.shape,
+                                                           generator=torch.Generator().manual_seed(0))
+    judged = [(batch, outputs), (batch, outputs)]  # the largest's, the smallest's
+    def discriminator_loss() -> float:  # the objective's own, summed over the sub-networks
+        return sum(v[0] for v in sandwich.loss(judged)[1].values())
+
+    optimizer = torch.optim.Adam(critic.parameters(), lr=1e-2)
+    first = discriminator_loss()
+    for _ in range(10):
+        optimizer.zero_grad()
+        loss, losses = sandwich.loss(judged)
+        loss.backward()
+        optimizer.step()
+    assert set(losses) == {"D_density_largest", "D_density_smallest"}
+    assert discriminator_loss() < first - 0.05
+    with pytest.raises(ValueError, match="1 generator outputs for 2"):
+        sandwich.loss(judged[:1])
+
+
+def test_env_judges_with_the_critic_it_is_given(tmp_path):
+    from gan_prune_env.checkpoint import load_discriminator
+
+    path = train_supernet(get_task("default"), quick(steps=2, critic=True, lr=2e-3),
+                          tmp_path / "critic", progress=False)
+    env = GANPruneParallelEnv(**SMALL_ENV, supernet=str(path))
+    frozen = GANPruneParallelEnv(**SMALL_ENV)
+    critic = load_discriminator(path).state_dict()
+    judging = env.game.discriminator.state_dict()
+    assert all(torch.equal(judging[k], critic[k].to(judging[k].dtype)) for k in critic)
+    teacher = frozen.game.discriminator.state_dict()
+    assert any(not torch.equal(judging[k], teacher[k]) for k in teacher)
+    payload = read_checkpoint(path)
+    payload["metadata"]["supernet"]["critic_rankings"]["model.0"] = [0]
+    tampered = save_checkpoint(tmp_path / "tampered.pt", {k: v for k, v in payload.items()
+                                                          if k != "path"})
+    with pytest.raises(CheckpointError, match="discriminator channel rankings differ"):
+        GANPruneParallelEnv(**SMALL_ENV, supernet=str(tampered))
+
+
+def test_a_critic_is_refused_where_it_cannot_be_the_envs_discriminator(tmp_path):
+    with pytest.raises(ValueError, match="critic and gan_weight"):
+        quick(critic=True, gan_weight=0.01)
+    with pytest.raises(ValueError, match="for Pix2Pix tasks"):
+        train_supernet(get_task("default_cyclegan"), quick(critic=True), tmp_path,
+                       progress=False)
 
 
 # --- the adversarial term -----------------------------------------------------------------------

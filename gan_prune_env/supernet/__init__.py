@@ -402,6 +402,9 @@ def train_supernet(task: TaskConfig, config: SupernetConfig, out_dir: str | Path
     ``PreparedTask``; both or neither), else :func:`density_objective`'s."""
     if (objective is None) != (pool is None):
         raise ValueError("give train_supernet both the objective and its pool, or neither")
+    if config.critic and task.family != "pix2pix":
+        raise ValueError(f"task {task.name!r}: a critic supernet is for Pix2Pix tasks (the env "
+                         "widens a CycleGAN discriminator for its center); set critic: false")
     teacher, teacher_discriminator = load_teacher(task, device)
     supernet = copy.deepcopy(teacher)
     space = _space(teacher, task, config.importance, config.divisor, device)
@@ -447,9 +450,6 @@ def _critic(task: TaskConfig, config: SupernetConfig, teacher_discriminator: nn.
     """The critic supernet's side of training: the teacher's D (Pix2Pix's, already
     center-conditioned as the env's), its channel space as the env builds it, and its own
     draws of sub-networks (over every width) and neighbourhoods."""
-    if task.family != "pix2pix":
-        raise ValueError(f"task {task.name!r}: a critic supernet is for Pix2Pix tasks (the env "
-                         "widens a CycleGAN discriminator for its center); set critic: false")
     critic = copy.deepcopy(teacher_discriminator).eval()
     example = torch.zeros(1, task.discriminator.input_nc, task.image_size, task.image_size,
                           device=device)
