@@ -27,6 +27,11 @@ architecture is
    * ``supernet``: the ``frozen`` reward with the weights of the task's generator supernet
      (``gan_prune_env.supernet``, env option ``supernet``, file given by ``--supernet
      TASK=PATH``) instead of the teacher's: GAN Compression's way of scoring sub-networks;
+     ``supernet_kde``: the same with the objective reduced to its local-density term
+     (``compare.spec.DENSITY_ALONE``: no adversarial term, no L1 anchor; D plays no part);
+     ``frozen_kde`` the same with the teacher's weights; ``supernet_full_d``: the
+     ``supernet`` reward with G judged by the whole discriminator (genD's action at full
+     width): what genD's pruning does to G's reward;
 
    * ``supernet_fid``: GAN Compression's own search metric: the architecture sliced from the
      supernet (BatchNorm re-estimated as the env does), not fine-tuned, scored by the real FID
@@ -172,6 +177,30 @@ Fresh architectures (arch seed 1) under today's recipe, scored by the L1 superne
         --modes frozen distill_k balance supernet_fid \\
         --supernet default=runs/supernets/default_l1/supernet.pt --no-report --workers 2 \\
         --results benchmarks/results/teacher_targets/reward_fidelity_today_archseed1.jsonl
+
+Session 49, on both sets of architectures: the density term alone and G judged by the whole
+D, with the L1 supernet (whose records they join: the same file), then with the focused one::
+
+    python benchmarks/reward_fidelity.py run --budgets 0.1 \
+        --modes supernet_kde frozen_kde supernet_full_d \
+        --supernet default=runs/supernets/default_l1/supernet.pt --no-report \
+        --results benchmarks/results/teacher_targets/reward_fidelity_today_l1_supernet.jsonl
+    python benchmarks/reward_fidelity.py run --budgets 0.1 --arch-seed 1 \
+        --modes supernet supernet_kde frozen_kde supernet_full_d \
+        --supernet default=runs/supernets/default_l1/supernet.pt --no-report \
+        --results benchmarks/results/teacher_targets/reward_fidelity_today_archseed1.jsonl
+
+and the env's full reward with a critic supernet (``SupernetConfig.critic``: the same L1
+generator supernet, bit for bit, and a discriminator trained at every width), each set in a
+copy of its results without supernet scores (the one-liner above)::
+
+    python -m gan_prune_env.supernet --task default --out runs/supernets/default_l1_critic \
+        --set steps:6000 --set lr_decay_steps:3000 --set critic:true --resume
+    python benchmarks/reward_fidelity.py run --budgets 0.1 \
+        --modes supernet supernet_kde supernet_full_d \
+        --supernet default=runs/supernets/default_l1_critic/supernet.pt --no-report \
+        --results benchmarks/results/teacher_targets/reward_fidelity_today_critic_supernet.jsonl
+    (and --arch-seed 1 into reward_fidelity_today_archseed1_critic_supernet.jsonl)
 
 Another recipe. ``--recipe KEY:VALUE`` changes the recipe of the final fine-tunes and of
 ``distill_k`` (``FinetuneConfig`` fields, checked before anything runs), recorded with each

@@ -30,7 +30,9 @@ class EnvConfig:
         teacher: teacher checkpoint overriding the task's built-in teacher.
         supernet: weight-sharing supernet of the teacher's generator
             (``gan_prune_env.supernet``); the masked G then has the supernet's weights instead of
-            the teacher's, while teacher outputs, neighbourhoods and D stay the teacher's.
+            the teacher's, while teacher outputs and neighbourhoods stay the teacher's; D too
+            has the file's weights when it holds a critic supernet (trained with ``critic``),
+            else the teacher's.
         resolution: image side in pixels (default: the task's).
         budget_g, budget_d: target kept-MACs ratios p of G and D, in (0, 1].
         compute_weight: lambda_F of the compute term ``lambda_F * max(0, log(r / p))``.

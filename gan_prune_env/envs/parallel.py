@@ -151,7 +151,11 @@ class GANPruneParallelEnv(ParallelEnv):
       task. Added since, opt-in: bfloat16 scoring (``precision="bfloat16"``; float32 stays
       the default and the reference). The density term's features computed in two float32
       passes (for speed) changed rewards by float rounding only: at most 5.3e-7 (4.7e-7
-      relative) over 60 random joint-view rounds of the default task.
+      relative) over 60 random joint-view rounds of the default task. Added since, opt-in: a
+      supernet file holding a critic supernet gives D its weights too (files without one
+      score as before). The ranking of the reward variants (which terms, which weights) is
+      measured in ``docs/RESULTS.md``: with a supernet, ``objective={"lambda_adv": 0,
+      "lambda_rec": 0}`` (the density term alone) ranks architectures as fine-tuning does.
     """
 
     metadata = {"render_modes": list(RENDER_MODES), "name": "gan_prune_v0",

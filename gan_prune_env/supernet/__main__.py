@@ -1,4 +1,6 @@
-"""Train a task's generator supernet from the command line (see ``gan_prune_env.supernet``).
+"""Train a task's generator supernet (and its critic) from the command line.
+
+See ``gan_prune_env.supernet``.
 
 Examples::
 
@@ -9,6 +11,8 @@ Examples::
         --set steps:6000 --set lr_decay_steps:3000 --set gan_weight:0.01 --resume
     python -m gan_prune_env.supernet --task default --out runs/supernets/default_density \\
         --set steps:6000 --set lr_decay_steps:3000 --set density_weight:1.0 --resume
+    python -m gan_prune_env.supernet --task default --out runs/supernets/default_l1_critic \\
+        --set steps:6000 --set lr_decay_steps:3000 --set critic:true --resume
 
 ``--config`` is a YAML mapping of :class:`SupernetConfig` fields; ``--set key:value`` overrides
 it. The finished supernet is written to ``<out>/supernet.pt``.
