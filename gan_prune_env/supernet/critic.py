@@ -25,13 +25,16 @@ supernet trains G's (the sandwich rule), on the env's own adversarial game:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from gan_prune_env.objective import LocalDensityObjective, NeighbourhoodBatch, TeacherPool
 from gan_prune_env.pruning import ChannelMasker, ChannelSpace
+
+if TYPE_CHECKING:  # the package imports this module
+    from gan_prune_env.supernet import SandwichSampler
 
 
 class CriticSandwich:
@@ -47,7 +50,7 @@ class CriticSandwich:
         seed: of the neighbourhood draws.
     """
 
-    def __init__(self, critic: nn.Module, space: ChannelSpace, sampler: Any,
+    def __init__(self, critic: nn.Module, space: ChannelSpace, sampler: SandwichSampler,
                  objective: LocalDensityObjective, pool: TeacherPool, centers: int,
                  seed: int) -> None:
         self.critic, self.sampler = critic, sampler
