@@ -25,16 +25,13 @@ supernet trains G's (the sandwich rule), on the env's own adversarial game:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
 
 from gan_prune_env.objective import LocalDensityObjective, NeighbourhoodBatch, TeacherPool
 from gan_prune_env.pruning import ChannelMasker, ChannelSpace
-
-if TYPE_CHECKING:  # the package imports this module
-    from gan_prune_env.supernet import SandwichSampler
 
 
 class CriticSandwich:
@@ -44,13 +41,14 @@ class CriticSandwich:
     Args:
         critic: the center-conditioned discriminator being trained (a trainer network).
         space: the env's channel space of that discriminator.
-        sampler: draws D's sub-networks (a ``SandwichSampler`` over ``space``).
+        sampler: draws D's sub-networks (a ``SandwichSampler`` over ``space``; not imported:
+            the package imports this module).
         objective, pool: the env's objective and its training pool (neighbourhoods).
         centers: neighbourhoods per sub-network and step.
         seed: of the neighbourhood draws.
     """
 
-    def __init__(self, critic: nn.Module, space: ChannelSpace, sampler: SandwichSampler,
+    def __init__(self, critic: nn.Module, space: ChannelSpace, sampler: Any,
                  objective: LocalDensityObjective, pool: TeacherPool, centers: int,
                  seed: int) -> None:
         self.critic, self.sampler = critic, sampler
