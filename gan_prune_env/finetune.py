@@ -724,8 +724,10 @@ def build_recipe_trainer(networks: dict[str, nn.Module], teacher: dict[str, nn.M
     if config.lambda_density > 0:
         if objective is None or pool is None:
             raise ValueError("lambda_density > 0 needs the local-density objective and a pool")
-        trainer.generator_regularizers.append(DensityTerm(
-            networks[main], objective, pool, config.lambda_density, config.density_centers, seed))
+        density = DensityTerm(networks[main], objective, pool, config.lambda_density,
+                              config.density_centers, seed)
+        trainer.generator_regularizers.append(density)
+        trainer.extensions["density"] = density  # its draws resume exactly
     if config.lambda_norm_sparsity > 0:
         trainer.generator_regularizers.append(
             NormScaleSparsity(networks[main], config.lambda_norm_sparsity))

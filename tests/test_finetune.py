@@ -606,6 +606,31 @@ def test_interrupted_finetune_with_features_ema_and_input_mix_resumes_bit_identi
     assert not straight["teacher"]["generator"]._forward_hooks
 
 
+def test_interrupted_finetune_with_the_density_term_resumes_bit_identically(tmp_path):
+    """The density term's neighbourhood draws are saved with the train state: a resumed
+    fine-tune draws the neighbourhoods the uninterrupted one did."""
+    from gan_prune_env.objective import ObjectiveConfig, build_objective
+
+    def run(out: Path, until_step: int | None = None) -> dict:
+        pair = sliced_pair()
+        inputs = batch_of(pair["task"], 6)["A"]
+        with torch.no_grad():
+            outputs = copy.deepcopy(pair["teacher"]["generator"]).eval()(inputs)
+        objective = build_objective(ObjectiveConfig(k=2), pair["teacher"]["discriminator"],
+                                    True, inputs, outputs)
+        finetune_pair(pair["networks"], pair["teacher"], pair["task"],
+                      tiny_config(lambda_density=1.0), out, kept=pair["kept"],
+                      input_shape=pair["input_shape"], progress=False, objective=objective,
+                      pool=objective.build_pool(inputs, outputs), until_step=until_step)
+        return pair
+
+    straight = run(tmp_path / "straight")
+    run(tmp_path / "resumed", until_step=3)
+    resumed = run(tmp_path / "resumed")
+    for name, net in straight["networks"].items():
+        assert state_equal(net.state_dict(), resumed["networks"][name].state_dict()), name
+
+
 def test_resume_refuses_other_distillation_or_ema_settings(tmp_path):
     pair = sliced_pair()
     args = (pair["networks"], pair["teacher"], pair["task"])
