@@ -200,12 +200,17 @@ uniform pair scales it). With the supernet's weights, the env reward that ranks 
 as fine-tuning does (``docs/RESULTS.md``, "The density term alone")."""
 
 
-def _on_density(method: Method) -> Method:
-    """``method``'s search on the supernet's density reward (``DENSITY_ALONE``), its best pair
+ANCHOR_ALONE = {"lambda_adv": 0.0, "lambda_kde": 0.0}
+"""The objective without its density term (the "no density term" ablation's reward): L1 to the
+teacher's outputs alone."""
+
+
+def _on_supernet_reward(method: Method, objective: dict[str, float], what: str) -> Method:
+    """``method``'s search on the supernet's reward with ``objective``'s changes, its best pair
     within budget sliced from the teacher and fine-tuned with today's recipe, no screen."""
     return replace(method, recipe=dict(TEACHER_TARGETS), supernet=True,
-                   env={"objective": dict(DENSITY_ALONE)},
-                   label=f"{method.label} on the supernet's density reward (KDE term alone)")
+                   env={"objective": dict(objective)},
+                   label=f"{method.label} on the supernet's {what}")
 
 
 def _fid_screened(method: Method) -> Method:
@@ -283,8 +288,12 @@ METHODS: dict[str, Method] = {
     "mggc_sn_reward": Method("mggc", supernet=True, label="MGGC on the supernet reward"),
     "random_sn_fid_screened_teacher_targets": _fid_screened(RANDOM),
     "mggc_sn_fid_screened_teacher_targets": _fid_screened(MGGC),
-    "random_sn_kde_teacher_targets": _on_density(RANDOM),
-    "mggc_sn_kde_teacher_targets": _on_density(MGGC),
+    "random_sn_kde_teacher_targets": _on_supernet_reward(RANDOM, DENSITY_ALONE,
+                                                         "density reward (KDE term alone)"),
+    "mggc_sn_kde_teacher_targets": _on_supernet_reward(MGGC, DENSITY_ALONE,
+                                                       "density reward (KDE term alone)"),
+    "mggc_sn_no_density_teacher_targets": _on_supernet_reward(
+        MGGC, ANCHOR_ALONE, "L1 reward (no density term)"),
     **ABLATIONS,
     **{f"{name}_screened_teacher_targets": _screened(ablation)
        for name, ablation in ABLATIONS.items()},
