@@ -209,7 +209,7 @@ def _on_supernet_reward(method: Method, objective: dict[str, float], what: str) 
     """``method``'s search on the supernet's reward with ``objective``'s changes, its best pair
     within budget sliced from the teacher and fine-tuned with today's recipe, no screen."""
     return replace(method, recipe=dict(TEACHER_TARGETS), supernet=True,
-                   env={"objective": dict(objective)},
+                   env={**method.env, "objective": dict(objective)},
                    label=f"{method.label} on the supernet's {what}")
 
 
@@ -294,9 +294,13 @@ METHODS: dict[str, Method] = {
                                                        "density reward (KDE term alone)"),
     "mggc_sn_no_density_teacher_targets": _on_supernet_reward(
         MGGC, ANCHOR_ALONE, "L1 reward (no density term)"),
+    "ppo_sn_kde_teacher_targets": _on_supernet_reward(PPO, DENSITY_ALONE,
+                                                      "density reward (KDE term alone)"),
     **ABLATIONS,
     **{f"{name}_screened_teacher_targets": _screened(ablation)
        for name, ablation in ABLATIONS.items()},
+    "mggc_no_peer_sn_kde_teacher_targets": _on_supernet_reward(
+        ABLATIONS["mggc_no_peer"], DENSITY_ALONE, "density reward (KDE term alone)"),
     "mggc_unprojected": Method("mggc", {"fit_budget": False},
                                label="MGGC, no budget projection"),
     "mggc_gates": Method("mggc", {"mode": "gates"}, label="MGGC, relaxed gates"),
