@@ -264,7 +264,10 @@ class SupernetTrainer(GANTrainer):
     discriminator is updated once on the teacher's outputs (real) against every sub-network's
     (fake, ``D_real`` and ``D_fake``): the generator moves first so each sub-network's graph is
     freed before the masks change for the next. With a ``density`` term each sub-network's
-    loss adds it (``G_density_<name>``, weighted), on its own neighbourhoods.
+    loss adds it (``G_density_<name>``, weighted), on its own neighbourhoods. With a ``critic``
+    each sub-network's outputs on neighbourhoods drawn for it are judged, after the
+    generator's update, by the critic's sub-network of the same place (``D_density_<name>``,
+    the objective's discriminator loss): the critic learns, the generator's loss is untouched.
     """
 
     def __init__(self, family: str, supernet: nn.Module, teacher: nn.Module,
