@@ -191,7 +191,7 @@ D, with the L1 supernet (whose records they join: the same file), then with the 
         --results benchmarks/results/teacher_targets/reward_fidelity_today_archseed1.jsonl
 
 and the env's full reward with a critic supernet (``SupernetConfig.critic``: the same L1
-generator supernet, bit for bit, and a discriminator trained at every width), each set in a
+generator supernet's weights, bit for bit, and a discriminator trained at every width), each set in a
 copy of its results without supernet scores (the one-liner above)::
 
     python -m gan_prune_env.supernet --task default --out runs/supernets/default_l1_critic \

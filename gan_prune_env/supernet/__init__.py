@@ -38,7 +38,8 @@ With ``critic``, the env's discriminator is trained as a supernet too
 (``gan_prune_env.supernet.critic``): every D sub-network a critic of the G sub-networks' outputs
 under the objective's own adversarial game, so that genD's pruned D judges G as a trained
 discriminator would, not as the teacher's D with channels cut out. It does not change G's
-training (the same G, bit for bit, as without it). The adversarial term's D (``gan_weight``)
+training (the same G weights and norm statistics, bit for bit, as without it; only
+BatchNorm's batch counters differ). The adversarial term's D (``gan_weight``)
 is another, full-width network; a file holds one or the other.
 
 Train one (resumable; progress bar; TensorBoard under ``<out>/tensorboard``)::
