@@ -865,3 +865,26 @@ def test_the_g_alone_control_is_uniform_pruning_with_the_g_alone_ablations_discr
     assert (control.agent, control.params, control.recipe, control.screen) == (
         uniform.agent, uniform.params, uniform.recipe, uniform.screen)
     assert control.recipe == g_alone.recipe
+
+
+def test_the_supernet_reward_methods_change_only_the_reward_of_their_base_method(compare):
+    """The density-reward searches and their ablations are compared to each other: each is its
+    base method (agent, its options, its env) on the supernet's weights with the objective's
+    change, today's recipe, no screen; the env they make has that objective and the supernet."""
+    from compare.cells import env_kwargs
+    from compare.spec import ABLATIONS, ANCHOR_ALONE, DENSITY_ALONE, METHODS, MGGC, PPO, RANDOM
+
+    expected = {"mggc_sn_kde_teacher_targets": (MGGC, DENSITY_ALONE),
+                "random_sn_kde_teacher_targets": (RANDOM, DENSITY_ALONE),
+                "ppo_sn_kde_teacher_targets": (PPO, DENSITY_ALONE),
+                "mggc_no_peer_sn_kde_teacher_targets": (ABLATIONS["mggc_no_peer"], DENSITY_ALONE),
+                "mggc_sn_no_density_teacher_targets": (MGGC, ANCHOR_ALONE)}
+    recipe = METHODS["mggc_screened_teacher_targets"].recipe
+    for name, (base, objective) in expected.items():
+        method = METHODS[name]
+        assert (method.agent, method.params) == (base.agent, base.params), name
+        assert method.env == {**base.env, "objective": objective}, name
+        assert method.supernet and method.screen == 0 and method.recipe == recipe, name
+        cell = {"task": "default", "budget": 0.1, "method": name, "supernet": "sn.pt"}
+        assert env_kwargs(cell)["objective"] == objective
+        assert env_kwargs(cell)["supernet"] == "sn.pt"
