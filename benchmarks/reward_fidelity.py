@@ -503,7 +503,7 @@ def _density_alone(arch: Architecture) -> dict[str, Any]:
 
 def score_supernet_kde(arch: Architecture, options: dict[str, Any]) -> dict[str, float]:
     """The env's reward with the supernet's weights and the objective's local-density term
-    alone (``DENSITY_ALONE``): ``-KL / KL_uniform``, D plays no part."""
+    alone (``DENSITY_ALONE``): ``-KL / KL_ref``, D plays no part."""
     return _variant_reward(arch, {"supernet": str(ROOT / options["path"]),
                                   **_density_alone(arch)})
 
@@ -684,7 +684,7 @@ REWARD_MODES: dict[str, RewardMode] = {
     "supernet": RewardMode("env reward r_G with the supernet's weights (adaptive BN)",
                            score_supernet, supernet_options),
     "supernet_kde": RewardMode("env reward with the supernet's weights, the density term "
-                               "alone (-KL / KL_uniform)", score_supernet_kde,
+                               "alone (-KL / KL_ref)", score_supernet_kde,
                                supernet_options),
     "supernet_full_d": RewardMode("env reward r_G with the supernet's weights, G judged by "
                                   "the whole D", score_supernet_full_d, supernet_options),

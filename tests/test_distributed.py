@@ -161,7 +161,7 @@ def test_two_gloo_processes_train_the_supernet_one_process_trains(tmp_path):
     outputs = []
     for path in files:
         supernet = load_generator(path).eval()
-        space = _space(supernet, task, "l1", 1, "cpu")
+        space = _space(supernet, task.generator.input_nc, task, "l1", 1, "cpu")
         smallest = SandwichSampler(space, SupernetConfig(min_keep=0.25), "").smallest()
         with torch.no_grad(), ChannelMasker(supernet, space) as masker:
             full = supernet(images)

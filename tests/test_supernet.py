@@ -77,7 +77,7 @@ def teacher_and_space(task: TaskConfig):
     from gan_prune_env.tasks import load_teacher
 
     teacher, _ = load_teacher(task)
-    return teacher, _space(teacher, task, "l1", 1, "cpu")
+    return teacher, _space(teacher, task.generator.input_nc, task, "l1", 1, "cpu")
 
 
 def fixed_inputs(task: TaskConfig, count: int = 4) -> torch.Tensor:

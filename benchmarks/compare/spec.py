@@ -195,8 +195,9 @@ def _screened(method: Method) -> Method:
 DENSITY_ALONE = {"lambda_adv": 0.0, "lambda_rec": 0.0}
 """The env's objective reduced to MGGC's local-density term (``ObjectiveConfig``: no
 adversarial term, no L1 anchor): ``L_G`` is the KL between the teacher's and the student's
-neighbourhood densities, and the reward ``-KL / KL_uniform`` (the teacher scores 0, so the
-uniform pair scales it). With the supernet's weights, the env reward that ranks architectures
+neighbourhood densities, and the reward ``-KL / KL_ref`` (``KL_ref``: the unpruned pair's, a
+supernet's full network; with the teacher's weights that is 0, and the uniform pair's scales
+it). With the supernet's weights, the env reward that ranks architectures
 as fine-tuning does (``docs/RESULTS.md``, "The density term alone")."""
 
 

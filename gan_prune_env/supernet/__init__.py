@@ -391,11 +391,11 @@ class SupernetTrainer(GANTrainer):
         return {"D_real": [d_real.item()], "D_fake": [d_fake.item()]}
 
 
-def _space(generator: nn.Module, task: TaskConfig, importance: str, divisor: int,
+def _space(network: nn.Module, input_nc: int, task: TaskConfig, importance: str, divisor: int,
            device: str) -> ChannelSpace:
-    example = torch.zeros(1, task.generator.input_nc, task.image_size, task.image_size,
-                          device=device)
-    return ChannelSpace(generator, example, importance=make_importance(importance),
+    """The env's channel space of ``network`` (G, or the critic), built as the env builds it."""
+    example = torch.zeros(1, input_nc, task.image_size, task.image_size, device=device)
+    return ChannelSpace(network, example, importance=make_importance(importance),
                         divisor=divisor)
 
 
@@ -415,7 +415,8 @@ def train_supernet(task: TaskConfig, config: SupernetConfig, out_dir: str | Path
                          "widens a CycleGAN discriminator for its center); set critic: false")
     teacher, teacher_discriminator = load_teacher(task, device)
     supernet = copy.deepcopy(teacher)
-    space = _space(teacher, task, config.importance, config.divisor, device)
+    space = _space(teacher, task.generator.input_nc, task, config.importance, config.divisor,
+                   device)
     digest = weights_digest(teacher)
     sampler = SandwichSampler(space, config, digest)
     recipe = TeacherTrainConfig(
@@ -459,10 +460,8 @@ def _critic(task: TaskConfig, config: SupernetConfig, teacher_discriminator: nn.
     center-conditioned as the env's), its channel space as the env builds it, and its own
     draws of sub-networks (over every width) and neighbourhoods."""
     critic = copy.deepcopy(teacher_discriminator).eval()
-    example = torch.zeros(1, task.discriminator.input_nc, task.image_size, task.image_size,
-                          device=device)
-    space = ChannelSpace(critic, example, importance=make_importance(config.importance),
-                         divisor=config.divisor)
+    space = _space(critic, task.discriminator.input_nc, task, config.importance,
+                   config.divisor, device)
     sampler = SandwichSampler(space, dataclasses.replace(config, random_widths=None,
                                                          seed=config.seed + 1), digest)
     return CriticSandwich(critic, space, sampler, objective, pool, config.density_centers,
