@@ -101,10 +101,23 @@ def cost_aware(alpha: float) -> Callable[[Any], np.ndarray]:
 @dataclass(frozen=True)
 class Design:
     """A hypothesis about where G's channels should go: ``ratios(game)`` are per-group keep
-    ratios, scaled onto the budget by ``fit_to_budget`` (only their shape matters)."""
+    ratios, scaled onto the budget by ``fit_to_budget`` (only their shape matters); or ``kept``,
+    an architecture pair a search found, channel counts per agent, taken exactly as it is."""
 
     label: str
-    ratios: Callable[[Any], np.ndarray]
+    ratios: Callable[[Any], np.ndarray] | None = None
+    kept: dict[str, tuple[int, ...]] | None = None
+
+    def __post_init__(self) -> None:
+        if (self.ratios is None) == (self.kept is None):
+            raise ValueError(f"design {self.label!r}: give ratios or kept, not both or neither")
+
+
+# SB3 PPO's pick on the supernet's density reward, seed 0 (frontier method
+# ppo_sn_kde_teacher_targets, session 49): FID 168.2 at 7.0% of G's MACs, the one searched pick
+# below 172 in 25 cells; is it a better architecture or a lucky fine-tune?
+PPO_SN_KDE_SEED0 = {GENERATOR: (9, 10, 3, 6, 114, 128, 6, 6, 64, 2, 2),
+                    "discriminator": (8, 17, 33, 67)}
 
 
 DESIGNS: dict[str, Design] = {
@@ -114,13 +127,26 @@ DESIGNS: dict[str, Design] = {
                              first_group_wider(3)),
     "cost_aware_0.5": Design("keep ratio ~ cost^-0.5 (cheap groups wider)", cost_aware(0.5)),
     "cost_aware_0.25": Design("keep ratio ~ cost^-0.25", cost_aware(0.25)),
+    "ppo_sn_kde_seed0": Design("PPO's pick on the density reward, seed 0, as found (G at 7.0%)",
+                               kept=PPO_SN_KDE_SEED0),
+    "ppo_sn_kde_seed0_shape": Design(
+        "the same G shape scaled onto the budget, D uniform",
+        lambda game: np.asarray(PPO_SN_KDE_SEED0[GENERATOR])
+        / game.spaces[GENERATOR].num_channels),
 }
 
 
 def design_actions(game, design: str) -> dict[str, np.ndarray]:
-    """Env actions of ``design``: its G shape on the G budget, D uniform on the D budget."""
+    """Env actions of ``design``: its G shape on the G budget, D uniform on the D budget; a
+    found pair's own counts."""
     from agents.budget import fit_to_budget, uniform_actions
+    from gan_prune_env.envs import ratios_to_action
 
+    found = DESIGNS[design].kept
+    if found is not None:
+        return {agent: ratios_to_action(np.asarray(counts) / game.spaces[agent].num_channels,
+                                        game.config.min_keep)
+                for agent, counts in found.items()}
     actions = uniform_actions(game)
     actions[GENERATOR] = fit_to_budget(game, GENERATOR, DESIGNS[design].ratios(game))
     return actions

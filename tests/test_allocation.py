@@ -39,6 +39,7 @@ def test_group_costs_rank_the_output_group_dearest_and_the_bottleneck_cheapest(a
 
 def test_designs_are_within_budget_and_shaped_as_their_hypotheses(al, game):
     from agents.budget import achieved_compute, uniform_actions
+    from gan_prune_env.envs import action_to_ratios
 
     kept = {}
     for design in al.DESIGNS:
@@ -57,6 +58,20 @@ def test_designs_are_within_budget_and_shaped_as_their_hypotheses(al, game):
         assert kept[design][cheap] > uniform[cheap] and kept[design][dear] <= uniform[dear]
     assert kept["cost_aware_0.5"][cheap] > kept["cost_aware_0.25"][cheap]
     assert kept["cost_aware_0.5"][dear] < uniform[dear]
+    # a found pair is taken exactly as it is, both networks; its shape design is rescaled
+    found = al.design_actions(game, "ppo_sn_kde_seed0")
+    for agent, counts in al.PPO_SN_KDE_SEED0.items():
+        ratios = action_to_ratios(np.asarray(found[agent], np.float64), game.config.min_keep)
+        assert game.ratio_counts(agent, ratios).tolist() == list(counts)
+    shape = kept["ppo_sn_kde_seed0_shape"]
+    assert shape[5] == 128 and shape.sum() > sum(al.PPO_SN_KDE_SEED0["generator"])
+
+
+def test_a_design_is_ratios_or_a_found_pair(al):
+    with pytest.raises(ValueError, match="not both or neither"):
+        al.Design("neither")
+    with pytest.raises(ValueError, match="not both or neither"):
+        al.Design("both", al.uniform_ratios, kept=al.PPO_SN_KDE_SEED0)
 
 
 def _record(design: str, seed: int, fid: float) -> dict:
