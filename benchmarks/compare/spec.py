@@ -6,6 +6,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from gan_prune_env.envs.registration import DENSITY_ALONE
+
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_OUT = ROOT / "benchmarks" / "results"
 RESULTS_FILE = "compare_methods.jsonl"
@@ -190,15 +192,6 @@ def _screened(method: Method) -> Method:
     return replace(method, recipe=dict(TEACHER_TARGETS), screen=SCREEN_CANDIDATES,
                    label=f"{method.label}, its best of {SCREEN_CANDIDATES} by a short "
                          "distillation (the pipeline's screen)")
-
-
-DENSITY_ALONE = {"lambda_adv": 0.0, "lambda_rec": 0.0}
-"""The env's objective reduced to MGGC's local-density term (``ObjectiveConfig``: no
-adversarial term, no L1 anchor): ``L_G`` is the KL between the teacher's and the student's
-neighbourhood densities, and the reward ``-KL / KL_ref`` (``KL_ref``: the unpruned pair's, a
-supernet's full network; with the teacher's weights that is 0, and the uniform pair's scales
-it). With the supernet's weights, the env reward that ranks architectures
-as fine-tuning does (``docs/RESULTS.md``, "The density term alone")."""
 
 
 ANCHOR_ALONE = {"lambda_adv": 0.0, "lambda_kde": 0.0}

@@ -29,7 +29,8 @@ class EnvConfig:
             CycleGAN).
         teacher: teacher checkpoint overriding the task's built-in teacher.
         supernet: weight-sharing supernet of the teacher's generator
-            (``gan_prune_env.supernet``); the masked G then has the supernet's weights instead of
+            (``gan_prune_env.supernet``), a file or ``"shipped"`` (the task's shipped one: the
+            default task's); the masked G then has the supernet's weights instead of
             the teacher's, while teacher outputs and neighbourhoods stay the teacher's; D too
             has the file's weights when it holds a critic supernet (trained with ``critic``),
             else the teacher's.

@@ -27,7 +27,8 @@ from gan_prune_env.objective import (
 from gan_prune_env.pruning import ChannelSpace, make_importance
 from gan_prune_env.supernet import load_supernet
 from gan_prune_env.tasks import (
-    FIRST_USE_TEACHERS, TaskConfig, check_teacher_fits, get_task, load_teacher, teacher_path,
+    FIRST_USE_TEACHERS, TaskConfig, check_teacher_fits, get_task, load_teacher, supernet_path,
+    teacher_path,
 )
 
 TASK_KEYS = ("task", "dataset", "teacher", "supernet", "resolution", "pool_size", "eval_size", "device",
@@ -134,8 +135,9 @@ def _prepare(config: EnvConfig) -> PreparedTask:
     }
     supernet = None
     if config.supernet is not None:
-        supernet, critic = load_supernet(config.supernet, task, generator, spaces,
-                                         config.importance, config.divisor, config.device)
+        supernet, critic = load_supernet(supernet_path(task, config.supernet), task, generator,
+                                         spaces, config.importance, config.divisor,
+                                         config.device)
         supernet.eval().requires_grad_(False)
         if critic is not None:  # every D architecture judges with the critic's weights
             conditioned = critic.requires_grad_(False)
