@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 from gan_prune_env.envs.registration import DENSITY_ALONE
-from gan_prune_env.tasks import SHIPPED_SUPERNETS
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_OUT = ROOT / "benchmarks" / "results"
@@ -36,10 +35,8 @@ of sessions 21 and 36, on AMD EPYC machines, scores PSNR 18.67 on the test image
 
 
 def default_supernet(task: str) -> Path:
-    """A task's generator supernet (``--supernet TASK=PATH`` overrides): the shipped one where
-    the task has one (the default task's: the file every session-49 supernet cell used), else
-    where :func:`supernet_command` keeps it."""
-    return SHIPPED_SUPERNETS.get(task, ROOT / "runs" / "supernets" / task / "supernet.pt")
+    """Where a task's generator supernet is kept (``--supernet TASK=PATH`` overrides)."""
+    return ROOT / "runs" / "supernets" / task / "supernet.pt"
 
 
 def supernet_command(task: str) -> str:
