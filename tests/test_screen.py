@@ -226,6 +226,10 @@ def test_a_supernet_fid_screen_needs_a_supernet(tmp_path: Path, capsys) -> None:
     assert main(["-conf", str(tiny_config(tmp_path, "random")), "-f", str(tmp_path / "logs"),
                  "--screen", "2", "--screen-score", "supernet_fid"]) != 0
     assert "set env_kwargs.supernet" in capsys.readouterr().err
+    # the density preset brings its own (shipped) supernet
+    preset = from_dict(RunConfig, {"env": "Pix2PixPruneDensity-v0", "slice_from": "supernet",
+                                   "screen": {"candidates": 4, "score": "supernet_fid"}})
+    assert preset.env_supernet == "shipped"
 
 
 def test_a_screen_needs_the_pruned_student() -> None:

@@ -171,6 +171,12 @@ class RunConfig:
         """The env's keyword arguments: ``env_kwargs`` on the run's device (unless they name one)."""
         return {"device": self.device, **self.env_kwargs}
 
+    @property
+    def env_supernet(self) -> str | None:
+        """The supernet the env scores with: ``env_kwargs.supernet``, else the env id's own
+        (``Pix2PixPruneDensity-v0``'s shipped one), else None."""
+        return self.env_kwargs.get("supernet", ENV_IDS[self.env][1].get("supernet"))
+
     def __post_init__(self) -> None:
         check_device(self.device)
         if self.env not in ENV_ENTRY_POINTS:
@@ -178,7 +184,7 @@ class RunConfig:
         self.finetune.check_family(ENV_IDS[self.env][0])  # before any work
         if self.slice_from not in SLICE_SOURCES:
             raise ValueError(f"slice_from {self.slice_from!r} is not one of {SLICE_SOURCES}")
-        if self.slice_from == "supernet" and not self.env_kwargs.get("supernet"):
+        if self.slice_from == "supernet" and not self.env_supernet:
             raise ValueError("slice_from: supernet needs env_kwargs.supernet (a file from "
                              "python -m gan_prune_env.supernet)")
         if self.student not in STUDENTS:
@@ -208,7 +214,7 @@ class RunConfig:
             raise ValueError(f"student: {self.student} replaces the sliced G; it takes neither "
                              "slice_from: supernet nor finetune.prune_stages > 1")
         if (self.screen.candidates and self.screen.score == "supernet_fid"
-                and not self.env_kwargs.get("supernet")):
+                and not self.env_supernet):
             raise ValueError("screen.score: supernet_fid slices the candidates from the env's "
                              "supernet: set env_kwargs.supernet (train one with `python -m "
                              "gan_prune_env.supernet --task NAME --out DIR --resume`)")
