@@ -30,13 +30,20 @@ writes ``leaderboard.md`` and ``leaderboard.png``::
     python benchmarks/leaderboard.py run --workers 2                 # 1000 rounds, 7 rows x 5 seeds
     python benchmarks/leaderboard.py run --rounds 5000 --workers 2
     python benchmarks/leaderboard.py report
+
+``--env-id Pix2PixPruneDensity-v0``: the same problem on the density preset (the shipped
+supernet's weights, the objective's density term alone: the reward that ranks architectures as
+fine-tuning does), each row's method on that reward (``ROW_sn_kde_teacher_targets``), into
+``leaderboard_density_<rounds>.jsonl`` and ``leaderboard_density.md``.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import statistics
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,10 +51,10 @@ import numpy as np
 
 import compare_methods
 from compare.plots import save_figure, subplots
-from compare.spec import DEFAULT_OUT, METHODS
+from compare.spec import DEFAULT_OUT, LEADERBOARD_ROWS as ROWS, METHODS
 from compare.store import read_records
+from gan_prune_env.tasks import SHIPPED_SUPERNETS
 
-ROWS = ("random", "uniform", "ppo", "sac", "tqc", "mggc", "rllib_ppo")
 TASK, BUDGET = "default", 0.1
 SEEDS = (0, 1, 2, 3, 4)
 FINETUNE_STEPS = 600
@@ -55,22 +62,47 @@ RECIPE = ("targets:teacher",)
 BOOTSTRAP_REPS = 2000
 
 
-def results_file(out: Path, rounds: int) -> Path:
-    return out / f"leaderboard_{rounds}.jsonl"
+@dataclass(frozen=True)
+class Board:
+    """One env id's leaderboard: the method each row runs (``row + suffix``), the extra
+    arguments of its cells and the stem of its files."""
+
+    env_id: str
+    suffix: str = ""
+    extra: tuple[str, ...] = ()
+    stem: str = "leaderboard"
+
+    def method(self, row: str) -> str:
+        return row + self.suffix
+
+    def row(self, method: str) -> str:
+        return method[: len(method) - len(self.suffix)] if self.suffix else method
+
+
+BOARDS = {board.env_id: board for board in (
+    Board("Pix2PixPrune-v0"),
+    Board("Pix2PixPruneDensity-v0", "_sn_kde_teacher_targets",
+          ("--supernet", f"default={SHIPPED_SUPERNETS[TASK]}"), "leaderboard_density"))}
+
+
+def results_file(out: Path, rounds: int, board: Board = BOARDS["Pix2PixPrune-v0"]) -> Path:
+    return out / f"{board.stem}_{rounds}.jsonl"
 
 
 def command_run(args: argparse.Namespace) -> int:
     """One ``compare_methods.py run`` per step budget, into the leaderboard's own files."""
-    out = Path(args.out)
+    out, board = Path(args.out), BOARDS[args.env_id]
     code = 0
     for rounds in args.rounds:
-        argv = ["run", "--tasks", TASK, "--budgets", str(BUDGET), "--methods", *args.rows,
+        argv = ["run", "--tasks", TASK, "--budgets", str(BUDGET),
+                "--methods", *map(board.method, args.rows), *board.extra,
                 "--seeds", *map(str, args.seeds), "--rounds", str(rounds),
                 "--finetune-steps", str(args.finetune_steps), "--recipe", *RECIPE,
-                "--workers", str(args.workers), "--results", str(results_file(out, rounds)),
-                "--out", str(out), "--no-report"]
+                "--workers", str(args.workers),
+                "--results", str(results_file(out, rounds, board)), "--out", str(out),
+                "--no-report"]
         code |= compare_methods.main(argv)
-    make_report(out)
+    make_report(out, board)
     return code
 
 
@@ -103,11 +135,12 @@ def _fmt(values: list[float], digits: int = 1) -> str:
     return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
-def table_for(records: list[dict[str, Any]], rounds: int) -> tuple[list[str], dict]:
+def table_for(records: list[dict[str, Any]], rounds: int,
+              board: Board = BOARDS["Pix2PixPrune-v0"]) -> tuple[list[str], dict]:
     """The markdown table of one step budget and the IQMs it shows."""
     by_row: dict[str, list[dict]] = {}
     for record in records:
-        by_row.setdefault(record["method"], []).append(record)
+        by_row.setdefault(board.row(record["method"]), []).append(record)
     rows = [r for r in ROWS if r in by_row] + sorted(set(by_row) - set(ROWS))
     scores = {row: np.array([best_reward(r) for r in by_row[row]]) for row in rows}
     finite = {row: np.where(np.isfinite(s), s, np.nan) for row, s in scores.items()}
@@ -119,7 +152,7 @@ def table_for(records: list[dict[str, Any]], rounds: int) -> tuple[list[str], di
     for row in sorted(rows, key=lambda r: -iqm[r][0]):
         cells = by_row[row]
         lines.append(
-            f"| {METHODS[row].label} | {len(cells)} | {iqm[row][0]:+.4f} "
+            f"| {METHODS[board.method(row)].label} | {len(cells)} | {iqm[row][0]:+.4f} "
             f"[{iqm[row][1]:+.4f}, {iqm[row][2]:+.4f}] | "
             f"{int(np.isfinite(scores[row]).sum())}/{len(cells)} | "
             f"{_fmt([c['timing_s']['search'] for c in cells], 0)} | "
@@ -128,10 +161,14 @@ def table_for(records: list[dict[str, Any]], rounds: int) -> tuple[list[str], di
     return lines, iqm
 
 
-def make_report(out: Path) -> Path:
-    files = sorted(out.glob("leaderboard_*.jsonl"), key=lambda p: int(p.stem.split("_")[1]))
-    lines = ["# Leaderboard of Pix2PixPrune-v0 (default task, G budget 10%, frozen weights)", "",
-             "Regenerate: `python benchmarks/leaderboard.py run --workers 2` (see its docstring). "
+def make_report(out: Path, board: Board = BOARDS["Pix2PixPrune-v0"]) -> Path:
+    pattern = re.compile(rf"{board.stem}_(\d+)")
+    files = sorted((p for p in out.glob(f"{board.stem}_*.jsonl") if pattern.fullmatch(p.stem)),
+                   key=lambda p: int(pattern.fullmatch(p.stem).group(1)))
+    flag = "" if board.env_id == "Pix2PixPrune-v0" else f" --env-id {board.env_id}"
+    lines = [f"# Leaderboard of {board.env_id} (default task, G budget 10%, frozen weights)", "",
+             f"Regenerate: `python benchmarks/leaderboard.py run{flag} --workers 2` (see its "
+             "docstring). "
              "Rows sorted by the IQM of the best within-budget G reward over seeds (a run that "
              "found no feasible pair counts as -10, the env's error reward); wall time and the "
              "final quality of each run's best pair after a "
@@ -142,29 +179,31 @@ def make_report(out: Path) -> Path:
         if not records:
             continue
         rounds = records[0]["rounds"]
-        table, iqm = table_for(records, rounds)
+        table, iqm = table_for(records, rounds, board)
         commits = sorted({r["commit"][:10] for r in records})
         teachers = sorted({r["teacher_sha1"][:12] for r in records})
         lines += table + ["", f"Commits {', '.join(commits)}; teacher SHA-1 "
                           f"{', '.join(teachers)}; fine-tune steps "
                           f"{sorted({r['finetune_steps'] for r in records})}.", ""]
         plotted[rounds] = iqm
-    report = out / "leaderboard.md"
+    report = out / f"{board.stem}.md"
     report.write_text("\n".join(lines) + "\n")
     if plotted:
-        _plot(plotted, out / "leaderboard.png")
+        _plot(plotted, out / f"{board.stem}.png", board)
     print(f"[leaderboard] wrote {report}")
     return report
 
 
-def _plot(plotted: dict[int, dict[str, tuple[float, float, float]]], path: Path) -> None:
+def _plot(plotted: dict[int, dict[str, tuple[float, float, float]]], path: Path,
+          board: Board) -> None:
     fig, axes = subplots(1, len(plotted), figsize=(5 * len(plotted), 3.5), squeeze=False)
     for ax, (rounds, iqm) in zip(axes[0], sorted(plotted.items())):
         rows = sorted(iqm, key=lambda r: iqm[r][0])
         values = [iqm[r][0] for r in rows]
         errors = [[iqm[r][0] - iqm[r][1] for r in rows], [iqm[r][2] - iqm[r][0] for r in rows]]
         ax.errorbar(values, range(len(rows)), xerr=errors, fmt="o", capsize=3)
-        ax.set_yticks(range(len(rows)), [METHODS[r].label for r in rows], fontsize=8)
+        ax.set_yticks(range(len(rows)), [METHODS[board.method(r)].label for r in rows],
+                      fontsize=8)
         ax.set_xlabel("best within-budget G reward (IQM, 95% CI)")
         ax.set_title(f"{rounds} env rounds")
     save_figure(fig, path)
@@ -176,12 +215,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     run = sub.add_parser("run", help="run (or resume) the leaderboard's cells, then report")
     run.add_argument("--rounds", nargs="+", type=int, default=[1000],
                      help="step budgets (env rounds per search)")
-    run.add_argument("--rows", nargs="+", default=list(ROWS), choices=sorted(METHODS))
+    run.add_argument("--env-id", default="Pix2PixPrune-v0", choices=sorted(BOARDS),
+                     help="the env whose leaderboard to run (default Pix2PixPrune-v0)")
+    run.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
     run.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS))
     run.add_argument("--finetune-steps", type=int, default=FINETUNE_STEPS)
     run.add_argument("--workers", type=int, default=2)
     run.add_argument("--out", default=str(DEFAULT_OUT))
     rep = sub.add_parser("report", help="the report from the results files")
+    rep.add_argument("--env-id", default="Pix2PixPrune-v0", choices=sorted(BOARDS))
     rep.add_argument("--out", default=str(DEFAULT_OUT))
     return parser.parse_args(argv)
 
@@ -189,7 +231,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.command == "report":
-        make_report(Path(args.out))
+        make_report(Path(args.out), BOARDS[args.env_id])
         return 0
     return command_run(args)
 

@@ -592,10 +592,16 @@ def _leaderboard_record(method: str, seed: int, reward: float, within: bool = Tr
                                                              "psnr_teacher": 22.0}}
 
 
-def test_leaderboard_ranks_by_the_interquartile_mean_of_the_best_feasible_reward(compare,
-                                                                                  tmp_path):
+@pytest.fixture
+def leaderboard(compare):
+    """``benchmarks/leaderboard.py``, registered under its name (its dataclass needs that)."""
     pytest.importorskip("rliable", reason="the [bench] extra is not installed")
-    leaderboard = _script("leaderboard")
+    with benchmark_script("leaderboard") as module:
+        yield module
+
+
+def test_leaderboard_ranks_by_the_interquartile_mean_of_the_best_feasible_reward(leaderboard,
+                                                                                  tmp_path):
     # IQM of 8 runs: the mean of the middle 4, whatever the outliers
     iqm = leaderboard.interquartile_mean({"a": np.array([-9, -3, -2, -2, -1, -1, 0, 5.0])},
                                          reps=200)
@@ -612,6 +618,33 @@ def test_leaderboard_ranks_by_the_interquartile_mean_of_the_best_feasible_reward
              if line.startswith("| ") and "algorithm" not in line]
     assert order == ["random search", "uniform L1-norm", "MGGC (ours)"]
     assert "| 0/5 |" in report and (tmp_path / "leaderboard.png").stat().st_size > 0
+
+
+def test_the_density_leaderboard_runs_each_row_on_the_density_reward_in_its_own_files(
+        leaderboard, tmp_path):
+    from compare.spec import DENSITY_ALONE, METHODS
+
+    board = leaderboard.BOARDS["Pix2PixPruneDensity-v0"]
+    for row in leaderboard.ROWS:
+        method = METHODS[board.method(row)]
+        assert method.supernet and method.env["objective"] == DENSITY_ALONE
+        assert method.agent == METHODS[row].agent and method.params == METHODS[row].params
+    supernet = board.extra[board.extra.index("--supernet") + 1]
+    assert supernet.startswith("default=") and supernet.endswith("default_supernet.pt")
+    # v0's records beside the density board's: each report reads its own files only
+    v0 = [_leaderboard_record("uniform", s, -1.4) for s in range(5)]
+    (tmp_path / "leaderboard_1000.jsonl").write_text("".join(json.dumps(r) + "\n" for r in v0))
+    density = [_leaderboard_record(board.method("random"), s, -2.0 - 0.1 * s) for s in range(5)]
+    density += [_leaderboard_record(board.method("uniform"), s, -4.95) for s in range(5)]
+    results = leaderboard.results_file(tmp_path, 1000, board)
+    results.write_text("".join(json.dumps(r) + "\n" for r in density))
+    report = leaderboard.make_report(tmp_path, board).read_text()
+    assert report.startswith("# Leaderboard of Pix2PixPruneDensity-v0")
+    rows = [line.split("|")[1].strip() for line in report.splitlines()
+            if line.startswith("| ") and "algorithm" not in line]
+    assert rows == [METHODS[board.method("random")].label, METHODS[board.method("uniform")].label]
+    assert "-1.4" not in report and (tmp_path / "leaderboard_density.png").stat().st_size > 0
+    assert "uniform L1-norm |" in leaderboard.make_report(tmp_path).read_text()
 
 
 def _tradeoff_record(method: str, seed: int, fid: float, psnr_teacher: float,
