@@ -1198,20 +1198,29 @@ def _seed_mean_lines(stats: dict[str, Any] | None) -> list[str]:
     return lines
 
 
-def make_report(results: Path, out: Path, replicas: list[Path] | None = None) -> Path:
+def make_report(results: Path | list[Path], out: Path, replicas: list[Path] | None = None
+                ) -> Path:
     """``reward_fidelity.md`` (per task and budget: the fidelity table, wall times, the length
-    check, the noise ceiling from ``replicas``: results files of the same plan under other
+    check, the noise ceiling from ``replicas``: results files of the same plans under other
     fine-tuning seeds, the architectures), ``reward_fidelity.json`` (the statistics) and the
-    scatter plot."""
-    records = read_records(results)
+    scatter plot. Several ``results`` files pool their architectures (e.g. two arch seeds:
+    each architecture once), and the replicas' records are grouped by their fine-tuning seed,
+    so one seed's replica may span several files."""
+    files = [results] if isinstance(results, Path) else list(results)
+    records = [record for path in files for record in read_records(path)]
     if not records:
-        raise SystemExit(f"error: no records in {results}")
-    replica_records = [merge_records(read_records(path)) for path in replicas or []]
+        raise SystemExit(f"error: no records in {', '.join(map(str, files))}")
+    by_seed: dict[int, list[dict]] = defaultdict(list)
+    for path in replicas or []:
+        for record in read_records(path):
+            by_seed[record["seed"]].append(record)
+    replica_records = [merge_records(by_seed[seed]) for seed in sorted(by_seed)]
     groups: dict[tuple[str, float], list[dict]] = defaultdict(list)
     for record in merge_records(records).values():
         groups[(record["task"], record["budget"])].append(record)
+    sources = ", ".join(f"`{rel_path(path)}`" for path in files)
     lines = ["# Reward fidelity: does the env's reward rank architectures as fine-tuning does?\n",
-             (f"From `{rel_path(results)}`. What, why and how to regenerate: the docstring of "
+             (f"From {sources}. What, why and how to regenerate: the docstring of "
               "`benchmarks/reward_fidelity.py`. FID/KID with the FID Inception (README, 'FID "
               f"and KID: the protocol'). Scatter plot: [{PLOT}]({PLOT}).\n")]
     summary, plotted = {}, {}
@@ -1319,10 +1328,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     run.add_argument("--no-report", action="store_true", help="skip the report at the end")
     rep = sub.add_parser("report", help="tables, statistics and plot from the JSONL")
     rep.add_argument("--out", default=str(DEFAULT_OUT))
-    rep.add_argument("--results", default=None, help=f"JSONL file (default OUT/{RESULTS})")
+    rep.add_argument("--results", nargs="+", default=None,
+                     help=f"JSONL file(s) (default OUT/{RESULTS}); several pool their "
+                          "architectures (each once), e.g. two arch seeds")
     rep.add_argument("--replica", action="append", default=[], metavar="JSONL",
                      help="results of the same plan under another fine-tuning seed (run with "
-                          "--seed S --results JSONL): the noise ceiling")
+                          "--seed S --results JSONL): the noise ceiling; files of one seed "
+                          "(one per pooled results file) form one replica")
     return parser.parse_args(argv)
 
 
@@ -1330,7 +1342,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.command == "report":
         out = Path(args.out)
-        make_report(Path(args.results) if args.results else out / RESULTS, out,
+        make_report([Path(p) for p in args.results] if args.results else out / RESULTS, out,
                     [Path(p) for p in args.replica])
         return 0
     return command_run(args)

@@ -258,6 +258,20 @@ def test_run_resume_and_report(rf, env, tmp_path, capsys):
     with pytest.raises(SystemExit, match="another teacher"):
         rf.main([*argv, "--results", str(retrained)])
     assert rf.main(["report", "--out", str(tmp_path / "again"), "--results", str(results)]) == 0
+    # a pooled report: two results files (the uniform pair in both, counted once) and one
+    # fine-tuning seed's replica spread over two files, which form ONE replica (by their seed)
+    by_index = {r["index"]: r for r in records}
+    first, second = tmp_path / "pool_a.jsonl", tmp_path / "pool_b.jsonl"
+    first.write_text("".join(json.dumps(by_index[i]) + "\n" for i in (0, 1)))
+    again_uniform = {**by_index[0], "key": "default|0.1|1|0", "arch_seed": 1}
+    second.write_text("".join(json.dumps(r) + "\n" for r in (by_index[2], again_uniform)))
+    rest = tmp_path / "seed1_rest.jsonl"
+    rest.write_text("".join(json.dumps({**by_index[i], "seed": 1}) + "\n" for i in (0, 1)))
+    assert rf.main(["report", "--out", str(tmp_path / "pooled"), "--results", str(first),
+                    str(second), "--replica", str(only), "--replica", str(rest)]) == 0
+    pooled = (tmp_path / "pooled" / "reward_fidelity.md").read_text()
+    assert "| frozen | FID | 3 |" in pooled and "| 0 vs 1 | FID | 3 |" in pooled
+    assert "pool_a.jsonl`, `" in pooled
     assert (tmp_path / "again" / "reward_fidelity.md").read_text() == report
 
     # a new mode on finished architectures scores only that mode: the supernet's reward
