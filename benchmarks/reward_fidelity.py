@@ -924,7 +924,7 @@ def command_run(args: argparse.Namespace) -> int:
     succeeded = run_pending(todo, args.workers, data_root, on_record, lambda c: c["key"],
                             args.work_dir, run_architecture, ray_address=args.ray)
     if not args.no_report and read_records(results):
-        make_report(results, out)
+        make_report([results], out)
     return 0 if succeeded else 1
 
 
@@ -1198,18 +1198,16 @@ def _seed_mean_lines(stats: dict[str, Any] | None) -> list[str]:
     return lines
 
 
-def make_report(results: Path | list[Path], out: Path, replicas: list[Path] | None = None
-                ) -> Path:
+def make_report(results: list[Path], out: Path, replicas: list[Path] | None = None) -> Path:
     """``reward_fidelity.md`` (per task and budget: the fidelity table, wall times, the length
     check, the noise ceiling from ``replicas``: results files of the same plans under other
     fine-tuning seeds, the architectures), ``reward_fidelity.json`` (the statistics) and the
     scatter plot. Several ``results`` files pool their architectures (e.g. two arch seeds:
     each architecture once), and the replicas' records are grouped by their fine-tuning seed,
     so one seed's replica may span several files."""
-    files = [results] if isinstance(results, Path) else list(results)
-    records = [record for path in files for record in read_records(path)]
+    records = [record for path in results for record in read_records(path)]
     if not records:
-        raise SystemExit(f"error: no records in {', '.join(map(str, files))}")
+        raise SystemExit(f"error: no records in {', '.join(map(str, results))}")
     by_seed: dict[int, list[dict]] = defaultdict(list)
     for path in replicas or []:
         for record in read_records(path):
@@ -1218,7 +1216,7 @@ def make_report(results: Path | list[Path], out: Path, replicas: list[Path] | No
     groups: dict[tuple[str, float], list[dict]] = defaultdict(list)
     for record in merge_records(records).values():
         groups[(record["task"], record["budget"])].append(record)
-    sources = ", ".join(f"`{rel_path(path)}`" for path in files)
+    sources = ", ".join(f"`{rel_path(path)}`" for path in results)
     lines = ["# Reward fidelity: does the env's reward rank architectures as fine-tuning does?\n",
              (f"From {sources}. What, why and how to regenerate: the docstring of "
               "`benchmarks/reward_fidelity.py`. FID/KID with the FID Inception (README, 'FID "
@@ -1342,8 +1340,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.command == "report":
         out = Path(args.out)
-        make_report([Path(p) for p in args.results] if args.results else out / RESULTS, out,
-                    [Path(p) for p in args.replica])
+        make_report([Path(p) for p in args.results] if args.results else [out / RESULTS],
+                    out, [Path(p) for p in args.replica])
         return 0
     return command_run(args)
 
